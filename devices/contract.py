@@ -1,0 +1,141 @@
+"""The data contract in code: device kinds, their measurements and fields.
+
+This module is the single source of truth that the decoders, the validator, the simulator and
+the docs (docs/data-model.md) agree on. A field's InfluxDB type is fixed here because InfluxDB
+rejects a write whose field type differs from what a shard already holds: an integer `people`
+once written as a float would make every later point of that series fail.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Final, Literal
+
+FieldType = Literal["float", "int", "bool", "str"]
+
+
+class DeviceKind(enum.StrEnum):
+    ENERGY_METER = "energy_meter"
+    OCCUPANCY = "occupancy"
+    WASTE_BIN = "waste_bin"
+
+
+@dataclass(frozen=True, slots=True)
+class FieldSpec:
+    name: str
+    type: FieldType
+    unit: str
+    required: bool = False
+    # Physically plausible range, inclusive; a value outside it is a broken sensor or firmware,
+    # not a reading, and is rejected with reason `out_of_range`.
+    minimum: float | None = None
+    maximum: float | None = None
+    description: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class KindSpec:
+    kind: DeviceKind
+    measurement: str
+    fields: dict[str, FieldSpec]
+    # Fields the pipeline computes from payload fields and registry data; never accepted from
+    # a payload, so a device cannot override them.
+    derived: tuple[FieldSpec, ...] = ()
+    # Registry attributes written as extra tags (besides site, space, device).
+    extra_tags: tuple[str, ...] = ()
+    # Default reporting interval of a device of this kind, seconds.
+    default_interval_s: float = 60.0
+
+    @property
+    def required(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self.fields.values() if f.required)
+
+
+def _fields(*specs: FieldSpec) -> dict[str, FieldSpec]:
+    return {s.name: s for s in specs}
+
+
+SITE_TAG: Final = "site"
+SPACE_TAG: Final = "space"
+DEVICE_TAG: Final = "device"
+
+DEVICE_STATUS_MEASUREMENT: Final = "device_status"
+DEVICE_STATUS_FIELDS: Final = _fields(
+    FieldSpec("online", "bool", "", required=True, description="true when `online`"),
+)
+STATUS_PAYLOADS: Final = {"online": True, "offline": False}
+
+# Payload key carrying the reading's time; not a field.
+TS_KEY: Final = "ts"
+
+KINDS: Final[dict[DeviceKind, KindSpec]] = {
+    DeviceKind.ENERGY_METER: KindSpec(
+        kind=DeviceKind.ENERGY_METER,
+        measurement="energy",
+        fields=_fields(
+            FieldSpec(
+                "power_w", "float", "W", True, -1_000_000, 1_000_000, "active power, + = import"
+            ),
+            FieldSpec("energy_kwh", "float", "kWh", True, 0, 1e12, "cumulative import energy"),
+            FieldSpec("voltage_v", "float", "V", False, 0, 500, "phase voltage"),
+            FieldSpec("current_a", "float", "A", False, 0, 10_000, "phase current"),
+            FieldSpec(
+                "energy_export_kwh", "float", "kWh", False, 0, 1e12, "cumulative export energy"
+            ),
+        ),
+        default_interval_s=10.0,
+    ),
+    DeviceKind.OCCUPANCY: KindSpec(
+        kind=DeviceKind.OCCUPANCY,
+        measurement="occupancy",
+        fields=_fields(
+            FieldSpec("people", "int", "people", True, 0, 100_000, "people in the space now"),
+            FieldSpec("co2_ppm", "float", "ppm", False, 0, 10_000, "CO2 concentration"),
+            FieldSpec("temperature_c", "float", "°C", False, -50, 80, "air temperature"),
+            FieldSpec("humidity_pct", "float", "%", False, 0, 100, "relative humidity"),
+        ),
+        default_interval_s=60.0,
+    ),
+    DeviceKind.WASTE_BIN: KindSpec(
+        kind=DeviceKind.WASTE_BIN,
+        measurement="waste_bin",
+        fields=_fields(
+            FieldSpec("distance_mm", "float", "mm", True, 0, 20_000, "sensor to waste surface"),
+            FieldSpec("temperature_c", "float", "°C", False, -50, 150, "temperature in the bin"),
+            FieldSpec("tilt", "bool", "", False, description="bin tipped over or lid open"),
+            FieldSpec("battery_pct", "float", "%", False, 0, 100, "battery charge"),
+        ),
+        derived=(
+            FieldSpec("fill_pct", "float", "%", True, 0, 100, "100 * (1 - distance_mm / depth_mm)"),
+        ),
+        extra_tags=("fraction",),
+        default_interval_s=900.0,
+    ),
+}
+
+MEASUREMENTS: Final = frozenset(
+    {spec.measurement for spec in KINDS.values()} | {DEVICE_STATUS_MEASUREMENT}
+)
+
+
+def fill_pct(distance_mm: float, depth_mm: float) -> float:
+    """Share of the bin's depth that is filled, clamped to 0..100.
+
+    Clamped because an ultrasonic sensor reads beyond the bottom (echo off a corner) or closer
+    than the rim (a bag on top), and a fill level outside 0..100 means nothing to an operator.
+    """
+    pct = 100.0 * (1.0 - distance_mm / depth_mm)
+    if pct < 0.0:
+        return 0.0
+    if pct > 100.0:
+        return 100.0
+    return pct
+
+
+def telemetry_topic(site: str, device_id: str) -> str:
+    return f"kera/{site}/{device_id}/telemetry"
+
+
+def status_topic(site: str, device_id: str) -> str:
+    return f"kera/{site}/{device_id}/status"

@@ -1,0 +1,189 @@
+"""The site file: which devices exist, where they are, and what the pipeline may accept from them.
+
+Tags in InfluxDB come only from here, never from a payload, so a device cannot invent series
+and the number of series stays bounded by this file.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
+
+from devices.contract import KINDS, DeviceKind, KindSpec
+
+DEFAULT_SITE_RESOURCE = "kera.yaml"
+
+DeviceId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
+SiteId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
+# Tag values end up in line protocol, where a newline or control character cannot be escaped
+# and InfluxDB 1.x reads a backslash literally.
+TagText = Annotated[
+    str, StringConstraints(pattern=r"^[^\x00-\x1f\x7f\\]+$", min_length=1, max_length=128)
+]
+DevEui = Annotated[str, StringConstraints(pattern=r"^[0-9A-Fa-f]{16}$", to_lower=True)]
+
+
+class WasteFraction(enum.StrEnum):
+    """Fractions sorted at source in Finland (sekajäte, biojäte, kartonki, muovi, lasi, metalli,
+    paperi)."""
+
+    MIXED = "mixed"
+    BIO = "bio"
+    CARDBOARD = "cardboard"
+    PLASTIC = "plastic"
+    GLASS = "glass"
+    METAL = "metal"
+    PAPER = "paper"
+
+
+class _DeviceBase(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: DeviceId
+    kind: str
+    space: TagText
+    name: str | None = None
+    model: str | None = None
+    dev_eui: DevEui | None = None
+    interval_s: float | None = Field(default=None, gt=0, description="expected reporting interval")
+    thresholds: dict[str, float] = Field(default_factory=dict)
+
+    @property
+    def spec(self) -> KindSpec:
+        return KINDS[DeviceKind(self.kind)]
+
+    @property
+    def expected_interval_s(self) -> float:
+        return self.interval_s if self.interval_s is not None else self.spec.default_interval_s
+
+    def extra_tags(self) -> dict[str, str]:
+        """Tags beyond site/space/device, as the kind's contract lists them."""
+        tags: dict[str, str] = {}
+        for name in self.spec.extra_tags:
+            value = getattr(self, name, None)
+            if value is not None:
+                tags[name] = str(value)
+        return tags
+
+
+class EnergyMeter(_DeviceBase):
+    kind: Literal["energy_meter"]
+    phases: Literal[1, 3] = 3
+    role: str | None = Field(default=None, description="e.g. main supply, sub-meter, ev-charging")
+
+
+class OccupancySensor(_DeviceBase):
+    kind: Literal["occupancy"]
+    capacity: int | None = Field(default=None, ge=1, description="people the room is made for")
+
+
+class WasteBin(_DeviceBase):
+    kind: Literal["waste_bin"]
+    depth_mm: float = Field(gt=0, le=20_000, description="sensor to bin bottom")
+    fraction: WasteFraction = WasteFraction.MIXED
+    volume_l: float | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _thresholds_are_percent(self) -> WasteBin:
+        for key, value in self.thresholds.items():
+            if key.endswith("_pct") and not 0 <= value <= 100:
+                raise ValueError(f"threshold {key}={value} is not a percentage 0..100")
+        return self
+
+
+Device = Annotated[EnergyMeter | OccupancySensor | WasteBin, Field(discriminator="kind")]
+
+
+class Site(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    site: SiteId
+    name: str | None = None
+    timezone: str = "Europe/Helsinki"
+    devices: list[Device] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique(self) -> Site:
+        seen: set[str] = set()
+        euis: set[str] = set()
+        for device in self.devices:
+            if device.id in seen:
+                raise ValueError(f"device id {device.id!r} appears more than once")
+            seen.add(device.id)
+            if device.dev_eui is not None:
+                if device.dev_eui in euis:
+                    raise ValueError(f"dev_eui {device.dev_eui!r} appears more than once")
+                euis.add(device.dev_eui)
+        return self
+
+
+class SiteConfigError(ValueError):
+    """A site file that cannot be used; the message names the file, the device and the field."""
+
+
+def _describe(source: str, raw: Any, err: ValidationError) -> str:
+    lines = [f"{source}: invalid site file ({err.error_count()} problem(s))"]
+    for e in err.errors():
+        loc = list(e["loc"])
+        where = "site"
+        if len(loc) >= 2 and loc[0] == "devices" and isinstance(loc[1], int):
+            index = loc[1]
+            device_id = "?"
+            try:
+                candidate = raw["devices"][index]
+                if isinstance(candidate, dict):
+                    device_id = str(candidate.get("id", "?"))
+            except (KeyError, IndexError, TypeError):
+                pass
+            where = f"device {device_id!r} (devices[{index}])"
+            loc = loc[2:]
+            # The discriminated union puts the kind's name first; it is not a field.
+            if loc and loc[0] in {k.value for k in DeviceKind}:
+                loc = loc[1:]
+        if e["type"] in {"union_tag_invalid", "union_tag_not_found"}:
+            loc = ["kind"]
+        field = ".".join(str(p) for p in loc) or "-"
+        lines.append(f"  {where}: field {field!r}: {e['msg']}")
+    return "\n".join(lines)
+
+
+def parse_site(text: str, source: str = "<site>") -> Site:
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise SiteConfigError(f"{source}: not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise SiteConfigError(f"{source}: expected a mapping with 'site' and 'devices'")
+    try:
+        return Site.model_validate(raw)
+    except ValidationError as exc:
+        raise SiteConfigError(_describe(source, raw, exc)) from None
+
+
+def default_site_text() -> str:
+    return resources.files("devices.sites").joinpath(DEFAULT_SITE_RESOURCE).read_text("utf-8")
+
+
+def load_site(path: str | os.PathLike[str] | None = None) -> Site:
+    """Load and validate a site file; with no path, the bundled Kera meeting-place site."""
+    if path is None:
+        return parse_site(default_site_text(), f"<bundled {DEFAULT_SITE_RESOURCE}>")
+    p = Path(path)
+    try:
+        text = p.read_text("utf-8")
+    except OSError as exc:
+        raise SiteConfigError(f"{p}: cannot read site file: {exc.strerror}") from exc
+    return parse_site(text, str(p))

@@ -1,0 +1,247 @@
+"""Simulated devices: one small state machine per registry device, driven by simulated time.
+
+Each device has its own random stream seeded from (seed, device id), so a device's readings do
+not change when another device is added, and the same seed, start and site give the same
+readings byte for byte.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+from devices import AnyDevice, Registry
+from devices.contract import telemetry_topic
+from devices.site import EnergyMeter, OccupancySensor, WasteBin
+
+OUTDOOR_CO2_PPM = 420.0
+
+
+@dataclass(frozen=True, slots=True)
+class SimReading:
+    device_id: str
+    kind: str
+    topic: str
+    time_ms: int
+    values: dict[str, float | int | bool]
+
+    def payload(self) -> bytes:
+        return json.dumps(
+            {"ts": self.time_ms, **self.values}, separators=(",", ":"), sort_keys=False
+        ).encode()
+
+
+def opening_factor(local: datetime) -> float:
+    """How busy the meeting place is, 0..1: weekdays 8-20 with a lunch and an afternoon peak,
+    Saturday 10-16, closed on Sunday."""
+    hour = local.hour + local.minute / 60
+    wd = local.weekday()
+    if wd == 6:
+        return 0.0
+    open_h, close_h = (10.0, 16.0) if wd == 5 else (8.0, 20.0)
+    if not open_h <= hour < close_h:
+        return 0.0
+    lunch = math.exp(-(((hour - 12.0) / 1.2) ** 2))
+    afternoon = 0.7 * math.exp(-(((hour - 15.5) / 1.8) ** 2))
+    base = 0.25 if wd < 5 else 0.15
+    return min(1.0, base + 0.75 * max(lunch, afternoon))
+
+
+class SimDevice:
+    def __init__(self, device: AnyDevice, site: str, seed: int, tz: ZoneInfo) -> None:
+        self.device = device
+        self.topic = telemetry_topic(site, device.id)
+        self.rng = random.Random(f"{seed}:{device.id}")
+        self.tz = tz
+        self.interval_s = device.expected_interval_s
+        self.last_ms: int | None = None
+
+    def next_due(self, now_ms: int) -> int:
+        jitter = self.rng.uniform(0.9, 1.1)
+        return now_ms + max(1, round(self.interval_s * 1000 * jitter))
+
+    def local(self, time_ms: int) -> datetime:
+        return datetime.fromtimestamp(time_ms / 1000, UTC).astimezone(self.tz)
+
+    def read(self, time_ms: int) -> SimReading:
+        dt = 0.0 if self.last_ms is None else (time_ms - self.last_ms) / 1000
+        self.last_ms = time_ms
+        return SimReading(
+            self.device.id, self.device.kind, self.topic, time_ms, self.step(time_ms, dt)
+        )
+
+    def step(self, time_ms: int, dt_s: float) -> dict[str, float | int | bool]:
+        raise NotImplementedError
+
+
+class SimEnergyMeter(SimDevice):
+    device: EnergyMeter
+
+    def __init__(self, device: EnergyMeter, site: str, seed: int, tz: ZoneInfo) -> None:
+        super().__init__(device, site, seed, tz)
+        self.energy_kwh = round(self.rng.uniform(1_000, 50_000), 3)
+        self.export_kwh = (
+            round(self.rng.uniform(0, 2_000), 3) if device.role == "pv-production" else 0.0
+        )
+        self.ev_sessions: list[float] = []  # remaining seconds per charging car
+
+    def _power(self, local: datetime, dt_s: float) -> float:
+        busy = opening_factor(local)
+        hour = local.hour + local.minute / 60
+        role = self.device.role or "sub-meter"
+        noise = self.rng.gauss(1.0, 0.04)
+        if role == "main-supply":
+            return (6_000 + 18_000 * busy) * noise
+        if role == "ev-charging":
+            self.ev_sessions = [s - dt_s for s in self.ev_sessions if s - dt_s > 0]
+            arrival_p = (0.3 if 7 <= hour < 18 else 0.05) * dt_s / 3600
+            if len(self.ev_sessions) < 4 and self.rng.random() < arrival_p:
+                self.ev_sessions.append(self.rng.uniform(1800, 3 * 3600))
+            return 11_000 * len(self.ev_sessions) * noise + 15
+        if role == "pv-production":
+            day = local.timetuple().tm_yday
+            # Espoo: ~19 h of daylight at midsummer, ~6 h at midwinter.
+            half_day = 6.25 + 3.25 * math.cos(2 * math.pi * (day - 172) / 365)
+            x = (hour - 13.0) / half_day
+            sun = max(0.0, math.cos(x * math.pi / 2)) if abs(x) < 1 else 0.0
+            clouds = self.rng.uniform(0.4, 1.0)
+            produced = (
+                20_000 * sun * clouds * (0.5 + 0.5 * math.cos(2 * math.pi * (day - 172) / 365))
+            )
+            return -produced if produced > 5 else 5.0
+        if self.device.space == "cafe":
+            lunch = math.exp(-(((hour - 11.5) / 0.8) ** 2)) if busy else 0.0
+            return (1_200 + 4_000 * busy + 9_000 * lunch) * noise
+        return (400 + 3_000 * busy) * noise
+
+    def step(self, time_ms: int, dt_s: float) -> dict[str, float | int | bool]:
+        power = self._power(self.local(time_ms), dt_s)
+        if power > 0:
+            self.energy_kwh += power * dt_s / 3_600_000
+        else:
+            self.export_kwh += -power * dt_s / 3_600_000
+        voltage = self.rng.gauss(230.0, 1.5)
+        current = abs(power) / (voltage * self.device.phases)
+        values: dict[str, float | int | bool] = {
+            "power_w": round(power, 1),
+            "energy_kwh": round(self.energy_kwh, 3),
+            "voltage_v": round(voltage, 1),
+            "current_a": round(current, 2),
+        }
+        if self.device.role == "pv-production":
+            values["energy_export_kwh"] = round(self.export_kwh, 3)
+        return values
+
+
+class SimOccupancy(SimDevice):
+    device: OccupancySensor
+
+    def __init__(self, device: OccupancySensor, site: str, seed: int, tz: ZoneInfo) -> None:
+        super().__init__(device, site, seed, tz)
+        self.capacity = device.capacity or 20
+        self.people = 0
+        self.co2 = OUTDOOR_CO2_PPM + self.rng.uniform(0, 40)
+        self.temperature = self.rng.uniform(20.0, 21.5)
+        self.humidity = self.rng.uniform(28.0, 40.0)
+        # Each room's popularity, so rooms differ.
+        self.popularity = self.rng.uniform(0.4, 0.9)
+
+    def step(self, time_ms: int, dt_s: float) -> dict[str, float | int | bool]:
+        busy = opening_factor(self.local(time_ms))
+        target = self.capacity * self.popularity * busy
+        if busy == 0.0:
+            self.people = 0
+        else:
+            drift = (target - self.people) * 0.3 + self.rng.gauss(0, max(1.0, target * 0.1))
+            self.people = max(0, min(self.capacity * 2, round(self.people + drift)))
+        # CO2 approaches a steady state set by people per room capacity (time constant ~20 min);
+        # ventilation pulls it back to outdoor air when the room empties.
+        steady = OUTDOOR_CO2_PPM + 900.0 * self.people / self.capacity
+        k = 1 - math.exp(-dt_s / 1200) if dt_s else 0.0
+        self.co2 += (steady - self.co2) * k + self.rng.gauss(0, 5)
+        self.co2 = max(OUTDOOR_CO2_PPM - 20, self.co2)
+        self.temperature += ((20.5 + 2.5 * self.people / self.capacity) - self.temperature) * k
+        self.temperature += self.rng.gauss(0, 0.05)
+        self.humidity = min(80.0, max(15.0, self.humidity + self.rng.gauss(0, 0.3)))
+        return {
+            "people": self.people,
+            "co2_ppm": round(self.co2, 1),
+            "temperature_c": round(self.temperature, 2),
+            "humidity_pct": round(self.humidity, 1),
+        }
+
+
+# Share of the bin filled per opening hour, by fraction.
+FILL_PER_BUSY_HOUR = {
+    "mixed": 0.012,
+    "bio": 0.018,
+    "cardboard": 0.015,
+    "plastic": 0.013,
+    "glass": 0.004,
+    "metal": 0.003,
+    "paper": 0.008,
+}
+# Weekdays (Mon=0) the collection truck empties the fraction, at about 07:00.
+EMPTYING_DAYS = {
+    "mixed": (1, 4),
+    "bio": (0, 3),
+    "cardboard": (2,),
+    "plastic": (2,),
+    "glass": (4,),
+    "metal": (4,),
+    "paper": (2,),
+}
+
+
+class SimWasteBin(SimDevice):
+    device: WasteBin
+
+    def __init__(self, device: WasteBin, site: str, seed: int, tz: ZoneInfo) -> None:
+        super().__init__(device, site, seed, tz)
+        self.fill = self.rng.uniform(0.05, 0.6)
+        self.battery = self.rng.uniform(60.0, 100.0)
+        self.rate = FILL_PER_BUSY_HOUR[device.fraction.value] * self.rng.uniform(0.7, 1.3)
+        self.emptied_on: str | None = None
+
+    def step(self, time_ms: int, dt_s: float) -> dict[str, float | int | bool]:
+        local = self.local(time_ms)
+        frac = self.device.fraction.value
+        today = local.date().isoformat()
+        if local.weekday() in EMPTYING_DAYS[frac] and local.hour >= 7 and self.emptied_on != today:
+            self.emptied_on = today
+            self.fill = self.rng.uniform(0.0, 0.03)
+        busy = opening_factor(local)
+        self.fill = min(
+            1.05, self.fill + self.rate * busy * dt_s / 3600 * self.rng.uniform(0.5, 1.5)
+        )
+        self.battery = max(0.0, self.battery - dt_s / 3600 * 0.002)
+        depth = self.device.depth_mm
+        distance = depth * (1 - self.fill) + self.rng.gauss(0, 8)
+        if self.rng.random() < 0.01:
+            # A false echo off the bin wall.
+            distance = self.rng.uniform(100, depth)
+        distance = min(max(distance, 30.0), depth + 50)
+        return {
+            "distance_mm": round(distance, 0),
+            "temperature_c": round(4 + 12 * busy + self.rng.gauss(0, 0.5), 1),
+            "tilt": False,
+            "battery_pct": round(self.battery, 1),
+        }
+
+
+def build_fleet(registry: Registry, seed: int) -> list[SimDevice]:
+    tz = ZoneInfo(registry.site.timezone)
+    site = registry.site_id
+    fleet: list[SimDevice] = []
+    for d in registry:
+        if isinstance(d, EnergyMeter):
+            fleet.append(SimEnergyMeter(d, site, seed, tz))
+        elif isinstance(d, OccupancySensor):
+            fleet.append(SimOccupancy(d, site, seed, tz))
+        else:
+            fleet.append(SimWasteBin(d, site, seed, tz))
+    return fleet

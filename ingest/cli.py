@@ -1,0 +1,98 @@
+"""`kera-ingest`: run the ingestor, or check a site file."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.table import Table
+
+from devices import Registry, SiteConfigError
+
+app = typer.Typer(add_completion=False, help="Kera ingestor: MQTT readings into InfluxDB.")
+console = Console(stderr=True)
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(name)s: %(message)s",
+        handlers=[RichHandler(console=console, show_path=False, rich_tracebacks=True)],
+    )
+
+
+@app.command()
+def run(
+    mqtt_url: Annotated[str | None, typer.Option(help="KERA_MQTT_URL")] = None,
+    influx_url: Annotated[str | None, typer.Option(help="KERA_INFLUX_URL")] = None,
+    influx_db: Annotated[str | None, typer.Option(help="KERA_INFLUX_DB")] = None,
+    influx_api: Annotated[str | None, typer.Option(help="KERA_INFLUX_API: v1 or v2")] = None,
+    influx_org: Annotated[str | None, typer.Option(help="KERA_INFLUX_ORG")] = None,
+    config: Annotated[
+        Path | None, typer.Option("--config", help="Site file (KERA_SITE_CONFIG)")
+    ] = None,
+    client_id: Annotated[str | None, typer.Option(help="KERA_MQTT_CLIENT_ID")] = None,
+    settings_file: Annotated[
+        Path | None, typer.Option("--settings", help="TOML settings file (KERA_SETTINGS_FILE)")
+    ] = None,
+    log_level: Annotated[str | None, typer.Option(help="KERA_LOG_LEVEL")] = None,
+) -> None:
+    """Subscribe to the site's readings and write them to InfluxDB until SIGTERM/SIGINT.
+
+    The InfluxDB token is read from KERA_INFLUX_TOKEN only, never from a flag, so it does not
+    show in the process list.
+    """
+    from ingest.service import run_forever
+    from ingest.settings import load_settings
+
+    try:
+        settings = load_settings(
+            settings_file,
+            mqtt_url=mqtt_url,
+            influx_url=influx_url,
+            influx_db=influx_db,
+            influx_api=influx_api,
+            influx_org=influx_org,
+            site_config=config,
+            mqtt_client_id=client_id,
+            log_level=log_level,
+        )
+    except (ValidationError, FileNotFoundError) as exc:
+        console.print(f"[red]invalid settings:[/red] {exc}")
+        raise typer.Exit(2) from None
+    _setup_logging(settings.log_level)
+    try:
+        run_forever(settings)
+    except (SiteConfigError, ValueError) as exc:
+        console.print(f"[red]cannot start:[/red] {exc}")
+        raise typer.Exit(2) from None
+
+
+@app.command("check-site")
+def check_site(
+    config: Annotated[
+        Path | None, typer.Argument(help="Site file; default: the bundled Kera site")
+    ] = None,
+) -> None:
+    """Validate a site file and list its devices."""
+    try:
+        registry = Registry.load(config)
+    except SiteConfigError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    table = Table(title=f"site {registry.site_id}: {len(registry)} devices")
+    for col in ("device", "kind", "space", "interval s", "details"):
+        table.add_column(col)
+    for d in registry:
+        details = ", ".join(f"{k}={v}" for k, v in d.extra_tags().items())
+        table.add_row(d.id, d.kind, d.space, f"{d.expected_interval_s:g}", details)
+    Console().print(table)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,95 @@
+r"""InfluxDB line protocol, the one format the writer sends (v1 /write and v2 /api/v2/write alike).
+
+Escaping rules (InfluxDB line protocol reference):
+- measurement: comma and space are escaped with a backslash;
+- tag keys, tag values, field keys: comma, equals sign and space;
+- string field values: double quote and backslash; they sit in double quotes, so a newline inside
+  one is kept as it is.
+A newline cannot be escaped in a measurement, key or tag value, and InfluxDB 1.x keeps a
+backslash there literally (so `a\` before a separator cannot be read back): both are refused
+there. The registry already rejects control characters and backslashes in anything that becomes
+a tag, so this only fires on a programming error.
+Times are epoch milliseconds: the writer sends precision=ms.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from devices.contract import DEVICE_TAG, SITE_TAG, SPACE_TAG
+from devices.registry import AnyDevice
+from ingest.reading import FieldValue, Reading
+
+_MEASUREMENT = str.maketrans({",": r"\,", " ": r"\ "})
+_KEY = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ "})
+_STRING = str.maketrans({'"': r"\"", "\\": r"\\"})
+
+
+def _checked(text: str, what: str) -> str:
+    if "\n" in text or "\r" in text or "\\" in text:
+        raise ValueError(
+            f"{what} {text!r} contains a line break or backslash, which line protocol cannot "
+            "carry there"
+        )
+    return text
+
+
+def escape_measurement(name: str) -> str:
+    return _checked(name, "measurement").translate(_MEASUREMENT)
+
+
+def escape_key(text: str) -> str:
+    """Tag key, tag value or field key."""
+    return _checked(text, "tag or field key").translate(_KEY)
+
+
+def escape_string(value: str) -> str:
+    return '"' + value.translate(_STRING) + '"'
+
+
+def format_value(value: FieldValue) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return f"{value}i"
+    if isinstance(value, float):
+        return repr(value)
+    return escape_string(value)
+
+
+def series_key(measurement: str, tags: Mapping[str, str]) -> str:
+    """`measurement,tag=value,...` with tags sorted by key, as InfluxDB stores them."""
+    parts = [escape_measurement(measurement)]
+    for key in sorted(tags):
+        parts.append(f"{escape_key(key)}={escape_key(tags[key])}")
+    return ",".join(parts)
+
+
+def format_line(key: str, fields: Mapping[str, FieldValue], time_ms: int) -> str:
+    body = ",".join(f"{escape_key(k)}={format_value(v)}" for k, v in fields.items())
+    return f"{key} {body} {time_ms}"
+
+
+def device_tags(site: str, device: AnyDevice) -> dict[str, str]:
+    tags = {SITE_TAG: site, SPACE_TAG: device.space, DEVICE_TAG: device.id}
+    tags.update(device.extra_tags())
+    return tags
+
+
+class LineEncoder:
+    """Readings to lines, with each device's escaped series key computed once, not per message."""
+
+    __slots__ = ("_keys", "_site")
+
+    def __init__(self, site: str) -> None:
+        self._site = site
+        self._keys: dict[tuple[str, str], str] = {}
+
+    def encode(self, reading: Reading) -> str:
+        device = reading.device
+        cache_key = (reading.measurement, device.id)
+        key = self._keys.get(cache_key)
+        if key is None:
+            key = series_key(reading.measurement, device_tags(self._site, device))
+            self._keys[cache_key] = key
+        return format_line(key, reading.fields, reading.time_ms)

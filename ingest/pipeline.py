@@ -1,0 +1,210 @@
+"""The per-message hot path (decode, validate, encode) and the batches it feeds to the writer.
+
+Everything here runs synchronously inside the MQTT client's read callback: no task, future or
+queue operation per message, because at tens of thousands of messages a second the event loop's
+own per-item cost would dominate. Work is handed to asyncio once per batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from devices import Registry
+from ingest.codecs import native
+from ingest.influx import V1Transport, V2Transport, WriteError
+from ingest.lineproto import LineEncoder
+from ingest.reading import Reading, Reason, Rejected
+from ingest.stats import RejectionLog, Stats
+from ingest.validate import Validator
+
+log = logging.getLogger(__name__)
+
+
+class Pipeline:
+    """(topic, payload) to a line of line protocol, or None after counting and logging why not."""
+
+    __slots__ = ("_encoder", "_max_payload", "_rejections", "_site", "_stats", "_validator")
+
+    def __init__(self, registry: Registry, stats: Stats, max_payload_bytes: int = 65536) -> None:
+        self._site = registry.site_id
+        self._validator = Validator(registry)
+        self._encoder = LineEncoder(registry.site_id)
+        self._stats = stats
+        self._rejections = RejectionLog(stats)
+        self._max_payload = max_payload_bytes
+
+    def handle(self, topic: str, payload: bytes, received_ms: int) -> str | None:
+        self._stats.messages += 1
+        try:
+            if len(payload) > self._max_payload:
+                raise Rejected(
+                    Reason.PAYLOAD_TOO_LARGE,
+                    f"{len(payload)} bytes is over the {self._max_payload}-byte limit",
+                )
+            decoded = native.decode(topic, payload, self._site)
+            reading = self._validator.check(decoded, received_ms)
+        except Rejected as exc:
+            self._rejections.record(exc, topic)
+            return None
+        self._stats.accepted += 1
+        return self._encoder.encode(reading)
+
+    def encode(self, reading: Reading) -> str:
+        """For sources that build readings themselves (serial gateways)."""
+        self._stats.messages += 1
+        self._stats.accepted += 1
+        return self._encoder.encode(reading)
+
+
+@dataclass(slots=True)
+class Batch:
+    lines: list[str] = field(default_factory=list)
+    # MQTT packet ids to acknowledge once the lines are stored, in arrival order (MQTT wants
+    # PUBACKs in order), rejected messages' ids included.
+    acks: list[int] = field(default_factory=list)
+    # Packet ids are only meaningful on the connection that delivered them.
+    generation: int = 0
+
+
+class Batcher:
+    """Collects lines until `max_lines` or `max_delay_s` after the first one, then hands the batch
+    to `sink`."""
+
+    __slots__ = ("_batch", "_loop", "_max_delay", "_max_lines", "_sink", "_timer")
+
+    def __init__(
+        self,
+        sink: Callable[[Batch], None],
+        max_lines: int = 5000,
+        max_delay_s: float = 0.2,
+    ) -> None:
+        self._sink = sink
+        self._max_lines = max_lines
+        self._max_delay = max_delay_s
+        self._batch = Batch()
+        self._timer: asyncio.TimerHandle | None = None
+        self._loop = asyncio.get_running_loop()
+
+    def add(self, line: str | None, mid: int, generation: int) -> None:
+        batch = self._batch
+        if generation != batch.generation:
+            self.flush()
+            batch = self._batch
+            batch.generation = generation
+        if line is not None:
+            batch.lines.append(line)
+        if mid:
+            batch.acks.append(mid)
+        if self._timer is None:
+            self._timer = self._loop.call_later(self._max_delay, self.flush)
+        if len(batch.lines) >= self._max_lines:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        batch = self._batch
+        if batch.lines or batch.acks:
+            self._batch = Batch(generation=batch.generation)
+            self._sink(batch)
+
+
+_DROPPED = re.compile(r"dropped=(\d+)")
+
+
+class BatchWriter:
+    """Writes batches in order, one at a time, and acknowledges each only after InfluxDB took it.
+
+    A batch that fails for a reason that can pass (database down, overloaded, 5xx, 429, auth being
+    fixed) is retried with capped exponential backoff and full jitter, honouring Retry-After; its
+    messages stay unacknowledged meanwhile, so the broker still holds them and, through the
+    session's receive maximum, stops sending more: memory stays bounded by the MQTT window.
+    """
+
+    def __init__(
+        self,
+        transport: V1Transport | V2Transport,
+        stats: Stats,
+        ack: Callable[[Batch], None],
+        backoff_initial_s: float = 0.5,
+        backoff_max_s: float = 30.0,
+    ) -> None:
+        self._transport = transport
+        self._stats = stats
+        self._ack = ack
+        self._initial = backoff_initial_s
+        self._max = backoff_max_s
+        self.queue: asyncio.Queue[Batch] = asyncio.Queue()
+        self.healthy = True
+
+    def submit(self, batch: Batch) -> None:
+        self.queue.put_nowait(batch)
+
+    async def run(self) -> None:
+        while True:
+            batch = await self.queue.get()
+            try:
+                if batch.lines:
+                    await self._write(batch.lines)
+                self._ack(batch)
+            finally:
+                self.queue.task_done()
+
+    async def _write(self, lines: list[str]) -> None:
+        body = "\n".join(lines).encode()
+        attempt = 0
+        while True:
+            started = time.perf_counter()
+            try:
+                await self._transport.write(body)
+            except WriteError as exc:
+                if exc.missing_database and isinstance(self._transport, V1Transport):
+                    log.warning("database missing; creating it")
+                    await self._transport.create_database()
+                    continue
+                if not exc.retryable:
+                    self._drop(lines, exc)
+                    return
+                self.healthy = False
+                self._stats.write_retries += 1
+                delay = random.uniform(0, min(self._max, self._initial * 2**attempt))
+                if exc.retry_after is not None:
+                    delay = max(delay, min(exc.retry_after, self._max))
+                attempt += 1
+                log.warning(
+                    "write of %d points failed (%s); retry %d in %.2fs",
+                    len(lines),
+                    exc,
+                    attempt,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+                continue
+            self.healthy = True
+            self._stats.write_seconds += time.perf_counter() - started
+            self._stats.points_written += len(lines)
+            self._stats.batches_written += 1
+            if attempt:
+                log.info("write succeeded after %d retries", attempt)
+            return
+
+    def _drop(self, lines: list[str], exc: WriteError) -> None:
+        # InfluxDB 1.x answers 400 "partial write ... dropped=N" after storing the other points.
+        text = str(exc)
+        m = _DROPPED.search(text)
+        dropped = int(m.group(1)) if m else len(lines)
+        # Unparseable lines are not in the dropped= count.
+        dropped = min(len(lines), dropped + text.count("unable to parse"))
+        self._stats.points_dropped += dropped
+        self._stats.points_written += len(lines) - dropped
+        log.error("InfluxDB refused %d of %d points: %s", dropped, len(lines), exc)
+
+    async def drain(self) -> None:
+        await self.queue.join()

@@ -1,0 +1,139 @@
+"""The ingestor service: wires registry, MQTT consumer, pipeline, batcher and writer together."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+
+from devices import Registry
+from devices.contract import status_topic, telemetry_topic
+from ingest.influx import InfluxTarget, V1Transport, make_transport
+from ingest.mqtt import MqttConsumer, parse_mqtt_url
+from ingest.pipeline import Batch, Batcher, BatchWriter, Pipeline
+from ingest.settings import IngestSettings
+from ingest.stats import Stats
+
+log = logging.getLogger(__name__)
+
+
+def subscriptions(site: str) -> list[str]:
+    return [telemetry_topic(site, "+"), status_topic(site, "+")]
+
+
+class Ingestor:
+    def __init__(self, settings: IngestSettings, registry: Registry | None = None) -> None:
+        self.settings = settings
+        self.registry = registry or Registry.load(settings.site_config)
+        self.stats = Stats()
+        token = settings.influx_token.get_secret_value() if settings.influx_token else None
+        self._target = InfluxTarget(
+            url=settings.influx_url,
+            database=settings.influx_db,
+            api=settings.influx_api,
+            token=token,
+            org=settings.influx_org,
+            timeout_s=settings.influx_timeout_s,
+        )
+        self._mqtt = parse_mqtt_url(settings.mqtt_url)
+        self.consumer: MqttConsumer | None = None
+        self.writer: BatchWriter | None = None
+
+    async def run(self, stop: asyncio.Event | None = None) -> Stats:
+        """Run until `stop` is set (or SIGTERM/SIGINT when run from the command line)."""
+        stop = stop or asyncio.Event()
+        s = self.settings
+        transport = make_transport(self._target)
+        await transport.start()
+        if isinstance(transport, V1Transport):
+            try:
+                await transport.create_database()
+            except Exception as exc:  # the writer creates it later on "database not found"
+                log.warning("InfluxDB not reachable at start (%s); will retry on write", exc)
+
+        pipeline = Pipeline(self.registry, self.stats, s.max_payload_bytes)
+
+        def ack(batch: Batch) -> None:
+            assert consumer is not None
+            consumer.ack(batch.acks, batch.generation)
+
+        writer = BatchWriter(transport, self.stats, ack)
+        self.writer = writer
+        batcher = Batcher(writer.submit, s.batch_size, s.flush_interval_s)
+        handle = pipeline.handle
+        add = batcher.add
+
+        def on_message(topic: str, payload: bytes, mid: int, received_ms: int) -> None:
+            add(handle(topic, payload, received_ms), mid, consumer.generation)
+
+        consumer = MqttConsumer(
+            self._mqtt,
+            s.mqtt_client_id,
+            subscriptions(self.registry.site_id),
+            on_message,
+            session_expiry_s=s.mqtt_session_expiry_s,
+            receive_maximum=s.mqtt_receive_maximum,
+        )
+        self.consumer = consumer
+        log.info(
+            "ingesting site %r (%d devices) from %s into %s %s/%s",
+            self.registry.site_id,
+            len(self.registry),
+            self._mqtt,
+            s.influx_api,
+            self._target.url.split("@")[-1],
+            s.influx_db,
+        )
+        writer_task = asyncio.create_task(writer.run(), name="influx-writer")
+        mqtt_task = asyncio.create_task(consumer.run(), name="mqtt-consumer")
+        stats_task = asyncio.create_task(self._log_stats(), name="stats")
+        stop_task = asyncio.create_task(stop.wait())
+        try:
+            done, _ = await asyncio.wait(
+                {stop_task, writer_task, mqtt_task}, return_when=asyncio.FIRST_COMPLETED
+            )
+            for task in done:
+                if task is not stop_task and task.exception() is not None:
+                    raise task.exception()  # type: ignore[misc]
+        finally:
+            stop_task.cancel()
+            stats_task.cancel()
+            # Stop taking messages, store what was taken, acknowledge it, then leave.
+            consumer.pause()
+            batcher.flush()
+            try:
+                await asyncio.wait_for(writer.drain(), timeout=s.shutdown_timeout_s)
+            except TimeoutError:
+                log.error(
+                    "shutdown deadline passed with %d batches unwritten; the broker will "
+                    "redeliver them",
+                    writer.queue.qsize(),
+                )
+            await consumer.stop()
+            self.stats.reconnects = consumer.reconnects
+            for task in (writer_task, mqtt_task):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            await transport.close()
+            log.info("stopped: %s", self.stats.snapshot())
+        return self.stats
+
+    async def _log_stats(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.stats_interval_s)
+            log.info("stats: %s", self.stats.snapshot())
+
+
+def run_forever(settings: IngestSettings) -> Stats:
+    """Run with SIGTERM/SIGINT wired to a graceful stop."""
+
+    async def main() -> Stats:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        return await Ingestor(settings).run(stop)
+
+    return asyncio.run(main())

@@ -1,0 +1,90 @@
+"""Ingestor settings: defaults < settings file (TOML) < environment (KERA_*) < command-line flags.
+
+The settings file is named by `--settings` or `KERA_SETTINGS_FILE`; keys are the field names
+below (`mqtt_url = "mqtt://..."`). Secrets (passwords in URLs, tokens) belong in the environment,
+not in the file.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+
+class IngestSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="KERA_", extra="ignore")
+
+    _file: ClassVar[Path | None] = None
+
+    mqtt_url: str = Field(
+        "mqtt://127.0.0.1:1883",
+        description="Broker, mqtt://[user:pass@]host[:port] or mqtts:// for TLS (KERA_MQTT_URL)",
+    )
+    mqtt_client_id: str = Field(
+        default_factory=lambda: f"kera-ingest-{socket.gethostname()}",
+        description="Fixed client id: the broker keeps this id's session while the ingestor is "
+        "down (KERA_MQTT_CLIENT_ID)",
+    )
+    mqtt_session_expiry_s: int = Field(
+        3600, ge=0, description="How long the broker keeps the session and its queued readings"
+    )
+    mqtt_receive_maximum: int = Field(
+        65535,
+        ge=1,
+        le=65535,
+        description="Unacknowledged QoS 1 readings the broker may have in flight to us; bounds "
+        "memory while InfluxDB is slow or away",
+    )
+    influx_url: str = Field("http://127.0.0.1:8086", description="InfluxDB base URL")
+    influx_db: str = Field("kera", description="Database (v1) or bucket (v2)")
+    influx_api: Literal["v1", "v2"] = Field("v1", description="Write API: v1 /write or v2")
+    influx_token: SecretStr | None = Field(None, description="Token (2.x/3.x); from environment")
+    influx_org: str | None = Field(None, description="Organisation (v2 API)")
+    influx_timeout_s: float = Field(10.0, gt=0)
+    site_config: Path | None = Field(None, description="Site file; default: the bundled site")
+    batch_size: int = Field(5000, ge=1, description="Lines per write")
+    flush_interval_s: float = Field(
+        0.2, gt=0, description="Longest a reading waits in a partial batch"
+    )
+    max_payload_bytes: int = Field(65536, ge=64, description="Larger payloads are rejected unread")
+    shutdown_timeout_s: float = Field(15.0, gt=0, description="Deadline for the last flush")
+    log_level: str = "INFO"
+    stats_interval_s: float = Field(30.0, gt=0, description="How often a stats line is logged")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if cls._file is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=cls._file))
+        return tuple(sources)
+
+
+def load_settings(settings_file: Path | None = None, **overrides: Any) -> IngestSettings:
+    """Settings from file, environment and explicit overrides (None values are ignored)."""
+    path = settings_file or (
+        Path(os.environ["KERA_SETTINGS_FILE"]) if os.environ.get("KERA_SETTINGS_FILE") else None
+    )
+    if path is not None and not path.is_file():
+        raise FileNotFoundError(f"settings file {path} does not exist")
+    IngestSettings._file = path
+    try:
+        return IngestSettings(**{k: v for k, v in overrides.items() if v is not None})
+    finally:
+        IngestSettings._file = None

@@ -1,0 +1,67 @@
+"""Counters the ingestor keeps about itself. Plain integers on the hot path; exported by the
+progress display and the final summary (and later over /metrics)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+from ingest.reading import Reason, Rejected
+
+log = logging.getLogger("ingest.rejected")
+
+
+@dataclass(slots=True)
+class Stats:
+    messages: int = 0
+    accepted: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)
+    rejected_by_device: Counter[str] = field(default_factory=Counter)
+    points_written: int = 0
+    points_dropped: int = 0
+    batches_written: int = 0
+    write_retries: int = 0
+    write_seconds: float = 0.0
+    reconnects: int = 0
+
+    def snapshot(self) -> dict[str, object]:
+        return {
+            "messages": self.messages,
+            "accepted": self.accepted,
+            "rejected": dict(self.rejected),
+            "points_written": self.points_written,
+            "points_dropped": self.points_dropped,
+            "batches_written": self.batches_written,
+            "write_retries": self.write_retries,
+            "reconnects": self.reconnects,
+        }
+
+
+class RejectionLog:
+    """Logs each rejection reason with its detail, but at most once per reason per `every_s`,
+    with how many similar ones were not logged: a firmware bug sending thousands of broken
+    messages a second must not turn the log into the bottleneck."""
+
+    __slots__ = ("_every", "_last", "_stats", "_suppressed")
+
+    def __init__(self, stats: Stats, every_s: float = 10.0) -> None:
+        self._stats = stats
+        self._every = every_s
+        self._last: dict[Reason, float] = {}
+        self._suppressed: Counter[Reason] = Counter()
+
+    def record(self, exc: Rejected, topic: str) -> None:
+        self._stats.rejected[exc.reason.value] += 1
+        if exc.device_id is not None:
+            self._stats.rejected_by_device[exc.device_id] += 1
+        now = time.monotonic()
+        last = self._last.get(exc.reason)
+        if last is not None and now - last < self._every:
+            self._suppressed[exc.reason] += 1
+            return
+        self._last[exc.reason] = now
+        more = self._suppressed.pop(exc.reason, 0)
+        suffix = f" (+{more} more {exc.reason.value} since last logged)" if more else ""
+        log.warning("rejected %s on %r: %s%s", exc.reason.value, topic[:200], exc.detail, suffix)
