@@ -19,11 +19,17 @@ console = Console(stderr=True)
 
 
 def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(name)s: %(message)s",
-        handlers=[RichHandler(console=console, show_path=False, rich_tracebacks=True)],
-    )
+    if console.is_terminal:
+        logging.basicConfig(
+            level=level.upper(),
+            format="%(name)s: %(message)s",
+            handlers=[RichHandler(console=console, show_path=False, rich_tracebacks=True)],
+        )
+    else:
+        # Log collectors (journald, docker) want one plain line per record, never wrapped.
+        logging.basicConfig(
+            level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
 
 
 @app.command()

@@ -1,0 +1,69 @@
+"""Bad messages are rejected with distinct, logged reasons while valid readings keep landing."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+import paho.mqtt.client as paho
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from devstack.services import Mosquitto
+from ingest.settings import IngestSettings
+from tests.helpers import count, rows, running_ingestor, wait_until
+
+pytestmark = pytest.mark.integration
+
+
+def publisher(broker: Mosquitto) -> paho.Client:
+    c = paho.Client(CallbackAPIVersion.VERSION2, client_id="test-pub")
+    c.connect("127.0.0.1", broker.port)
+    c.loop_start()
+    return c
+
+
+async def test_bad_messages_get_reasons_and_good_ones_land(
+    settings: IngestSettings, broker: Mosquitto, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="ingest.rejected")
+    base = int(time.time() * 1000) - 60_000
+    bad = [
+        ("kera/kera/em-main/telemetry", b'{"power_w": 1200, "energy_kwh": ', "bad_json"),
+        ("kera/kera/em-ghost/telemetry", b'{"power_w": 1, "energy_kwh": 2}', "unknown_device"),
+        ("kera/kera/occ-cafe/telemetry", b'{"people": "many"}', "wrong_type"),
+        ("kera/kera/bin-bio-1/telemetry", b'{"temperature_c": 5.0}', "missing_field"),
+    ]
+    async with running_ingestor(settings) as ingestor:
+        pub = publisher(broker)
+        try:
+            for i in range(50):
+                ts = base + i * 1000
+                good = {"ts": ts, "power_w": 1000.0 + i, "energy_kwh": 100.0 + i / 100}
+                pub.publish("kera/kera/em-main/telemetry", json.dumps(good), qos=1)
+                topic, payload, _ = bad[i % len(bad)]
+                pub.publish(topic, payload, qos=1).wait_for_publish(5)
+
+            async def landed() -> bool:
+                return await count(settings, "energy", "power_w") == 50
+
+            await wait_until(landed)
+        finally:
+            pub.disconnect()
+            pub.loop_stop()
+        stats = ingestor.stats
+    got = sorted(r["power_w"] for r in await rows(settings, "energy"))
+    assert got == [1000.0 + i for i in range(50)]
+    assert stats.rejected == {
+        "bad_json": 13,
+        "unknown_device": 13,
+        "wrong_type": 12,
+        "missing_field": 12,
+    }
+    assert stats.points_written == 50
+    logged = {r.getMessage().split()[1] for r in caplog.records if r.name == "ingest.rejected"}
+    assert logged == {"bad_json", "unknown_device", "wrong_type", "missing_field"}
+    messages = " ".join(r.getMessage() for r in caplog.records)
+    assert "em-ghost" in messages and "people must be an integer" in messages
+    assert "required field 'distance_mm' missing" in messages

@@ -1,0 +1,91 @@
+from __future__ import annotations
+
+import pytest
+
+from devices import Registry, parse_site
+from ingest.lineproto import (
+    LineEncoder,
+    escape_key,
+    escape_measurement,
+    escape_string,
+    format_line,
+    format_value,
+    series_key,
+)
+from ingest.reading import Reading
+
+
+@pytest.mark.parametrize(
+    ("raw", "escaped"),
+    [
+        ("main hall", r"main\ hall"),
+        ("a,b", r"a\,b"),
+        ("k=v", r"k\=v"),
+        ("Kahvila – café", r"Kahvila\ –\ café"),
+        ('say "hi"', r'say\ "hi"'),
+    ],
+)
+def test_escape_key(raw: str, escaped: str) -> None:
+    assert escape_key(raw) == escaped
+
+
+def test_measurement_escapes_comma_and_space_only() -> None:
+    assert escape_measurement("my m,x=1") == r"my\ m\,x=1"
+
+
+@pytest.mark.parametrize("bad", ["two\nlines", "cr\rhere", "back\\slash"])
+def test_unescapable_tag_text_is_refused(bad: str) -> None:
+    with pytest.raises(ValueError, match="line break or backslash"):
+        escape_key(bad)
+
+
+@pytest.mark.parametrize(
+    ("raw", "escaped"),
+    [
+        ("plain", '"plain"'),
+        ('quote " inside', r'"quote \" inside"'),
+        ("back\\slash", r'"back\\slash"'),
+        ("new\nline", '"new\nline"'),
+        ("ääkköset ✓", '"ääkköset ✓"'),
+        ("a=b, c d", '"a=b, c d"'),
+    ],
+)
+def test_escape_string(raw: str, escaped: str) -> None:
+    assert escape_string(raw) == escaped
+
+
+def test_values() -> None:
+    assert format_value(True) == "true"
+    assert format_value(False) == "false"
+    assert format_value(12) == "12i"
+    assert format_value(12.0) == "12.0"
+    assert format_value(1e-7) == "1e-07"
+    assert format_value("x") == '"x"'
+
+
+def test_series_key_sorts_tags() -> None:
+    key = series_key("waste_bin", {"space": "yard 2", "device": "b1", "site": "kera"})
+    assert key == r"waste_bin,device=b1,site=kera,space=yard\ 2"
+
+
+def test_format_line() -> None:
+    line = format_line("energy,device=e", {"power_w": 1.5, "n": 3, "ok": True}, 1_700_000_000_000)
+    assert line == "energy,device=e power_w=1.5,n=3i,ok=true 1700000000000"
+
+
+def test_encoder_builds_tags_from_registry() -> None:
+    reg = Registry(
+        parse_site(
+            "site: kera\ndevices:\n"
+            "  - {id: bin-1, kind: waste_bin, space: 'Yard, east=1', depth_mm: 900,"
+            " fraction: glass}\n"
+        )
+    )
+    device = reg.get("bin-1")
+    assert device is not None
+    enc = LineEncoder("kera")
+    r = Reading("waste_bin", device, 1_000, {"distance_mm": 450.0, "fill_pct": 50.0})
+    assert enc.encode(r) == (
+        r"waste_bin,device=bin-1,fraction=glass,site=kera,space=Yard\,\ east\=1 "
+        "distance_mm=450.0,fill_pct=50.0 1000"
+    )
