@@ -21,7 +21,7 @@ from ingest.reading import Reading
         ("main hall", r"main\ hall"),
         ("a,b", r"a\,b"),
         ("k=v", r"k\=v"),
-        ("Kahvila – café", r"Kahvila\ –\ café"),
+        ("Kahvila ja café", r"Kahvila\ ja\ café"),
         ('say "hi"', r'say\ "hi"'),
     ],
 )

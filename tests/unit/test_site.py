@@ -81,5 +81,5 @@ def test_duplicate_ids_and_bad_yaml() -> None:
 
 
 def test_missing_file_is_named(tmp_path: Path) -> None:
-    with pytest.raises(SiteConfigError, match="nope.yaml"):
+    with pytest.raises(SiteConfigError, match=r"nope\.yaml"):
         load_site(tmp_path / "nope.yaml")
