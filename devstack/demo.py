@@ -99,10 +99,7 @@ async def _demo(data: Path, duration: float, speed: float, seed: int) -> dict[st
         )
         ingestor = Ingestor(settings, registry)
         stop = asyncio.Event()
-        ingest_task = asyncio.create_task(ingestor.run(stop))
-        async with asyncio.timeout(15):
-            while ingestor.consumer is None or not ingestor.consumer.connected:
-                await asyncio.sleep(0.05)
+        ingest_task = await ingestor.start(stop)
 
         summary = Summary(devices=len(registry))
         start_ms = time.time_ns() // 1_000_000 - round(duration * speed * 1000)

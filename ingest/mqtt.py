@@ -87,6 +87,7 @@ class MqttConsumer:
         backoff_initial_s: float = 0.5,
         backoff_max_s: float = 30.0,
         read_burst: int = 256,
+        on_connected: Callable[[], None] | None = None,
     ) -> None:
         self._target = target
         self._client_id = client_id
@@ -98,6 +99,7 @@ class MqttConsumer:
         self._backoff_initial = backoff_initial_s
         self._backoff_max = backoff_max_s
         self._read_burst = read_burst
+        self._on_connected = on_connected
 
         self.generation = 0
         self.connected = False
@@ -237,6 +239,8 @@ class MqttConsumer:
         )
         if fut is not None and not fut.done():
             fut.set_result(None)
+        if self._on_connected is not None:
+            self._on_connected()
 
     def _on_subscribe(
         self,

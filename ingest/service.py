@@ -39,6 +39,24 @@ class Ingestor:
         self._mqtt = parse_mqtt_url(settings.mqtt_url)
         self.consumer: MqttConsumer | None = None
         self.writer: BatchWriter | None = None
+        # Set once subscribed to the broker for the first time.
+        self.ready = asyncio.Event()
+
+    async def start(self, stop: asyncio.Event, ready_within_s: float = 15.0) -> asyncio.Task[Stats]:
+        """Run in a task and return it once the ingestor is subscribed; raise what stopped it
+        if it failed first."""
+        task = asyncio.create_task(self.run(stop), name="ingestor")
+        ready = asyncio.create_task(self.ready.wait())
+        done, _ = await asyncio.wait(
+            {task, ready}, timeout=ready_within_s, return_when=asyncio.FIRST_COMPLETED
+        )
+        if ready not in done:
+            ready.cancel()
+            if task in done:
+                task.result()
+            task.cancel()
+            raise TimeoutError(f"ingestor not subscribed within {ready_within_s} s")
+        return task
 
     async def run(self, stop: asyncio.Event | None = None) -> Stats:
         """Run until `stop` is set (or SIGTERM/SIGINT when run from the command line)."""
@@ -74,6 +92,7 @@ class Ingestor:
             on_message,
             session_expiry_s=s.mqtt_session_expiry_s,
             receive_maximum=s.mqtt_receive_maximum,
+            on_connected=self.ready.set,
         )
         self.consumer = consumer
         log.info(

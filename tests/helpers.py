@@ -21,12 +21,7 @@ async def running_ingestor(
 ) -> AsyncIterator[Ingestor]:
     ingestor = Ingestor(settings, registry)
     stop = asyncio.Event()
-    task = asyncio.create_task(ingestor.run(stop))
-    async with asyncio.timeout(10):
-        while ingestor.consumer is None or not ingestor.consumer.connected:
-            if task.done():
-                task.result()
-            await asyncio.sleep(0.02)
+    task = await ingestor.start(stop)
     try:
         yield ingestor
     finally:
