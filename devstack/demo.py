@@ -109,7 +109,7 @@ async def _demo(data: Path, duration: float, speed: float, seed: int) -> dict[st
             try:
                 result = run_sim(
                     registry,
-                    lambda t, p, r: publisher.publish(t, p, retain=r),
+                    publisher.publish,
                     seed=seed,
                     start_ms=start_ms,
                     duration_s=duration,

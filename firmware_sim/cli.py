@@ -97,7 +97,7 @@ def run_cmd(
         with progress:
             summary = run(
                 registry,
-                lambda t, p, r: publisher.publish(t, p, retain=r),
+                publisher.publish,
                 seed=seed,
                 start_ms=start_ms,
                 duration_s=duration,

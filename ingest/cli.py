@@ -69,13 +69,13 @@ def run(
             log_level=log_level,
         )
     except (ValidationError, FileNotFoundError) as exc:
-        console.print(f"[red]invalid settings:[/red] {exc}")
+        console.print(f"[red]invalid settings:[/red] {exc}", soft_wrap=True)
         raise typer.Exit(2) from None
     _setup_logging(settings.log_level)
     try:
         run_forever(settings)
     except (SiteConfigError, ValueError) as exc:
-        console.print(f"[red]cannot start:[/red] {exc}")
+        console.print(f"[red]cannot start:[/red] {exc}", soft_wrap=True)
         raise typer.Exit(2) from None
 
 

@@ -55,5 +55,11 @@ async def rows(settings: IngestSettings, measurement: str) -> list[dict[str, Any
 
 
 async def count(settings: IngestSettings, measurement: str, field: str) -> int:
-    series = await query(settings, f'SELECT count("{field}") FROM "{measurement}"')
+    """Points with `field` in `measurement`; 0 while the database does not exist yet."""
+    try:
+        series = await query(settings, f'SELECT count("{field}") FROM "{measurement}"')
+    except RuntimeError as exc:
+        if "database not found" in str(exc):
+            return 0
+        raise
     return int(series[0]["values"][0][1]) if series else 0

@@ -1,0 +1,89 @@
+"""The v2 write path (influxdb-client) over real HTTP.
+
+InfluxDB 1.6 has no /api/v2/write, so a small front in this test speaks the v2 write API
+(token, org, bucket, precision) and stores the body in the real InfluxDB through /write. What is
+checked is what our client sends and how it handles answers, the first one a 503.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import aiohttp
+import paho.mqtt.client as paho
+import pytest
+from aiohttp import web
+from paho.mqtt.enums import CallbackAPIVersion
+
+from devstack.services import InfluxDB, Mosquitto, free_port
+from ingest.settings import IngestSettings
+from tests.helpers import count, running_ingestor, wait_until
+
+pytestmark = pytest.mark.integration
+
+
+async def test_v2_api_writes_through_influxdb_client(
+    broker: Mosquitto, influx: InfluxDB, database: str
+) -> None:
+    seen: list[dict[str, str]] = []
+
+    async def write(request: web.Request) -> web.Response:
+        seen.append({**request.query, "auth": request.headers.get("Authorization", "")})
+        if len(seen) == 1:
+            return web.Response(status=503, headers={"Retry-After": "0"})
+        if request.headers.get("Authorization") != "Token tk-1":
+            return web.json_response({"message": "unauthorized"}, status=401)
+        body = await request.read()
+        async with aiohttp.ClientSession() as s:
+            await s.post(f"{influx.url}/query", data={"q": f'CREATE DATABASE "{database}"'})
+            params = {"db": request.query["bucket"], "precision": request.query["precision"]}
+            async with s.post(f"{influx.url}/write", params=params, data=body) as r:
+                return web.Response(status=r.status, body=await r.read())
+
+    app = web.Application()
+    app.router.add_post("/api/v2/write", write)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    settings = IngestSettings(
+        mqtt_url=broker.url,
+        influx_url=f"http://127.0.0.1:{port}",
+        influx_db=database,
+        influx_api="v2",
+        influx_token="tk-1",  # type: ignore[arg-type]
+        influx_org="kera-org",
+        mqtt_client_id="v2-test",
+        flush_interval_s=0.05,
+        stats_interval_s=3600,
+    )
+    pub = paho.Client(CallbackAPIVersion.VERSION2, client_id="v2-pub")
+    pub.connect("127.0.0.1", broker.port)
+    pub.loop_start()
+    try:
+        async with running_ingestor(settings) as ingestor:
+            base = int(time.time() * 1000) - 10_000
+            for i in range(20):
+                body = {"ts": base + i, "people": i, "co2_ppm": 500 + i}
+                pub.publish("kera/kera/occ-cafe/telemetry", json.dumps(body), qos=1)
+
+            async def landed() -> bool:
+                return (
+                    await count(
+                        settings.model_copy(update={"influx_url": influx.url}),
+                        "occupancy",
+                        "people",
+                    )
+                    == 20
+                )
+
+            await wait_until(landed)
+            assert ingestor.stats.write_retries >= 1
+    finally:
+        pub.disconnect()
+        pub.loop_stop()
+        await runner.cleanup()
+    assert seen[0]["bucket"] == database and seen[0]["org"] == "kera-org"
+    assert seen[0]["precision"] == "ms"
+    assert all(s["auth"] == "Token tk-1" for s in seen)

@@ -1,0 +1,37 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ingest.settings import load_settings
+
+
+def test_precedence_file_env_flag(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    f = tmp_path / "kera.toml"
+    f.write_text('influx_db = "from-file"\nbatch_size = 100\nmqtt_url = "mqtt://file:1883"\n')
+    monkeypatch.setenv("KERA_INFLUX_DB", "from-env")
+    monkeypatch.setenv("KERA_INFLUX_TOKEN", "tk")
+    s = load_settings(f, mqtt_url="mqtt://flag:1883", influx_url=None)
+    assert s.mqtt_url == "mqtt://flag:1883"  # flag beats file
+    assert s.influx_db == "from-env"  # env beats file
+    assert s.batch_size == 100  # file beats default
+    assert s.influx_url == "http://127.0.0.1:8086"  # None flags are ignored
+    assert s.influx_token is not None and "tk" not in repr(s)
+
+
+def test_bad_site_file_stops_start_up_with_a_precise_message(tmp_path: Path) -> None:
+    site = tmp_path / "site.yaml"
+    site.write_text("site: kera\ndevices:\n  - {id: bin-9, kind: waste_bin, space: yard}\n")
+    exe = Path(sys.executable).with_name("kera-ingest")
+    r = subprocess.run(
+        [str(exe), "run", "--config", str(site), "--mqtt-url", "mqtt://127.0.0.1:1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 2
+    out = " ".join(r.stderr.split())
+    assert str(site) in out and "bin-9" in out and "depth_mm" in out
