@@ -42,7 +42,9 @@ def parse_start(text: str | None) -> int:
 
 @app.command("run")
 def run_cmd(
-    duration: Annotated[float, typer.Option(help="Wall-clock seconds to run")] = 60.0,
+    duration: Annotated[
+        float, typer.Option(help="Wall-clock seconds to run (simulated seconds with --speed 0)")
+    ] = 60.0,
     seed: Annotated[int, typer.Option(help="Same seed, start and site: same readings")] = 1,
     speed: Annotated[
         float, typer.Option(help="Simulated seconds per real second; 0 = as fast as possible")

@@ -19,7 +19,7 @@ from devices import Registry
 from ingest.codecs import native
 from ingest.influx import V1Transport, V2Transport, WriteError
 from ingest.lineproto import LineEncoder
-from ingest.reading import Reading, Reason, Rejected
+from ingest.reading import Reason, Rejected
 from ingest.stats import RejectionLog, Stats
 from ingest.validate import Validator
 
@@ -52,12 +52,6 @@ class Pipeline:
         except Rejected as exc:
             self._rejections.record(exc, topic)
             return None
-        self._stats.accepted += 1
-        return self._encoder.encode(reading)
-
-    def encode(self, reading: Reading) -> str:
-        """For sources that build readings themselves (serial gateways)."""
-        self._stats.messages += 1
         self._stats.accepted += 1
         return self._encoder.encode(reading)
 
@@ -142,7 +136,6 @@ class BatchWriter:
         self._initial = backoff_initial_s
         self._max = backoff_max_s
         self.queue: asyncio.Queue[Batch] = asyncio.Queue()
-        self.healthy = True
 
     def submit(self, batch: Batch) -> None:
         self.queue.put_nowait(batch)
@@ -172,7 +165,6 @@ class BatchWriter:
                 if not exc.retryable:
                     self._drop(lines, exc)
                     return
-                self.healthy = False
                 self._stats.write_retries += 1
                 delay = random.uniform(0, min(self._max, self._initial * 2**attempt))
                 if exc.retry_after is not None:
@@ -187,7 +179,6 @@ class BatchWriter:
                 )
                 await asyncio.sleep(delay)
                 continue
-            self.healthy = True
             self._stats.write_seconds += time.perf_counter() - started
             self._stats.points_written += len(lines)
             self._stats.batches_written += 1
