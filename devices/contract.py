@@ -9,7 +9,8 @@ once written as a float would make every later point of that series fail.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Final, Literal
 
 FieldType = Literal["float", "int", "bool", "str"]
@@ -47,9 +48,12 @@ class KindSpec:
     # Default reporting interval of a device of this kind, seconds.
     default_interval_s: float = 60.0
 
-    @property
-    def required(self) -> tuple[str, ...]:
-        return tuple(f.name for f in self.fields.values() if f.required)
+    # Names of the required payload fields, computed once: the validator reads it per message.
+    required: tuple[str, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        required = tuple(f.name for f in self.fields.values() if f.required)
+        object.__setattr__(self, "required", required)
 
 
 def _fields(*specs: FieldSpec) -> dict[str, FieldSpec]:
@@ -69,7 +73,8 @@ STATUS_PAYLOADS: Final = {"online": True, "offline": False}
 # Payload key carrying the reading's time; not a field.
 TS_KEY: Final = "ts"
 
-KINDS: Final[dict[DeviceKind, KindSpec]] = {
+# Keyed by DeviceKind, which is a str enum, so a plain kind string looks up the same entry.
+KINDS: Final[Mapping[str, KindSpec]] = {
     DeviceKind.ENERGY_METER: KindSpec(
         kind=DeviceKind.ENERGY_METER,
         measurement="energy",

@@ -63,7 +63,7 @@ class _DeviceBase(BaseModel):
 
     @property
     def spec(self) -> KindSpec:
-        return KINDS[DeviceKind(self.kind)]
+        return KINDS[self.kind]
 
     @property
     def expected_interval_s(self) -> float:

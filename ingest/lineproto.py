@@ -65,8 +65,20 @@ def series_key(measurement: str, tags: Mapping[str, str]) -> str:
     return ",".join(parts)
 
 
+# Field names come from the contract (a payload's unknown fields are rejected before this), so
+# the cache stays small and each name is escaped once rather than once per message.
+_FIELD_KEYS: dict[str, str] = {}
+
+
+def _field_key(name: str) -> str:
+    escaped = _FIELD_KEYS.get(name)
+    if escaped is None:
+        escaped = _FIELD_KEYS[name] = escape_key(name)
+    return escaped
+
+
 def format_line(key: str, fields: Mapping[str, FieldValue], time_ms: int) -> str:
-    body = ",".join(f"{escape_key(k)}={format_value(v)}" for k, v in fields.items())
+    body = ",".join(f"{_field_key(k)}={format_value(v)}" for k, v in fields.items())
     return f"{key} {body} {time_ms}"
 
 
