@@ -23,7 +23,7 @@ from rich.table import Table
 
 from devices import KINDS, Registry
 from devices.contract import DEVICE_STATUS_MEASUREMENT
-from devstack.services import InfluxDB, Mosquitto, missing_binaries
+from devstack.services import InfluxDB, Mosquitto, free_port, missing_binaries
 from firmware_sim.runner import Publisher, Summary
 from firmware_sim.runner import run as run_sim
 from ingest.influx import influxql
@@ -96,10 +96,15 @@ async def _demo(data: Path, duration: float, speed: float, seed: int) -> dict[st
             influx_db="kera",
             mqtt_client_id="kera-demo-ingest",
             stats_interval_s=3600,
+            spool_dir=data / "spool",
+            health_port=free_port(),
         )
         ingestor = Ingestor(settings, registry)
         stop = asyncio.Event()
         ingest_task = await ingestor.start(stop)
+        console.print(
+            f"Ingestor health on http://127.0.0.1:{settings.health_port}/healthz and /metrics"
+        )
 
         summary = Summary(devices=len(registry))
         start_ms = time.time_ns() // 1_000_000 - round(duration * speed * 1000)

@@ -330,14 +330,14 @@ class MqttConsumer:
         if self._sock is not None and self._loop is not None:
             self._loop.remove_reader(self._sock)
 
-    async def stop(self) -> None:
+    async def stop(self, timeout_s: float = 5.0) -> None:
         self._stopping = True
         if self._misc is not None:
             self._misc.cancel()
         if self._sock is not None:
             self._client.disconnect()
             try:
-                await asyncio.wait_for(self._disconnected.wait(), timeout=5)
+                await asyncio.wait_for(self._disconnected.wait(), timeout=timeout_s)
             except TimeoutError:
                 log.warning("broker did not confirm disconnect")
         self._disconnected.set()

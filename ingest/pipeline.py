@@ -9,15 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
-import re
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from devices import Registry
 from ingest.codecs import native
-from ingest.influx import V1Transport, V2Transport, WriteError
 from ingest.lineproto import LineEncoder
 from ingest.reading import Reason, Rejected
 from ingest.stats import RejectionLog, Stats
@@ -108,94 +104,3 @@ class Batcher:
         if batch.lines or batch.acks:
             self._batch = Batch(generation=batch.generation)
             self._sink(batch)
-
-
-_DROPPED = re.compile(r"dropped=(\d+)")
-
-
-class BatchWriter:
-    """Writes batches in order, one at a time, and acknowledges each only after InfluxDB took it.
-
-    A batch that fails for a reason that can pass (database down, overloaded, 5xx, 429, auth being
-    fixed) is retried with capped exponential backoff and full jitter, honouring Retry-After; its
-    messages stay unacknowledged meanwhile, so the broker still holds them and, through the
-    session's receive maximum, stops sending more: memory stays bounded by the MQTT window.
-    """
-
-    def __init__(
-        self,
-        transport: V1Transport | V2Transport,
-        stats: Stats,
-        ack: Callable[[Batch], None],
-        backoff_initial_s: float = 0.5,
-        backoff_max_s: float = 30.0,
-    ) -> None:
-        self._transport = transport
-        self._stats = stats
-        self._ack = ack
-        self._initial = backoff_initial_s
-        self._max = backoff_max_s
-        self.queue: asyncio.Queue[Batch] = asyncio.Queue()
-
-    def submit(self, batch: Batch) -> None:
-        self.queue.put_nowait(batch)
-
-    async def run(self) -> None:
-        while True:
-            batch = await self.queue.get()
-            try:
-                if batch.lines:
-                    await self._write(batch.lines)
-                self._ack(batch)
-            finally:
-                self.queue.task_done()
-
-    async def _write(self, lines: list[str]) -> None:
-        body = "\n".join(lines).encode()
-        attempt = 0
-        while True:
-            started = time.perf_counter()
-            try:
-                await self._transport.write(body)
-            except WriteError as exc:
-                if exc.missing_database and isinstance(self._transport, V1Transport):
-                    log.warning("database missing; creating it")
-                    await self._transport.create_database()
-                    continue
-                if not exc.retryable:
-                    self._drop(lines, exc)
-                    return
-                self._stats.write_retries += 1
-                delay = random.uniform(0, min(self._max, self._initial * 2**attempt))
-                if exc.retry_after is not None:
-                    delay = max(delay, min(exc.retry_after, self._max))
-                attempt += 1
-                log.warning(
-                    "write of %d points failed (%s); retry %d in %.2fs",
-                    len(lines),
-                    exc,
-                    attempt,
-                    delay,
-                )
-                await asyncio.sleep(delay)
-                continue
-            self._stats.write_seconds += time.perf_counter() - started
-            self._stats.points_written += len(lines)
-            self._stats.batches_written += 1
-            if attempt:
-                log.info("write succeeded after %d retries", attempt)
-            return
-
-    def _drop(self, lines: list[str], exc: WriteError) -> None:
-        # InfluxDB 1.x answers 400 "partial write ... dropped=N" after storing the other points.
-        text = str(exc)
-        m = _DROPPED.search(text)
-        dropped = int(m.group(1)) if m else len(lines)
-        # Unparseable lines are not in the dropped= count.
-        dropped = min(len(lines), dropped + text.count("unable to parse"))
-        self._stats.points_dropped += dropped
-        self._stats.points_written += len(lines) - dropped
-        log.error("InfluxDB refused %d of %d points: %s", dropped, len(lines), exc)
-
-    async def drain(self) -> None:
-        await self.queue.join()

@@ -1,4 +1,5 @@
-"""The ingestor service: wires registry, MQTT consumer, pipeline, batcher and writer together."""
+"""The ingestor service: wires registry, MQTT consumer, pipeline, batcher, writer, spool and the
+health endpoint together, and shuts them down in the order that loses nothing."""
 
 from __future__ import annotations
 
@@ -9,11 +10,15 @@ import signal
 
 from devices import Registry
 from devices.contract import status_topic, telemetry_topic
+from ingest.deadletter import DeadLetters
+from ingest.health import HealthServer
 from ingest.influx import InfluxTarget, V1Transport, make_transport
 from ingest.mqtt import MqttConsumer, parse_mqtt_url
-from ingest.pipeline import Batch, Batcher, BatchWriter, Pipeline
+from ingest.pipeline import Batch, Batcher, Pipeline
 from ingest.settings import IngestSettings
+from ingest.spool import Spool
 from ingest.stats import Stats
+from ingest.writer import BatchWriter
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +44,7 @@ class Ingestor:
         self._mqtt = parse_mqtt_url(settings.mqtt_url)
         self.consumer: MqttConsumer | None = None
         self.writer: BatchWriter | None = None
+        self.health: HealthServer | None = None
         # Set once subscribed to the broker for the first time.
         self.ready = asyncio.Event()
 
@@ -70,20 +76,34 @@ class Ingestor:
             except Exception as exc:  # the writer creates it later on "database not found"
                 log.warning("InfluxDB not reachable at start (%s); will retry on write", exc)
 
+        spool_dir = s.spool_path()
+        spool = Spool(spool_dir, max_bytes=s.spool_max_bytes)
+        try:
+            await asyncio.to_thread(spool.open)
+        except BaseException:
+            await transport.close()
+            raise
+        dead_letters = DeadLetters(spool_dir, max_bytes=s.dead_letter_max_bytes)
         pipeline = Pipeline(self.registry, self.stats, s.max_payload_bytes)
 
         def ack(batch: Batch) -> None:
-            assert consumer is not None
             consumer.ack(batch.acks, batch.generation)
 
-        writer = BatchWriter(transport, self.stats, ack)
+        writer = BatchWriter(transport, spool, dead_letters, self.stats, ack)
         self.writer = writer
         batcher = Batcher(writer.submit, s.batch_size, s.flush_interval_s)
         handle = pipeline.handle
         add = batcher.add
+        stats = self.stats
 
         def on_message(topic: str, payload: bytes, mid: int, received_ms: int) -> None:
-            add(handle(topic, payload, received_ms), mid, consumer.generation)
+            line = handle(topic, payload, received_ms)
+            if not mid and line is not None and writer.spool_full:
+                # QoS 0: nothing to withhold an acknowledgement from, and holding it in memory
+                # would grow with the outage. Counted, exported, alerting via spool_full.
+                stats.dropped_qos0 += 1
+                return
+            add(line, mid, consumer.generation)
 
         consumer = MqttConsumer(
             self._mqtt,
@@ -95,47 +115,74 @@ class Ingestor:
             on_connected=self.ready.set,
         )
         self.consumer = consumer
+        if s.health_port:
+            self.health = HealthServer(self, s.health_host, s.health_port)
+            try:
+                await self.health.start()
+            except OSError as exc:
+                spool.close()
+                await transport.close()
+                raise OSError(
+                    f"cannot serve /healthz on {s.health_host}:{s.health_port}: {exc}"
+                ) from exc
         log.info(
-            "ingesting site %r (%d devices) from %s into %s %s/%s",
+            "ingesting site %r (%d devices) from %s into %s %s/%s; spool %s",
             self.registry.site_id,
             len(self.registry),
             self._mqtt,
             s.influx_api,
             self._target.url.split("@")[-1],
             s.influx_db,
+            spool_dir,
         )
+        loop = asyncio.get_running_loop()
         writer_task = asyncio.create_task(writer.run(), name="influx-writer")
+        replay_task = asyncio.create_task(writer.replay(), name="spool-replay")
         mqtt_task = asyncio.create_task(consumer.run(), name="mqtt-consumer")
         stats_task = asyncio.create_task(self._log_stats(), name="stats")
         stop_task = asyncio.create_task(stop.wait())
         try:
             done, _ = await asyncio.wait(
-                {stop_task, writer_task, mqtt_task}, return_when=asyncio.FIRST_COMPLETED
+                {stop_task, writer_task, replay_task, mqtt_task},
+                return_when=asyncio.FIRST_COMPLETED,
             )
             for task in done:
                 if task is not stop_task and task.exception() is not None:
                     raise task.exception()  # type: ignore[misc]
         finally:
+            deadline = loop.time() + s.shutdown_timeout_s
             stop_task.cancel()
             stats_task.cancel()
-            # Stop taking messages, store what was taken, acknowledge it, then leave.
+            # Stop taking messages, store what was taken (InfluxDB or spool), acknowledge it,
+            # then leave. Whatever misses the deadline stays unacknowledged: the broker
+            # redelivers it to the next run.
             consumer.pause()
             batcher.flush()
             try:
                 await asyncio.wait_for(writer.drain(), timeout=s.shutdown_timeout_s)
             except TimeoutError:
                 log.error(
-                    "shutdown deadline passed with %d batches unwritten; the broker will "
+                    "shutdown deadline passed with %d batches unstored; the broker will "
                     "redeliver them",
                     writer.queue.qsize(),
                 )
-            await consumer.stop()
+            await consumer.stop(timeout_s=max(0.5, deadline - loop.time()))
             self.stats.reconnects = consumer.reconnects
-            for task in (writer_task, mqtt_task):
+            for task in (writer_task, replay_task, mqtt_task):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
+            if self.health is not None:
+                await self.health.stop()
+            spool.close()
             await transport.close()
+            if not spool.empty:
+                log.warning(
+                    "%d spooled batches (%d bytes) wait in %s for the next run",
+                    spool.pending_records,
+                    spool.pending_bytes,
+                    spool_dir,
+                )
             log.info("stopped: %s", self.stats.snapshot())
         return self.stats
 

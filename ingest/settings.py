@@ -8,6 +8,7 @@ not in the file.
 from __future__ import annotations
 
 import os
+import re
 import socket
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -57,7 +58,32 @@ class IngestSettings(BaseSettings):
         0.2, gt=0, description="Longest a reading waits in a partial batch"
     )
     max_payload_bytes: int = Field(65536, ge=64, description="Larger payloads are rejected unread")
-    shutdown_timeout_s: float = Field(15.0, gt=0, description="Deadline for the last flush")
+    shutdown_timeout_s: float = Field(
+        15.0,
+        gt=0,
+        description="On SIGTERM/SIGINT: how long to store and acknowledge what was received "
+        "before exiting anyway; the broker redelivers whatever is still unacknowledged",
+    )
+    spool_dir: Path | None = Field(
+        None,
+        description="Disk spool for batches InfluxDB cannot take (and the dead-letter file); "
+        "one per ingestor. Default: .kera-spool/<client id> under the working directory",
+    )
+    spool_max_bytes: int = Field(
+        1 << 30,
+        ge=1 << 16,
+        description="Bound on spooled data. When full, nothing more is acknowledged and the "
+        "broker holds the backlog",
+    )
+    dead_letter_max_bytes: int = Field(
+        100 << 20, ge=1 << 16, description="Size at which the dead-letter file is rotated"
+    )
+    health_host: str = Field(
+        "127.0.0.1", description="Address of the /healthz and /metrics endpoint"
+    )
+    health_port: int = Field(
+        9108, ge=0, le=65535, description="Port of /healthz and /metrics; 0 turns it off"
+    )
     log_level: str = "INFO"
     stats_interval_s: float = Field(30.0, gt=0, description="How often a stats line is logged")
 
@@ -74,6 +100,11 @@ class IngestSettings(BaseSettings):
         if cls._file is not None:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=cls._file))
         return tuple(sources)
+
+    def spool_path(self) -> Path:
+        if self.spool_dir is not None:
+            return self.spool_dir
+        return Path(".kera-spool") / re.sub(r"[^A-Za-z0-9._-]", "_", self.mqtt_client_id)
 
 
 def load_settings(settings_file: Path | None = None, **overrides: Any) -> IngestSettings:

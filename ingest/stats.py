@@ -1,5 +1,5 @@
 """Counters the ingestor keeps about itself. Plain integers on the hot path; exported by the
-progress display and the final summary (and later over /metrics)."""
+progress display and the final summary and /metrics."""
 
 from __future__ import annotations
 
@@ -20,7 +20,14 @@ class Stats:
     rejected: Counter[str] = field(default_factory=Counter)
     rejected_by_device: Counter[str] = field(default_factory=Counter)
     points_written: int = 0
-    points_dropped: int = 0
+    # Refused by InfluxDB as bad and kept in the dead-letter file.
+    points_dead_lettered: int = 0
+    # Gone to the disk spool because InfluxDB could not take them at the time.
+    points_spooled: int = 0
+    # How often the spool filled up (each one is also logged as an error).
+    spool_full_events: int = 0
+    # QoS 0 readings that arrived while the spool was full; the broker would not have kept them.
+    dropped_qos0: int = 0
     batches_written: int = 0
     write_retries: int = 0
     write_seconds: float = 0.0
@@ -32,7 +39,10 @@ class Stats:
             "accepted": self.accepted,
             "rejected": dict(self.rejected),
             "points_written": self.points_written,
-            "points_dropped": self.points_dropped,
+            "points_dead_lettered": self.points_dead_lettered,
+            "points_spooled": self.points_spooled,
+            "spool_full_events": self.spool_full_events,
+            "dropped_qos0": self.dropped_qos0,
             "batches_written": self.batches_written,
             "write_retries": self.write_retries,
             "reconnects": self.reconnects,

@@ -50,7 +50,7 @@ def database() -> str:
 
 
 @pytest.fixture
-def settings(broker: Mosquitto, influx: InfluxDB, database: str) -> IngestSettings:
+def settings(broker: Mosquitto, influx: InfluxDB, database: str, tmp_path: Path) -> IngestSettings:
     return IngestSettings(
         mqtt_url=broker.url,
         influx_url=influx.url,
@@ -58,4 +58,6 @@ def settings(broker: Mosquitto, influx: InfluxDB, database: str) -> IngestSettin
         mqtt_client_id=f"ingest-{database}",
         flush_interval_s=0.05,
         stats_interval_s=3600,
+        spool_dir=tmp_path / "spool",
+        health_port=0,
     )

@@ -33,6 +33,8 @@ async def test_simulator_to_influxdb(settings: IngestSettings, tmp_path: Path) -
         KERA_INFLUX_DB=settings.influx_db,
         KERA_MQTT_CLIENT_ID=settings.mqtt_client_id,
         KERA_FLUSH_INTERVAL_S="0.05",
+        KERA_SPOOL_DIR=str(tmp_path / "spool"),
+        KERA_HEALTH_PORT="0",
     )
     log = (tmp_path / "ingest.log").open("w")
     ingest = subprocess.Popen(

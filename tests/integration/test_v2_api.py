@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import aiohttp
 import paho.mqtt.client as paho
@@ -24,7 +25,7 @@ pytestmark = pytest.mark.integration
 
 
 async def test_v2_api_writes_through_influxdb_client(
-    broker: Mosquitto, influx: InfluxDB, database: str
+    broker: Mosquitto, influx: InfluxDB, database: str, tmp_path: Path
 ) -> None:
     seen: list[dict[str, str]] = []
 
@@ -57,6 +58,8 @@ async def test_v2_api_writes_through_influxdb_client(
         mqtt_client_id="v2-test",
         flush_interval_s=0.05,
         stats_interval_s=3600,
+        spool_dir=tmp_path / "spool",
+        health_port=0,
     )
     pub = paho.Client(CallbackAPIVersion.VERSION2, client_id="v2-pub")
     pub.connect("127.0.0.1", broker.port)

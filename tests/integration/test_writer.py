@@ -74,6 +74,8 @@ async def test_influxdb_outage_loses_nothing(broker: Mosquitto, tmp_path: Path) 
         mqtt_client_id="outage",
         flush_interval_s=0.05,
         stats_interval_s=3600,
+        spool_dir=tmp_path / "spool",
+        health_port=0,
     )
     pub = paho.Client(CallbackAPIVersion.VERSION2, client_id="outage-pub")
     pub.connect("127.0.0.1", broker.port)
@@ -99,7 +101,7 @@ async def test_influxdb_outage_loses_nothing(broker: Mosquitto, tmp_path: Path) 
                 return await count(settings, "energy", "power_w") == 2000
 
             await wait_until(all_in, timeout=60)
-            assert ingestor.stats.points_dropped == 0
+            assert ingestor.stats.points_dead_lettered == 0
     finally:
         pub.disconnect()
         pub.loop_stop()

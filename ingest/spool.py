@@ -1,0 +1,381 @@
+"""The write-ahead spool: line-protocol batches on local disk while InfluxDB cannot take them.
+
+Layout of a spool directory:
+
+    LOCK                  flock()ed by the one ingestor that owns the spool
+    cursor                "<segment> <offset>": where replay resumes (written atomically)
+    0000000000000001.seg  segments of records, replayed in file-name then offset order
+    corrupt/              segments that failed their checksum away from the tail
+
+A record is a 12-byte header (magic, body length, CRC-32 of the body) and the body (lines joined
+by newlines). `append` returns only after the record is fsync()ed, because the caller
+acknowledges the batch's MQTT messages right after: once the broker forgets them, the disk copy is
+the only one. The cursor is not fsync()ed: after a crash it may point at an older record, which
+is then written again. Points are idempotent in InfluxDB (same series and time overwrite), so a
+replayed record costs a write, never a duplicate.
+
+A crash can leave the last record half written. It was never acknowledged (the broker redelivers
+its messages), so opening the spool truncates it.
+
+The methods are blocking (file I/O, fsync); the writer calls them through `asyncio.to_thread`. An
+append (writer task) and a peek/commit (replay task) may run at the same time in two threads, so
+the shared counters sit behind a lock.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import struct
+import threading
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+log = logging.getLogger(__name__)
+
+_HEADER = struct.Struct("<4sII")
+_MAGIC = b"KSP1"
+_SUFFIX = ".seg"
+
+
+class SpoolFull(Exception):
+    """The record would take the spool over its size bound."""
+
+
+class SpoolLocked(Exception):
+    """Another process owns this spool directory."""
+
+
+@dataclass(frozen=True, slots=True)
+class SpoolRecord:
+    segment: int
+    offset: int
+    end: int
+    body: bytes
+
+
+def _segment_name(seq: int) -> str:
+    return f"{seq:016d}{_SUFFIX}"
+
+
+def _scan(path: Path, start: int = 0) -> tuple[int, int, int]:
+    """(records, end of the last good record, file size) from `start`."""
+    records = 0
+    good = start
+    size = path.stat().st_size
+    with path.open("rb") as f:
+        f.seek(start)
+        while True:
+            header = f.read(_HEADER.size)
+            if len(header) < _HEADER.size:
+                break
+            magic, length, crc = _HEADER.unpack(header)
+            if magic != _MAGIC:
+                break
+            body = f.read(length)
+            if len(body) < length or zlib.crc32(body) != crc:
+                break
+            records += 1
+            good += _HEADER.size + length
+    return records, good, size
+
+
+class Spool:
+    """A bounded, crash-safe FIFO of byte records in a directory."""
+
+    def __init__(
+        self,
+        directory: Path,
+        max_bytes: int = 1 << 30,
+        segment_bytes: int = 16 << 20,
+        fsync: bool = True,
+    ) -> None:
+        self.directory = directory
+        # Bound on the bytes waiting for replay. Disk use can exceed it by up to one segment,
+        # because a segment is deleted only once all its records are replayed.
+        self.max_bytes = max_bytes
+        self.segment_bytes = max(4096, min(segment_bytes, max_bytes // 4))
+        self._fsync = fsync
+        # _wlock serialises appends with the replay side's segment deletion; _lock guards the
+        # counters and the segment list, and is only ever taken inside _wlock, never around it.
+        self._wlock = threading.Lock()
+        self._lock = threading.Lock()
+        self._lock_file: BinaryIO | None = None
+        self._segments: list[int] = []
+        self._write: BinaryIO | None = None
+        self._write_seq = 0
+        self._write_size = 0
+        self._read: BinaryIO | None = None
+        self._read_seq = 0
+        self._cursor = (1, 0)
+        self.pending_bytes = 0
+        self.pending_records = 0
+        self.appended_records = 0
+        self.replayed_records = 0
+
+    # -- opening --------------------------------------------------------------------------------
+
+    def open(self) -> Spool:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        lock = (self.directory / "LOCK").open("a+b")
+        try:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.close()
+            raise SpoolLocked(
+                f"spool {self.directory} is in use by another ingestor; give each instance its "
+                "own KERA_SPOOL_DIR"
+            ) from None
+        lock.truncate(0)
+        lock.write(f"{os.getpid()}\n".encode())
+        lock.flush()
+        self._lock_file = lock
+        self._recover()
+        return self
+
+    def _recover(self) -> None:
+        seqs = sorted(int(p.stem) for p in self.directory.glob(f"*{_SUFFIX}") if p.stem.isdigit())
+        cur_seq, cur_off = self._load_cursor()
+        for seq in seqs:
+            if seq < cur_seq:
+                # Fully replayed before a crash that came between cursor and delete.
+                (self.directory / _segment_name(seq)).unlink()
+        seqs = [s for s in seqs if s >= cur_seq]
+        if not seqs or seqs[0] != cur_seq:
+            cur_off = 0
+        for i, seq in enumerate(seqs):
+            path = self.directory / _segment_name(seq)
+            start = cur_off if i == 0 else 0
+            records, good, size = _scan(path, start)
+            if good < size:
+                if i == len(seqs) - 1:
+                    log.warning(
+                        "spool %s: dropping a torn record at the end (%d bytes); it was never "
+                        "acknowledged, so the broker redelivers its readings",
+                        path.name,
+                        size - good,
+                    )
+                    with path.open("r+b") as f:
+                        f.truncate(good)
+                        os.fsync(f.fileno())
+                else:
+                    # Acknowledged data is unreadable: keep the file for an operator and say so.
+                    corrupt = self.directory / "corrupt"
+                    corrupt.mkdir(exist_ok=True)
+                    log.error(
+                        "spool %s: checksum mismatch at byte %d of %d; %d bytes after it moved "
+                        "to %s for inspection",
+                        path.name,
+                        good,
+                        size,
+                        size - good,
+                        corrupt,
+                    )
+                    os.replace(path, corrupt / path.name)
+                    # The readable records before the damage are still replayed, from a copy.
+                    self._salvage(corrupt / path.name, start, records, seq)
+                    if i == 0:
+                        cur_off = 0
+            self.pending_records += records
+            self.pending_bytes += good - start
+        self._segments = sorted(
+            int(p.stem) for p in self.directory.glob(f"*{_SUFFIX}") if p.stem.isdigit()
+        )
+        if self._segments and self._segments[0] == cur_seq:
+            self._cursor = (cur_seq, cur_off)
+        elif self._segments:
+            self._cursor = (self._segments[0], 0)
+        else:
+            # Numbers only grow, so a stale cursor can never point into a new segment.
+            self._cursor = (cur_seq + 1, 0)
+        if self.pending_records:
+            log.info(
+                "spool %s: %d records (%d bytes) waiting for replay",
+                self.directory,
+                self.pending_records,
+                self.pending_bytes,
+            )
+
+    def _salvage(self, src: Path, start: int, records: int, seq: int) -> None:
+        """Copy the readable records before a corrupt spot back into the segment's place."""
+        with src.open("rb") as f, (self.directory / _segment_name(seq)).open("wb") as out:
+            f.seek(start)
+            for _ in range(records):
+                header = f.read(_HEADER.size)
+                length = _HEADER.unpack(header)[1]
+                out.write(header + f.read(length))
+            out.flush()
+            os.fsync(out.fileno())
+
+    def _load_cursor(self) -> tuple[int, int]:
+        try:
+            seq, off = (self.directory / "cursor").read_text().split()
+            return int(seq), int(off)
+        except (FileNotFoundError, ValueError):
+            return 1, 0
+
+    def close(self) -> None:
+        with self._wlock:
+            for f in (self._write, self._read):
+                if f is not None:
+                    f.close()
+            self._write = self._read = None
+            if self._lock_file is not None:
+                self._lock_file.close()  # releases the flock
+                self._lock_file = None
+
+    # -- writing --------------------------------------------------------------------------------
+
+    @property
+    def empty(self) -> bool:
+        return self.pending_records == 0
+
+    @property
+    def full(self) -> bool:
+        return self.pending_bytes >= self.max_bytes
+
+    def append(self, body: bytes) -> None:
+        """Store one record durably, or raise SpoolFull."""
+        size = _HEADER.size + len(body)
+        with self._wlock:
+            with self._lock:
+                # A record larger than the whole bound is let into an empty spool, otherwise
+                # it could never be stored at all.
+                if self.pending_records and self.pending_bytes + size > self.max_bytes:
+                    raise SpoolFull(
+                        f"spool holds {self.pending_bytes} bytes; {size} more would pass the "
+                        f"{self.max_bytes}-byte bound"
+                    )
+            f = self._writable(size)
+            f.write(_HEADER.pack(_MAGIC, len(body), zlib.crc32(body)) + body)
+            f.flush()
+            if self._fsync:
+                os.fsync(f.fileno())
+            self._write_size += size
+            with self._lock:
+                self.pending_records += 1
+                self.pending_bytes += size
+                self.appended_records += 1
+
+    def _writable(self, size: int) -> BinaryIO:
+        if self._write is not None:
+            if self._write_size + size <= self.segment_bytes:
+                return self._write
+            self._write.close()
+            self._write = None
+        with self._lock:
+            segments = self._segments
+            if not segments:
+                seq = max(self._cursor[0], self._write_seq + 1)
+            elif self._write_seq != segments[-1]:
+                # After a restart: keep filling the last segment while it has room.
+                seq = segments[-1]
+                existing = (self.directory / _segment_name(seq)).stat().st_size
+                if existing + size > self.segment_bytes:
+                    seq += 1
+            else:
+                seq = segments[-1] + 1
+        f = (self.directory / _segment_name(seq)).open("ab")
+        self._write_size = f.tell()
+        with self._lock:
+            if seq not in self._segments:
+                self._segments.append(seq)
+        self._fsync_dir()
+        self._write = f
+        self._write_seq = seq
+        return f
+
+    def _fsync_dir(self) -> None:
+        if not self._fsync:
+            return
+        fd = os.open(self.directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    # -- replaying ------------------------------------------------------------------------------
+
+    def peek(self) -> SpoolRecord | None:
+        """The oldest record not yet committed, or None."""
+        with self._lock:
+            if not self.pending_records:
+                return None
+            seq, off = self._cursor
+        while True:
+            f = self._reader(seq)
+            f.seek(off)
+            header = f.read(_HEADER.size)
+            if len(header) == _HEADER.size:
+                magic, length, crc = _HEADER.unpack(header)
+                body = f.read(length)
+                if magic != _MAGIC or len(body) < length or zlib.crc32(body) != crc:
+                    raise OSError(f"spool segment {seq} unreadable at byte {off}")
+                return SpoolRecord(seq, off, off + _HEADER.size + length, body)
+            # End of this segment: everything in it is replayed, move on.
+            with self._lock:
+                later = [s for s in self._segments if s > seq]
+            if not later:
+                raise OSError(f"spool says {self.pending_records} records wait but none found")
+            self._finish_segment(seq)
+            seq, off = later[0], 0
+            with self._lock:
+                self._cursor = (seq, 0)
+
+    def _reader(self, seq: int) -> BinaryIO:
+        if self._read is None or self._read_seq != seq:
+            if self._read is not None:
+                self._read.close()
+            self._read = (self.directory / _segment_name(seq)).open("rb")
+            self._read_seq = seq
+        return self._read
+
+    def commit(self, record: SpoolRecord) -> None:
+        """Mark `record` (the one `peek` returned) as stored in InfluxDB."""
+        with self._lock:
+            self._cursor = (record.segment, record.end)
+            self.pending_records -= 1
+            self.pending_bytes -= record.end - record.offset
+            self.replayed_records += 1
+            drained = self.pending_records == 0
+        self._save_cursor(record.segment, record.end)
+        if drained:
+            self._reset()
+
+    def _finish_segment(self, seq: int) -> None:
+        with self._wlock:
+            if seq == self._write_seq and self._write is not None:
+                return  # still being appended to
+            with self._lock:
+                if seq in self._segments:
+                    self._segments.remove(seq)
+            if self._read is not None and self._read_seq == seq:
+                self._read.close()
+                self._read = None
+            (self.directory / _segment_name(seq)).unlink(missing_ok=True)
+
+    def _reset(self) -> None:
+        """Everything is replayed: delete the segments so the next outage starts a fresh one."""
+        with self._wlock:
+            with self._lock:
+                if self.pending_records:
+                    return  # an append landed since the commit
+                segments, self._segments = self._segments, []
+                next_seq = max([*segments, self._cursor[0], self._write_seq]) + 1
+                self._cursor = (next_seq, 0)
+            for f in (self._write, self._read):
+                if f is not None:
+                    f.close()
+            self._write = self._read = None
+            self._write_size = 0
+            for seq in segments:
+                (self.directory / _segment_name(seq)).unlink(missing_ok=True)
+            self._save_cursor(next_seq, 0)
+
+    def _save_cursor(self, seq: int, offset: int) -> None:
+        tmp = self.directory / "cursor.tmp"
+        tmp.write_text(f"{seq} {offset}\n")
+        os.replace(tmp, self.directory / "cursor")

@@ -1,0 +1,206 @@
+"""The one writer: every batch goes to InfluxDB or to the disk spool, and only then is acknowledged.
+
+Two tasks share it:
+- `run` takes batches in arrival order. While the spool is empty it writes straight to InfluxDB;
+  when that fails for a reason that can pass (connection refused, timeout, 5xx, 429, 401/403/404)
+  the batch goes to the spool instead. Once anything is spooled, every later batch is spooled
+  too, so InfluxDB receives batches in the order they arrived.
+- `replay` writes spooled records to InfluxDB in order, with capped exponential backoff and full
+  jitter (honouring Retry-After), and removes each once it is stored. When the spool is empty the
+  writer goes back to writing directly.
+
+When the spool is full, `run` waits for replay to free space and acknowledges nothing meanwhile:
+the broker holds the backlog, and the MQTT receive maximum stops it sending more than a window of
+QoS 1 readings. QoS 0 readings, which the broker would not keep anyway, are counted and dropped
+by the consumer while the spool is full (`spool_full` below), so memory does not grow with the
+length of an outage.
+
+A batch InfluxDB refuses as bad (400, 413, 422) is bisected: halves are written again until the
+single refused lines are found, which go to the dead letters; the rest is stored. Writing a point
+twice is harmless (same series and time overwrite), so halves that InfluxDB 1.x already stored in
+its partial write cost a request, not a duplicate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable
+
+from ingest.deadletter import DeadLetters
+from ingest.influx import V1Transport, V2Transport, WriteError
+from ingest.pipeline import Batch
+from ingest.spool import Spool, SpoolFull
+from ingest.stats import Stats
+
+log = logging.getLogger(__name__)
+
+
+class BatchWriter:
+    def __init__(
+        self,
+        transport: V1Transport | V2Transport,
+        spool: Spool,
+        dead_letters: DeadLetters,
+        stats: Stats,
+        ack: Callable[[Batch], None],
+        backoff_initial_s: float = 0.5,
+        backoff_max_s: float = 30.0,
+    ) -> None:
+        self._transport = transport
+        self.spool = spool
+        self._dead = dead_letters
+        self._stats = stats
+        self._ack = ack
+        self._initial = backoff_initial_s
+        self._max = backoff_max_s
+        # Unbounded in count, bounded in practice: every batch holds unacknowledged QoS 1
+        # messages, of which the broker sends at most the receive maximum.
+        self.queue: asyncio.Queue[Batch] = asyncio.Queue()
+        # False from a failed write until a write succeeds again.
+        self.healthy = True
+        self.last_error: str | None = None
+        self.spool_full = False
+        self._spooled = asyncio.Event()
+        self._space = asyncio.Event()
+
+    def submit(self, batch: Batch) -> None:
+        self.queue.put_nowait(batch)
+
+    async def drain(self) -> None:
+        """Wait until every submitted batch is stored (in InfluxDB or the spool) and acked."""
+        await self.queue.join()
+
+    # -- the arrival-order side -----------------------------------------------------------------
+
+    async def run(self) -> None:
+        while True:
+            batch = await self.queue.get()
+            try:
+                if batch.lines:
+                    await self._store(batch.lines)
+                self._ack(batch)
+            finally:
+                self.queue.task_done()
+
+    async def _store(self, lines: list[str]) -> None:
+        body = "\n".join(lines).encode()
+        if self.spool.empty:
+            try:
+                await self._write(lines, body)
+                return
+            except WriteError as exc:
+                self._failed(exc)
+                self._stats.write_retries += 1
+                log.warning("write of %d points failed (%s); spooling to disk", len(lines), exc)
+        while True:
+            try:
+                await asyncio.to_thread(self.spool.append, body)
+            except SpoolFull as exc:
+                if not self.spool_full:
+                    self.spool_full = True
+                    self._stats.spool_full_events += 1
+                    log.error(
+                        "spool full (%s): acknowledging nothing until InfluxDB takes the "
+                        "backlog; the broker queues new readings",
+                        exc,
+                    )
+                self._space.clear()
+                await self._space.wait()
+                continue
+            self._stats.points_spooled += len(lines)
+            self._spooled.set()
+            return
+
+    # -- the replay side ------------------------------------------------------------------------
+
+    async def replay(self) -> None:
+        spool = self.spool
+        while True:
+            record = await asyncio.to_thread(spool.peek)
+            if record is None:
+                self._spooled.clear()
+                if spool.empty:
+                    await self._spooled.wait()
+                continue
+            lines = record.body.decode().split("\n")
+            attempt = 0
+            while True:
+                try:
+                    await self._write(lines, record.body)
+                    break
+                except WriteError as exc:
+                    self._failed(exc)
+                    delay = random.uniform(0, min(self._max, self._initial * 2**attempt))
+                    if exc.retry_after is not None:
+                        delay = max(delay, min(exc.retry_after, self._max))
+                    attempt += 1
+                    self._stats.write_retries += 1
+                    log.warning(
+                        "replay of %d spooled points failed (%s); retry %d in %.2fs "
+                        "(%d records spooled)",
+                        len(lines),
+                        exc,
+                        attempt,
+                        delay,
+                        spool.pending_records,
+                    )
+                    await asyncio.sleep(delay)
+            await asyncio.to_thread(spool.commit, record)
+            if attempt:
+                log.info("InfluxDB is back: replayed a spooled record after %d retries", attempt)
+            if self.spool_full and not spool.full:
+                self.spool_full = False
+                log.warning("spool has room again (%d bytes)", spool.pending_bytes)
+            self._space.set()
+            if spool.empty:
+                log.info("spool drained; writing directly again")
+
+    # -- one write ------------------------------------------------------------------------------
+
+    def _failed(self, exc: WriteError) -> None:
+        self.healthy = False
+        self.last_error = str(exc)
+
+    async def _write(self, lines: list[str], body: bytes) -> None:
+        """Store `lines` in InfluxDB, dead-lettering lines it refuses as bad. Raises WriteError
+        only for failures worth retrying; then nothing can be assumed stored."""
+        started = time.perf_counter()
+        try:
+            await self._post(body)
+        except WriteError as exc:
+            if exc.retryable:
+                raise
+            await self._bisect(lines, exc)
+        self._stats.write_seconds += time.perf_counter() - started
+        self._stats.batches_written += 1
+        self.healthy = True
+        self.last_error = None
+
+    async def _post(self, body: bytes) -> None:
+        try:
+            await self._transport.write(body)
+        except WriteError as exc:
+            if not (exc.missing_database and isinstance(self._transport, V1Transport)):
+                raise
+            log.warning("database missing; creating it")
+            await self._transport.create_database()
+            await self._transport.write(body)
+        self._stats.points_written += body.count(b"\n") + 1
+
+    async def _bisect(self, lines: list[str], exc: WriteError) -> None:
+        if len(lines) == 1:
+            await asyncio.to_thread(self._dead.add, lines, str(exc))
+            self._stats.points_dead_lettered += 1
+            log.error("InfluxDB refused a point, kept as a dead letter: %s: %s", exc, lines[0])
+            return
+        mid = len(lines) // 2
+        for half in (lines[:mid], lines[mid:]):
+            try:
+                await self._post("\n".join(half).encode())
+            except WriteError as e:
+                if e.retryable:
+                    raise
+                await self._bisect(half, e)
