@@ -4,10 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
+import aiohttp
+import paho.mqtt.client as paho
+import psutil
+from paho.mqtt.enums import CallbackAPIVersion
+from pydantic import SecretStr
+
 from devices import Registry
+from devstack.services import free_port
 from ingest.influx import influxql
 from ingest.service import Ingestor
 from ingest.settings import IngestSettings
@@ -63,3 +77,141 @@ async def count(settings: IngestSettings, measurement: str, field: str) -> int:
             return 0
         raise
     return int(series[0]["values"][0][1]) if series else 0
+
+
+def settings_env(settings: IngestSettings) -> dict[str, str]:
+    """The environment that gives a `kera-ingest run` subprocess these settings."""
+    env = dict(os.environ)
+    for name, value in settings.model_dump().items():
+        if value is None:
+            continue
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        env[f"KERA_{name.upper()}"] = str(value)
+    return env
+
+
+class IngestProcess:
+    """`kera-ingest run` as a child process that a test can kill, restart and inspect.
+
+    The health port is fixed across restarts so /healthz stays at one address."""
+
+    def __init__(self, settings: IngestSettings, log_path: Path) -> None:
+        if not settings.health_port:
+            settings = settings.model_copy(update={"health_port": free_port()})
+        self.settings = settings
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    @property
+    def health_url(self) -> str:
+        return f"http://127.0.0.1:{self.settings.health_port}"
+
+    def start(self) -> IngestProcess:
+        with self.log_path.open("ab") as log:
+            log.write(f"--- start {self.starts}\n".encode())
+            log.flush()
+            self.proc = subprocess.Popen(
+                [str(Path(sys.executable).with_name("kera-ingest")), "run"],
+                env=settings_env(self.settings),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        self.starts += 1
+        return self
+
+    async def wait_connected(self, timeout: float = 30.0) -> None:
+        async def connected() -> bool:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"ingestor exited:\n{self.log_path.read_text()[-3000:]}")
+            try:
+                return bool((await self.health())["broker_connected"])
+            except (aiohttp.ClientError, OSError):
+                return False
+
+        await wait_until(connected, timeout=timeout, interval=0.05)
+
+    async def health(self) -> dict[str, Any]:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"{self.health_url}/healthz") as r,
+        ):
+            body: dict[str, Any] = await r.json()
+            body["http_status"] = r.status
+            return body
+
+    async def metrics(self) -> dict[str, float]:
+        """Unlabelled samples of /metrics by name, labelled ones as name{labels}."""
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"{self.health_url}/metrics") as r,
+        ):
+            text = await r.text()
+        out: dict[str, float] = {}
+        for line in text.splitlines():
+            if line and not line.startswith("#"):
+                name, value = line.rsplit(" ", 1)
+                out[name] = float(value)
+        return out
+
+    def rss(self) -> int:
+        assert self.proc is not None
+        return int(psutil.Process(self.proc.pid).memory_info().rss)
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def terminate(self, timeout: float = 60.0) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout)
+
+    def log(self) -> str:
+        return self.log_path.read_text()
+
+
+class Publisher:
+    """A device-like QoS 1 publisher in its own thread: paho keeps what the broker has not
+    acknowledged and sends it again after a reconnect, as device firmware does."""
+
+    def __init__(self, port: int, client_id: str) -> None:
+        self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id)
+        self.client.max_queued_messages_set(0)
+        self.client.reconnect_delay_set(0.1, 1)
+        self.client.on_publish = self._on_publish
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+        self.published = 0
+        self.acknowledged = 0
+
+    def _on_publish(self, *args: Any) -> None:
+        self.acknowledged += 1
+
+    def energy(self, n: int, base_ms: int, rate: float, offset: int = 0, qos: int = 1) -> None:
+        """Publish `n` energy readings with distinct timestamps `base_ms + offset + i`, spread
+        over devices, at about `rate` per second."""
+        started = time.monotonic()
+        for i in range(offset, offset + n):
+            device = ENERGY_DEVICES[i % len(ENERGY_DEVICES)]
+            body = {"ts": base_ms + i, "power_w": float(i % 5000), "energy_kwh": i / 1000}
+            self.client.publish(f"kera/kera/{device}/telemetry", json.dumps(body), qos=qos)
+            self.published += 1
+            if (i - offset) % 50 == 49:
+                ahead = (i - offset + 1) / rate - (time.monotonic() - started)
+                if ahead > 0:
+                    time.sleep(ahead)
+
+    def unacknowledged(self) -> int:
+        """Readings the broker has not confirmed yet (QoS 0 ones count as confirmed once sent)."""
+        return self.published - self.acknowledged
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+ENERGY_DEVICES = [d.id for d in Registry.load() if d.kind == "energy_meter"]

@@ -1,0 +1,165 @@
+"""The disk spool on real files: order, bounds, restarts, torn and corrupt records."""
+
+from __future__ import annotations
+
+import json
+from collections import deque
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ingest.deadletter import DeadLetters
+from ingest.spool import Spool, SpoolFull, SpoolLocked
+
+
+def drain(spool: Spool) -> list[bytes]:
+    out = []
+    while (record := spool.peek()) is not None:
+        out.append(record.body)
+        spool.commit(record)
+    return out
+
+
+def test_fifo_across_segments_and_cleanup(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, max_bytes=1 << 20, segment_bytes=4096).open()
+    bodies = [f"energy,device=em-{i} power_w={i} {i}".encode() * 40 for i in range(50)]
+    for body in bodies:
+        spool.append(body)
+    assert len(list(tmp_path.glob("*.seg"))) > 5
+    assert spool.pending_records == 50
+    assert drain(spool) == bodies
+    assert spool.empty and spool.pending_bytes == 0
+    assert list(tmp_path.glob("*.seg")) == []
+    spool.append(b"after")
+    assert drain(spool) == [b"after"]
+    spool.close()
+
+
+def test_survives_restart_mid_replay(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, segment_bytes=4096).open()
+    for i in range(30):
+        spool.append(b"x" * 300 + str(i).encode())
+    for _ in range(12):
+        record = spool.peek()
+        assert record is not None
+        spool.commit(record)
+    spool.close()
+    again = Spool(tmp_path, segment_bytes=4096).open()
+    assert again.pending_records == 18
+    again.append(b"new")
+    assert drain(again) == [b"x" * 300 + str(i).encode() for i in range(12, 30)] + [b"new"]
+    again.close()
+
+
+def test_torn_tail_is_truncated(tmp_path: Path) -> None:
+    spool = Spool(tmp_path).open()
+    spool.append(b"one")
+    spool.append(b"two")
+    spool.close()
+    segment = next(tmp_path.glob("*.seg"))
+    data = segment.read_bytes()
+    segment.write_bytes(data[:-2])  # a crash in the middle of the second append
+    again = Spool(tmp_path).open()
+    assert again.pending_records == 1
+    again.append(b"three")
+    assert drain(again) == [b"one", b"three"]
+    again.close()
+
+
+def test_corrupt_record_before_the_tail_is_kept_for_inspection(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    spool = Spool(tmp_path, segment_bytes=4096).open()
+    for i in range(20):
+        spool.append(bytes([65 + i]) * 500)
+    spool.close()
+    first = sorted(tmp_path.glob("*.seg"))[0]
+    data = bytearray(first.read_bytes())
+    data[12 + 500 + 12 + 10] ^= 0xFF  # inside the second record's body
+    first.write_bytes(bytes(data))
+    again = Spool(tmp_path, segment_bytes=4096).open()
+    assert "checksum mismatch" in caplog.text
+    assert (tmp_path / "corrupt" / first.name).exists()
+    got = drain(again)
+    assert got[0] == b"A" * 500  # the record before the damage is still replayed
+    assert got[-1] == bytes([65 + 19]) * 500
+    again.close()
+
+
+def test_bound_refuses_and_then_has_room_again(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, max_bytes=1 << 16).open()
+    body = b"y" * 10_000
+    stored = 0
+    with pytest.raises(SpoolFull, match="bound"):
+        while True:
+            spool.append(body)
+            stored += 1
+    assert stored == 6 and spool.full is False
+    record = spool.peek()
+    assert record is not None
+    spool.commit(record)
+    spool.append(body)
+    assert spool.pending_records == 6
+    spool.close()
+
+
+def test_one_owner_at_a_time(tmp_path: Path) -> None:
+    spool = Spool(tmp_path).open()
+    with pytest.raises(SpoolLocked, match="KERA_SPOOL_DIR"):
+        Spool(tmp_path).open()
+    spool.close()
+    Spool(tmp_path).open().close()
+
+
+ops = st.lists(
+    st.one_of(
+        st.tuples(st.just("append"), st.binary(min_size=0, max_size=3000)),
+        st.tuples(st.just("replay"), st.integers(1, 5)),
+        st.tuples(st.just("reopen"), st.none()),
+    ),
+    max_size=40,
+)
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(ops)
+def test_behaves_like_a_queue(tmp_path_factory: pytest.TempPathFactory, steps: list) -> None:
+    directory = tmp_path_factory.mktemp("spool")
+    model: deque[bytes] = deque()
+    spool = Spool(directory, max_bytes=1 << 20, segment_bytes=4096).open()
+    for op, arg in steps:
+        if op == "append":
+            spool.append(arg)
+            model.append(arg)
+        elif op == "replay":
+            for _ in range(arg):
+                record = spool.peek()
+                if not model:
+                    assert record is None
+                    break
+                assert record is not None and record.body == model.popleft()
+                spool.commit(record)
+        else:
+            spool.close()
+            spool = Spool(directory, max_bytes=1 << 20, segment_bytes=4096).open()
+        assert spool.pending_records == len(model)
+        assert spool.pending_bytes == sum(12 + len(b) for b in model)
+    assert drain(spool) == list(model)
+    spool.close()
+
+
+def test_dead_letters_rotate_and_count(tmp_path: Path) -> None:
+    dead = DeadLetters(tmp_path, max_bytes=1 << 16)
+    for i in range(3000):
+        dead.add([f"energy power_w={i} {i}"], "HTTP 400: bad")
+    current = [json.loads(line) for line in dead.path.read_text().splitlines()]
+    older = dead.path.with_name("dead-letters.jsonl.1").read_text().splitlines()
+    assert current[-1]["line"] == "energy power_w=2999 2999"
+    assert current[-1]["error"] == "HTTP 400: bad"
+    assert dead.count == 3000
+    assert len(current) + len(older) + dead.discarded_by_rotation == 3000
+    assert dead.discarded_by_rotation > 0
