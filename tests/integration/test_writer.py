@@ -1,5 +1,5 @@
-"""The writer against a real InfluxDB: escaping round trips, and nothing accepted is lost while
-InfluxDB is away."""
+"""The writer against a real InfluxDB: escaping round trips, refused points dead-lettered one by
+one, and nothing accepted is lost while InfluxDB is away."""
 
 from __future__ import annotations
 
@@ -14,10 +14,15 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from devices import Registry, parse_site
 from devstack.services import InfluxDB, Mosquitto
+from ingest.deadletter import DeadLetters
 from ingest.influx import InfluxTarget, V1Transport, influxql
 from ingest.lineproto import LineEncoder
+from ingest.pipeline import Batch
 from ingest.reading import Reading
 from ingest.settings import IngestSettings
+from ingest.spool import Spool
+from ingest.stats import Stats
+from ingest.writer import BatchWriter
 from tests.helpers import count, running_ingestor, wait_until
 
 pytestmark = pytest.mark.integration
@@ -111,3 +116,43 @@ async def test_influxdb_outage_loses_nothing(broker: Mosquitto, tmp_path: Path) 
 async def _retried(n: int) -> bool:
     await asyncio.sleep(0)
     return n > 0
+
+
+async def test_refused_points_are_dead_lettered_exactly(
+    influx: InfluxDB, database: str, tmp_path: Path
+) -> None:
+    """A 400 for some points of a batch: exactly those go to the dead letters, the rest is
+    stored, and the batch is acknowledged."""
+    transport = V1Transport(InfluxTarget(influx.url, database))
+    await transport.start()
+    await transport.create_database()
+    # power_w exists as a float from now on, so string values conflict with it.
+    await transport.write(b"energy,device=seed power_w=1.5 1000")
+    good = [f"energy,device=d{i % 7} power_w={i}.5 {2000 + i}" for i in range(97)]
+    bad = [
+        'energy,device=bad power_w="a string" 5000',
+        "energy,device=bad power_w= 5001",  # unparseable
+        'energy,device=bad power_w="another" 5002',
+    ]
+    lines = good[:40] + bad[:1] + good[40:70] + bad[1:] + good[70:]
+    spool = Spool(tmp_path / "spool").open()
+    dead = DeadLetters(tmp_path / "spool")
+    stats = Stats()
+    acked: list[Batch] = []
+    writer = BatchWriter(transport, spool, dead, stats, acked.append)
+    task = asyncio.create_task(writer.run())
+    try:
+        writer.submit(Batch(lines, acks=[1, 2, 3], generation=1))
+        await asyncio.wait_for(writer.drain(), 30)
+    finally:
+        task.cancel()
+        await transport.close()
+        spool.close()
+    assert [b.acks for b in acked] == [[1, 2, 3]]
+    letters = [json.loads(line) for line in dead.path.read_text().splitlines()]
+    assert [letter["line"] for letter in letters] == bad
+    assert all(letter["error"].startswith("HTTP 400") for letter in letters)
+    assert stats.points_dead_lettered == 3
+    assert spool.empty and writer.healthy
+    series = await influxql(influx.url, 'SELECT count("power_w") FROM "energy"', database)
+    assert series[0]["values"][0][1] == 1 + len(good)
