@@ -121,6 +121,8 @@ def ingestor_rate(
         KERA_MQTT_CLIENT_ID="bench-ingest",
         KERA_SITE_CONFIG=str(site),
         KERA_STATS_INTERVAL_S="3600",
+        KERA_SPOOL_DIR=str(workdir / "spool"),
+        KERA_HEALTH_PORT="0",
     )
     exe = str(Path(sys.executable).with_name("kera-ingest"))
     log = (workdir / "ingest.log").open("w")
