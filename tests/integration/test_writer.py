@@ -10,10 +10,11 @@ from pathlib import Path
 
 import paho.mqtt.client as paho
 import pytest
+from aiohttp import web
 from paho.mqtt.enums import CallbackAPIVersion
 
 from devices import Registry, parse_site
-from devstack.services import InfluxDB, Mosquitto
+from devstack.services import InfluxDB, Mosquitto, free_port
 from ingest.deadletter import DeadLetters
 from ingest.influx import InfluxTarget, V1Transport, influxql
 from ingest.lineproto import LineEncoder
@@ -156,3 +157,61 @@ async def test_refused_points_are_dead_lettered_exactly(
     assert spool.empty and writer.healthy
     series = await influxql(influx.url, 'SELECT count("power_w") FROM "energy"', database)
     assert series[0]["values"][0][1] == 1 + len(good)
+
+
+async def test_429_is_spooled_and_replayed_after_retry_after(tmp_path: Path) -> None:
+    """An overloaded InfluxDB answering 429 with Retry-After: the batch is spooled and
+    acknowledged at once, and replay waits at least as long as asked before trying again."""
+    calls: list[float] = []
+    stored: list[bytes] = []
+
+    async def write(request: web.Request) -> web.Response:
+        calls.append(time.monotonic())
+        if len(calls) <= 2:
+            return web.Response(status=429, headers={"Retry-After": "1"}, text="slow down")
+        stored.append(await request.read())
+        return web.Response(status=204)
+
+    app = web.Application()
+    app.router.add_post("/write", write)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    transport = V1Transport(InfluxTarget(f"http://127.0.0.1:{port}", "kera"))
+    await transport.start()
+    spool = Spool(tmp_path / "spool").open()
+    stats = Stats()
+    acked: list[Batch] = []
+    writer = BatchWriter(
+        transport,
+        spool,
+        DeadLetters(tmp_path / "spool"),
+        stats,
+        acked.append,
+        backoff_initial_s=0.01,
+        backoff_max_s=5.0,
+    )
+    tasks = [asyncio.create_task(writer.run()), asyncio.create_task(writer.replay())]
+    lines = [f"energy,device=em-main power_w={i} {1000 + i}" for i in range(10)]
+    try:
+        writer.submit(Batch(lines, acks=[7], generation=1))
+        await asyncio.wait_for(writer.drain(), 5)
+        assert [b.acks for b in acked] == [[7]]  # acknowledged once spooled, before the write
+        assert stats.points_spooled == 10 and not stored
+
+        async def replayed() -> bool:
+            await asyncio.sleep(0)
+            return bool(stored) and spool.empty
+
+        await wait_until(replayed, timeout=10)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await transport.close()
+        spool.close()
+        await runner.cleanup()
+    assert stored == ["\n".join(lines).encode()]
+    assert len(calls) == 3
+    assert calls[2] - calls[1] >= 0.95  # Retry-After, not the 10 ms backoff
+    assert writer.healthy
