@@ -105,3 +105,41 @@ class LineEncoder:
             key = series_key(reading.measurement, device_tags(self._site, device))
             self._keys[cache_key] = key
         return format_line(key, reading.fields, reading.time_ms)
+
+
+def split_lines(body: str) -> list[str]:
+    """Split a batch body back into its lines.
+
+    Not `str.split("\\n")`: a string field value may hold a raw newline (line protocol allows it
+    inside quotes), and a quote is an ordinary character in tag values and keys. So this follows
+    each line's sections: the series key up to the first unescaped space, then the fields, where
+    a quote right after a field's `=` opens a string, then the timestamp."""
+    lines: list[str] = []
+    start = i = 0
+    n = len(body)
+    section = 0  # 0 series key, 1 fields, 2 timestamp
+    quoted = False
+    value_at = -1  # index where the current field's value starts
+    while i < n:
+        c = body[i]
+        if quoted:
+            if c == "\\":
+                i += 1
+            elif c == '"':
+                quoted = False
+        elif c == "\\" and section < 2:
+            i += 1
+        elif section == 1 and c == '"' and i == value_at:
+            quoted = True
+        elif section == 1 and c == "=":
+            value_at = i + 1
+        elif c == " " and section < 2:
+            section += 1
+        elif c == "\n":
+            lines.append(body[start:i])
+            start = i + 1
+            section = 0
+        i += 1
+    if start < n:
+        lines.append(body[start:])
+    return lines

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from devices import Registry, parse_site
 from ingest.lineproto import (
@@ -11,6 +13,7 @@ from ingest.lineproto import (
     format_line,
     format_value,
     series_key,
+    split_lines,
 )
 from ingest.reading import Reading
 
@@ -89,3 +92,32 @@ def test_encoder_builds_tags_from_registry() -> None:
         r"waste_bin,device=bin-1,fraction=glass,site=kera,space=Yard\,\ east\=1 "
         "distance_mm=450.0,fill_pct=50.0 1000"
     )
+
+
+_tag_text = st.text(
+    st.characters(blacklist_categories=("Cs",), blacklist_characters="\\\n\r"), min_size=1
+)
+_value = st.one_of(
+    st.text(st.characters(blacklist_categories=("Cs",))),
+    st.integers(-(2**63), 2**63 - 1),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.booleans(),
+)
+
+
+@given(
+    st.lists(
+        st.tuples(
+            _tag_text,
+            st.dictionaries(_tag_text, _tag_text, max_size=3),
+            st.dictionaries(_tag_text, _value, min_size=1, max_size=4),
+            st.integers(0, 2**62),
+        ),
+        min_size=1,
+        max_size=8,
+    )
+)
+def test_split_lines_undoes_joining(points: list[tuple[str, dict, dict, int]]) -> None:
+    """Tags with quotes, spaces and commas, strings with newlines, quotes and backslashes."""
+    lines = [format_line(series_key(m, tags), fields, t) for m, tags, fields, t in points]
+    assert split_lines("\n".join(lines)) == lines
