@@ -55,6 +55,7 @@ def run(
     """
     from ingest.service import run_forever
     from ingest.settings import load_settings
+    from ingest.spool import SpoolLocked
 
     try:
         settings = load_settings(
@@ -74,7 +75,7 @@ def run(
     _setup_logging(settings.log_level)
     try:
         run_forever(settings)
-    except (SiteConfigError, ValueError) as exc:
+    except (SiteConfigError, ValueError, SpoolLocked, OSError) as exc:
         console.print(f"[red]cannot start:[/red] {exc}", soft_wrap=True)
         raise typer.Exit(2) from None
 

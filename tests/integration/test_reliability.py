@@ -313,3 +313,18 @@ async def test_sigterm_with_influxdb_down_spools_and_next_run_replays(
         if ingest.proc is not None and ingest.proc.poll() is None:
             ingest.kill()
         db.stop()
+
+
+async def test_second_ingestor_on_the_same_spool_refuses_to_start(
+    settings: IngestSettings, tmp_path: Path
+) -> None:
+    first = IngestProcess(settings, tmp_path / "first.log").start()
+    try:
+        await first.wait_connected()
+        second = IngestProcess(settings, tmp_path / "second.log").start()
+        assert second.proc is not None
+        assert second.proc.wait(30) == 2
+        assert "in use by another ingestor" in second.log()
+        assert (await first.health())["status"] == "ok"
+    finally:
+        assert first.terminate() == 0
