@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import getpass
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -17,6 +18,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 
 APT_PACKAGES = {"mosquitto": "mosquitto", "influxd": "influxdb"}
 SEARCH_PATH = ("/usr/sbin", "/usr/bin", "/usr/local/sbin", "/usr/local/bin")
@@ -82,6 +84,7 @@ class _Child:
     def stop(self, timeout: float = 10.0) -> None:
         if self.proc is None or self.proc.poll() is not None:
             return
+        self.proc.send_signal(signal.SIGCONT)  # a test may have frozen it with SIGSTOP
         self.proc.terminate()
         try:
             self.proc.wait(timeout)
@@ -94,7 +97,7 @@ class _Child:
             self.proc.kill()
             self.proc.wait()
 
-    def __enter__(self) -> _Child:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(

@@ -12,6 +12,7 @@ import pytest
 
 from devstack.services import InfluxDB, Mosquitto, missing_binaries
 from ingest.settings import IngestSettings
+from tests.helpers import local_settings
 
 _counter = itertools.count()
 
@@ -51,13 +52,4 @@ def database() -> str:
 
 @pytest.fixture
 def settings(broker: Mosquitto, influx: InfluxDB, database: str, tmp_path: Path) -> IngestSettings:
-    return IngestSettings(
-        mqtt_url=broker.url,
-        influx_url=influx.url,
-        influx_db=database,
-        mqtt_client_id=f"ingest-{database}",
-        flush_interval_s=0.05,
-        stats_interval_s=3600,
-        spool_dir=tmp_path / "spool",
-        health_port=0,
-    )
+    return local_settings(broker.url, influx.url, database, tmp_path)

@@ -79,6 +79,24 @@ async def count(settings: IngestSettings, measurement: str, field: str) -> int:
     return int(series[0]["values"][0][1]) if series else 0
 
 
+def local_settings(
+    mqtt_url: str, influx_url: str, database: str, workdir: Path, **overrides: Any
+) -> IngestSettings:
+    """Settings for an ingestor under test: its own session, spool and database."""
+    values: dict[str, Any] = {
+        "mqtt_url": mqtt_url,
+        "influx_url": influx_url,
+        "influx_db": database,
+        "mqtt_client_id": f"ingest-{database}",
+        "flush_interval_s": 0.05,
+        "stats_interval_s": 3600,
+        "spool_dir": workdir / "spool",
+        "health_port": 0,
+    }
+    values.update(overrides)
+    return IngestSettings(**values)
+
+
 def settings_env(settings: IngestSettings) -> dict[str, str]:
     """The environment that gives a `kera-ingest run` subprocess these settings."""
     env = dict(os.environ)
@@ -174,6 +192,18 @@ class IngestProcess:
         return self.log_path.read_text()
 
 
+@contextlib.asynccontextmanager
+async def ingest_process(settings: IngestSettings, log_path: Path) -> AsyncIterator[IngestProcess]:
+    """A connected `kera-ingest run` subprocess, SIGKILLed on the way out if still running."""
+    ingest = IngestProcess(settings, log_path).start()
+    try:
+        await ingest.wait_connected()
+        yield ingest
+    finally:
+        if ingest.proc is not None and ingest.proc.poll() is None:
+            ingest.kill()
+
+
 class Publisher:
     """A device-like QoS 1 publisher in its own thread: paho keeps what the broker has not
     acknowledged and sends it again after a reconnect, as device firmware does."""
@@ -212,6 +242,12 @@ class Publisher:
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
+
+    def __enter__(self) -> Publisher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 ENERGY_DEVICES = [d.id for d in Registry.load() if d.kind == "energy_meter"]

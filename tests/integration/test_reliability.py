@@ -13,13 +13,21 @@ import random
 import signal
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from devstack.services import InfluxDB, Mosquitto
 from ingest.settings import IngestSettings
-from tests.helpers import IngestProcess, Publisher, count, wait_until
+from tests.helpers import (
+    IngestProcess,
+    Publisher,
+    count,
+    ingest_process,
+    local_settings,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 log = logging.getLogger(__name__)
@@ -48,56 +56,11 @@ def _publish_in_thread(pub: Publisher, n: int, rate: float, base: int) -> thread
     return thread
 
 
-async def test_sigkill_restarts_lose_nothing(broker: Mosquitto, tmp_path: Path) -> None:
-    """20,000 QoS 1 readings while the ingestor is SIGKILLed at random moments and restarted.
-
-    Some kills land while InfluxDB is frozen (SIGSTOP), so writes hang, time out and go to the
-    spool: a kill then finds batches in flight, in the spool, or half-appended to it."""
-    seed = int(os.environ.get("KERA_KILL_SEED", random.randrange(1 << 30)))
-    rng = random.Random(seed)
-    log.info("kill test seed %d (set KERA_KILL_SEED to replay)", seed)
-    db = InfluxDB(tmp_path / "influx").start()
-    assert db.proc is not None
-    settings = IngestSettings(
-        mqtt_url=broker.url,
-        influx_url=db.url,
-        influx_db="kill",
-        mqtt_client_id="kill",
-        flush_interval_s=0.05,
-        spool_dir=tmp_path / "spool",
-        influx_timeout_s=1.0,
-    )
-    ingest = IngestProcess(settings, tmp_path / "ingest.log").start()
-    await ingest.wait_connected()
-    pub = Publisher(broker.port, "kill-pub")
-    n = 20_000
-    kills = frozen_kills = 0
-    try:
-        thread = _publish_in_thread(pub, n, 1200.0, _base_ms())
-        while thread.is_alive() or kills < 3:
-            freeze = rng.random() < 0.5
-            if freeze:
-                db.proc.send_signal(signal.SIGSTOP)
-            await asyncio.sleep(rng.uniform(0.3, 2.5))
-            ingest.kill()
-            kills += 1
-            frozen_kills += freeze
-            if freeze:
-                db.proc.send_signal(signal.SIGCONT)
-            await asyncio.sleep(rng.uniform(0.0, 0.5))
-            ingest.start()
-            await ingest.wait_connected()
-        await _exactly(settings, n, timeout=90)
-        assert await wait_until(lambda: _no_unacked(pub), timeout=30)
-        assert ingest.terminate() == 0
-        log.info("%d kills, %d of them with InfluxDB frozen; seed %d", kills, frozen_kills, seed)
-    finally:
-        pub.close()
-        if ingest.proc is not None and ingest.proc.poll() is None:
-            ingest.kill()
-        if db.proc is not None and db.proc.poll() is None:
-            db.proc.send_signal(signal.SIGCONT)
-        db.stop()
+@pytest.fixture
+def own_influx(tmp_path: Path) -> Iterator[InfluxDB]:
+    """An InfluxDB of this test's own, which it may stop, freeze and restart."""
+    with InfluxDB(tmp_path / "influx").start() as db:
+        yield db
 
 
 async def _no_unacked(pub: Publisher) -> bool:
@@ -105,43 +68,74 @@ async def _no_unacked(pub: Publisher) -> bool:
     return pub.unacknowledged() == 0
 
 
-async def test_influxdb_outage_spools_and_drains(broker: Mosquitto, tmp_path: Path) -> None:
+async def test_sigkill_restarts_lose_nothing(
+    broker: Mosquitto, own_influx: InfluxDB, tmp_path: Path
+) -> None:
+    """20,000 QoS 1 readings while the ingestor is SIGKILLed at random moments and restarted.
+
+    Some kills land while InfluxDB is frozen (SIGSTOP), so writes hang, time out and go to the
+    spool: a kill then finds batches in flight, in the spool, or half-appended to it."""
+    seed = int(os.environ.get("KERA_KILL_SEED", random.randrange(1 << 30)))
+    rng = random.Random(seed)
+    log.info("kill test seed %d (set KERA_KILL_SEED to replay)", seed)
+    db = own_influx
+    assert db.proc is not None
+    settings = local_settings(broker.url, db.url, "kill", tmp_path, influx_timeout_s=1.0)
+    n = 20_000
+    kills = frozen_kills = 0
+    async with ingest_process(settings, tmp_path / "ingest.log") as ingest:
+        with Publisher(broker.port, "kill-pub") as pub:
+            thread = _publish_in_thread(pub, n, 1200.0, _base_ms())
+            while thread.is_alive() or kills < 3:
+                freeze = rng.random() < 0.5
+                if freeze:
+                    db.proc.send_signal(signal.SIGSTOP)
+                await asyncio.sleep(rng.uniform(0.3, 2.5))
+                ingest.kill()
+                kills += 1
+                frozen_kills += freeze
+                if freeze:
+                    db.proc.send_signal(signal.SIGCONT)
+                await asyncio.sleep(rng.uniform(0.0, 0.5))
+                ingest.start()
+                await ingest.wait_connected()
+            await _exactly(settings, n, timeout=90)
+            assert await wait_until(lambda: _no_unacked(pub), timeout=30)
+        assert ingest.terminate() == 0
+    log.info("%d kills, %d of them with InfluxDB frozen; seed %d", kills, frozen_kills, seed)
+
+
+async def test_influxdb_outage_spools_and_drains(
+    broker: Mosquitto, own_influx: InfluxDB, tmp_path: Path
+) -> None:
     """InfluxDB stopped for 60 s under load: everything lands, the spool drains, and the
     ingestor's memory stays flat while it spools."""
-    db = InfluxDB(tmp_path / "influx").start()
-    settings = IngestSettings(
-        mqtt_url=broker.url,
-        influx_url=db.url,
-        influx_db="outage",
-        mqtt_client_id="outage",
-        flush_interval_s=0.1,
-        spool_dir=tmp_path / "spool",
-        influx_timeout_s=2.0,
+    db = own_influx
+    settings = local_settings(
+        broker.url, db.url, "outage", tmp_path, flush_interval_s=0.1, influx_timeout_s=2.0
     )
-    ingest = IngestProcess(settings, tmp_path / "ingest.log").start()
-    await ingest.wait_connected()
-    pub = Publisher(broker.port, "outage-pub")
     rate, outage_s = 1000.0, 60.0
     n = int(rate * (outage_s + 15))
-    try:
-        thread = _publish_in_thread(pub, n, rate, _base_ms())
-        await asyncio.sleep(5)
-        baseline = ingest.rss()
-        db.stop()
-        rss: list[int] = []
-        t0 = time.monotonic()
-        while time.monotonic() - t0 < outage_s:
-            await asyncio.sleep(1)
-            rss.append(ingest.rss())
-        health = await ingest.health()
-        metrics = await ingest.metrics()
-        assert health["status"] == "degraded" and health["http_status"] == 200
-        assert not health["writer_healthy"] and health["broker_connected"]
-        assert health["spool"]["records"] > 100
-        assert metrics["kera_ingest_points_spooled_total"] > rate * (outage_s - 15)
-        db = InfluxDB(tmp_path / "influx", port=db.port).start()
-        thread.join()
-        await _exactly(settings, n, timeout=120)
+    async with ingest_process(settings, tmp_path / "ingest.log") as ingest:
+        with Publisher(broker.port, "outage-pub") as pub:
+            thread = _publish_in_thread(pub, n, rate, _base_ms())
+            await asyncio.sleep(5)
+            baseline = ingest.rss()
+            db.stop()
+            rss: list[int] = []
+            t0 = time.monotonic()
+            while time.monotonic() - t0 < outage_s:
+                await asyncio.sleep(1)
+                rss.append(ingest.rss())
+            health = await ingest.health()
+            metrics = await ingest.metrics()
+            assert health["status"] == "degraded" and health["http_status"] == 200
+            assert not health["writer_healthy"] and health["broker_connected"]
+            assert health["spool"]["records"] > 100
+            assert metrics["kera_ingest_points_spooled_total"] > rate * (outage_s - 15)
+            db.start()
+            thread.join()
+            await _exactly(settings, n, timeout=120)
 
         async def drained() -> bool:
             return (await ingest.health())["status"] == "ok"
@@ -158,173 +152,128 @@ async def test_influxdb_outage_spools_and_drains(broker: Mosquitto, tmp_path: Pa
         assert peak < 150 * 2**20
         assert peak - baseline < 30 * 2**20
         assert ingest.terminate() == 0
-    finally:
-        pub.close()
-        if ingest.proc is not None and ingest.proc.poll() is None:
-            ingest.kill()
-        db.stop()
 
 
 async def test_broker_restart_under_load(influx: InfluxDB, database: str, tmp_path: Path) -> None:
-    broker = Mosquitto(tmp_path / "mosquitto").start()
-    settings = IngestSettings(
-        mqtt_url=broker.url,
-        influx_url=influx.url,
-        influx_db=database,
-        mqtt_client_id="broker-restart",
-        flush_interval_s=0.05,
-        spool_dir=tmp_path / "spool",
-    )
-    ingest = IngestProcess(settings, tmp_path / "ingest.log").start()
-    await ingest.wait_connected()
-    pub = Publisher(broker.port, "restart-pub")
-    n = 10_000
-    try:
-        thread = _publish_in_thread(pub, n, 1000.0, _base_ms())
-        await asyncio.sleep(3)
-        broker.stop()  # SIGTERM: Mosquitto saves its persistence file on the way out
-        await asyncio.sleep(2)
-        broker = Mosquitto(tmp_path / "mosquitto", port=broker.port).start()
-        thread.join()
-        await _exactly(settings, n, timeout=90)
-        assert await wait_until(lambda: _no_unacked(pub), timeout=30)
-        assert (await ingest.metrics())["kera_ingest_mqtt_reconnects_total"] >= 1
-        assert ingest.terminate() == 0
-    finally:
-        pub.close()
-        if ingest.proc is not None and ingest.proc.poll() is None:
-            ingest.kill()
-        broker.stop()
+    with Mosquitto(tmp_path / "mosquitto").start() as broker:
+        settings = local_settings(broker.url, influx.url, database, tmp_path)
+        n = 10_000
+        async with ingest_process(settings, tmp_path / "ingest.log") as ingest:
+            with Publisher(broker.port, "restart-pub") as pub:
+                thread = _publish_in_thread(pub, n, 1000.0, _base_ms())
+                await asyncio.sleep(3)
+                broker.stop()  # SIGTERM: Mosquitto saves its persistence file on the way out
+                await asyncio.sleep(2)
+                broker.start()
+                thread.join()
+                await _exactly(settings, n, timeout=90)
+                assert await wait_until(lambda: _no_unacked(pub), timeout=30)
+            assert (await ingest.metrics())["kera_ingest_mqtt_reconnects_total"] >= 1
+            assert ingest.terminate() == 0
 
 
 async def test_spool_overflow_stops_acknowledging_and_alerts(
-    broker: Mosquitto, tmp_path: Path
+    broker: Mosquitto, own_influx: InfluxDB, tmp_path: Path
 ) -> None:
     """A full spool: /healthz fails, spool_full is raised, nothing more is acknowledged (the
     broker keeps it), QoS 0 readings are counted as dropped; once InfluxDB is back every QoS 1
     reading lands."""
-    db = InfluxDB(tmp_path / "influx").start()
+    db = own_influx
     receive_maximum = 400
-    settings = IngestSettings(
-        mqtt_url=broker.url,
-        influx_url=db.url,
-        influx_db="overflow",
-        mqtt_client_id="overflow",
-        flush_interval_s=0.05,
+    settings = local_settings(
+        broker.url,
+        db.url,
+        "overflow",
+        tmp_path,
         batch_size=100,
-        spool_dir=tmp_path / "spool",
         spool_max_bytes=1 << 16,
         mqtt_receive_maximum=receive_maximum,
         influx_timeout_s=1.0,
     )
-    ingest = IngestProcess(settings, tmp_path / "ingest.log").start()
-    await ingest.wait_connected()
-    db.stop()
-    pub = Publisher(broker.port, "overflow-pub")
     base = _base_ms()
     n = 3000
-    try:
-        pub.energy(n, base, rate=3000.0)
-
-        async def full() -> bool:
-            return bool((await ingest.health())["spool"]["full"])
-
-        await wait_until(full, timeout=30)
-        await asyncio.sleep(1)
-        health = await ingest.health()
-        assert health["status"] == "failing" and health["http_status"] == 503
-        metrics = await ingest.metrics()
-        assert metrics["kera_ingest_spool_full"] == 1
-        assert metrics["kera_ingest_spool_full_events_total"] >= 1
-        assert metrics["kera_ingest_spool_bytes"] <= 1 << 16
-        # The broker holds the rest: we hold at most one receive window unacknowledged.
-        held = metrics["kera_ingest_accepted_total"] - metrics["kera_ingest_points_spooled_total"]
-        assert 0 < held <= receive_maximum
-        assert metrics["kera_ingest_accepted_total"] < n
-        assert "spool full" in ingest.log()
-
-        pub.energy(50, base, rate=1000.0, offset=n, qos=0)
-
-        async def dropped() -> float:
-            return (await ingest.metrics())["kera_ingest_dropped_qos0_total"]
-
-        assert await wait_until(dropped, timeout=10) > 0
-
-        db = InfluxDB(tmp_path / "influx", port=db.port).start()
-        overflow = settings.model_copy(update={"influx_url": db.url})
-        await _exactly(overflow, n, timeout=120)
-
-        async def recovered() -> bool:
-            h = await ingest.health()
-            return h["status"] == "ok" and not h["spool"]["full"]
-
-        await wait_until(recovered, timeout=30)
-        assert await wait_until(lambda: _no_unacked(pub), timeout=30)
-        assert ingest.terminate() == 0
-    finally:
-        pub.close()
-        if ingest.proc is not None and ingest.proc.poll() is None:
-            ingest.kill()
+    async with ingest_process(settings, tmp_path / "ingest.log") as ingest:
         db.stop()
+        with Publisher(broker.port, "overflow-pub") as pub:
+            pub.energy(n, base, rate=3000.0)
+
+            async def full() -> bool:
+                return bool((await ingest.health())["spool"]["full"])
+
+            await wait_until(full, timeout=30)
+            await asyncio.sleep(1)
+            health = await ingest.health()
+            assert health["status"] == "failing" and health["http_status"] == 503
+            metrics = await ingest.metrics()
+            assert metrics["kera_ingest_spool_full"] == 1
+            assert metrics["kera_ingest_spool_full_events_total"] >= 1
+            assert metrics["kera_ingest_spool_bytes"] <= 1 << 16
+            # The broker holds the rest: we hold at most one receive window unacknowledged.
+            accepted = metrics["kera_ingest_accepted_total"]
+            held = accepted - metrics["kera_ingest_points_spooled_total"]
+            assert 0 < held <= receive_maximum
+            assert accepted < n
+            assert "spool full" in ingest.log()
+
+            pub.energy(50, base, rate=1000.0, offset=n, qos=0)
+
+            async def dropped() -> float:
+                return (await ingest.metrics())["kera_ingest_dropped_qos0_total"]
+
+            assert await wait_until(dropped, timeout=10) > 0
+
+            db.start()
+            await _exactly(settings, n, timeout=120)
+
+            async def recovered() -> bool:
+                h = await ingest.health()
+                return h["status"] == "ok" and not h["spool"]["full"]
+
+            await wait_until(recovered, timeout=30)
+            assert await wait_until(lambda: _no_unacked(pub), timeout=30)
+        assert ingest.terminate() == 0
 
 
 async def test_sigterm_with_influxdb_down_spools_and_next_run_replays(
-    broker: Mosquitto, tmp_path: Path
+    broker: Mosquitto, own_influx: InfluxDB, tmp_path: Path
 ) -> None:
     """Graceful shutdown while InfluxDB is away: exit 0 within the deadline with everything
     acknowledged, because it is in the spool; the next run writes it."""
-    db = InfluxDB(tmp_path / "influx").start()
-    settings = IngestSettings(
-        mqtt_url=broker.url,
-        influx_url=db.url,
-        influx_db="shutdown",
-        mqtt_client_id="shutdown",
-        flush_interval_s=0.05,
-        spool_dir=tmp_path / "spool",
-        influx_timeout_s=1.0,
-        shutdown_timeout_s=5.0,
+    db = own_influx
+    settings = local_settings(
+        broker.url, db.url, "shutdown", tmp_path, influx_timeout_s=1.0, shutdown_timeout_s=5.0
     )
-    ingest = IngestProcess(settings, tmp_path / "ingest.log").start()
-    await ingest.wait_connected()
-    db.stop()
-    pub = Publisher(broker.port, "shutdown-pub")
     n = 2000
-    try:
-        pub.energy(n, _base_ms(), rate=4000.0)
+    async with ingest_process(settings, tmp_path / "ingest.log") as ingest:
+        db.stop()
+        with Publisher(broker.port, "shutdown-pub") as pub:
+            pub.energy(n, _base_ms(), rate=4000.0)
 
-        async def spooled() -> bool:
-            return (await ingest.metrics())["kera_ingest_points_spooled_total"] >= n
+            async def spooled() -> bool:
+                return (await ingest.metrics())["kera_ingest_points_spooled_total"] >= n
 
-        await wait_until(spooled, timeout=30)
+            await wait_until(spooled, timeout=30)
         t0 = time.monotonic()
         assert ingest.terminate(timeout=30) == 0
         assert time.monotonic() - t0 < settings.shutdown_timeout_s + 2
         assert "wait in" in ingest.log()
 
-        db = InfluxDB(tmp_path / "influx", port=db.port).start()
+        db.start()
         ingest.start()
         await ingest.wait_connected()
         await _exactly(settings, n, timeout=60)
         # Everything was acknowledged before the first run exited: nothing is redelivered.
         assert (await ingest.metrics())["kera_ingest_messages_total"] == 0
         assert ingest.terminate() == 0
-    finally:
-        pub.close()
-        if ingest.proc is not None and ingest.proc.poll() is None:
-            ingest.kill()
-        db.stop()
 
 
 async def test_second_ingestor_on_the_same_spool_refuses_to_start(
     settings: IngestSettings, tmp_path: Path
 ) -> None:
-    first = IngestProcess(settings, tmp_path / "first.log").start()
-    try:
-        await first.wait_connected()
+    async with ingest_process(settings, tmp_path / "first.log") as first:
         second = IngestProcess(settings, tmp_path / "second.log").start()
         assert second.proc is not None
         assert second.proc.wait(30) == 2
         assert "in use by another ingestor" in second.log()
         assert (await first.health())["status"] == "ok"
-    finally:
         assert first.terminate() == 0

@@ -18,8 +18,7 @@ from aiohttp import web
 from paho.mqtt.enums import CallbackAPIVersion
 
 from devstack.services import InfluxDB, Mosquitto, free_port
-from ingest.settings import IngestSettings
-from tests.helpers import count, running_ingestor, wait_until
+from tests.helpers import count, local_settings, running_ingestor, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -48,18 +47,14 @@ async def test_v2_api_writes_through_influxdb_client(
     await runner.setup()
     port = free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()
-    settings = IngestSettings(
-        mqtt_url=broker.url,
-        influx_url=f"http://127.0.0.1:{port}",
-        influx_db=database,
+    settings = local_settings(
+        broker.url,
+        f"http://127.0.0.1:{port}",
+        database,
+        tmp_path,
         influx_api="v2",
-        influx_token="tk-1",  # type: ignore[arg-type]
+        influx_token="tk-1",
         influx_org="kera-org",
-        mqtt_client_id="v2-test",
-        flush_interval_s=0.05,
-        stats_interval_s=3600,
-        spool_dir=tmp_path / "spool",
-        health_port=0,
     )
     pub = paho.Client(CallbackAPIVersion.VERSION2, client_id="v2-pub")
     pub.connect("127.0.0.1", broker.port)

@@ -20,11 +20,10 @@ from ingest.influx import InfluxTarget, V1Transport, influxql
 from ingest.lineproto import LineEncoder
 from ingest.pipeline import Batch
 from ingest.reading import Reading
-from ingest.settings import IngestSettings
 from ingest.spool import Spool
 from ingest.stats import Stats
 from ingest.writer import BatchWriter
-from tests.helpers import count, running_ingestor, wait_until
+from tests.helpers import count, local_settings, running_ingestor, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -73,16 +72,7 @@ async def test_influxdb_outage_loses_nothing(broker: Mosquitto, tmp_path: Path) 
     """Readings published while InfluxDB is down stay unacknowledged (the broker keeps them)
     and land once it is back."""
     db = InfluxDB(tmp_path / "influx").start()
-    settings = IngestSettings(
-        mqtt_url=broker.url,
-        influx_url=db.url,
-        influx_db="outage",
-        mqtt_client_id="outage",
-        flush_interval_s=0.05,
-        stats_interval_s=3600,
-        spool_dir=tmp_path / "spool",
-        health_port=0,
-    )
+    settings = local_settings(broker.url, db.url, "outage", tmp_path)
     pub = paho.Client(CallbackAPIVersion.VERSION2, client_id="outage-pub")
     pub.connect("127.0.0.1", broker.port)
     pub.loop_start()
