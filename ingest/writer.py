@@ -50,10 +50,10 @@ class BatchWriter:
         backoff_initial_s: float = 0.5,
         backoff_max_s: float = 30.0,
     ) -> None:
-        self._transport = transport
+        self.transport = transport
         self.spool = spool
-        self._dead = dead_letters
-        self._stats = stats
+        self.dead_letters = dead_letters
+        self.stats = stats
         self._ack = ack
         self._initial = backoff_initial_s
         self._max = backoff_max_s
@@ -94,7 +94,7 @@ class BatchWriter:
                 return
             except WriteError as exc:
                 self._failed(exc)
-                self._stats.write_retries += 1
+                self.stats.write_retries += 1
                 log.warning("write of %d points failed (%s); spooling to disk", len(lines), exc)
         while True:
             try:
@@ -102,7 +102,7 @@ class BatchWriter:
             except SpoolFull as exc:
                 if not self.spool_full:
                     self.spool_full = True
-                    self._stats.spool_full_events += 1
+                    self.stats.spool_full_events += 1
                     log.error(
                         "spool full (%s): acknowledging nothing until InfluxDB takes the "
                         "backlog; the broker queues new readings",
@@ -111,7 +111,7 @@ class BatchWriter:
                 self._space.clear()
                 await self._space.wait()
                 continue
-            self._stats.points_spooled += len(lines)
+            self.stats.points_spooled += len(lines)
             self._spooled.set()
             return
 
@@ -137,7 +137,7 @@ class BatchWriter:
                     if exc.retry_after is not None:
                         delay = max(delay, min(exc.retry_after, self._max))
                     attempt += 1
-                    self._stats.write_retries += 1
+                    self.stats.write_retries += 1
                     log.warning(
                         "replay of a spooled batch failed (%s); retry %d in %.2fs "
                         "(%d batches spooled)",
@@ -174,27 +174,27 @@ class BatchWriter:
             if exc.retryable:
                 raise
             await self._bisect(lines or split_lines(body.decode()), exc)
-        self._stats.write_seconds += time.perf_counter() - started
-        self._stats.batches_written += 1
+        self.stats.write_seconds += time.perf_counter() - started
+        self.stats.batches_written += 1
         self.healthy = True
         self.last_error = None
 
     async def _post(self, body: bytes) -> None:
         try:
-            await self._transport.write(body)
+            await self.transport.write(body)
         except WriteError as exc:
-            if not (exc.missing_database and isinstance(self._transport, V1Transport)):
+            if not (exc.missing_database and isinstance(self.transport, V1Transport)):
                 raise
             log.warning("database missing; creating it")
-            await self._transport.create_database()
-            await self._transport.write(body)
+            await self.transport.create_database()
+            await self.transport.write(body)
         # Exact unless a string field holds a raw newline; no field in the contract does.
-        self._stats.points_written += body.count(b"\n") + 1
+        self.stats.points_written += body.count(b"\n") + 1
 
     async def _bisect(self, lines: list[str], exc: WriteError) -> None:
         if len(lines) == 1:
-            await asyncio.to_thread(self._dead.add, lines, str(exc))
-            self._stats.points_dead_lettered += 1
+            await asyncio.to_thread(self.dead_letters.add, lines, str(exc))
+            self.stats.points_dead_lettered += 1
             log.error("InfluxDB refused a point, kept as a dead letter: %s: %s", exc, lines[0])
             return
         mid = len(lines) // 2

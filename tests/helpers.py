@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 import aiohttp
 import paho.mqtt.client as paho
 import psutil
+from aiohttp import web
 from paho.mqtt.enums import CallbackAPIVersion
 from pydantic import SecretStr
 
@@ -77,6 +78,24 @@ async def count(settings: IngestSettings, measurement: str, field: str) -> int:
             return 0
         raise
     return int(series[0]["values"][0][1]) if series else 0
+
+
+@contextlib.asynccontextmanager
+async def http_server(
+    path: str, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> AsyncIterator[str]:
+    """A real HTTP server on a free loopback port answering POST `path`; yields its base URL.
+    For InfluxDB behaviour 1.6 cannot show (the v2 API, 429 with Retry-After)."""
+    app = web.Application()
+    app.router.add_post(path, handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
 
 
 def local_settings(

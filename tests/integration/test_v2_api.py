@@ -12,13 +12,18 @@ import time
 from pathlib import Path
 
 import aiohttp
-import paho.mqtt.client as paho
 import pytest
 from aiohttp import web
-from paho.mqtt.enums import CallbackAPIVersion
 
-from devstack.services import InfluxDB, Mosquitto, free_port
-from tests.helpers import count, local_settings, running_ingestor, wait_until
+from devstack.services import InfluxDB, Mosquitto
+from tests.helpers import (
+    Publisher,
+    count,
+    http_server,
+    local_settings,
+    running_ingestor,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -41,47 +46,29 @@ async def test_v2_api_writes_through_influxdb_client(
             async with s.post(f"{influx.url}/write", params=params, data=body) as r:
                 return web.Response(status=r.status, body=await r.read())
 
-    app = web.Application()
-    app.router.add_post("/api/v2/write", write)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    settings = local_settings(
-        broker.url,
-        f"http://127.0.0.1:{port}",
-        database,
-        tmp_path,
-        influx_api="v2",
-        influx_token="tk-1",
-        influx_org="kera-org",
-    )
-    pub = paho.Client(CallbackAPIVersion.VERSION2, client_id="v2-pub")
-    pub.connect("127.0.0.1", broker.port)
-    pub.loop_start()
-    try:
-        async with running_ingestor(settings) as ingestor:
-            base = int(time.time() * 1000) - 10_000
-            for i in range(20):
-                body = {"ts": base + i, "people": i, "co2_ppm": 500 + i}
-                pub.publish("kera/kera/occ-cafe/telemetry", json.dumps(body), qos=1)
+    async with http_server("/api/v2/write", write) as url:
+        settings = local_settings(
+            broker.url,
+            url,
+            database,
+            tmp_path,
+            influx_api="v2",
+            influx_token="tk-1",
+            influx_org="kera-org",
+        )
+        with Publisher(broker.port, "v2-pub") as pub:
+            async with running_ingestor(settings) as ingestor:
+                base = int(time.time() * 1000) - 10_000
+                for i in range(20):
+                    body = {"ts": base + i, "people": i, "co2_ppm": 500 + i}
+                    pub.client.publish("kera/kera/occ-cafe/telemetry", json.dumps(body), qos=1)
+                in_influx = settings.model_copy(update={"influx_url": influx.url})
 
-            async def landed() -> bool:
-                return (
-                    await count(
-                        settings.model_copy(update={"influx_url": influx.url}),
-                        "occupancy",
-                        "people",
-                    )
-                    == 20
-                )
+                async def landed() -> bool:
+                    return await count(in_influx, "occupancy", "people") == 20
 
-            await wait_until(landed)
-            assert ingestor.stats.write_retries >= 1
-    finally:
-        pub.disconnect()
-        pub.loop_stop()
-        await runner.cleanup()
+                await wait_until(landed)
+                assert ingestor.stats.write_retries >= 1
     assert seen[0]["bucket"] == database and seen[0]["org"] == "kera-org"
     assert seen[0]["precision"] == "ms"
     assert all(s["auth"] == "Token tk-1" for s in seen)

@@ -4,8 +4,10 @@ one, and nothing accepted is lost while InfluxDB is away."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import paho.mqtt.client as paho
@@ -14,7 +16,7 @@ from aiohttp import web
 from paho.mqtt.enums import CallbackAPIVersion
 
 from devices import Registry, parse_site
-from devstack.services import InfluxDB, Mosquitto, free_port
+from devstack.services import InfluxDB, Mosquitto
 from ingest.deadletter import DeadLetters
 from ingest.influx import InfluxTarget, V1Transport, influxql
 from ingest.lineproto import LineEncoder
@@ -23,7 +25,7 @@ from ingest.reading import Reading
 from ingest.spool import Spool
 from ingest.stats import Stats
 from ingest.writer import BatchWriter
-from tests.helpers import count, local_settings, running_ingestor, wait_until
+from tests.helpers import count, http_server, local_settings, running_ingestor, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -36,6 +38,31 @@ AWKWARD = [
     "trailing backslash \\",
     "",
 ]
+
+
+@contextlib.asynccontextmanager
+async def running_writer(
+    url: str, database: str, tmp_path: Path, create_database: bool = True, **options: float
+) -> AsyncIterator[tuple[BatchWriter, list[Batch]]]:
+    """The writer with its spool and dead letters in `tmp_path`, both of its tasks running;
+    yields it and the list of batches it acknowledged."""
+    transport = V1Transport(InfluxTarget(url, database))
+    await transport.start()
+    if create_database:
+        await transport.create_database()
+    spool = Spool(tmp_path / "spool").open()
+    acked: list[Batch] = []
+    writer = BatchWriter(
+        transport, spool, DeadLetters(tmp_path / "spool"), Stats(), acked.append, **options
+    )
+    tasks = [asyncio.create_task(writer.run()), asyncio.create_task(writer.replay())]
+    try:
+        yield writer, acked
+    finally:
+        for task in tasks:
+            task.cancel()
+        await transport.close()
+        spool.close()
 
 
 async def test_line_protocol_round_trip(influx: InfluxDB, database: str) -> None:
@@ -114,37 +141,24 @@ async def test_refused_points_are_dead_lettered_exactly(
 ) -> None:
     """A 400 for some points of a batch: exactly those go to the dead letters, the rest is
     stored, and the batch is acknowledged."""
-    transport = V1Transport(InfluxTarget(influx.url, database))
-    await transport.start()
-    await transport.create_database()
-    # power_w exists as a float from now on, so string values conflict with it.
-    await transport.write(b"energy,device=seed power_w=1.5 1000")
-    good = [f"energy,device=d{i % 7} power_w={i}.5 {2000 + i}" for i in range(97)]
-    bad = [
-        'energy,device=bad power_w="a string" 5000',
-        "energy,device=bad power_w= 5001",  # unparseable
-        'energy,device=bad power_w="another" 5002',
-    ]
-    lines = good[:40] + bad[:1] + good[40:70] + bad[1:] + good[70:]
-    spool = Spool(tmp_path / "spool").open()
-    dead = DeadLetters(tmp_path / "spool")
-    stats = Stats()
-    acked: list[Batch] = []
-    writer = BatchWriter(transport, spool, dead, stats, acked.append)
-    task = asyncio.create_task(writer.run())
-    try:
+    async with running_writer(influx.url, database, tmp_path) as (writer, acked):
+        # power_w exists as a float from now on, so string values conflict with it.
+        await writer.transport.write(b"energy,device=seed power_w=1.5 1000")
+        good = [f"energy,device=d{i % 7} power_w={i}.5 {2000 + i}" for i in range(97)]
+        bad = [
+            'energy,device=bad power_w="a string" 5000',
+            "energy,device=bad power_w= 5001",  # unparseable
+            'energy,device=bad power_w="another" 5002',
+        ]
+        lines = good[:40] + bad[:1] + good[40:70] + bad[1:] + good[70:]
         writer.submit(Batch(lines, acks=[1, 2, 3], generation=1))
         await asyncio.wait_for(writer.drain(), 30)
-    finally:
-        task.cancel()
-        await transport.close()
-        spool.close()
     assert [b.acks for b in acked] == [[1, 2, 3]]
-    letters = [json.loads(line) for line in dead.path.read_text().splitlines()]
+    letters = [json.loads(line) for line in writer.dead_letters.path.read_text().splitlines()]
     assert [letter["line"] for letter in letters] == bad
     assert all(letter["error"].startswith("HTTP 400") for letter in letters)
-    assert stats.points_dead_lettered == 3
-    assert spool.empty and writer.healthy
+    assert writer.stats.points_dead_lettered == 3
+    assert writer.spool.empty and writer.healthy
     series = await influxql(influx.url, 'SELECT count("power_w") FROM "energy"', database)
     assert series[0]["values"][0][1] == 1 + len(good)
 
@@ -162,45 +176,21 @@ async def test_429_is_spooled_and_replayed_after_retry_after(tmp_path: Path) -> 
         stored.append(await request.read())
         return web.Response(status=204)
 
-    app = web.Application()
-    app.router.add_post("/write", write)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    transport = V1Transport(InfluxTarget(f"http://127.0.0.1:{port}", "kera"))
-    await transport.start()
-    spool = Spool(tmp_path / "spool").open()
-    stats = Stats()
-    acked: list[Batch] = []
-    writer = BatchWriter(
-        transport,
-        spool,
-        DeadLetters(tmp_path / "spool"),
-        stats,
-        acked.append,
-        backoff_initial_s=0.01,
-        backoff_max_s=5.0,
-    )
-    tasks = [asyncio.create_task(writer.run()), asyncio.create_task(writer.replay())]
     lines = [f"energy,device=em-main power_w={i} {1000 + i}" for i in range(10)]
-    try:
+    async with (
+        http_server("/write", write) as url,
+        running_writer(url, "kera", tmp_path, False, backoff_initial_s=0.01) as (writer, acked),
+    ):
         writer.submit(Batch(lines, acks=[7], generation=1))
         await asyncio.wait_for(writer.drain(), 5)
         assert [b.acks for b in acked] == [[7]]  # acknowledged once spooled, before the write
-        assert stats.points_spooled == 10 and not stored
+        assert writer.stats.points_spooled == 10 and not stored
 
         async def replayed() -> bool:
             await asyncio.sleep(0)
-            return bool(stored) and spool.empty
+            return bool(stored) and writer.spool.empty
 
         await wait_until(replayed, timeout=10)
-    finally:
-        for task in tasks:
-            task.cancel()
-        await transport.close()
-        spool.close()
-        await runner.cleanup()
     assert stored == ["\n".join(lines).encode()]
     assert len(calls) == 3
     assert calls[2] - calls[1] >= 0.95  # Retry-After, not the 10 ms backoff
