@@ -12,8 +12,8 @@ Two tasks share it:
 When the spool is full, `run` waits for replay to free space and acknowledges nothing meanwhile:
 the broker holds the backlog, and the MQTT receive maximum stops it sending more than a window of
 QoS 1 readings. QoS 0 readings, which the broker would not keep anyway, are counted and dropped
-by the consumer while the spool is full (`spool_full` below), so memory does not grow with the
-length of an outage.
+by the message callback in `ingest.service` while the spool is full (`spool_full` below), so
+memory does not grow with the length of an outage.
 
 A batch InfluxDB refuses as bad (400, 413, 422) is bisected: halves are written again until the
 single refused lines are found, which go to the dead letters; the rest is stored. Writing a point
