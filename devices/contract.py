@@ -65,8 +65,15 @@ SPACE_TAG: Final = "space"
 DEVICE_TAG: Final = "device"
 
 DEVICE_STATUS_MEASUREMENT: Final = "device_status"
+# The ingestor's own counts, one point per interval per instance (ingest.pipeline_stats).
+PIPELINE_MEASUREMENT: Final = "pipeline"
+# Online/offline comes from a native device's last will; the radio fields from LoRaWAN uplinks.
 DEVICE_STATUS_FIELDS: Final = _fields(
-    FieldSpec("online", "bool", "", required=True, description="true when `online`"),
+    FieldSpec("online", "bool", "", description="true when `online`"),
+    FieldSpec("rssi_dbm", "float", "dBm", False, -200, 50, "best gateway's signal strength"),
+    FieldSpec("snr_db", "float", "dB", False, -50, 50, "best gateway's signal-to-noise ratio"),
+    FieldSpec("frame_counter", "int", "", False, 0, 2**32 - 1, "LoRaWAN uplink frame counter"),
+    FieldSpec("gateways", "int", "", False, 0, 10_000, "gateways that heard the uplink"),
 )
 STATUS_PAYLOADS: Final = {"online": True, "offline": False}
 
@@ -124,6 +131,34 @@ MEASUREMENTS: Final = frozenset(
 )
 
 
+# Units a partner payload may name (SenML, RFC 8428 and RFC 8798 symbols), as
+# (sent unit, contract unit) -> (scale, offset): contract value = sent * scale + offset.
+# A unit that is not here for the field's contract unit is rejected (`bad_unit`), never guessed.
+UNIT_CONVERSIONS: Final[Mapping[tuple[str, str], tuple[float, float]]] = {
+    ("W", "W"): (1.0, 0.0),
+    ("kW", "W"): (1000.0, 0.0),
+    ("kWh", "kWh"): (1.0, 0.0),
+    ("Wh", "kWh"): (0.001, 0.0),
+    ("J", "kWh"): (1 / 3.6e6, 0.0),
+    ("V", "V"): (1.0, 0.0),
+    ("mV", "V"): (0.001, 0.0),
+    ("A", "A"): (1.0, 0.0),
+    ("mA", "A"): (0.001, 0.0),
+    ("Cel", "°C"): (1.0, 0.0),
+    ("K", "°C"): (1.0, -273.15),
+    ("%RH", "%"): (1.0, 0.0),
+    ("%", "%"): (1.0, 0.0),
+    ("%EL", "%"): (1.0, 0.0),
+    ("ppm", "ppm"): (1.0, 0.0),
+    ("m", "mm"): (1000.0, 0.0),
+    ("cm", "mm"): (10.0, 0.0),
+    ("mm", "mm"): (1.0, 0.0),
+    ("count", "people"): (1.0, 0.0),
+    ("dBm", "dBm"): (1.0, 0.0),
+    ("dB", "dB"): (1.0, 0.0),
+}
+
+
 def fill_pct(distance_mm: float, depth_mm: float) -> float:
     """Share of the bin's depth that is filled, clamped to 0..100.
 
@@ -144,3 +179,8 @@ def telemetry_topic(site: str, device_id: str) -> str:
 
 def status_topic(site: str, device_id: str) -> str:
     return f"kera/{site}/{device_id}/status"
+
+
+def deadletter_topic(site: str) -> str:
+    """Where the ingestor publishes each rejected message (QoS 0), for live inspection."""
+    return f"kera/{site}/deadletter"

@@ -19,6 +19,7 @@ from pydantic import (
     Field,
     StringConstraints,
     ValidationError,
+    field_validator,
     model_validator,
 )
 
@@ -49,6 +50,73 @@ class WasteFraction(enum.StrEnum):
     PAPER = "paper"
 
 
+class Codec(enum.StrEnum):
+    """Payload formats the ingestor understands (docs/data-model.md describes each)."""
+
+    NATIVE = "native"
+    SENML = "senml"
+    TTS_V3 = "tts_v3"
+    CHIRPSTACK_V4 = "chirpstack_v4"
+
+
+# MQTT topic filters each codec listens on unless the site file names others. `{site}` is the
+# site id. The LoRaWAN ones are the servers' own default uplink topics.
+DEFAULT_TOPICS: dict[Codec, tuple[str, ...]] = {
+    Codec.NATIVE: ("kera/{site}/+/telemetry", "kera/{site}/+/status"),
+    Codec.SENML: ("kera/{site}/senml/+",),
+    Codec.TTS_V3: ("v3/+/devices/+/up",),
+    Codec.CHIRPSTACK_V4: ("application/+/device/+/event/up",),
+}
+
+
+def _check_filter(topic: str) -> str:
+    levels = topic.split("/")
+    if not topic or "\x00" in topic:
+        raise ValueError("a topic filter must be non-empty text without NUL")
+    for i, level in enumerate(levels):
+        if ("+" in level and level != "+") or ("#" in level and level != "#"):
+            raise ValueError(f"{topic!r}: + and # must fill a whole topic level")
+        if level == "#" and i != len(levels) - 1:
+            raise ValueError(f"{topic!r}: # may only be the last level")
+    return topic
+
+
+TopicFilter = Annotated[str, StringConstraints(max_length=256)]
+
+
+class Source(BaseModel):
+    """A codec and the MQTT topic filters whose messages it decodes."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    codec: Codec
+    topics: tuple[TopicFilter, ...] | None = Field(
+        default=None, description="MQTT filters; default: the codec's DEFAULT_TOPICS"
+    )
+
+    @field_validator("topics")
+    @classmethod
+    def _filters(cls, topics: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if topics is not None:
+            for t in topics:
+                _check_filter(t)
+        return topics
+
+    def filters(self, site: str) -> tuple[str, ...]:
+        return tuple(t.replace("{site}", site) for t in (self.topics or DEFAULT_TOPICS[self.codec]))
+
+
+class FieldMap(BaseModel):
+    """How one vendor field becomes a contract field: `to` (None drops it), then
+    value * scale + offset, e.g. a decoder's `distance` in cm: {to: distance_mm, scale: 10}."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    to: str | None
+    scale: float = 1.0
+    offset: float = 0.0
+
+
 class _DeviceBase(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -60,6 +128,29 @@ class _DeviceBase(BaseModel):
     dev_eui: DevEui | None = None
     interval_s: float | None = Field(default=None, gt=0, description="expected reporting interval")
     thresholds: dict[str, float] = Field(default_factory=dict)
+    field_map: dict[str, FieldMap] = Field(
+        default_factory=dict,
+        description="vendor field name -> contract field; a bare name, null to drop, or "
+        "{to, scale, offset}",
+    )
+
+    @field_validator("field_map", mode="before")
+    @classmethod
+    def _shorthand(cls, raw: Any) -> Any:
+        if not isinstance(raw, dict):
+            return raw
+        return {k: {"to": v} if v is None or isinstance(v, str) else v for k, v in raw.items()}
+
+    @model_validator(mode="after")
+    def _map_targets_exist(self) -> _DeviceBase:
+        fields = KINDS[self.kind].fields
+        for vendor, m in self.field_map.items():
+            if m.to is not None and m.to not in fields:
+                raise ValueError(
+                    f"field_map {vendor!r} -> {m.to!r}: {self.kind} has no field {m.to!r} "
+                    f"(it has {', '.join(fields)})"
+                )
+        return self
 
     @property
     def spec(self) -> KindSpec:
@@ -113,10 +204,25 @@ class Site(BaseModel):
     site: SiteId
     name: str | None = None
     timezone: str = "Europe/Helsinki"
+    sources: tuple[Source, ...] = Field(
+        default=(Source(codec=Codec.NATIVE),),
+        description="codecs and the topics they decode; default: the native contract only",
+    )
+    unknown_devices: Literal["reject", "quarantine"] = Field(
+        "reject",
+        description="reject: dead-letter messages of unregistered devices; quarantine: also "
+        "record them for a technician to adopt (kera-ingest quarantine)",
+    )
     devices: list[Device] = Field(min_length=1)
 
     @model_validator(mode="after")
     def _unique(self) -> Site:
+        filters: set[str] = set()
+        for source in self.sources:
+            for f in source.filters(self.site):
+                if f in filters:
+                    raise ValueError(f"topic filter {f!r} is given to more than one source")
+                filters.add(f)
         seen: set[str] = set()
         euis: set[str] = set()
         for device in self.devices:

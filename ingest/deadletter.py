@@ -1,43 +1,82 @@
-"""Dead letters: points InfluxDB refused one by one (HTTP 400/413/422), kept for an operator.
+"""Dead letters: everything the ingestor received or built but did not store, kept for an operator.
 
-Each refused line goes to `dead-letters.jsonl` as one JSON object, `{"at", "error", "line"}`, so
-it can be inspected, fixed and written again (`jq -r .line dead-letters.jsonl | curl ...`). The
-file is rotated to `dead-letters.jsonl.1` at `max_bytes`; what the rotation pushes out of the
-older file is counted and logged, never silently gone.
+Two kinds of entry share `dead-letters.jsonl` (one JSON object per line):
+
+- a rejected message: `reason` (a code from ingest.reading.Reason), `detail`, `topic`,
+  `received_ms`, `device` (when known), and the payload: `payload` as text when it is UTF-8,
+  else `payload_b64`; `payload_bytes` is its full size, `truncated` says whether only the first
+  PAYLOAD_KEEP bytes are kept;
+- a point InfluxDB refused (HTTP 400/413/422): `reason` "influx_refused", `detail` (InfluxDB's
+  answer) and `line`, ready to be fixed and written again.
+
+Every entry also has `at` (when it was kept). The file rotates to `dead-letters.jsonl.1` at
+`max_bytes`; entries pushed out of the older file are counted and logged, never silently gone.
+
+In quarantine mode (site file `unknown_devices: quarantine`), messages from unregistered devices
+also go to `quarantine.jsonl`, which other rejections cannot flood. `kera-ingest quarantine`
+summarises it for a technician who adopts the devices into the site file.
 """
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import json
 import logging
 import os
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
+
+from ingest.reading import DeadLetter, Reason
 
 log = logging.getLogger(__name__)
 
+# Bytes of a rejected payload kept; enough to see what a device sends, bounded under floods.
+PAYLOAD_KEEP = 8192
+INFLUX_REFUSED = "influx_refused"
 
-class DeadLetters:
-    def __init__(self, directory: Path, max_bytes: int = 100 << 20) -> None:
-        self.path = directory / "dead-letters.jsonl"
+
+def entry(letter: DeadLetter, at: str | None = None) -> dict[str, Any]:
+    """A rejected message as a JSON-ready dict (the file's and the topic's format)."""
+    raw = letter.payload[:PAYLOAD_KEEP]
+    out: dict[str, Any] = {
+        "at": at or _now(),
+        "reason": letter.reason.value,
+        "detail": letter.detail,
+        "topic": letter.topic,
+        "received_ms": letter.received_ms,
+        "device": letter.device_id,
+    }
+    try:
+        out["payload"] = raw.decode()
+    except UnicodeDecodeError:
+        out["payload_b64"] = base64.b64encode(raw).decode()
+    out["payload_bytes"] = len(letter.payload)
+    out["truncated"] = len(letter.payload) > PAYLOAD_KEEP
+    return out
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
+
+
+class _Rotating:
+    """An append-only JSON Lines file with one older generation, bounded in size."""
+
+    def __init__(self, path: Path, max_bytes: int) -> None:
+        self.path = path
         self.max_bytes = max_bytes
-        self.count = 0
         self.discarded_by_rotation = 0
 
-    def add(self, lines: list[str], error: str) -> None:
-        """Append refused lines durably (blocking: call through a thread from async code)."""
-        at = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
-        text = "".join(
-            json.dumps({"at": at, "error": error, "line": line}, ensure_ascii=False) + "\n"
-            for line in lines
-        ).encode()
+    def append(self, objects: Iterable[dict[str, Any]]) -> None:
+        text = "".join(json.dumps(o, ensure_ascii=False) + "\n" for o in objects).encode()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._rotate_if_needed(len(text))
         with self.path.open("ab") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
-        self.count += len(lines)
 
     def _rotate_if_needed(self, incoming: int) -> None:
         try:
@@ -51,9 +90,53 @@ class DeadLetters:
             with older.open("rb") as f:
                 lost = sum(1 for _ in f)
             self.discarded_by_rotation += lost
-            log.error(
-                "dead-letter file full: %d older dead letters in %s are overwritten",
-                lost,
-                older,
-            )
+            log.error("%s full: %d older entries in %s are overwritten", self.path, lost, older)
         os.replace(self.path, older)
+
+
+class DeadLetters:
+    """The dead-letter file (and the quarantine file). Blocking: call through a thread from
+    async code. Both are fsync()ed before the batch they belong to is acknowledged."""
+
+    def __init__(
+        self, directory: Path, max_bytes: int = 100 << 20, quarantine: bool = False
+    ) -> None:
+        self._file = _Rotating(directory / "dead-letters.jsonl", max_bytes)
+        self._quarantine = (
+            _Rotating(directory / "quarantine.jsonl", max_bytes) if quarantine else None
+        )
+        self.count = 0
+        self.quarantined = 0
+
+    @property
+    def path(self) -> Path:
+        return self._file.path
+
+    @property
+    def discarded_by_rotation(self) -> int:
+        return self._file.discarded_by_rotation
+
+    def add(self, lines: list[str], error: str) -> None:
+        """Points InfluxDB refused."""
+        at = _now()
+        self._file.append(
+            {"at": at, "reason": INFLUX_REFUSED, "detail": error, "line": line} for line in lines
+        )
+        self.count += len(lines)
+
+    def add_rejected(self, letters: list[DeadLetter]) -> list[dict[str, Any]]:
+        """Rejected messages; returns their entries (for publication on the dead-letter topic)."""
+        at = _now()
+        entries = [entry(letter, at) for letter in letters]
+        self._file.append(entries)
+        self.count += len(entries)
+        if self._quarantine is not None:
+            unknown = [
+                e
+                for e, letter in zip(entries, letters, strict=True)
+                if letter.reason is Reason.UNKNOWN_DEVICE
+            ]
+            if unknown:
+                self._quarantine.append(unknown)
+                self.quarantined += len(unknown)
+        return entries

@@ -279,6 +279,11 @@ class MqttConsumer:
         for mid in mids:
             ack(mid, 1)
 
+    def publish(self, topic: str, payload: bytes) -> None:
+        """Fire-and-forget QoS 0 publication on the consumer's own connection (dead letters)."""
+        if self.connected:
+            self._client.publish(topic, payload, qos=0)
+
     async def _connect_once(self) -> None:
         loop = asyncio.get_running_loop()
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]

@@ -13,9 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from devices import Registry
-from ingest.codecs import native
+from ingest.codecs import Router
 from ingest.lineproto import LineEncoder
-from ingest.reading import Reason, Rejected
+from ingest.reading import DeadLetter, Reason, Rejected
 from ingest.stats import RejectionLog, Stats
 from ingest.validate import Validator
 
@@ -23,19 +23,43 @@ log = logging.getLogger(__name__)
 
 
 class Pipeline:
-    """(topic, payload) to a line of line protocol, or None after counting and logging why not."""
+    """(topic, payload) to lines of line protocol, or to a DeadLetter saying why not.
 
-    __slots__ = ("_encoder", "_max_payload", "_rejections", "_site", "_stats", "_validator")
+    A message is all or nothing: if any reading in it (a SenML pack, an uplink with its radio
+    status) is rejected, none of it is stored."""
 
-    def __init__(self, registry: Registry, stats: Stats, max_payload_bytes: int = 65536) -> None:
+    __slots__ = (
+        "_encoder",
+        "_max_payload",
+        "_rejections",
+        "_router",
+        "_site",
+        "_stats",
+        "_validator",
+    )
+
+    def __init__(
+        self,
+        registry: Registry,
+        stats: Stats,
+        max_payload_bytes: int = 65536,
+        max_future_s: float | None = None,
+        max_age_s: float | None = None,
+    ) -> None:
         self._site = registry.site_id
-        self._validator = Validator(registry)
+        self._router = Router(registry.site)
+        self._validator = Validator(registry, max_future_s, max_age_s)
         self._encoder = LineEncoder(registry.site_id)
         self._stats = stats
         self._rejections = RejectionLog(stats)
         self._max_payload = max_payload_bytes
 
-    def handle(self, topic: str, payload: bytes, received_ms: int) -> str | None:
+    @property
+    def filters(self) -> list[str]:
+        """The MQTT topic filters to subscribe to."""
+        return self._router.filters
+
+    def handle(self, topic: str, payload: bytes, received_ms: int) -> list[str] | DeadLetter:
         self._stats.messages += 1
         try:
             if len(payload) > self._max_payload:
@@ -43,13 +67,15 @@ class Pipeline:
                     Reason.PAYLOAD_TOO_LARGE,
                     f"{len(payload)} bytes is over the {self._max_payload}-byte limit",
                 )
-            decoded = native.decode(topic, payload, self._site)
-            reading = self._validator.check(decoded, received_ms)
+            decoded = self._router.codec(topic)(topic, payload, self._site, received_ms)
+            check = self._validator.check
+            encode = self._encoder.encode
+            lines = [encode(check(d, received_ms)) for d in decoded]
         except Rejected as exc:
             self._rejections.record(exc, topic)
-            return None
+            return DeadLetter(exc.reason, exc.detail, topic, received_ms, payload, exc.device_id)
         self._stats.accepted += 1
-        return self._encoder.encode(reading)
+        return lines
 
 
 @dataclass(slots=True)
@@ -60,6 +86,8 @@ class Batch:
     acks: list[int] = field(default_factory=list)
     # Packet ids are only meaningful on the connection that delivered them.
     generation: int = 0
+    # Rejected messages, kept as dead letters before the batch is acknowledged.
+    rejects: list[DeadLetter] = field(default_factory=list)
 
 
 class Batcher:
@@ -81,19 +109,22 @@ class Batcher:
         self._timer: asyncio.TimerHandle | None = None
         self._loop = asyncio.get_running_loop()
 
-    def add(self, line: str | None, mid: int, generation: int) -> None:
+    def add(self, result: list[str] | DeadLetter, mid: int, generation: int) -> None:
+        """A message's verdict from Pipeline.handle, and its packet id (0 for QoS 0)."""
         batch = self._batch
         if generation != batch.generation:
             self.flush()
             batch = self._batch
             batch.generation = generation
-        if line is not None:
-            batch.lines.append(line)
+        if type(result) is list:
+            batch.lines.extend(result)
+        else:
+            batch.rejects.append(result)  # type: ignore[arg-type]
         if mid:
             batch.acks.append(mid)
         if self._timer is None:
             self._timer = self._loop.call_later(self._max_delay, self.flush)
-        if len(batch.lines) >= self._max_lines:
+        if len(batch.lines) + len(batch.rejects) >= self._max_lines:
             self.flush()
 
     def flush(self) -> None:
@@ -101,6 +132,6 @@ class Batcher:
             self._timer.cancel()
             self._timer = None
         batch = self._batch
-        if batch.lines or batch.acks:
+        if batch.lines or batch.acks or batch.rejects:
             self._batch = Batch(generation=batch.generation)
             self._sink(batch)

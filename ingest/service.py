@@ -5,26 +5,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import signal
+from typing import Any
 
 from devices import Registry
-from devices.contract import status_topic, telemetry_topic
+from devices.contract import deadletter_topic
 from ingest.deadletter import DeadLetters
 from ingest.health import HealthServer
 from ingest.influx import InfluxTarget, V1Transport, make_transport
 from ingest.mqtt import MqttConsumer, parse_mqtt_url
 from ingest.pipeline import Batch, Batcher, Pipeline
+from ingest.pipeline_stats import PipelineStats
 from ingest.settings import IngestSettings
 from ingest.spool import Spool
 from ingest.stats import Stats
 from ingest.writer import BatchWriter
 
 log = logging.getLogger(__name__)
-
-
-def subscriptions(site: str) -> list[str]:
-    return [telemetry_topic(site, "+"), status_topic(site, "+")]
 
 
 class Ingestor:
@@ -83,13 +82,28 @@ class Ingestor:
         except BaseException:
             await transport.close()
             raise
-        dead_letters = DeadLetters(spool_dir, max_bytes=s.dead_letter_max_bytes)
-        pipeline = Pipeline(self.registry, self.stats, s.max_payload_bytes)
+        site = self.registry.site
+        dead_letters = DeadLetters(
+            spool_dir,
+            max_bytes=s.dead_letter_max_bytes,
+            quarantine=site.unknown_devices == "quarantine",
+        )
+        pipeline = Pipeline(
+            self.registry, self.stats, s.max_payload_bytes, s.max_future_s, s.max_age_s
+        )
 
         def ack(batch: Batch) -> None:
             consumer.ack(batch.acks, batch.generation)
 
-        writer = BatchWriter(transport, spool, dead_letters, self.stats, ack)
+        topic = deadletter_topic(site.site)
+
+        def publish_rejected(entries: list[dict[str, Any]]) -> None:
+            for e in entries:
+                consumer.publish(topic, json.dumps(e, ensure_ascii=False).encode())
+
+        writer = BatchWriter(
+            transport, spool, dead_letters, self.stats, ack, on_rejected=publish_rejected
+        )
         self.writer = writer
         batcher = Batcher(writer.submit, s.batch_size, s.flush_interval_s)
         handle = pipeline.handle
@@ -97,18 +111,18 @@ class Ingestor:
         stats = self.stats
 
         def on_message(topic: str, payload: bytes, mid: int, received_ms: int) -> None:
-            line = handle(topic, payload, received_ms)
-            if not mid and line is not None and writer.spool_full:
+            result = handle(topic, payload, received_ms)
+            if not mid and writer.spool_full and type(result) is list:
                 # QoS 0: nothing to withhold an acknowledgement from, and holding it in memory
                 # would grow with the outage. Counted, exported, alerting via spool_full.
                 stats.dropped_qos0 += 1
                 return
-            add(line, mid, consumer.generation)
+            add(result, mid, consumer.generation)
 
         consumer = MqttConsumer(
             self._mqtt,
             s.mqtt_client_id,
-            subscriptions(self.registry.site_id),
+            pipeline.filters,
             on_message,
             session_expiry_s=s.mqtt_session_expiry_s,
             receive_maximum=s.mqtt_receive_maximum,
@@ -140,6 +154,10 @@ class Ingestor:
         replay_task = asyncio.create_task(writer.replay(), name="spool-replay")
         mqtt_task = asyncio.create_task(consumer.run(), name="mqtt-consumer")
         stats_task = asyncio.create_task(self._log_stats(), name="stats")
+        own_stats = PipelineStats(self.stats, site.site, s.mqtt_client_id, spool)
+        own_task = asyncio.create_task(
+            self._write_own_stats(own_stats, writer, s.pipeline_interval_s), name="pipeline-stats"
+        )
         stop_task = asyncio.create_task(stop.wait())
         try:
             done, _ = await asyncio.wait(
@@ -153,11 +171,13 @@ class Ingestor:
             deadline = loop.time() + s.shutdown_timeout_s
             stop_task.cancel()
             stats_task.cancel()
+            own_task.cancel()
             # Stop taking messages, store what was taken (InfluxDB or spool), acknowledge it,
             # then leave. Whatever misses the deadline stays unacknowledged: the broker
             # redelivers it to the next run.
             consumer.pause()
             batcher.flush()
+            writer.submit(Batch([own_stats.line()]))  # the last interval's counts too
             try:
                 await asyncio.wait_for(writer.drain(), timeout=s.shutdown_timeout_s)
             except TimeoutError:
@@ -185,6 +205,12 @@ class Ingestor:
                 )
             log.info("stopped: %s", self.stats.snapshot())
         return self.stats
+
+    @staticmethod
+    async def _write_own_stats(own: PipelineStats, writer: BatchWriter, every_s: float) -> None:
+        while True:
+            await asyncio.sleep(every_s)
+            writer.submit(Batch([own.line()]))
 
     async def _log_stats(self) -> None:
         while True:

@@ -58,6 +58,21 @@ class IngestSettings(BaseSettings):
         0.2, gt=0, description="Longest a reading waits in a partial batch"
     )
     max_payload_bytes: int = Field(65536, ge=64, description="Larger payloads are rejected unread")
+    max_future_s: float = Field(
+        300.0,
+        ge=0,
+        description="A reading's time may be this far ahead of its receipt (clock skew); "
+        "later is rejected as ts_in_future",
+    )
+    max_age_s: float = Field(
+        30 * 86400.0,
+        gt=0,
+        description="A reading's time may be this old at receipt (a gateway's backlog); older "
+        "is rejected as ts_too_old",
+    )
+    pipeline_interval_s: float = Field(
+        10.0, gt=0, description="How often the ingestor writes its own `pipeline` point"
+    )
     shutdown_timeout_s: float = Field(
         15.0,
         gt=0,

@@ -31,6 +31,11 @@ class Stats:
     batches_written: int = 0
     write_retries: int = 0
     write_seconds: float = 0.0
+    # Largest write time and batch since the last `pipeline` point (reset when it is written).
+    write_seconds_max: float = 0.0
+    batch_points_max: int = 0
+    # Rejected messages whose dead-letter copy could not be written (disk full, ...).
+    dead_letter_errors: int = 0
     reconnects: int = 0
 
     def snapshot(self) -> dict[str, object]:

@@ -28,6 +28,7 @@ import logging
 import random
 import time
 from collections.abc import Callable
+from typing import Any
 
 from ingest.deadletter import DeadLetters
 from ingest.influx import V1Transport, V2Transport, WriteError
@@ -47,6 +48,7 @@ class BatchWriter:
         dead_letters: DeadLetters,
         stats: Stats,
         ack: Callable[[Batch], None],
+        on_rejected: Callable[[list[dict[str, Any]]], None] | None = None,
         backoff_initial_s: float = 0.5,
         backoff_max_s: float = 30.0,
     ) -> None:
@@ -55,6 +57,7 @@ class BatchWriter:
         self.dead_letters = dead_letters
         self.stats = stats
         self._ack = ack
+        self._on_rejected = on_rejected
         self._initial = backoff_initial_s
         self._max = backoff_max_s
         # Unbounded in count, bounded in practice: every batch holds unacknowledged QoS 1
@@ -82,6 +85,8 @@ class BatchWriter:
             try:
                 if batch.lines:
                     await self._store(batch.lines)
+                if batch.rejects:
+                    await self._keep(batch)
                 self._ack(batch)
             finally:
                 self.queue.task_done()
@@ -114,6 +119,17 @@ class BatchWriter:
             self.stats.points_spooled += len(lines)
             self._spooled.set()
             return
+
+    async def _keep(self, batch: Batch) -> None:
+        try:
+            entries = await asyncio.to_thread(self.dead_letters.add_rejected, batch.rejects)
+        except OSError as exc:
+            # The messages were rejected either way; losing their copy must not stop the flow.
+            self.stats.dead_letter_errors += len(batch.rejects)
+            log.error("cannot keep %d dead letters: %s", len(batch.rejects), exc)
+            return
+        if self._on_rejected is not None:
+            self._on_rejected(entries)
 
     # -- the replay side ------------------------------------------------------------------------
 
@@ -174,8 +190,13 @@ class BatchWriter:
             if exc.retryable:
                 raise
             await self._bisect(lines or split_lines(body.decode()), exc)
-        self.stats.write_seconds += time.perf_counter() - started
-        self.stats.batches_written += 1
+        stats = self.stats
+        elapsed = time.perf_counter() - started
+        stats.write_seconds += elapsed
+        stats.write_seconds_max = max(stats.write_seconds_max, elapsed)
+        points = len(lines) if lines is not None else body.count(b"\n") + 1
+        stats.batch_points_max = max(stats.batch_points_max, points)
+        stats.batches_written += 1
         self.healthy = True
         self.last_error = None
 

@@ -1,7 +1,67 @@
-"""Payload formats. Each codec turns (topic, payload) into a `Decoded` or raises `Rejected`;
-checking against the registry and the contract happens after, in `ingest.validate`, the same
-for every codec and every source."""
+"""Payload formats to `Decoded`, one module per format, chosen by topic (the site's `sources`).
 
-from ingest.codecs import native
+Every codec is a function (topic, payload, site id, receive time in ms) -> list[Decoded] that
+raises only `Rejected`. The validator does the rest, whichever codec a message came through.
+"""
 
-__all__ = ["native"]
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from devices import Codec, Site
+from ingest.codecs import chirpstack_v4, native, senml, tts_v3
+from ingest.reading import Decoded, Reason, Rejected
+
+DecodeFn = Callable[[str, bytes, str, int], list[Decoded]]
+
+CODECS: dict[Codec, DecodeFn] = {
+    Codec.NATIVE: native.decode,
+    Codec.SENML: senml.decode,
+    Codec.TTS_V3: tts_v3.decode,
+    Codec.CHIRPSTACK_V4: chirpstack_v4.decode,
+}
+
+
+def topic_matches(topic_filter: str, topic: str) -> bool:
+    """MQTT filter matching (+ one level, # the rest), as the broker does it."""
+    f = topic_filter.split("/")
+    t = topic.split("/")
+    for i, level in enumerate(f):
+        if level == "#":
+            return True
+        if i >= len(t) or (level != "+" and level != t[i]):
+            return False
+    return len(f) == len(t)
+
+
+class Router:
+    """Topic -> codec, first matching source wins. Remembers its answer per topic: a site has
+    a few topics per device, so the cache stays small, and it is cleared if hostile traffic on
+    made-up topics fills it."""
+
+    __slots__ = ("_cache", "_routes", "filters")
+
+    MAX_CACHED = 50_000
+
+    def __init__(self, site: Site) -> None:
+        self._routes: list[tuple[str, DecodeFn]] = [
+            (f, CODECS[source.codec]) for source in site.sources for f in source.filters(site.site)
+        ]
+        self.filters = [f for f, _ in self._routes]
+        self._cache: dict[str, DecodeFn | None] = {}
+
+    def codec(self, topic: str) -> DecodeFn:
+        try:
+            fn = self._cache[topic]
+        except KeyError:
+            fn = next((c for f, c in self._routes if topic_matches(f, topic)), None)
+            if len(self._cache) >= self.MAX_CACHED:
+                self._cache.clear()
+            self._cache[topic] = fn
+        if fn is None:
+            raise Rejected(
+                Reason.BAD_TOPIC,
+                f"topic {topic[:120]!r} matches none of the site's sources "
+                f"({', '.join(self.filters)})",
+            )
+        return fn

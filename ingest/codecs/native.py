@@ -6,14 +6,13 @@ kera/{site}/{device_id}/status      "online" | "offline" (retained; the device's
 
 from __future__ import annotations
 
-import json
-
 from devices.contract import STATUS_PAYLOADS, TS_KEY
+from ingest.codecs._json import load_json
 from ingest.codecs._time import parse_time_ms
 from ingest.reading import Decoded, Reason, Rejected
 
 
-def decode(topic: str, payload: bytes, site: str) -> Decoded:
+def decode(topic: str, payload: bytes, site: str, received_ms: int = 0) -> list[Decoded]:
     parts = topic.split("/")
     if len(parts) != 4 or parts[0] != "kera" or parts[1] != site:
         raise Rejected(
@@ -22,19 +21,14 @@ def decode(topic: str, payload: bytes, site: str) -> Decoded:
     device_id = parts[2]
     channel = parts[3]
     if channel == "telemetry":
-        return _telemetry(device_id, payload)
+        return [_telemetry(device_id, payload)]
     if channel == "status":
-        return _status(device_id, payload)
+        return [_status(device_id, payload)]
     raise Rejected(Reason.BAD_TOPIC, f"topic {topic!r}: unknown channel {channel!r}", device_id)
 
 
 def _telemetry(device_id: str, payload: bytes) -> Decoded:
-    try:
-        obj = json.loads(payload)
-    except UnicodeDecodeError:
-        raise Rejected(Reason.NOT_UTF8, "payload is not UTF-8", device_id) from None
-    except ValueError as exc:
-        raise Rejected(Reason.BAD_JSON, f"payload is not JSON: {exc}", device_id) from None
+    obj = load_json(payload, device_id)
     if type(obj) is not dict:
         raise Rejected(
             Reason.NOT_OBJECT, f"payload is JSON {type(obj).__name__}, not an object", device_id

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections import Counter
 
 import paho.mqtt.client as paho
 import pytest
@@ -61,7 +62,20 @@ async def test_bad_messages_get_reasons_and_good_ones_land(
         "wrong_type": 12,
         "missing_field": 12,
     }
-    assert stats.points_written == 50
+    # The ingestor's own `pipeline` points (one at least, written at shutdown) count too.
+    own = await rows(settings, "pipeline")
+    assert stats.points_written == 50 + len(own)
+    assert sum(r["rejected_bad_json"] for r in own) == 13
+    assert sum(r["rejected"] for r in own) == 50
+    assert sum(r["messages"] for r in own) == 100
+    letters = [
+        json.loads(line)
+        for line in (settings.spool_path() / "dead-letters.jsonl").read_text().splitlines()
+    ]
+    assert Counter(e["reason"] for e in letters) == stats.rejected
+    ghost = next(e for e in letters if e["reason"] == "unknown_device")
+    assert ghost["topic"] == "kera/kera/em-ghost/telemetry"
+    assert json.loads(ghost["payload"]) == {"power_w": 1, "energy_kwh": 2}
     logged = {r.getMessage().split()[1] for r in caplog.records if r.name == "ingest.rejected"}
     assert logged == {"bad_json", "unknown_device", "wrong_type", "missing_field"}
     messages = " ".join(r.getMessage() for r in caplog.records)

@@ -156,7 +156,8 @@ async def test_refused_points_are_dead_lettered_exactly(
     assert [b.acks for b in acked] == [[1, 2, 3]]
     letters = [json.loads(line) for line in writer.dead_letters.path.read_text().splitlines()]
     assert [letter["line"] for letter in letters] == bad
-    assert all(letter["error"].startswith("HTTP 400") for letter in letters)
+    assert all(letter["detail"].startswith("HTTP 400") for letter in letters)
+    assert {letter["reason"] for letter in letters} == {"influx_refused"}
     assert writer.stats.points_dead_lettered == 3
     assert writer.spool.empty and writer.healthy
     series = await influxql(influx.url, 'SELECT count("power_w") FROM "energy"', database)

@@ -28,7 +28,7 @@ TOPIC = "kera/kera/{}/telemetry"
 
 
 def accept(device: str, payload: object) -> dict[str, object]:
-    decoded = native.decode(TOPIC.format(device), json.dumps(payload).encode(), "kera")
+    decoded = native.decode(TOPIC.format(device), json.dumps(payload).encode(), "kera")[0]
     reading = VALIDATOR.check(decoded, NOW)
     return {"measurement": reading.measurement, "time": reading.time_ms, **reading.fields}
 
@@ -36,7 +36,7 @@ def accept(device: str, payload: object) -> dict[str, object]:
 def reason(device: str, payload: bytes | object, topic: str | None = None) -> Reason:
     raw = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
     with pytest.raises(Rejected) as info:
-        VALIDATOR.check(native.decode(topic or TOPIC.format(device), raw, "kera"), NOW)
+        VALIDATOR.check(native.decode(topic or TOPIC.format(device), raw, "kera")[0], NOW)
     return info.value.reason
 
 
@@ -127,7 +127,7 @@ def test_bad_topics(topic: str) -> None:
 
 def test_status_messages() -> None:
     for payload, online in ((b"online", True), (b"offline", False), (b"OFFLINE\n", False)):
-        decoded = native.decode("kera/kera/bin-1/status", payload, "kera")
+        decoded = native.decode("kera/kera/bin-1/status", payload, "kera")[0]
         reading = VALIDATOR.check(decoded, NOW)
         assert reading.measurement == "device_status"
         assert reading.fields == {"online": online} and reading.time_ms == NOW
@@ -138,7 +138,7 @@ def test_status_messages() -> None:
 
 def _outcome(topic: str, payload: bytes) -> None:
     try:
-        reading = VALIDATOR.check(native.decode(topic, payload, "kera"), NOW)
+        reading = VALIDATOR.check(native.decode(topic, payload, "kera")[0], NOW)
     except Rejected as exc:
         assert isinstance(exc.reason, Reason)
         return

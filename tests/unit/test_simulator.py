@@ -28,7 +28,7 @@ def test_a_simulated_day_passes_the_contract_and_behaves() -> None:
     people_at_night = 0
     people_by_day = 0
     for r in schedule(build_fleet(registry, 1), START, START + DAY_MS):
-        reading = validator.check(native.decode(r.topic, r.payload(), "kera"), 0)
+        reading = validator.check(native.decode(r.topic, r.payload(), "kera")[0], 0)
         assert json.loads(r.payload())["ts"] == reading.time_ms
         if reading.measurement == "energy":
             kwh = float(reading.fields["energy_kwh"])

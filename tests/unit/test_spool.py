@@ -159,7 +159,8 @@ def test_dead_letters_rotate_and_count(tmp_path: Path) -> None:
     current = [json.loads(line) for line in dead.path.read_text().splitlines()]
     older = dead.path.with_name("dead-letters.jsonl.1").read_text().splitlines()
     assert current[-1]["line"] == "energy power_w=2999 2999"
-    assert current[-1]["error"] == "HTTP 400: bad"
+    assert current[-1]["detail"] == "HTTP 400: bad"
+    assert current[-1]["reason"] == "influx_refused"
     assert dead.count == 3000
     assert len(current) + len(older) + dead.discarded_by_rotation == 3000
     assert dead.discarded_by_rotation > 0

@@ -1,0 +1,65 @@
+"""JSON parsing that a hostile payload cannot turn into a crash or a CPU sink.
+
+The size limit is checked before this (Pipeline). json.loads itself is C and linear in the
+input; the risks left are nesting deep enough to hit the recursion limit and objects with
+thousands of keys that later stages would loop over. Both get their own reason code.
+"""
+
+from __future__ import annotations
+
+import json
+
+from ingest.reading import Reason, Rejected
+
+# Deep enough for every format we decode (a TTS v3 uplink nests about 5 levels).
+MAX_DEPTH = 16
+# Object keys plus array items across the whole document; a TTS v3 uplink with several
+# gateways has about 100, a SenML pack about 3 per record.
+MAX_KEYS = 2000
+
+
+def load_json(payload: bytes, device_id: str | None = None) -> object:
+    try:
+        obj = json.loads(payload)
+    except UnicodeDecodeError:
+        raise Rejected(Reason.NOT_UTF8, "payload is not UTF-8", device_id) from None
+    except RecursionError:
+        raise Rejected(
+            Reason.JSON_TOO_DEEP, f"JSON nested deeper than {MAX_DEPTH} levels", device_id
+        ) from None
+    except ValueError as exc:
+        raise Rejected(Reason.BAD_JSON, f"payload is not JSON: {exc}", device_id) from None
+    _check_shape(obj, device_id)
+    return obj
+
+
+def _check_shape(obj: object, device_id: str | None) -> None:
+    # The common case, a flat object of scalars, costs one pass over its values.
+    keys = 0
+    stack: list[tuple[object, int]] = [(obj, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if type(node) is dict:
+            keys += len(node)
+            if keys > MAX_KEYS:
+                raise Rejected(
+                    Reason.TOO_MANY_KEYS, f"JSON has more than {MAX_KEYS} keys", device_id
+                )
+            children = node.values()
+        elif type(node) is list:
+            keys += len(node)
+            if keys > MAX_KEYS:
+                raise Rejected(
+                    Reason.TOO_MANY_KEYS, f"JSON has more than {MAX_KEYS} keys and items", device_id
+                )
+            children = node  # type: ignore[assignment]
+        else:
+            continue
+        if depth > MAX_DEPTH:
+            raise Rejected(
+                Reason.JSON_TOO_DEEP, f"JSON nested deeper than {MAX_DEPTH} levels", device_id
+            )
+        for child in children:
+            t = type(child)
+            if t is dict or t is list:
+                stack.append((child, depth + 1))

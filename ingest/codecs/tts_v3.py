@@ -1,0 +1,56 @@
+"""The Things Stack v3 uplink messages (MQTT integration).
+
+Topic: v3/{application}@{tenant}/devices/{device}/up. The payload's parts used here:
+
+    end_device_ids.device_id, end_device_ids.dev_eui     which device
+    received_at                                          when the network server got it
+    uplink_message.decoded_payload                       the payload formatter's output
+    uplink_message.f_cnt, uplink_message.rx_metadata[]   radio metadata -> device_status
+
+https://www.thethingsindustries.com/docs/integrations/data-formats/
+"""
+
+from __future__ import annotations
+
+from ingest.codecs._json import load_json
+from ingest.codecs._lorawan import dev_eui_of, obj_at, radio
+from ingest.codecs._time import parse_time_ms
+from ingest.reading import Decoded, Reason, Rejected
+
+
+def decode(topic: str, payload: bytes, site: str, received_ms: int = 0) -> list[Decoded]:
+    levels = topic.split("/")
+    topic_device = levels[3] if len(levels) == 5 and levels[2] == "devices" else None
+    obj = load_json(payload, topic_device)
+    if type(obj) is not dict:
+        raise Rejected(Reason.NOT_OBJECT, "TTS uplink is not a JSON object", topic_device)
+    ids = obj_at(obj, "end_device_ids", "TTS uplink", topic_device)
+    device_id = ids.get("device_id")
+    if type(device_id) is not str or not device_id:
+        raise Rejected(Reason.BAD_FORMAT, "end_device_ids.device_id missing", topic_device)
+    if topic_device is not None and topic_device != device_id:
+        raise Rejected(
+            Reason.BAD_TOPIC,
+            f"topic names device {topic_device!r} but the uplink is from {device_id!r}",
+            device_id,
+        )
+    dev_eui = dev_eui_of(ids.get("dev_eui"), device_id)
+    up = obj_at(obj, "uplink_message", "not an uplink", device_id)
+    values = up.get("decoded_payload")
+    if type(values) is not dict:
+        raise Rejected(
+            Reason.BAD_FORMAT,
+            "uplink has no decoded_payload object: give the device a payload formatter",
+            device_id,
+        )
+    raw_time = obj.get("received_at", up.get("received_at"))
+    try:
+        ts = None if raw_time is None else parse_time_ms(raw_time)
+    except Rejected as exc:
+        exc.device_id = device_id
+        raise
+    out = [Decoded(device_id, ts, dict(values), dev_eui=dev_eui)]
+    status = radio(up.get("rx_metadata"), up.get("f_cnt"))
+    if status:
+        out.append(Decoded(device_id, ts, status, status=True, dev_eui=dev_eui))
+    return out

@@ -1,0 +1,77 @@
+"""The ingestor's own health as data: one `pipeline` point per interval, written through the same
+writer (and spool) as the readings, so dashboards and alert rules can use it with InfluxQL.
+
+Counts are deltas over the interval, not running totals, so `sum()` over any time range is right
+across restarts. Every reason code is always present (0 when none), which keeps the field set
+stable for queries. docs/data-model.md lists the fields.
+"""
+
+from __future__ import annotations
+
+import time
+
+from devices.contract import PIPELINE_MEASUREMENT
+from ingest.lineproto import format_line, series_key
+from ingest.reading import FieldValue, Reason
+from ingest.spool import Spool
+from ingest.stats import Stats
+
+_COUNTERS = (
+    "messages",
+    "accepted",
+    "points_written",
+    "points_spooled",
+    "points_dead_lettered",
+    "dropped_qos0",
+    "batches_written",
+)
+
+
+class PipelineStats:
+    def __init__(self, stats: Stats, site: str, instance: str, spool: Spool | None = None) -> None:
+        self._stats = stats
+        self._spool = spool
+        self._key = series_key(PIPELINE_MEASUREMENT, {"site": site, "instance": instance})
+        self._last: dict[str, float] = self._totals()
+        self._last_at = time.monotonic()
+
+    def _totals(self) -> dict[str, float]:
+        s = self._stats
+        totals: dict[str, float] = {name: getattr(s, name) for name in _COUNTERS}
+        totals["write_seconds"] = s.write_seconds
+        for reason in Reason:
+            totals[f"rejected_{reason.value}"] = s.rejected.get(reason.value, 0)
+        return totals
+
+    def fields(self) -> dict[str, FieldValue]:
+        """The interval's fields, and start the next interval."""
+        s = self._stats
+        now = time.monotonic()
+        totals = self._totals()
+        delta = {k: v - self._last[k] for k, v in totals.items()}
+        interval = now - self._last_at
+        self._last, self._last_at = totals, now
+
+        batches = int(delta["batches_written"])
+        fields: dict[str, FieldValue] = {"interval_s": round(interval, 3)}
+        for name in _COUNTERS:
+            fields[name] = int(delta[name])
+        rejected = 0
+        for reason in Reason:
+            n = int(delta[f"rejected_{reason.value}"])
+            fields[f"rejected_{reason.value}"] = n
+            rejected += n
+        fields["rejected"] = rejected
+        fields["write_latency_ms_mean"] = (
+            1000.0 * delta["write_seconds"] / batches if batches else 0.0
+        )
+        fields["write_latency_ms_max"] = 1000.0 * s.write_seconds_max
+        fields["batch_points_mean"] = delta["points_written"] / batches if batches else 0.0
+        fields["batch_points_max"] = s.batch_points_max
+        fields["spool_bytes"] = self._spool.pending_bytes if self._spool is not None else 0
+        s.write_seconds_max = 0.0
+        s.batch_points_max = 0
+        return fields
+
+    def line(self) -> str:
+        return format_line(self._key, self.fields(), time.time_ns() // 1_000_000)
