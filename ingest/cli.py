@@ -101,5 +101,50 @@ def check_site(
     Console().print(table)
 
 
+@app.command()
+def quarantine(
+    spool_dir: Annotated[
+        Path | None, typer.Option(help="The ingestor's KERA_SPOOL_DIR (default from settings)")
+    ] = None,
+    config: Annotated[
+        Path | None, typer.Option("--config", help="Site file (KERA_SITE_CONFIG)")
+    ] = None,
+) -> None:
+    """Unknown devices recorded in quarantine mode, with a site-file entry to adopt each."""
+    from datetime import UTC, datetime
+
+    from ingest.quarantine import entries, summarise
+    from ingest.settings import load_settings
+
+    settings = load_settings(site_config=config, spool_dir=spool_dir)
+    try:
+        registry = Registry.load(settings.site_config)
+    except SiteConfigError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    folder = settings.spool_path()
+    candidates = summarise(registry.site, entries(folder))
+    if not candidates:
+        Console().print(f"no quarantined devices in {folder}")
+        return
+    table = Table(title=f"unknown devices seen ({folder})")
+    for col in ("device", "dev_eui", "messages", "last seen (UTC)", "fields", "kind?"):
+        table.add_column(col)
+    for c in candidates:
+        last = datetime.fromtimestamp(c.last_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
+        table.add_row(
+            c.device_id or "-",
+            c.dev_eui or "-",
+            str(c.messages),
+            last,
+            ", ".join(sorted(c.fields)),
+            c.kind or "?",
+        )
+    out = Console()
+    out.print(table)
+    out.print("\nTo adopt, check these, fill in the space, and add them under `devices:`:\n")
+    out.print("\n".join(c.site_entry() for c in candidates), markup=False, highlight=False)
+
+
 def main() -> None:
     app()

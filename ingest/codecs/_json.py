@@ -20,9 +20,13 @@ MAX_KEYS = 2000
 
 def load_json(payload: bytes, device_id: str | None = None) -> object:
     try:
-        obj = json.loads(payload)
+        # Decoded here, not by json.loads: given bytes, it would also accept UTF-16 and UTF-32,
+        # which the contract does not allow.
+        text = payload.decode()
     except UnicodeDecodeError:
         raise Rejected(Reason.NOT_UTF8, "payload is not UTF-8", device_id) from None
+    try:
+        obj = json.loads(text)
     except RecursionError:
         raise Rejected(
             Reason.JSON_TOO_DEEP, f"JSON nested deeper than {MAX_DEPTH} levels", device_id
