@@ -74,6 +74,11 @@ class Pipeline:
         except Rejected as exc:
             self._rejections.record(exc, topic)
             return DeadLetter(exc.reason, exc.detail, topic, received_ms, payload, exc.device_id)
+        except Exception as exc:  # a bug must cost one message, never the service
+            log.exception("internal error on %r; message dead-lettered", topic[:200])
+            bug = Rejected(Reason.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}"[:300])
+            self._rejections.record(bug, topic)
+            return DeadLetter(bug.reason, bug.detail, topic, received_ms, payload)
         self._stats.accepted += 1
         return lines
 

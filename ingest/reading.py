@@ -35,6 +35,9 @@ class Reason(enum.StrEnum):
     TS_IN_FUTURE = "ts_in_future"
     TS_TOO_OLD = "ts_too_old"
     BAD_STATUS = "bad_status"
+    # A bug in the ingestor, not in the message: logged with its traceback. The message is
+    # dead-lettered like any other, so it can be replayed once the bug is fixed.
+    INTERNAL_ERROR = "internal_error"
 
 
 class Rejected(Exception):

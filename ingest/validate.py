@@ -85,7 +85,12 @@ def _map_value(vendor: str, m: FieldMap, value: object, device_id: str) -> objec
             f"{vendor} must be a number to scale into {m.to}, got {value!r:.40}",
             device_id,
         )
-    return value * m.scale + m.offset
+    try:
+        return float(value) * m.scale + m.offset
+    except OverflowError:
+        raise Rejected(
+            Reason.OUT_OF_RANGE, f"{vendor}={value!r:.40} is too large a number", device_id
+        ) from None
 
 
 def _in_unit(spec: FieldSpec, value: object, unit: str, device_id: str) -> object:
@@ -101,7 +106,12 @@ def _in_unit(spec: FieldSpec, value: object, unit: str, device_id: str) -> objec
         return value
     if isinstance(value, bool) or not isinstance(value, int | float):
         return value  # _convert names the wrong type
-    return value * scale + offset
+    try:
+        return float(value) * scale + offset
+    except OverflowError:
+        raise Rejected(
+            Reason.OUT_OF_RANGE, f"{spec.name}={value!r:.40} is too large a number", device_id
+        ) from None
 
 
 class Validator:

@@ -21,6 +21,8 @@ from ingest.reading import Decoded, Reason, Rejected
 
 # RFC 8428 section 4.5.3: times below 2**28 seconds are relative to the current time.
 _RELATIVE_LIMIT = 2**28
+# Far beyond 2100 in seconds; keeps the conversion to milliseconds finite.
+_MAX_SECONDS = 1e12
 _EUI_PREFIXES = ("urn:dev:eui64:", "urn:dev:mac:")
 _NUMBER = (int, float)
 
@@ -29,7 +31,10 @@ def _number(rec: dict[str, Any], key: str, i: int) -> float:
     value = rec.get(key, 0)
     if type(value) not in _NUMBER:
         raise Rejected(Reason.WRONG_TYPE, f"record {i}: {key} must be a number, got {value!r:.40}")
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:
+        raise Rejected(Reason.OUT_OF_RANGE, f"record {i}: {key} is too large a number") from None
 
 
 def _device(name: str, i: int) -> tuple[str | None, str | None, str]:
@@ -98,8 +103,8 @@ def decode(topic: str, payload: bytes, site: str, received_ms: int = 0) -> list[
             raise Rejected(Reason.NOT_FINITE, f"record {i}: {field}={value!r}", label)
 
         t = bt + _number(rec, "t", i)
-        if not math.isfinite(t):
-            raise Rejected(Reason.BAD_TIMESTAMP, f"record {i}: time {t!r}", label)
+        if not abs(t) < _MAX_SECONDS:  # also catches NaN
+            raise Rejected(Reason.BAD_TIMESTAMP, f"record {i}: time {t!r} s is not a date", label)
         if abs(t) < _RELATIVE_LIMIT:
             time_ms = received_ms + round(t * 1000)
         else:

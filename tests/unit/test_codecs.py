@@ -437,7 +437,14 @@ def test_site_file_checks_sources_and_field_maps() -> None:
 
 # -- hypothesis: nothing but Rejected, whatever arrives ------------------------------------------
 
-json_leaf = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=12)
+json_leaf = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.sampled_from([10**400, -(10**400), 1e308, 2**28, -(2**63)])
+    | st.floats()
+    | st.text(max_size=12)
+)
 json_values = st.recursive(
     json_leaf,
     lambda children: (
