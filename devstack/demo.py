@@ -24,9 +24,11 @@ from rich.table import Table
 from devices import KINDS, Registry
 from devices.contract import DEVICE_STATUS_MEASUREMENT
 from devstack.services import InfluxDB, Mosquitto, free_port, missing_binaries
-from firmware_sim.runner import Publisher, Summary
+from firmware_sim.links import Links
+from firmware_sim.runner import Summary
 from firmware_sim.runner import run as run_sim
 from ingest.influx import influxql
+from ingest.mqtt import parse_mqtt_url
 from ingest.service import Ingestor
 from ingest.settings import IngestSettings
 
@@ -110,20 +112,17 @@ async def _demo(data: Path, duration: float, speed: float, seed: int) -> dict[st
         start_ms = time.time_ns() // 1_000_000 - round(duration * speed * 1000)
 
         def simulate() -> None:
-            publisher = Publisher(broker.url, client_id="kera-demo-sim")
-            try:
-                result = run_sim(
-                    registry,
-                    publisher.publish,
-                    seed=seed,
-                    start_ms=start_ms,
-                    duration_s=duration,
-                    speed=speed,
-                    on_progress=lambda s: setattr(summary, "published", s.published),
-                )
-                summary.published = result.published
-            finally:
-                publisher.close()
+            links = Links(parse_mqtt_url(broker.url), registry.site_id, "kera-demo-sim")
+            result = run_sim(
+                registry,
+                links,
+                seed=seed,
+                start_ms=start_ms,
+                duration_s=duration,
+                speed=speed,
+                on_progress=lambda s: setattr(summary, "published", s.published),
+            )
+            summary.published = result.published
 
         sim_thread = threading.Thread(target=simulate, name="simulator", daemon=True)
         sim_thread.start()

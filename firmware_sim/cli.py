@@ -1,29 +1,34 @@
-"""`kera-sim`: a simulated Kera fleet publishing native readings over MQTT."""
+"""`kera-sim`: a simulated Kera fleet, and a field technician's commissioning helpers."""
 
 from __future__ import annotations
 
 import json
 import os
 import time
-from datetime import datetime
+from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+import yaml
+from rich.console import Console, Group
+from rich.live import Live
 from rich.table import Table
 
 from devices import Registry, SiteConfigError
-from firmware_sim.runner import Publisher, Summary, run
+from firmware_sim.faults import Faults
+from firmware_sim.fleet import scale_site
+from firmware_sim.formats import Format
+from firmware_sim.links import Links
+from firmware_sim.runner import Summary, run
+from ingest.mqtt import MqttTarget, parse_mqtt_url
 
-app = typer.Typer(add_completion=False, help="Kera device simulator.")
+app = typer.Typer(add_completion=False, help="Kera device simulator and commissioning helpers.")
 console = Console(stderr=True)
 
-
-@app.callback()
-def _root() -> None:
-    """Kera device simulator: a fleet from the site file, publishing over MQTT."""
+MqttUrl = Annotated[str | None, typer.Option(help="Broker (KERA_MQTT_URL)")]
+Config = Annotated[Path | None, typer.Option("--config", help="Site file (KERA_SITE_CONFIG)")]
 
 
 def parse_start(text: str | None) -> int:
@@ -40,6 +45,129 @@ def parse_start(text: str | None) -> int:
     return round(dt.timestamp() * 1000)
 
 
+def _registry(config: Path | None, scale: int = 1) -> Registry:
+    path = config or (Path(p) if (p := os.environ.get("KERA_SITE_CONFIG")) else None)
+    try:
+        registry = Registry.load(path)
+    except SiteConfigError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    return Registry(scale_site(registry.site, scale)) if scale > 1 else registry
+
+
+def _target(mqtt_url: str | None) -> MqttTarget:
+    url = mqtt_url or os.environ.get("KERA_MQTT_URL", "mqtt://127.0.0.1:1883")
+    try:
+        return parse_mqtt_url(url)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+# -- run and backfill ---------------------------------------------------------------------------
+
+
+def _view(s: Summary, rates: dict[str, float], clock: str) -> Group:
+    head = Table.grid(padding=(0, 2))
+    head.add_row(
+        f"[bold]sim time[/bold] {clock}",
+        f"[bold]devices online[/bold] {s.online}/{s.devices}",
+        f"[bold]published[/bold] {s.published}",
+    )
+    kinds = Table(title="readings by kind", min_width=36)
+    kinds.add_column("kind")
+    kinds.add_column("total", justify="right")
+    kinds.add_column("per s", justify="right")
+    for kind, n in sorted(s.by_kind.items()):
+        kinds.add_row(kind, str(n), f"{rates.get(kind, 0.0):.0f}")
+    parts: list[Any] = [head, kinds]
+    if s.faults or s.status.get("will"):
+        faults = Table(title="faults injected", min_width=36)
+        faults.add_column("fault")
+        faults.add_column("count", justify="right")
+        for name, n in sorted(s.faults.items()):
+            faults.add_row(name, str(n))
+        parts.append(faults)
+    return Group(*parts)
+
+
+def _simulate(
+    registry: Registry,
+    target: MqttTarget,
+    *,
+    seed: int,
+    start_ms: int,
+    duration_s: float,
+    speed: float,
+    faults: Faults,
+    fmt: Format,
+    record: Path | None,
+    quiet: bool,
+) -> Summary:
+    links = Links(target, registry.site_id, client_prefix=f"kera-sim-{os.getpid()}")
+    rec = record.open("w", encoding="utf-8") if record is not None else None
+    last: dict[str, Any] = {"t": time.monotonic(), "by_kind": Counter()}
+    rates: dict[str, float] = {}
+    t0 = time.monotonic()
+    live = Live(console=console, transient=True, refresh_per_second=4)
+
+    def on_progress(s: Summary) -> None:
+        now = time.monotonic()
+        dt = now - last["t"]
+        if dt >= 1.0:
+            for kind, n in s.by_kind.items():
+                rates[kind] = (n - last["by_kind"][kind]) / dt
+            last["t"], last["by_kind"] = now, Counter(s.by_kind)
+        sim_ms = s.sim_start_ms + (now - t0) * speed * 1000 if speed > 0 else s.sim_end_ms
+        clock = datetime.fromtimestamp(min(sim_ms, s.sim_end_ms) / 1000, UTC).strftime(
+            "%Y-%m-%d %H:%M UTC"
+        )
+        if not quiet:
+            live.update(_view(s, rates, clock))
+
+    try:
+        if not quiet:
+            live.start()
+        return run(
+            registry,
+            links,
+            seed=seed,
+            start_ms=start_ms,
+            duration_s=duration_s,
+            speed=speed,
+            faults=faults,
+            fmt=fmt,
+            record=rec,
+            on_progress=on_progress,
+        )
+    except ValueError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    finally:
+        if not quiet:
+            live.stop()
+        if rec is not None:
+            rec.close()
+
+
+def _report(summary: Summary, json_out: bool) -> None:
+    if json_out:
+        print(json.dumps(summary.as_dict()))
+        return
+    table = Table(title=f"kera-sim: {summary.published} readings from {summary.devices} devices")
+    table.add_column("")
+    table.add_column("count", justify="right")
+    for kind, n in sorted(summary.by_kind.items()):
+        table.add_row(kind, str(n))
+    for name, n in sorted(summary.faults.items()):
+        table.add_row(f"[yellow]fault: {name}[/yellow]", str(n))
+    for name, n in sorted(summary.status.items()):
+        table.add_row(f"status: {name}", str(n))
+    for name, n in sorted(summary.network.items()):
+        if n:
+            table.add_row(f"network: {name}", str(n))
+    Console().print(table)
+
+
 @app.command("run")
 def run_cmd(
     duration: Annotated[
@@ -52,76 +180,223 @@ def run_cmd(
     start: Annotated[
         str | None, typer.Option(help="Simulated start: now, ISO date-time, or -6h/-2d")
     ] = None,
-    mqtt_url: Annotated[str | None, typer.Option(help="KERA_MQTT_URL")] = None,
-    config: Annotated[Path | None, typer.Option("--config", help="KERA_SITE_CONFIG")] = None,
+    scale: Annotated[int, typer.Option(min=1, help="Repeat every device N times")] = 1,
+    fmt: Annotated[Format, typer.Option("--format", help="What devices publish")] = Format.NATIVE,
+    mqtt_url: MqttUrl = None,
+    config: Config = None,
     record: Annotated[
         Path | None, typer.Option(help="Also write every published message to this JSONL file")
     ] = None,
+    drop: Annotated[float, typer.Option(help="Fault: share of readings lost")] = 0.0,
+    outage: Annotated[
+        float, typer.Option(help="Fault: per reading, chance the device drops off (last will)")
+    ] = 0.0,
+    outage_s: Annotated[float, typer.Option(help="Mean outage, simulated seconds")] = 900.0,
+    stuck: Annotated[float, typer.Option(help="Fault: per reading, chance a sensor freezes")] = 0.0,
+    spike: Annotated[float, typer.Option(help="Fault: share with an impossible value")] = 0.0,
+    outlier: Annotated[float, typer.Option(help="Fault: share with a plausible x3 value")] = 0.0,
+    malformed: Annotated[
+        float, typer.Option(help="Fault: share with broken JSON, wrong type or missing field")
+    ] = 0.0,
+    clock_skew: Annotated[
+        float, typer.Option(help="Fault: skewed clocks are this many s off")
+    ] = 0.0,
+    skewed_share: Annotated[float, typer.Option(help="Share of devices with a skewed clock")] = 0.0,
+    battery_drain: Annotated[
+        bool, typer.Option(help="Fault: batteries drain in days; empty devices go silent")
+    ] = False,
+    duplicate: Annotated[float, typer.Option(help="Fault: share delivered twice")] = 0.0,
     json_out: Annotated[bool, typer.Option("--json", help="Print a JSON summary")] = False,
-    quiet: Annotated[bool, typer.Option(help="No live progress")] = False,
+    quiet: Annotated[bool, typer.Option(help="No live view")] = False,
 ) -> None:
-    """Publish plausible readings for every device of the site."""
-    url = mqtt_url or os.environ.get("KERA_MQTT_URL", "mqtt://127.0.0.1:1883")
-    site_path = config or (Path(p) if (p := os.environ.get("KERA_SITE_CONFIG")) else None)
-    try:
-        registry = Registry.load(site_path)
-    except SiteConfigError as exc:
-        console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(2) from None
-    start_ms = parse_start(start)
-    try:
-        publisher = Publisher(url, client_id=f"kera-sim-{os.getpid()}")
-    except OSError as exc:
-        console.print(f"[red]cannot connect to the broker {url.split('@')[-1]}: {exc}[/red]")
-        raise typer.Exit(1) from None
-    rec = record.open("w", encoding="utf-8") if record is not None else None
-    progress = Progress(
-        TextColumn("[bold]sim[/bold] {task.fields[clock]}"),
-        BarColumn(),
-        TextColumn("{task.fields[published]} readings"),
-        TimeRemainingColumn(),
-        console=console,
-        disable=quiet,
+    """Publish plausible readings for every device of the site, optionally with faults."""
+    faults = Faults(
+        drop=drop,
+        outage=outage,
+        outage_s=outage_s,
+        stuck=stuck,
+        spike=spike,
+        outlier=outlier,
+        malformed=malformed,
+        clock_skew_s=clock_skew,
+        skewed_share=skewed_share,
+        battery_drain=battery_drain,
+        duplicate=duplicate,
     )
-    total = duration if speed > 0 else 1.0
-    task = progress.add_task("sim", total=total, clock="", published=0)
-    t0 = time.monotonic()
+    summary = _simulate(
+        _registry(config, scale),
+        _target(mqtt_url),
+        seed=seed,
+        start_ms=parse_start(start),
+        duration_s=duration,
+        speed=speed,
+        faults=faults,
+        fmt=fmt,
+        record=record,
+        quiet=quiet,
+    )
+    _report(summary, json_out)
 
-    def on_progress(s: Summary) -> None:
-        clock = datetime.fromtimestamp(
-            (s.sim_start_ms + (time.monotonic() - t0) * max(speed, 0) * 1000) / 1000
-        ).strftime("%Y-%m-%d %H:%M")
-        progress.update(
-            task, completed=min(total, time.monotonic() - t0), clock=clock, published=s.published
-        )
 
+@app.command()
+def backfill(
+    days: Annotated[float, typer.Option(help="Days of history, ending now")] = 7.0,
+    seed: Annotated[int, typer.Option()] = 1,
+    scale: Annotated[int, typer.Option(min=1)] = 1,
+    mqtt_url: MqttUrl = None,
+    config: Config = None,
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+    quiet: Annotated[bool, typer.Option()] = False,
+) -> None:
+    """Publish `days` of history as fast as the broker and the ingestor take it."""
+    span_s = days * 86400
+    summary = _simulate(
+        _registry(config, scale),
+        _target(mqtt_url),
+        seed=seed,
+        start_ms=time.time_ns() // 1_000_000 - round(span_s * 1000),
+        duration_s=span_s,
+        speed=0,
+        faults=Faults(),
+        fmt=Format.NATIVE,
+        record=None,
+        quiet=quiet,
+    )
+    _report(summary, json_out)
+
+
+# -- commissioning ------------------------------------------------------------------------------
+
+
+@app.command()
+def send(
+    device: Annotated[str, typer.Argument(help="Device id from the site file")],
+    values: Annotated[list[str], typer.Argument(help="field=value ...")],
+    ts: Annotated[str | None, typer.Option(help="Reading time: now (default), ISO, or -5m")] = None,
+    mqtt_url: MqttUrl = None,
+    config: Config = None,
+) -> None:
+    """Publish one reading as DEVICE: does a new sensor's data arrive?"""
+    from firmware_sim.commission import parse_assignment
+    from firmware_sim.commission import send as send_one
+    from ingest.pipeline import Pipeline
+    from ingest.stats import Stats
+
+    registry = _registry(config)
     try:
-        with progress:
-            summary = run(
-                registry,
-                publisher.publish,
-                seed=seed,
-                start_ms=start_ms,
-                duration_s=duration,
-                speed=speed,
-                record=rec,
-                on_progress=on_progress,
-            )
-    finally:
-        publisher.close()
-        if rec is not None:
-            rec.close()
-    if json_out:
-        print(json.dumps(summary.as_dict()))
+        fields = dict(parse_assignment(v) for v in values)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    time_ms = parse_start(ts)
+    body = {"ts": time_ms, **fields}
+    topic, payload = f"kera/{registry.site_id}/{device}/telemetry", json.dumps(body).encode()
+    verdict = Pipeline(registry, Stats(), max_future_s=300, max_age_s=30 * 86400).handle(
+        topic, payload, time.time_ns() // 1_000_000
+    )
+    topic, payload = send_one(_target(mqtt_url), registry.site_id, device, body)
+    console.print(f"published [bold]{topic}[/bold] {payload.decode()}")
+    if isinstance(verdict, list):
+        console.print("[green]the ingestor will accept it:[/green]")
+        for line in verdict:
+            console.print(f"  {line}", markup=False, highlight=False)
     else:
-        table = Table(
-            title=f"kera-sim: {summary.published} readings from {summary.devices} devices"
+        console.print(
+            f"[red]the ingestor will reject it: {verdict.reason.value}[/red]: {verdict.detail}"
         )
-        table.add_column("kind")
-        table.add_column("readings", justify="right")
-        for kind, n in sorted(summary.by_kind.items()):
-            table.add_row(kind, str(n))
-        Console().print(table)
+        raise typer.Exit(1)
+
+
+@app.command()
+def watch(
+    device: Annotated[str | None, typer.Argument(help="Only this device")] = None,
+    count: Annotated[int | None, typer.Option(help="Stop after this many messages")] = None,
+    timeout: Annotated[float | None, typer.Option(help="Stop after this many seconds")] = None,
+    mqtt_url: MqttUrl = None,
+    config: Config = None,
+    json_out: Annotated[bool, typer.Option("--json", help="One JSON object per message")] = False,
+) -> None:
+    """Show what arrives on the site's topics, with the ingestor's verdict for each message."""
+    from firmware_sim.commission import Seen
+    from firmware_sim.commission import watch as watch_topics
+
+    out = Console()
+
+    def show(seen: Seen) -> None:
+        ok = seen.rejected is None
+        if json_out:
+            item: dict[str, Any] = {
+                "topic": seen.topic,
+                "payload": seen.payload.decode("utf-8", "replace"),
+                "accepted": ok,
+            }
+            if seen.rejected is not None:
+                item["reason"] = seen.rejected.reason.value
+                item["detail"] = seen.rejected.detail
+            else:
+                item["lines"] = seen.lines
+            print(json.dumps(item), flush=True)
+            return
+        at = datetime.fromtimestamp(seen.received_ms / 1000, UTC).strftime("%H:%M:%S")
+        text = seen.payload.decode("utf-8", "replace")[:200]
+        if ok:
+            out.print(f"[green]✓[/green] {at} [bold]{seen.topic}[/bold] {text}", highlight=False)
+        else:
+            assert seen.rejected is not None
+            out.print(
+                f"[red]✗[/red] {at} [bold]{seen.topic}[/bold] {text}\n"
+                f"    [red]{seen.rejected.reason.value}[/red]: {seen.rejected.detail}",
+                highlight=False,
+            )
+
+    watch_topics(_target(mqtt_url), _registry(config), show, device, count, timeout)
+
+
+@app.command()
+def replay(
+    file: Annotated[Path, typer.Argument(help="JSON Lines (--record output) or CSV")],
+    speed: Annotated[float, typer.Option(help="x recorded pace; 0 = as fast as possible")] = 1.0,
+    restamp: Annotated[
+        bool, typer.Option(help="Move the readings so the first one is now")
+    ] = False,
+    mqtt_url: MqttUrl = None,
+    config: Config = None,
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Publish recorded readings again, at their recorded pace or faster."""
+    from firmware_sim.commission import read_recording
+    from firmware_sim.commission import replay as replay_records
+
+    registry = _registry(config)
+    try:
+        records = list(read_recording(file, registry.site_id))
+    except (OSError, ValueError, KeyError) as exc:
+        console.print(f"[red]cannot read {file}: {exc}[/red]")
+        raise typer.Exit(2) from None
+    first = next((r.time_ms for r in records if r.time_ms is not None), None)
+    shift = time.time_ns() // 1_000_000 - first if restamp and first is not None else 0
+    sent = replay_records(_target(mqtt_url), records, speed, shift)
+    if json_out:
+        print(json.dumps({"sent": sent}))
+    else:
+        console.print(f"replayed {sent} messages from {file}")
+
+
+@app.command()
+def site(
+    scale: Annotated[int, typer.Option(min=1, help="Repeat every device N times")] = 1,
+    config: Config = None,
+    out: Annotated[Path | None, typer.Option(help="Write here instead of stdout")] = None,
+) -> None:
+    """The site file as the simulator sees it; with --scale, the file to give the ingestor."""
+    registry = _registry(config, scale)
+    text = yaml.safe_dump(
+        registry.site.model_dump(mode="json", exclude_defaults=True), sort_keys=False
+    )
+    if out is None:
+        print(text, end="")
+    else:
+        out.write_text(text, encoding="utf-8")
+        console.print(f"{len(registry)} devices written to {out}")
 
 
 def main() -> None:

@@ -11,14 +11,17 @@ import json
 import math
 import random
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
 from devices import AnyDevice, Registry
 from devices.contract import telemetry_topic
-from devices.site import EnergyMeter, OccupancySensor, WasteBin
+from devices.site import EnergyMeter, OccupancySensor, Site, WasteBin
 
 OUTDOOR_CO2_PPM = 420.0
+
+# A reading's values; `str` only ever appears when a fault makes a value the wrong type.
+Values = dict[str, float | int | bool | str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,7 +30,7 @@ class SimReading:
     kind: str
     topic: str
     time_ms: int
-    values: dict[str, float | int | bool]
+    values: Values
 
     def payload(self) -> bytes:
         return json.dumps(
@@ -51,11 +54,37 @@ def opening_factor(local: datetime) -> float:
     return min(1.0, base + 0.75 * max(lunch, afternoon))
 
 
+# Spaces where the evening events (talks, meetups, hackathons) happen.
+EVENT_SPACES = frozenset({"main-hall", "cafe"})
+
+
+def event_hours(seed: int, day: date) -> tuple[float, float] | None:
+    """The site's evening event on `day`, as (start, end) local hours, or None. About one
+    weekday in four, seeded per day so every device of the site agrees."""
+    rng = random.Random(f"{seed}:event:{day.isoformat()}")
+    if day.weekday() >= 5 or rng.random() >= 0.25:
+        return None
+    start = rng.choice((17.0, 17.5, 18.0))
+    return start, start + rng.uniform(2.0, 3.5)
+
+
+def busy_factor(local: datetime, seed: int, space: str) -> float:
+    """opening_factor, raised to a full house during an evening event in an event space."""
+    busy = opening_factor(local)
+    if space in EVENT_SPACES:
+        event = event_hours(seed, local.date())
+        hour = local.hour + local.minute / 60
+        if event is not None and event[0] <= hour < event[1]:
+            return max(busy, 0.9)
+    return busy
+
+
 class SimDevice:
     def __init__(self, device: AnyDevice, site: str, seed: int, tz: ZoneInfo) -> None:
         self.device = device
         self.topic = telemetry_topic(site, device.id)
         self.rng = random.Random(f"{seed}:{device.id}")
+        self.seed = seed
         self.tz = tz
         self.interval_s = device.expected_interval_s
         self.last_ms: int | None = None
@@ -67,6 +96,9 @@ class SimDevice:
     def local(self, time_ms: int) -> datetime:
         return datetime.fromtimestamp(time_ms / 1000, UTC).astimezone(self.tz)
 
+    def busy(self, local: datetime) -> float:
+        return busy_factor(local, self.seed, self.device.space)
+
     def read(self, time_ms: int) -> SimReading:
         dt = 0.0 if self.last_ms is None else (time_ms - self.last_ms) / 1000
         self.last_ms = time_ms
@@ -74,7 +106,7 @@ class SimDevice:
             self.device.id, self.device.kind, self.topic, time_ms, self.step(time_ms, dt)
         )
 
-    def step(self, time_ms: int, dt_s: float) -> dict[str, float | int | bool]:
+    def step(self, time_ms: int, dt_s: float) -> Values:
         raise NotImplementedError
 
 
@@ -90,7 +122,7 @@ class SimEnergyMeter(SimDevice):
         self.ev_sessions: list[float] = []  # remaining seconds per charging car
 
     def _power(self, local: datetime, dt_s: float) -> float:
-        busy = opening_factor(local)
+        busy = self.busy(local)
         hour = local.hour + local.minute / 60
         role = self.device.role or "sub-meter"
         noise = self.rng.gauss(1.0, 0.04)
@@ -118,7 +150,7 @@ class SimEnergyMeter(SimDevice):
             return (1_200 + 4_000 * busy + 9_000 * lunch) * noise
         return (400 + 3_000 * busy) * noise
 
-    def step(self, time_ms: int, dt_s: float) -> dict[str, float | int | bool]:
+    def step(self, time_ms: int, dt_s: float) -> Values:
         power = self._power(self.local(time_ms), dt_s)
         if power > 0:
             self.energy_kwh += power * dt_s / 3_600_000
@@ -126,7 +158,7 @@ class SimEnergyMeter(SimDevice):
             self.export_kwh += -power * dt_s / 3_600_000
         voltage = self.rng.gauss(230.0, 1.5)
         current = abs(power) / (voltage * self.device.phases)
-        values: dict[str, float | int | bool] = {
+        values: Values = {
             "power_w": round(power, 1),
             "energy_kwh": round(self.energy_kwh, 3),
             "voltage_v": round(voltage, 1),
@@ -150,8 +182,8 @@ class SimOccupancy(SimDevice):
         # Each room's popularity, so rooms differ.
         self.popularity = self.rng.uniform(0.4, 0.9)
 
-    def step(self, time_ms: int, dt_s: float) -> dict[str, float | int | bool]:
-        busy = opening_factor(self.local(time_ms))
+    def step(self, time_ms: int, dt_s: float) -> Values:
+        busy = self.busy(self.local(time_ms))
         target = self.capacity * self.popularity * busy
         if busy == 0.0:
             self.people = 0
@@ -206,19 +238,21 @@ class SimWasteBin(SimDevice):
         self.battery = self.rng.uniform(60.0, 100.0)
         self.rate = FILL_PER_BUSY_HOUR[device.fraction.value] * self.rng.uniform(0.7, 1.3)
         self.emptied_on: str | None = None
+        # About a year and a half on a battery; the battery-drain fault speeds this up.
+        self.drain_pct_per_hour = 0.002
 
-    def step(self, time_ms: int, dt_s: float) -> dict[str, float | int | bool]:
+    def step(self, time_ms: int, dt_s: float) -> Values:
         local = self.local(time_ms)
         frac = self.device.fraction.value
         today = local.date().isoformat()
         if local.weekday() in EMPTYING_DAYS[frac] and local.hour >= 7 and self.emptied_on != today:
             self.emptied_on = today
             self.fill = self.rng.uniform(0.0, 0.03)
-        busy = opening_factor(local)
+        busy = self.busy(local)
         self.fill = min(
             1.05, self.fill + self.rate * busy * dt_s / 3600 * self.rng.uniform(0.5, 1.5)
         )
-        self.battery = max(0.0, self.battery - dt_s / 3600 * 0.002)
+        self.battery = max(0.0, self.battery - dt_s / 3600 * self.drain_pct_per_hour)
         depth = self.device.depth_mm
         distance = depth * (1 - self.fill) + self.rng.gauss(0, 8)
         if self.rng.random() < 0.01:
@@ -231,6 +265,21 @@ class SimWasteBin(SimDevice):
             "tilt": False,
             "battery_pct": round(self.battery, 1),
         }
+
+
+def scale_site(site: Site, n: int) -> Site:
+    """The site with every device repeated `n` times (ids get -001, -002, ...; dev_euis stay
+    unique), for load tests. Give the same file to the ingestor: `kera-sim site --scale N`."""
+    if n <= 1:
+        return site
+    devices = []
+    for d in site.devices:
+        for k in range(1, n + 1):
+            changes: dict[str, object] = {"id": f"{d.id}-{k:03d}"}
+            if d.dev_eui is not None:
+                changes["dev_eui"] = f"{int(d.dev_eui, 16) ^ (k << 40):016x}"
+            devices.append(d.model_copy(update=changes))
+    return site.model_copy(update={"devices": devices})
 
 
 def build_fleet(registry: Registry, seed: int) -> list[SimDevice]:

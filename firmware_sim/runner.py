@@ -1,23 +1,21 @@
-"""Simulated time and publishing: readings in time order, paced against the wall clock."""
+"""Simulated time: readings in time order, paced against the wall clock, through the fault
+injector and the chosen format, to a sink (MQTT links, or memory)."""
 
 from __future__ import annotations
 
 import heapq
 import json
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import IO, Any
-
-import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion
+from typing import IO, Any, Protocol
 
 from devices import Registry
 from devices.contract import status_topic
+from firmware_sim.faults import Faults, FaultState
 from firmware_sim.fleet import SimDevice, SimReading, build_fleet
-from ingest.mqtt import parse_mqtt_url
+from firmware_sim.formats import Encoder, Format
 
 
 def schedule(fleet: list[SimDevice], start_ms: int, end_ms: int) -> Iterator[SimReading]:
@@ -44,6 +42,11 @@ class Summary:
     devices: int = 0
     sim_start_ms: int = 0
     sim_end_ms: int = 0
+    # Faults injected, by name (see firmware_sim.faults), and what the network side did.
+    faults: Counter[str] = field(default_factory=Counter)
+    status: Counter[str] = field(default_factory=Counter)
+    network: dict[str, int] = field(default_factory=dict)
+    online: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -52,102 +55,178 @@ class Summary:
             "devices": self.devices,
             "sim_start_ms": self.sim_start_ms,
             "sim_end_ms": self.sim_end_ms,
+            "faults": dict(self.faults),
+            "status": dict(self.status),
+            "network": dict(self.network),
         }
 
 
-class Publisher:
-    """One MQTT connection publishing for the whole fleet, QoS 1, with a bounded in-flight
-    window."""
+class Sink(Protocol):
+    """Where a fleet's messages go: `links.Links` (MQTT, one connection per device) or
+    `MemorySink` (in memory, for tests and dry runs)."""
 
-    def __init__(self, mqtt_url: str, client_id: str = "kera-sim") -> None:
-        target = parse_mqtt_url(mqtt_url)
-        self._client = paho.Client(
-            CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv311
-        )
-        if target.username is not None:
-            self._client.username_pw_set(target.username, target.password)
-        if target.tls:
-            self._client.tls_set()
-        self._client.max_inflight_messages_set(1000)
-        self._pending = 0
-        self._lock = threading.Condition()
-        self._client.on_publish = self._on_publish
-        self._client.connect(target.host, target.port, keepalive=30)
-        self._client.loop_start()
+    counts: dict[str, int]
 
-    def _on_publish(
-        self, client: paho.Client, userdata: Any, mid: int, rc: Any, props: Any
-    ) -> None:
-        with self._lock:
-            self._pending -= 1
-            self._lock.notify_all()
+    def connect(self, device_id: str) -> None: ...
+    def publish(self, device_id: str, topic: str, payload: bytes) -> bool: ...
+    def drop_off(self, device_id: str) -> None: ...
+    def service(self, timeout: float) -> None: ...
+    def close(self, timeout: float = 30.0) -> None: ...
 
-    def publish(self, topic: str, payload: bytes, retain: bool = False, qos: int = 1) -> None:
-        with self._lock:
-            # Bounded: a device buffers only so much while the broker is slow.
-            self._lock.wait_for(lambda: self._pending < 10_000)
-            self._pending += 1
-        self._client.publish(topic, payload, qos=qos, retain=retain)
+    @property
+    def online(self) -> int: ...
 
-    def flush(self, timeout: float = 60.0) -> bool:
-        with self._lock:
-            return self._lock.wait_for(lambda: self._pending <= 0, timeout)
 
-    def close(self) -> None:
-        self.flush()
-        self._client.disconnect()
-        self._client.loop_stop()
+@dataclass(slots=True)
+class MemorySink:
+    """Keeps (event, device, topic, payload) in a list instead of sending it."""
+
+    events: list[tuple[str, str, str, bytes]] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+    _online: set[str] = field(default_factory=set)
+
+    def connect(self, device_id: str) -> None:
+        self._online.add(device_id)
+        self.events.append(("online", device_id, "", b""))
+
+    def publish(self, device_id: str, topic: str, payload: bytes) -> bool:
+        self.events.append(("publish", device_id, topic, payload))
+        return True
+
+    def drop_off(self, device_id: str) -> None:
+        self._online.discard(device_id)
+        self.events.append(("will", device_id, "", b""))
+
+    def service(self, timeout: float) -> None:
+        if timeout > 0:
+            time.sleep(timeout)
+
+    def close(self, timeout: float = 30.0) -> None:
+        for device_id in sorted(self._online):
+            self.events.append(("offline", device_id, "", b""))
+        self._online.clear()
+
+    @property
+    def online(self) -> int:
+        return len(self._online)
+
+
+class _Recorder:
+    def __init__(self, out: IO[str] | None, site: str) -> None:
+        self._out = out
+        self._site = site
+
+    def message(self, topic: str, payload: bytes, **extra: object) -> None:
+        if self._out is not None:
+            self._out.write(json.dumps({"topic": topic, "payload": _text(payload), **extra}) + "\n")
+
+    def status(self, device_id: str, payload: bytes, will: bool = False) -> None:
+        extra: dict[str, object] = {"retain": True}
+        if will:
+            extra["will"] = True
+        self.message(status_topic(self._site, device_id), payload, **extra)
+
+
+def _text(payload: bytes) -> str:
+    return payload.decode("utf-8", "replace")
 
 
 def run(
     registry: Registry,
-    publish: Callable[[str, bytes, bool], None],
+    sink: Sink,
     *,
     seed: int,
     start_ms: int,
     duration_s: float,
     speed: float,
+    faults: Faults | None = None,
+    fmt: Format = Format.NATIVE,
     record: IO[str] | None = None,
     on_progress: Callable[[Summary], None] | None = None,
-    announce_status: bool = True,
 ) -> Summary:
     """Publish the fleet's readings for `duration_s` wall-clock seconds covering
     `duration_s * speed` simulated seconds. With speed <= 0 there is no pacing: `duration_s`
-    simulated seconds are published as fast as the broker takes them."""
+    simulated seconds are published as fast as the broker takes them. Every device connects
+    first (its `online`), and disconnects cleanly at the end (its `offline`)."""
+    faults = faults or Faults()
     fleet = build_fleet(registry, seed)
+    site = registry.site_id
     sim_span_s = duration_s * speed if speed > 0 else duration_s
     end_ms = start_ms + round(sim_span_s * 1000)
     summary = Summary(devices=len(fleet), sim_start_ms=start_ms, sim_end_ms=end_ms)
-    site = registry.site_id
+    rec = _Recorder(record, site)
+    encoders = {d.device.id: Encoder(fmt, site, d.device, seed) for d in fleet}
+    states = (
+        {d.device.id: FaultState(d, faults, summary.faults) for d in fleet} if faults.any else {}
+    )
+    connected: set[str] = set()
 
-    def emit(topic: str, payload: bytes, retain: bool) -> None:
-        publish(topic, payload, retain)
-        if record is not None:
-            record.write(json.dumps({"topic": topic, "payload": payload.decode()}) + "\n")
+    def online(device_id: str) -> None:
+        sink.connect(device_id)
+        connected.add(device_id)
+        summary.status["online"] += 1
+        rec.status(device_id, b"online")
 
-    if announce_status:
-        for d in fleet:
-            emit(status_topic(site, d.device.id), b"online", True)
+    def gone(device_id: str) -> None:
+        sink.drop_off(device_id)
+        connected.discard(device_id)
+        summary.status["will"] += 1
+        rec.status(device_id, b"offline", will=True)
+
+    for d in fleet:
+        online(d.device.id)
     t0 = time.monotonic()
     last_progress = 0.0
-    for reading in schedule(fleet, start_ms, end_ms):
+    for n, reading in enumerate(schedule(fleet, start_ms, end_ms)):
         if speed > 0:
-            wait = t0 + (reading.time_ms - start_ms) / 1000 / speed - time.monotonic()
-            if wait > 0:
-                time.sleep(wait)
-        emit(reading.topic, reading.payload(), False)
-        summary.published += 1
-        summary.by_kind[reading.kind] += 1
+            due = t0 + (reading.time_ms - start_ms) / 1000 / speed
+            while (wait := due - time.monotonic()) > 0:
+                sink.service(wait)
+        elif n % 100 == 0:
+            sink.service(0)
+        device_id = reading.device_id
+        time_ms, values, copies, broken = reading.time_ms, reading.values, 1, False
+        state = states.get(device_id)
+        if state is not None:
+            if state.dead:
+                continue
+            if state.offline_until:
+                if time_ms < state.offline_until:
+                    summary.faults["missed_offline"] += 1
+                    continue
+                state.offline_until = 0
+                online(device_id)
+            verdict = state.apply(time_ms, values)
+            if state.dead or verdict.outage_ms:
+                state.offline_until = time_ms + verdict.outage_ms if verdict.outage_ms else 0
+                gone(device_id)
+                continue
+            if verdict.values is None:
+                continue
+            values, copies, broken = verdict.values, verdict.copies, verdict.break_json
+            time_ms += state.skew_ms
+        topic, body = encoders[device_id].encode(time_ms, values)
+        payload = Encoder.dumps(body)
+        if broken:
+            payload = payload[: len(payload) // 2]
+        for _ in range(copies):
+            if sink.publish(device_id, topic, payload):
+                summary.published += 1
+                summary.by_kind[reading.kind] += 1
+                rec.message(topic, payload)
         if on_progress is not None and time.monotonic() - last_progress > 0.25:
             last_progress = time.monotonic()
+            summary.online = sink.online
             on_progress(summary)
     if speed > 0:
-        rest = t0 + duration_s - time.monotonic()
-        if rest > 0:
-            time.sleep(rest)
-    if announce_status:
-        for d in fleet:
-            emit(status_topic(site, d.device.id), b"offline", True)
+        while (rest := t0 + duration_s - time.monotonic()) > 0:
+            sink.service(rest)
+    for device_id in sorted(connected):
+        summary.status["offline"] += 1
+        rec.status(device_id, b"offline")
+    sink.close()
+    summary.network = dict(sink.counts)
+    summary.online = 0
     if on_progress is not None:
         on_progress(summary)
     return summary
