@@ -40,7 +40,9 @@ class Faults:
     malformed: float = 0.0  # broken JSON, a wrong type or a missing field, in turn
     clock_skew_s: float = 0.0  # how far skewed clocks are off
     skewed_share: float = 0.0  # share of devices with a skewed clock
-    battery_drain: bool = False  # battery devices drain in days and go silent when empty
+    battery_drain: bool = (
+        False  # batteries empty within about two days; then the device goes silent
+    )
     duplicate: float = 0.0  # the reading is delivered twice
 
     @property
@@ -77,7 +79,7 @@ class FaultState:
         skewed = self.faults.clock_skew_s and self.rng.random() < self.faults.skewed_share
         self.skew_ms = round(self.faults.clock_skew_s * 1000) if skewed else 0
         if self.faults.battery_drain and isinstance(self.device, SimWasteBin):
-            self.device.drain_pct_per_hour = self.rng.uniform(0.5, 1.5)
+            self.device.drain_pct_per_hour = self.rng.uniform(2.0, 4.0)
 
     def apply(self, time_ms: int, values: Values) -> Verdict:
         f, rng, counts = self.faults, self.rng, self.counts
@@ -102,19 +104,7 @@ class FaultState:
             self.stuck_values = dict(values)
             counts["stuck"] += 1
         verdict = Verdict(values)
-        if f.spike and rng.random() < f.spike:
-            name = rng.choice([n for n in values if n in SPIKES])
-            values[name] = SPIKES[name]
-            counts["spikes"] += 1
-        elif f.outlier and rng.random() < f.outlier:
-            numbers = {
-                n: v
-                for n, v in values.items()
-                if isinstance(v, int | float) and not isinstance(v, bool) and v
-            }
-            name = rng.choice(sorted(numbers))
-            values[name] = _plausible_outlier(self.device, name, numbers[name])
-            counts["outliers"] += 1
+        # At most one value fault per reading, so each shows as exactly one rejection reason.
         if f.malformed and rng.random() < f.malformed:
             turn = self.malformed_turn % 3
             self.malformed_turn += 1
@@ -129,9 +119,20 @@ class FaultState:
                 required = self.device.device.spec.required
                 for name in required:
                     values.pop(name, None)
-                if not required:  # nothing to leave out: send a field the kind does not have
-                    values["colour"] = 1
                 counts["malformed_missing"] += 1
+        elif f.spike and rng.random() < f.spike:
+            name = rng.choice([n for n in values if n in SPIKES])
+            values[name] = SPIKES[name]
+            counts["spikes"] += 1
+        elif f.outlier and rng.random() < f.outlier:
+            numbers = {
+                n: v
+                for n, v in values.items()
+                if isinstance(v, int | float) and not isinstance(v, bool) and v
+            }
+            name = rng.choice(sorted(numbers))
+            values[name] = _plausible_outlier(self.device, name, numbers[name])
+            counts["outliers"] += 1
         if self.skew_ms:
             counts["skewed"] += 1
         if f.duplicate and rng.random() < f.duplicate:

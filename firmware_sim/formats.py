@@ -1,7 +1,8 @@
 """What a simulated device puts on the wire: the native contract, or what a partner's gateway or
 LoRaWAN network server would publish for it (SenML, The Things Stack v3, ChirpStack v4).
 
-The LoRaWAN formats carry the values under the vendor names of the device's `field_map`
+The LoRaWAN formats apply to devices with a dev_eui; the others stay native, as in a mixed site.
+They carry the values under the vendor names of the device's `field_map`
 (a decoder's `distance` in cm, say), so the ingestor's mapping is exercised as in the field. The
 radio metadata (RSSI, SNR, frame counter) comes from the device's own seeded stream.
 """
@@ -60,8 +61,10 @@ class Encoder:
     """One device's messages in one format. Stateful: LoRaWAN frame counters count up."""
 
     def __init__(self, fmt: Format, site: str, device: AnyDevice, seed: int) -> None:
-        if fmt is Format.CHIRPSTACK_V4 and device.dev_eui is None:
-            raise ValueError(f"device {device.id!r} has no dev_eui, which ChirpStack needs")
+        if fmt in (Format.TTS_V3, Format.CHIRPSTACK_V4) and device.dev_eui is None:
+            # Not a LoRaWAN device (no dev_eui in the site file): it keeps publishing natively,
+            # as a mixed site does.
+            fmt = Format.NATIVE
         self.fmt = fmt
         self.site = site
         self.device = device

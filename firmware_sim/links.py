@@ -87,6 +87,11 @@ class Links:
         link.wanted = True
         if not link.connected and link.sock is None:
             self._try_connect(link)
+        # A device is online before it publishes: wait for the CONNACK (and so for its
+        # `online`), unless the broker is unreachable and a reconnect is already scheduled.
+        deadline = time.monotonic() + 5
+        while link.sock is not None and not link.connected and time.monotonic() < deadline:
+            self.service(0.01)
 
     def _new_link(self, device_id: str) -> Link:
         c = paho.Client(
@@ -125,6 +130,12 @@ class Links:
     def drop_off(self, device_id: str) -> None:
         """The device vanishes from the network: the broker publishes its last will."""
         link = self._links[device_id]
+        # What it sent before vanishing has been acknowledged, so the counts of what was
+        # published and what the broker delivered agree (paho would resend it after coming
+        # back otherwise, a duplicate).
+        deadline = time.monotonic() + 5
+        while link.connected and link.inflight and time.monotonic() < deadline:
+            self.service(0.01)
         link.wanted = False
         if link.connected:
             rc = ReasonCode(PacketTypes.DISCONNECT, identifier=_WITH_WILL)

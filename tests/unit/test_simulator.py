@@ -1,14 +1,29 @@
+"""The simulator's behaviour over simulated days, its determinism, its faults and formats,
+checked with the ingestor's own decoding and validation."""
+
 from __future__ import annotations
 
+import itertools
 import json
+from collections import Counter, defaultdict
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+import pytest
 
 from devices import Registry
-from firmware_sim import build_fleet, schedule
+from firmware_sim import Faults, Format, MemorySink, build_fleet, run, scale_site, schedule
+from firmware_sim.faults import FaultState
+from firmware_sim.fleet import event_hours
 from ingest.codecs import native
+from ingest.pipeline import Pipeline
+from ingest.reading import DeadLetter
+from ingest.stats import Stats
 from ingest.validate import Validator
 
 START = 1_793_599_200_000  # 2026-11-02 08:00 Helsinki (+02:00), a Monday
 DAY_MS = 86_400_000
+HELSINKI = ZoneInfo("Europe/Helsinki")
 
 
 def _readings(seed: int) -> list[tuple[str, bytes]]:
@@ -16,29 +31,196 @@ def _readings(seed: int) -> list[tuple[str, bytes]]:
     return [(r.topic, r.payload()) for r in schedule(fleet, START, START + DAY_MS // 4)]
 
 
+def _local_hour(ms: int) -> float:
+    t = datetime.fromtimestamp(ms / 1000, UTC).astimezone(HELSINKI)
+    return t.hour + t.minute / 60
+
+
+def simulate(faults: Faults | None = None, days: float = 1.0, seed: int = 1, **kw: object) -> tuple:
+    sink = MemorySink()
+    summary = run(
+        Registry.load(),
+        sink,
+        seed=seed,
+        start_ms=START,
+        duration_s=days * 86400,
+        speed=0,
+        faults=faults,
+        **kw,  # type: ignore[arg-type]
+    )
+    return sink, summary
+
+
 def test_same_seed_same_bytes() -> None:
     assert _readings(3) == _readings(3)
     assert _readings(3) != _readings(4)
+    a, _ = simulate(Faults(malformed=0.05, duplicate=0.05, outage=0.01), days=0.5, seed=9)
+    b, _ = simulate(Faults(malformed=0.05, duplicate=0.05, outage=0.01), days=0.5, seed=9)
+    assert a.events == b.events
+    tts_a, _ = simulate(days=0.2, fmt=Format.TTS_V3)
+    tts_b, _ = simulate(days=0.2, fmt=Format.TTS_V3)
+    assert tts_a.events == tts_b.events
 
 
-def test_a_simulated_day_passes_the_contract_and_behaves() -> None:
+def test_faults_leave_healthy_readings_alone() -> None:
+    clean, _ = simulate(days=0.3)
+    faulty, _ = simulate(Faults(spike=0.2), days=0.3)
+    c = [e for e in clean.events if e[0] == "publish"]
+    f = [e for e in faulty.events if e[0] == "publish"]
+    assert len(c) == len(f)
+    same = sum(1 for x, y in zip(c, f, strict=True) if x == y)
+    assert 0.7 * len(c) < same < len(c)
+
+
+def test_a_simulated_week_behaves() -> None:
     registry = Registry.load()
     validator = Validator(registry)
     energy: dict[str, float] = {}
-    people_at_night = 0
-    people_by_day = 0
-    for r in schedule(build_fleet(registry, 1), START, START + DAY_MS):
+    people_night = people_open = 0
+    by_hour: dict[int, list[int]] = defaultdict(list)
+    bins: dict[str, list[tuple[int, float]]] = defaultdict(list)
+    event_evenings = 0
+    for r in schedule(build_fleet(registry, 1), START, START + 7 * DAY_MS):
         reading = validator.check(native.decode(r.topic, r.payload(), "kera")[0], 0)
         assert json.loads(r.payload())["ts"] == reading.time_ms
+        hour = _local_hour(reading.time_ms)
         if reading.measurement == "energy":
             kwh = float(reading.fields["energy_kwh"])
-            assert kwh >= energy.get(r.device_id, 0.0)
+            assert kwh >= energy.get(r.device_id, 0.0)  # a meter never runs backwards
             energy[r.device_id] = kwh
-        if reading.measurement == "occupancy":
-            hour = (reading.time_ms - START) / 3_600_000 + 8  # local hour
-            if hour % 24 < 7 or hour % 24 >= 21:
-                people_at_night += int(reading.fields["people"])
-            elif 11 <= hour < 13:
-                people_by_day += int(reading.fields["people"])
+        elif reading.measurement == "occupancy":
+            people = int(reading.fields["people"])
+            if hour < 7 or hour >= 21:
+                people_night += people
+            by_hour[int(hour)].append(people)
+            if 17 <= hour < 20 and r.device_id == "occ-main-hall" and people > 60:
+                event_evenings += 1
+        elif reading.measurement == "waste_bin":
+            bins[r.device_id].append((reading.time_ms, float(reading.fields["fill_pct"])))
     assert len(energy) == 5
-    assert people_at_night == 0 and people_by_day > 0
+    assert people_night == 0  # nobody at night
+    mean = {h: sum(v) / len(v) for h, v in by_hour.items() if v}
+    peak = max(mean, key=lambda h: mean[h])
+    assert 10 <= peak <= 16  # the busiest hour is in opening hours
+    people_open = sum(sum(v) for h, v in by_hour.items() if 8 <= h < 20)
+    assert people_open > 0
+    # Evening events happen on some weekdays, and fill the main hall.
+    days = [datetime.fromtimestamp((START + d * DAY_MS) / 1000, HELSINKI).date() for d in range(7)]
+    if any(event_hours(1, d) for d in days):
+        assert event_evenings > 0
+    # Bins fill between emptyings: within a day without collection the median level rises, and
+    # every fraction is emptied at least once a week.
+    for device_id, levels in bins.items():
+        drops = sum(1 for (_, a), (_, b) in itertools.pairwise(levels) if b < a - 30)
+        assert drops >= 1, device_id
+        rises = sum(1 for (_, a), (_, b) in itertools.pairwise(levels) if b > a)
+        falls = sum(1 for (_, a), (_, b) in itertools.pairwise(levels) if b < a)
+        assert rises > falls, device_id
+
+
+def test_every_fault_is_what_it_says_and_counted() -> None:
+    registry = Registry.load()
+    pipeline = Pipeline(registry, Stats(), max_future_s=300, max_age_s=None)
+    faults = Faults(
+        drop=0.02,
+        outage=0.002,
+        outage_s=1800,
+        stuck=0.01,
+        stuck_readings=5,
+        spike=0.02,
+        outlier=0.02,
+        malformed=0.03,
+        clock_skew_s=3600,
+        skewed_share=0.2,
+        battery_drain=True,
+        duplicate=0.02,
+    )
+    sink, summary = simulate(faults, days=3)
+    f = summary.faults
+    for name in (
+        "dropped",
+        "outages",
+        "stuck",
+        "spikes",
+        "outliers",
+        "malformed_json",
+        "malformed_type",
+        "malformed_missing",
+        "skewed",
+        "duplicates",
+        "missed_offline",
+        "battery_empty",
+    ):
+        assert f[name] > 0, name
+    published = [e for e in sink.events if e[0] == "publish"]
+    assert len(published) == summary.published
+    # Each outage and each empty battery is a last will; the device comes back after an outage.
+    wills = Counter(e[1] for e in sink.events if e[0] == "will")
+    assert sum(wills.values()) == f["outages"] + f["battery_empty"] == summary.status["will"]
+    # Duplicates: that many payloads appear twice in a row.
+    twice = sum(1 for a, b in itertools.pairwise(published) if a == b)
+    assert twice == f["duplicates"]
+    # What the ingestor makes of it: one rejection per injected broken message.
+    reasons: Counter[str] = Counter()
+    once = [e for i, e in enumerate(published) if i == 0 or e != published[i - 1]]
+    for _, _, topic, payload in once:
+        result = pipeline.handle(topic, payload, START + 4 * DAY_MS)
+        if isinstance(result, DeadLetter):
+            reasons[result.reason.value] += 1
+    assert reasons["bad_json"] == f["malformed_json"]
+    assert reasons["wrong_type"] == f["malformed_type"]
+    assert reasons["missing_field"] == f["malformed_missing"]
+    assert reasons["out_of_range"] == f["spikes"]
+    assert (
+        sum(reasons.values())
+        == f["malformed_json"] + f["malformed_type"] + f["malformed_missing"] + f["spikes"]
+    )
+
+
+def test_skewed_clocks_are_rejected_as_future() -> None:
+    registry = Registry.load()
+    faults = Faults(clock_skew_s=3600, skewed_share=0.3)
+    skew = {d.device.id: FaultState(d, faults, Counter()).skew_ms for d in build_fleet(registry, 1)}
+    assert 0 < sum(1 for v in skew.values() if v) < len(skew)
+    pipeline = Pipeline(registry, Stats(), max_future_s=300)
+    sink, summary = simulate(faults, days=0.5)
+    future = 0
+    for _, device_id, topic, payload in (e for e in sink.events if e[0] == "publish"):
+        received = json.loads(payload)["ts"] - skew[device_id]  # the true simulated time
+        result = pipeline.handle(topic, payload, received)
+        if skew[device_id]:
+            assert isinstance(result, DeadLetter) and result.reason.value == "ts_in_future"
+            future += 1
+        else:
+            assert isinstance(result, list)
+    assert future == summary.faults["skewed"]
+
+
+@pytest.mark.parametrize("fmt", [Format.SENML, Format.TTS_V3, Format.CHIRPSTACK_V4])
+def test_partner_formats_decode_to_the_native_readings(fmt: Format) -> None:
+    registry = Registry.load()
+    native_sink, _ = simulate(days=0.1)
+    other_sink, _ = simulate(days=0.1, fmt=fmt)
+    pipeline = Pipeline(registry, Stats())
+
+    def points(sink: MemorySink) -> list[tuple[str, list[str], str]]:
+        out = []
+        for _, _, topic, payload in (e for e in sink.events if e[0] == "publish"):
+            result = pipeline.handle(topic, payload, START)
+            assert isinstance(result, list), result
+            for line in result:
+                if not line.startswith("device_status"):
+                    series, fields, ts = line.split(" ")
+                    out.append((series, sorted(fields.split(",")), ts))
+        return out
+
+    assert points(other_sink) == points(native_sink)
+
+
+def test_scaled_fleet() -> None:
+    site = scale_site(Registry.load().site, 3)
+    registry = Registry(site)
+    assert len(registry) == 18 * 3
+    assert registry.get("em-main-002") is not None
+    euis = [d.dev_eui for d in registry if d.dev_eui]
+    assert len(euis) == len(set(euis)) == 7 * 3
