@@ -206,6 +206,9 @@ def run_cmd(
         bool, typer.Option(help="Fault: batteries drain in days; empty devices go silent")
     ] = False,
     duplicate: Annotated[float, typer.Option(help="Fault: share delivered twice")] = 0.0,
+    faulty: Annotated[
+        list[str] | None, typer.Option(help="Faults only for this device (repeatable)")
+    ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print a JSON summary")] = False,
     quiet: Annotated[bool, typer.Option(help="No live view")] = False,
 ) -> None:
@@ -222,6 +225,7 @@ def run_cmd(
         skewed_share=skewed_share,
         battery_drain=battery_drain,
         duplicate=duplicate,
+        only=frozenset(faulty or ()),
     )
     summary = _simulate(
         _registry(config, scale),

@@ -44,10 +44,14 @@ class Faults:
         False  # batteries empty within about two days; then the device goes silent
     )
     duplicate: float = 0.0  # the reading is delivered twice
+    only: frozenset[str] = frozenset()  # the devices with faults; empty: every device
 
     @property
     def any(self) -> bool:
-        return self != Faults()
+        return self != Faults(only=self.only)
+
+    def applies_to(self, device_id: str) -> bool:
+        return not self.only or device_id in self.only
 
 
 @dataclass(slots=True)

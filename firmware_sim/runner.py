@@ -156,9 +156,14 @@ def run(
     summary = Summary(devices=len(fleet), sim_start_ms=start_ms, sim_end_ms=end_ms)
     rec = _Recorder(record, site)
     encoders = {d.device.id: Encoder(fmt, site, d.device, seed) for d in fleet}
-    states = (
-        {d.device.id: FaultState(d, faults, summary.faults) for d in fleet} if faults.any else {}
-    )
+    states = {
+        d.device.id: FaultState(d, faults, summary.faults)
+        for d in fleet
+        if faults.any and faults.applies_to(d.device.id)
+    }
+    unknown = faults.only - {d.device.id for d in fleet}
+    if unknown:
+        raise ValueError(f"--faulty names devices the site does not have: {sorted(unknown)}")
     connected: set[str] = set()
 
     def online(device_id: str) -> None:

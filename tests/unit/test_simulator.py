@@ -224,3 +224,23 @@ def test_scaled_fleet() -> None:
     assert registry.get("em-main-002") is not None
     euis = [d.dev_eui for d in registry if d.dev_eui]
     assert len(euis) == len(set(euis)) == 7 * 3
+
+
+def test_faults_for_one_device_only() -> None:
+    clean, _ = simulate(days=0.5)
+    faulty, summary = simulate(Faults(stuck=0.2, only=frozenset({"occ-meeting-1"})), days=0.5)
+    assert summary.faults["stuck"] > 0
+    for a, b in zip(clean.events, faulty.events, strict=True):
+        if a[1] != "occ-meeting-1":
+            assert a == b
+    values = [
+        json.loads(e[3]) for e in faulty.events if e[0] == "publish" and e[1] == "occ-meeting-1"
+    ]
+    repeats = sum(
+        1
+        for x, y in itertools.pairwise(values)
+        if {k: v for k, v in x.items() if k != "ts"} == {k: v for k, v in y.items() if k != "ts"}
+    )
+    assert repeats >= summary.faults["stuck"] // 2
+    with pytest.raises(ValueError, match="does not have"):
+        simulate(Faults(stuck=0.1, only=frozenset({"nope"})), days=0.01)
