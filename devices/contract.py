@@ -95,6 +95,16 @@ KINDS: Final[Mapping[str, KindSpec]] = {
             FieldSpec(
                 "energy_export_kwh", "float", "kWh", False, 0, 1e12, "cumulative export energy"
             ),
+            FieldSpec("frequency_hz", "float", "Hz", False, 45, 65, "grid frequency"),
+            # Per phase, from three-phase meters (Modbus sub-meters, the HAN port).
+            *(
+                FieldSpec(f"voltage_l{n}_v", "float", "V", False, 0, 500, f"phase L{n} voltage")
+                for n in (1, 2, 3)
+            ),
+            *(
+                FieldSpec(f"current_l{n}_a", "float", "A", False, 0, 10_000, f"phase L{n} current")
+                for n in (1, 2, 3)
+            ),
         ),
         default_interval_s=10.0,
     ),
@@ -156,6 +166,7 @@ UNIT_CONVERSIONS: Final[Mapping[tuple[str, str], tuple[float, float]]] = {
     ("count", "people"): (1.0, 0.0),
     ("dBm", "dBm"): (1.0, 0.0),
     ("dB", "dB"): (1.0, 0.0),
+    ("Hz", "Hz"): (1.0, 0.0),
 }
 
 

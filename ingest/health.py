@@ -102,6 +102,16 @@ class _StatsCollector(Collector):
         yield counter(
             "mqtt_reconnects", "Reconnections to the broker", consumer.reconnects if consumer else 0
         )
+        serial = CounterMetricFamily(
+            "kera_ingest_serial_events",
+            "Serial link events and errors (telegrams, polls, lines, garbage, cut_frame, "
+            "bad_crc, bad_checksum, timeout, disconnects, ...)",
+            labels=["link", "event"],
+        )
+        for link, events in sorted(s.serial.items()):
+            for event, n in sorted(events.items()):
+                serial.add_metric([link, event], n)
+        yield serial
         if writer is not None:
             spool = writer.spool
             yield gauge(

@@ -279,10 +279,12 @@ class MqttConsumer:
         for mid in mids:
             ack(mid, 1)
 
-    def publish(self, topic: str, payload: bytes) -> None:
-        """Fire-and-forget QoS 0 publication on the consumer's own connection (dead letters)."""
-        if self.connected:
-            self._client.publish(topic, payload, qos=0)
+    def publish(self, topic: str, payload: bytes, qos: int = 0) -> None:
+        """Publish on the consumer's own connection: QoS 0 fire-and-forget (dead letters) is
+        skipped while disconnected; QoS 1 (republished serial readings) waits in paho's queue
+        and goes out after the reconnect."""
+        if self.connected or qos:
+            self._client.publish(topic, payload, qos=qos)
 
     async def _connect_once(self) -> None:
         loop = asyncio.get_running_loop()

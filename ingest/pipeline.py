@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from devices import Registry
 from ingest.codecs import Router
 from ingest.lineproto import LineEncoder
-from ingest.reading import DeadLetter, Reason, Rejected
+from ingest.reading import DeadLetter, Decoded, Reason, Rejected
 from ingest.stats import RejectionLog, Stats
 from ingest.validate import Validator
 
@@ -60,14 +60,27 @@ class Pipeline:
         return self._router.filters
 
     def handle(self, topic: str, payload: bytes, received_ms: int) -> list[str] | DeadLetter:
+        return self._verdict(topic, payload, received_ms, None)
+
+    def handle_decoded(
+        self, decoded: list[Decoded], origin: str, received_ms: int, raw: bytes
+    ) -> list[str] | DeadLetter:
+        """For sources that decode themselves (serial meters): the same validation, encoding,
+        counting and dead-lettering as a message. `origin` stands in for the topic."""
+        return self._verdict(origin, raw, received_ms, decoded)
+
+    def _verdict(
+        self, topic: str, payload: bytes, received_ms: int, decoded: list[Decoded] | None
+    ) -> list[str] | DeadLetter:
         self._stats.messages += 1
         try:
-            if len(payload) > self._max_payload:
-                raise Rejected(
-                    Reason.PAYLOAD_TOO_LARGE,
-                    f"{len(payload)} bytes is over the {self._max_payload}-byte limit",
-                )
-            decoded = self._router.codec(topic)(topic, payload, self._site, received_ms)
+            if decoded is None:
+                if len(payload) > self._max_payload:
+                    raise Rejected(
+                        Reason.PAYLOAD_TOO_LARGE,
+                        f"{len(payload)} bytes is over the {self._max_payload}-byte limit",
+                    )
+                decoded = self._router.codec(topic)(topic, payload, self._site, received_ms)
             check = self._validator.check
             encode = self._encoder.encode
             lines = [encode(check(d, received_ms)) for d in decoded]

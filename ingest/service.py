@@ -18,6 +18,7 @@ from ingest.influx import InfluxTarget, V1Transport, make_transport
 from ingest.mqtt import MqttConsumer, parse_mqtt_url
 from ingest.pipeline import Batch, Batcher, Pipeline
 from ingest.pipeline_stats import PipelineStats
+from ingest.serial import SerialSources
 from ingest.settings import IngestSettings
 from ingest.spool import Spool
 from ingest.stats import Stats
@@ -44,6 +45,7 @@ class Ingestor:
         self.consumer: MqttConsumer | None = None
         self.writer: BatchWriter | None = None
         self.health: HealthServer | None = None
+        self.serial: SerialSources | None = None
         # Set once subscribed to the broker for the first time.
         self.ready = asyncio.Event()
 
@@ -129,6 +131,13 @@ class Ingestor:
             on_connected=self.ready.set,
         )
         self.consumer = consumer
+        serial = self.serial = SerialSources(
+            site,
+            pipeline,
+            stats,
+            lambda result: add(result, 0, consumer.generation),
+            lambda topic, payload: consumer.publish(topic, payload, qos=1),
+        )
         if s.health_port:
             self.health = HealthServer(self, s.health_host, s.health_port)
             try:
@@ -158,6 +167,7 @@ class Ingestor:
         own_task = asyncio.create_task(
             self._write_own_stats(own_stats, writer, s.pipeline_interval_s), name="pipeline-stats"
         )
+        serial_tasks = [asyncio.create_task(job, name="serial") for job in serial.jobs()]
         stop_task = asyncio.create_task(stop.wait())
         try:
             done, _ = await asyncio.wait(
@@ -172,6 +182,8 @@ class Ingestor:
             stop_task.cancel()
             stats_task.cancel()
             own_task.cancel()
+            for task in serial_tasks:
+                task.cancel()
             # Stop taking messages, store what was taken (InfluxDB or spool), acknowledge it,
             # then leave. Whatever misses the deadline stays unacknowledged: the broker
             # redelivers it to the next run.

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
 from ingest.reading import Reason, Rejected
@@ -37,6 +37,11 @@ class Stats:
     # Rejected messages whose dead-letter copy could not be written (disk full, ...).
     dead_letter_errors: int = 0
     reconnects: int = 0
+    # Serial links: link name -> event or error -> count (ingest.serial).
+    serial: defaultdict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
+
+    def serial_error(self, link: str, reason: str) -> None:
+        self.serial[link][reason] += 1
 
     def snapshot(self) -> dict[str, object]:
         return {
@@ -51,6 +56,7 @@ class Stats:
             "batches_written": self.batches_written,
             "write_retries": self.write_retries,
             "reconnects": self.reconnects,
+            **({"serial": {k: dict(v) for k, v in self.serial.items()}} if self.serial else {}),
         }
 
 
