@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from collections import Counter
@@ -401,6 +402,156 @@ def site(
     else:
         out.write_text(text, encoding="utf-8")
         console.print(f"{len(registry)} devices written to {out}")
+
+
+serial_app = typer.Typer(
+    add_completion=False, help="Serial devices behind a pseudo-terminal (docs/serial.md)."
+)
+app.add_typer(serial_app, name="serial")
+
+Link = Annotated[
+    Path,
+    typer.Option(
+        help="Path the ingestor opens (a symlink to the pseudo-terminal); use it as "
+        "the serial link's `port` in the site file"
+    ),
+]
+Duration = Annotated[float, typer.Option(help="Seconds to run; 0 = until Ctrl-C")]
+
+
+def _until(duration: float) -> float:
+    return time.monotonic() + duration if duration > 0 else float("inf")
+
+
+@serial_app.command("modbus")
+def serial_modbus(
+    link: Link = Path("/tmp/kera-tty-modbus"),
+    meter: Annotated[
+        list[str] | None, typer.Option(help="unit:model, e.g. 1:sdm630 (repeatable)")
+    ] = None,
+    update_s: Annotated[float, typer.Option(help="How often the registers change")] = 1.0,
+    duration: Duration = 0.0,
+    seed: Annotated[int, typer.Option()] = 1,
+) -> None:
+    """A Modbus RTU bus of energy meters (a real pymodbus server), 9600 8N1."""
+    import asyncio
+
+    from firmware_sim.serial import ModbusBusSim, PtyLink
+
+    meters = []
+    for spec in meter or ["1:sdm630", "2:sdm120"]:
+        unit, _, model = spec.partition(":")
+        if model not in ("sdm630", "sdm120") or not unit.isdigit():
+            raise typer.BadParameter(f"{spec!r}: give unit:model, model sdm630 or sdm120")
+        meters.append((int(unit), model, f"meter-{unit}"))
+    logging.getLogger("pymodbus").setLevel(logging.ERROR)  # its deprecation notice
+    pty = PtyLink(link)
+    console.print(f"Modbus RTU bus on [bold]{link}[/bold] (9600 8N1): {meters}")
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        bus = ModbusBusSim(pty.device_port, meters, seed)
+        task = asyncio.create_task(bus.run(update_s, stop))
+        try:
+            if duration > 0:
+                await asyncio.sleep(duration)
+            else:
+                await asyncio.Event().wait()  # until Ctrl-C
+        finally:
+            stop.set()
+            await task
+
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:
+        pass
+    finally:
+        pty.close()
+
+
+@serial_app.command("p1")
+def serial_p1(
+    link: Link = Path("/tmp/kera-tty-han"),
+    interval: Annotated[float, typer.Option(help="Seconds between telegrams")] = 10.0,
+    bad_crc: Annotated[float, typer.Option(help="Share of telegrams with a wrong CRC")] = 0.0,
+    duration: Duration = 0.0,
+    seed: Annotated[int, typer.Option()] = 1,
+) -> None:
+    """A Finnish HAN port: a P1 telegram (Nordic OBIS list, CRC16) every `interval`, 115200 8N1."""
+    import threading
+
+    from firmware_sim.serial import P1Sim, PtyLink
+
+    pty = PtyLink(link)
+    sim = P1Sim(pty.device_port, interval, bad_crc, seed)
+    console.print(f"HAN/P1 port on [bold]{link}[/bold] (115200 8N1), a telegram every {interval} s")
+    stop = threading.Event()
+    try:
+        deadline = _until(duration)
+        while not stop.is_set() and time.monotonic() < deadline:
+            sim.send_one()
+            stop.wait(min(interval, max(0.0, deadline - time.monotonic())))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sim.close()
+        pty.close()
+    good = sum(1 for _, _, ok in sim.sent if ok)
+    console.print(f"{len(sim.sent)} telegrams, {len(sim.sent) - good} with a wrong CRC")
+
+
+@serial_app.command("line")
+def serial_line(
+    link: Link = Path("/tmp/kera-tty-radio"),
+    device: Annotated[
+        list[str] | None, typer.Option(help="Devices it relays (default: the site's bins)")
+    ] = None,
+    interval: Annotated[float, typer.Option(help="Seconds between rounds")] = 5.0,
+    noise: Annotated[float, typer.Option(help="Share of rounds with a line of noise")] = 0.0,
+    cut: Annotated[float, typer.Option(help="Share of lines cut short")] = 0.0,
+    bad_checksum: Annotated[float, typer.Option(help="Share with a wrong checksum")] = 0.0,
+    unplug_every: Annotated[
+        float, typer.Option(help="Pull the USB adapter for 2 s every N seconds (0: never)")
+    ] = 0.0,
+    duration: Duration = 0.0,
+    config: Config = None,
+    seed: Annotated[int, typer.Option()] = 1,
+) -> None:
+    """A USB radio concentrator printing one JSON reading per line with a checksum."""
+    import threading
+
+    from firmware_sim.serial import LineSim, PtyLink
+
+    registry = _registry(config)
+    chosen = [d for d in registry if (d.id in device if device else d.kind == "waste_bin")]
+    if not chosen:
+        raise typer.BadParameter("no such devices in the site file")
+    pty = PtyLink(link)
+    sim = LineSim(
+        pty,
+        [(d.id, d.kind) for d in chosen],
+        interval,
+        noise,
+        cut,
+        bad_checksum,
+        seed,
+    )
+    console.print(f"radio concentrator on [bold]{link}[/bold] (115200 8N1): {len(chosen)} devices")
+    stop = threading.Event()
+    runner = threading.Thread(target=sim.run, args=(stop, unplug_every), daemon=True)
+    runner.start()
+    try:
+        deadline = _until(duration)
+        while runner.is_alive() and time.monotonic() < deadline:
+            runner.join(0.2)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop.set()
+        runner.join(5)
+        sim.close()
+        pty.close()
+    console.print(f"{len(sim.sent)} good lines; faults {dict(sim.counts)}")
 
 
 def main() -> None:

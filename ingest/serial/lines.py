@@ -1,6 +1,6 @@
 """Line-based radio concentrators: one reading per line.
 
-    {"device":"bin-bio-1","ts":1795787012345,"distance_mm":412}*4C\\n
+    {"device":"bin-bio-1","ts":1795787012345,"distance_mm":412}*4B\\n
 
 A line is a JSON object with `device` (a registry id), optional `ts`, and the kind's fields,
 optionally followed by `*` and an NMEA-style checksum: two hex digits, the XOR of every byte of

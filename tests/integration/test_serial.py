@@ -10,7 +10,9 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
+import paho.mqtt.client as paho
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
 
 from devices.site import default_site_text
 from firmware_sim.serial import LineSim, ModbusBusSim, P1Sim, PtyLink
@@ -222,3 +224,40 @@ def _opened(ingestor: Ingestor, name: str) -> Callable[[], Awaitable[bool]]:
         )
 
     return check
+
+
+async def test_republished_serial_readings_go_through_the_broker(
+    settings: IngestSettings, link: PtyLink, tmp_path: Path
+) -> None:
+    site = site_with(
+        tmp_path,
+        f"""  - name: radio-gw
+    framing: lines
+    port: {link.path}
+    republish: true
+""",
+    )
+    settings = settings.model_copy(update={"site_config": site})
+    seen: list[str] = []
+    watcher = paho.Client(CallbackAPIVersion.VERSION2, client_id="serial-watch")
+    watcher.on_message = lambda c, u, m: seen.append(m.topic)
+    watcher.connect("127.0.0.1", int(settings.mqtt_url.rsplit(":", 1)[1]))
+    watcher.subscribe("kera/kera/+/telemetry", qos=1)
+    watcher.loop_start()
+    sim = LineSim(link, [("occ-cafe", "occupancy")], seed=5)
+    try:
+        async with running_ingestor(settings) as ingestor:
+            await wait_until(_opened(ingestor, "radio-gw"), timeout=20)
+            for _ in range(10):
+                sim.send_round()
+                await asyncio.sleep(0.05)
+
+            async def landed() -> bool:
+                return await count(settings, "occupancy", "people") == 10
+
+            await wait_until(landed, timeout=20)
+    finally:
+        sim.close()
+        watcher.disconnect()
+        watcher.loop_stop()
+    assert seen.count("kera/kera/occ-cafe/telemetry") == 10
