@@ -9,7 +9,7 @@ import time
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 import yaml
@@ -23,6 +23,9 @@ from firmware_sim.fleet import scale_site
 from firmware_sim.formats import Format
 from firmware_sim.links import Links
 from firmware_sim.runner import Summary, run
+
+if TYPE_CHECKING:
+    from firmware_sim.serial import PtyLink
 from ingest.mqtt import MqttTarget, parse_mqtt_url
 
 app = typer.Typer(add_completion=False, help="Kera device simulator and commissioning helpers.")
@@ -417,6 +420,23 @@ Link = Annotated[
     ),
 ]
 Duration = Annotated[float, typer.Option(help="Seconds to run; 0 = until Ctrl-C")]
+DevicePort = Annotated[
+    str | None,
+    typer.Option(
+        "--port",
+        help="Play the device on this real serial port (e.g. a USB adapter wired to the "
+        "gateway under test) instead of a pseudo-terminal",
+    ),
+]
+
+
+def _device_side(link: Path, port: str | None) -> tuple[PtyLink | None, str]:
+    from firmware_sim.serial import PtyLink
+
+    if port is not None:
+        return None, port
+    pty = PtyLink(link)
+    return pty, pty.device_port
 
 
 def _until(duration: float) -> float:
@@ -432,11 +452,12 @@ def serial_modbus(
     update_s: Annotated[float, typer.Option(help="How often the registers change")] = 1.0,
     duration: Duration = 0.0,
     seed: Annotated[int, typer.Option()] = 1,
+    port: DevicePort = None,
 ) -> None:
     """A Modbus RTU bus of energy meters (a real pymodbus server), 9600 8N1."""
     import asyncio
 
-    from firmware_sim.serial import ModbusBusSim, PtyLink
+    from firmware_sim.serial import ModbusBusSim
 
     meters = []
     for spec in meter or ["1:sdm630", "2:sdm120"]:
@@ -445,12 +466,12 @@ def serial_modbus(
             raise typer.BadParameter(f"{spec!r}: give unit:model, model sdm630 or sdm120")
         meters.append((int(unit), model, f"meter-{unit}"))
     logging.getLogger("pymodbus").setLevel(logging.ERROR)  # its deprecation notice
-    pty = PtyLink(link)
-    console.print(f"Modbus RTU bus on [bold]{link}[/bold] (9600 8N1): {meters}")
+    pty, device_port = _device_side(link, port)
+    console.print(f"Modbus RTU bus on [bold]{port or link}[/bold] (9600 8N1): {meters}")
 
     async def main() -> None:
         stop = asyncio.Event()
-        bus = ModbusBusSim(pty.device_port, meters, seed)
+        bus = ModbusBusSim(device_port, meters, seed)
         task = asyncio.create_task(bus.run(update_s, stop))
         try:
             if duration > 0:
@@ -466,7 +487,8 @@ def serial_modbus(
     except KeyboardInterrupt:
         pass
     finally:
-        pty.close()
+        if pty is not None:
+            pty.close()
 
 
 @serial_app.command("p1")
@@ -476,15 +498,16 @@ def serial_p1(
     bad_crc: Annotated[float, typer.Option(help="Share of telegrams with a wrong CRC")] = 0.0,
     duration: Duration = 0.0,
     seed: Annotated[int, typer.Option()] = 1,
+    port: DevicePort = None,
 ) -> None:
     """A Finnish HAN port: a P1 telegram (Nordic OBIS list, CRC16) every `interval`, 115200 8N1."""
     import threading
 
-    from firmware_sim.serial import P1Sim, PtyLink
+    from firmware_sim.serial import P1Sim
 
-    pty = PtyLink(link)
-    sim = P1Sim(pty.device_port, interval, bad_crc, seed)
-    console.print(f"HAN/P1 port on [bold]{link}[/bold] (115200 8N1), a telegram every {interval} s")
+    pty, device_port = _device_side(link, port)
+    sim = P1Sim(device_port, interval, bad_crc, seed)
+    console.print(f"HAN/P1 on [bold]{port or link}[/bold] (115200 8N1), every {interval} s")
     stop = threading.Event()
     try:
         deadline = _until(duration)
@@ -495,7 +518,8 @@ def serial_p1(
         pass
     finally:
         sim.close()
-        pty.close()
+        if pty is not None:
+            pty.close()
     good = sum(1 for _, _, ok in sim.sent if ok)
     console.print(f"{len(sim.sent)} telegrams, {len(sim.sent) - good} with a wrong CRC")
 
@@ -516,19 +540,20 @@ def serial_line(
     duration: Duration = 0.0,
     config: Config = None,
     seed: Annotated[int, typer.Option()] = 1,
+    port: DevicePort = None,
 ) -> None:
     """A USB radio concentrator printing one JSON reading per line with a checksum."""
     import threading
 
-    from firmware_sim.serial import LineSim, PtyLink
+    from firmware_sim.serial import LineSim
 
     registry = _registry(config)
     chosen = [d for d in registry if (d.id in device if device else d.kind == "waste_bin")]
     if not chosen:
         raise typer.BadParameter("no such devices in the site file")
-    pty = PtyLink(link)
+    pty, device_port = _device_side(link, port)
     sim = LineSim(
-        pty,
+        pty or device_port,
         [(d.id, d.kind) for d in chosen],
         interval,
         noise,
@@ -536,7 +561,9 @@ def serial_line(
         bad_checksum,
         seed,
     )
-    console.print(f"radio concentrator on [bold]{link}[/bold] (115200 8N1): {len(chosen)} devices")
+    console.print(
+        f"concentrator on [bold]{port or link}[/bold] (115200 8N1): {len(chosen)} devices"
+    )
     stop = threading.Event()
     runner = threading.Thread(target=sim.run, args=(stop, unplug_every), daemon=True)
     runner.start()
@@ -550,7 +577,8 @@ def serial_line(
         stop.set()
         runner.join(5)
         sim.close()
-        pty.close()
+        if pty is not None:
+            pty.close()
     console.print(f"{len(sim.sent)} good lines; faults {dict(sim.counts)}")
 
 

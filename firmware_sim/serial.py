@@ -274,7 +274,7 @@ class LineSim:
 
     def __init__(
         self,
-        link: PtyLink,
+        link: PtyLink | str,  # a pseudo-terminal pair, or a real port's path
         devices: list[tuple[str, str]],  # (device id, kind)
         interval_s: float = 1.0,
         noise: float = 0.0,
@@ -282,8 +282,9 @@ class LineSim:
         bad_checksum: float = 0.0,
         seed: int = 1,
     ) -> None:
-        self.link = link
-        self._port = serial.Serial(link.device_port, baudrate=115200)
+        self.link = link if isinstance(link, PtyLink) else None
+        port = link.device_port if isinstance(link, PtyLink) else link
+        self._port = serial.Serial(port, baudrate=115200)
         self.devices = devices
         self.interval_s = interval_s
         self.noise, self.cut, self.bad_checksum = noise, cut, bad_checksum
@@ -327,14 +328,17 @@ class LineSim:
         self._port.flush()
 
     def run(self, stop: threading.Event, unplug_every_s: float = 0.0) -> None:
-        next_unplug = time.monotonic() + unplug_every_s if unplug_every_s else float("inf")
+        """Rounds until `stop`; pulling the (simulated) adapter for 2 s every `unplug_every_s`."""
+        link = self.link
+        every = unplug_every_s if link is not None else 0.0
+        next_unplug = time.monotonic() + every if every else float("inf")
         while not stop.is_set():
-            if time.monotonic() >= next_unplug:
-                self.link.unplug()
+            if link is not None and time.monotonic() >= next_unplug:
+                link.unplug()
                 stop.wait(2.0)
-                self.link.plug()
-                next_unplug = time.monotonic() + unplug_every_s
-            if self.link.plugged:
+                link.plug()
+                next_unplug = time.monotonic() + every
+            if link is None or link.plugged:
                 self.send_round()
             stop.wait(self.interval_s)
 
