@@ -106,6 +106,9 @@ KINDS: Final[Mapping[str, KindSpec]] = {
                 for n in (1, 2, 3)
             ),
         ),
+        # main-supply, sub-meter, pv-production, ev-charging: dashboards sum the main supply
+        # for the site's power and split sub-meters by space without counting twice.
+        extra_tags=("role",),
         default_interval_s=10.0,
     ),
     DeviceKind.OCCUPANCY: KindSpec(

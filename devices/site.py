@@ -173,7 +173,9 @@ class _DeviceBase(BaseModel):
 class EnergyMeter(_DeviceBase):
     kind: Literal["energy_meter"]
     phases: Literal[1, 3] = 3
-    role: str | None = Field(default=None, description="e.g. main supply, sub-meter, ev-charging")
+    role: TagText | None = Field(
+        default=None, description="a tag: main-supply, sub-meter, pv-production, ev-charging"
+    )
 
 
 class OccupancySensor(_DeviceBase):

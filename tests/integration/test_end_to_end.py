@@ -112,7 +112,7 @@ async def test_simulator_to_influxdb(settings: IngestSettings, tmp_path: Path) -
                 for name, value in values.items():
                     assert row[name] == pytest.approx(value), (row["device"], name)
                 extra = {k for k, v in row.items() if v is not None} - set(values)
-                assert extra <= {"time", "site", "space", "device", "fraction"}
+                assert extra <= {"time", "site", "space", "device", "fraction", "role"}
 
         # Every device announced itself online, then offline at the end.
         status = await rows(settings, "device_status")

@@ -105,7 +105,7 @@ def test_accepted_reading_reads_back_as_exactly_itself(
     for name, value in values.items():
         assert row[name] == value, name
     tag_keys = asyncio.run(influxql(url, f'SHOW TAG KEYS FROM "{measurement}"', database))
-    allowed = {"site", "space", "device", "fraction"}
+    allowed = {"site", "space", "device", "fraction", "role"}
     assert {v[0] for v in tag_keys[0]["values"]} <= allowed
     names = asyncio.run(influxql(url, "SHOW MEASUREMENTS", database))
     assert {v[0] for v in names[0]["values"]} <= {"energy", "occupancy", "waste_bin"}
