@@ -260,6 +260,79 @@ class LinePort(_SerialPort):
 SerialSource = Annotated[ModbusBus | P1Port | LinePort, Field(discriminator="framing")]
 
 
+class AlertRule(BaseModel):
+    """One alert rule, as written in the site file's `alerts.rules`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=r"^[a-z0-9_]{1,40}$")
+    kind: Literal["threshold", "rate", "offline"]
+    measurement: str | None = Field(None, description="threshold/rate: the measurement")
+    field_name: str | None = Field(None, alias="field", description="threshold/rate: the field")
+    warning: float | bool | None = None
+    critical: float | bool | None = None
+    clear: float | None = Field(None, description="threshold: clears only past this value")
+    below: bool = Field(False, description="threshold: fire when under, not over")
+    for_s: float = Field(0.0, ge=0, description="threshold: must hold this long before firing")
+    limit_key: str | None = Field(
+        None, description="threshold: take the critical level from the device's thresholds"
+    )
+    intervals: float = Field(3.0, gt=0, description="offline: missed expected intervals")
+    description: str = ""
+
+
+DEFAULT_RULES: tuple[AlertRule, ...] = tuple(
+    AlertRule.model_validate(r)
+    for r in (
+        {"name": "bin_fill", "kind": "threshold", "measurement": "waste_bin", "field": "fill_pct",
+         "warning": 80, "critical": 95, "clear": 60,
+         "description": "The bin needs emptying."},
+        {"name": "bin_fire", "kind": "threshold", "measurement": "waste_bin",
+         "field": "temperature_c", "critical": 60, "clear": 45,
+         "description": "Hot bin: possible fire. Check now."},
+        {"name": "bin_tilted", "kind": "threshold", "measurement": "waste_bin", "field": "tilt",
+         "warning": True, "description": "Bin tipped over or lid open."},
+        {"name": "co2_high", "kind": "threshold", "measurement": "occupancy", "field": "co2_ppm",
+         "warning": 1200, "clear": 1000, "for_s": 900,
+         "description": "Stale air: ventilate or move people."},
+        {"name": "battery_low", "kind": "threshold", "measurement": "waste_bin",
+         "field": "battery_pct", "warning": 15, "clear": 20, "below": True,
+         "description": "Replace the sensor's battery."},
+        {"name": "power_max", "kind": "threshold", "measurement": "energy", "field": "power_w",
+         "limit_key": "max_power_w", "clear": 0,
+         "description": "Power over the meter's configured maximum."},
+        {"name": "device_offline", "kind": "offline", "intervals": 3,
+         "description": "The device has gone silent."},
+    )
+)  # fmt: skip
+
+
+class Webhook(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    url: str = Field(
+        description="http(s) URL; `${ENV_NAME}` parts are read from the environment, so a "
+        "secret token in the URL stays out of the file"
+    )
+    timeout_s: float = Field(5.0, gt=0)
+
+    def resolved_url(self) -> str:
+        return os.path.expandvars(self.url)
+
+
+class Alerts(BaseModel):
+    """The site file's `alerts` section; without it, DEFAULT_RULES and no webhooks."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    rules: tuple[AlertRule, ...] = DEFAULT_RULES
+    webhooks: tuple[Webhook, ...] = ()
+    cooldown_s: float = Field(
+        900.0, ge=0, description="a re-firing alert is not sent again within this time"
+    )
+    retries: int = Field(5, ge=0, le=20, description="webhook delivery attempts after the first")
+
+
 class Site(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -275,6 +348,7 @@ class Site(BaseModel):
         description="reject: dead-letter messages of unregistered devices; quarantine: also "
         "record them for a technician to adopt (kera-ingest quarantine)",
     )
+    alerts: Alerts = Field(default_factory=Alerts, description="alert rules and webhooks")
     serial: list[SerialSource] = Field(
         default_factory=list, description="serial links the ingestor reads (docs/serial.md)"
     )

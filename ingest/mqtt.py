@@ -279,12 +279,12 @@ class MqttConsumer:
         for mid in mids:
             ack(mid, 1)
 
-    def publish(self, topic: str, payload: bytes, qos: int = 0) -> None:
+    def publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False) -> None:
         """Publish on the consumer's own connection: QoS 0 fire-and-forget (dead letters) is
         skipped while disconnected; QoS 1 (republished serial readings) waits in paho's queue
         and goes out after the reconnect."""
         if self.connected or qos:
-            self._client.publish(topic, payload, qos=qos)
+            self._client.publish(topic, payload, qos=qos, retain=retain)
 
     async def _connect_once(self) -> None:
         loop = asyncio.get_running_loop()

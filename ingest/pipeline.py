@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from devices import Registry
 from ingest.codecs import Router
 from ingest.lineproto import LineEncoder
-from ingest.reading import DeadLetter, Decoded, Reason, Rejected
+from ingest.reading import DeadLetter, Decoded, Reading, Reason, Rejected
 from ingest.stats import RejectionLog, Stats
 from ingest.validate import Validator
 
@@ -36,6 +36,7 @@ class Pipeline:
         "_site",
         "_stats",
         "_validator",
+        "observe",
     )
 
     def __init__(
@@ -45,7 +46,10 @@ class Pipeline:
         max_payload_bytes: int = 65536,
         max_future_s: float | None = None,
         max_age_s: float | None = None,
+        observe: Callable[[Reading], None] | None = None,
     ) -> None:
+        # Sees every accepted reading (the alert engine).
+        self.observe = observe
         self._site = registry.site_id
         self._router = Router(registry.site)
         self._validator = Validator(registry, max_future_s, max_age_s)
@@ -83,7 +87,8 @@ class Pipeline:
                 decoded = self._router.codec(topic)(topic, payload, self._site, received_ms)
             check = self._validator.check
             encode = self._encoder.encode
-            lines = [encode(check(d, received_ms)) for d in decoded]
+            readings = [check(d, received_ms) for d in decoded]
+            lines = [encode(r) for r in readings]
         except Rejected as exc:
             self._rejections.record(exc, topic)
             return DeadLetter(exc.reason, exc.detail, topic, received_ms, payload, exc.device_id)
@@ -93,6 +98,12 @@ class Pipeline:
             self._rejections.record(bug, topic)
             return DeadLetter(bug.reason, bug.detail, topic, received_ms, payload)
         self._stats.accepted += 1
+        if self.observe is not None:
+            try:
+                for r in readings:
+                    self.observe(r)
+            except Exception:  # an alerting bug must not cost the reading
+                log.exception("alert evaluation failed on %r", topic[:200])
         return lines
 
 

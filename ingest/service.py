@@ -8,10 +8,13 @@ import contextlib
 import json
 import logging
 import signal
+import time
 from typing import Any
 
 from devices import Registry
 from devices.contract import deadletter_topic
+from ingest.alert_delivery import AlertDelivery
+from ingest.alerts import AlertEngine
 from ingest.deadletter import DeadLetters
 from ingest.health import HealthServer
 from ingest.influx import InfluxTarget, V1Transport, make_transport
@@ -46,6 +49,7 @@ class Ingestor:
         self.writer: BatchWriter | None = None
         self.health: HealthServer | None = None
         self.serial: SerialSources | None = None
+        self.alerts: AlertEngine | None = None
         # Set once subscribed to the broker for the first time.
         self.ready = asyncio.Event()
 
@@ -93,6 +97,18 @@ class Ingestor:
         pipeline = Pipeline(
             self.registry, self.stats, s.max_payload_bytes, s.max_future_s, s.max_age_s
         )
+        delivery: AlertDelivery | None = None
+        if s.alerts:
+            delivery = AlertDelivery(
+                site.site,
+                site.alerts,
+                lambda topic, body: consumer.publish(topic, body, qos=1, retain=True),
+                lambda line: writer.submit(Batch([line])),
+            )
+            self.alerts = AlertEngine(
+                self.registry, site.alerts.rules, delivery.notify, spool_dir / "alerts.json"
+            )
+            pipeline.observe = self.alerts.observe
 
         def ack(batch: Batch) -> None:
             consumer.ack(batch.acks, batch.generation)
@@ -168,6 +184,12 @@ class Ingestor:
             self._write_own_stats(own_stats, writer, s.pipeline_interval_s), name="pipeline-stats"
         )
         serial_tasks = [asyncio.create_task(job, name="serial") for job in serial.jobs()]
+        alert_tasks = []
+        if self.alerts is not None and delivery is not None:
+            alert_tasks = [
+                asyncio.create_task(delivery.run(), name="alert-webhooks"),
+                asyncio.create_task(self._alert_ticks(self.alerts), name="alert-ticks"),
+            ]
         stop_task = asyncio.create_task(stop.wait())
         try:
             done, _ = await asyncio.wait(
@@ -182,7 +204,7 @@ class Ingestor:
             stop_task.cancel()
             stats_task.cancel()
             own_task.cancel()
-            for task in serial_tasks:
+            for task in serial_tasks + alert_tasks:
                 task.cancel()
             # Stop taking messages, store what was taken (InfluxDB or spool), acknowledge it,
             # then leave. Whatever misses the deadline stays unacknowledged: the broker
@@ -217,6 +239,12 @@ class Ingestor:
                 )
             log.info("stopped: %s", self.stats.snapshot())
         return self.stats
+
+    @staticmethod
+    async def _alert_ticks(engine: AlertEngine, every_s: float = 5.0) -> None:
+        while True:
+            await asyncio.sleep(every_s)
+            engine.tick(time.time_ns() // 1_000_000)
 
     @staticmethod
     async def _write_own_stats(own: PipelineStats, writer: BatchWriter, every_s: float) -> None:

@@ -70,6 +70,11 @@ class IngestSettings(BaseSettings):
         description="A reading's time may be this old at receipt (a gateway's backlog); older "
         "is rejected as ts_too_old",
     )
+    alerts: bool = Field(
+        True,
+        description="Evaluate the site's alert rules in this ingestor (KERA_ALERTS). With "
+        "several replicas, exactly one evaluates: see docs/operators.md",
+    )
     pipeline_interval_s: float = Field(
         10.0, gt=0, description="How often the ingestor writes its own `pipeline` point"
     )
