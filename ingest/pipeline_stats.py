@@ -16,6 +16,8 @@ from ingest.reading import FieldValue, Reason
 from ingest.spool import Spool
 from ingest.stats import Stats
 
+REJECTIONS_MEASUREMENT = "rejections"
+
 _COUNTERS = (
     "messages",
     "accepted",
@@ -28,12 +30,24 @@ _COUNTERS = (
 
 
 class PipelineStats:
-    def __init__(self, stats: Stats, site: str, instance: str, spool: Spool | None = None) -> None:
+    def __init__(
+        self,
+        stats: Stats,
+        site: str,
+        instance: str,
+        spool: Spool | None = None,
+        devices: frozenset[str] = frozenset(),
+    ) -> None:
         self._stats = stats
         self._spool = spool
+        self._site = site
         self._key = series_key(PIPELINE_MEASUREMENT, {"site": site, "instance": instance})
         self._last: dict[str, float] = self._totals()
         self._last_at = time.monotonic()
+        # Registered device ids: rejections of anything else are counted as "unknown", so a
+        # hostile stream of made-up ids cannot create series.
+        self._devices = devices
+        self._last_by_device: dict[str, int] = {}
 
     def _totals(self) -> dict[str, float]:
         s = self._stats
@@ -73,5 +87,18 @@ class PipelineStats:
         s.batch_points_max = 0
         return fields
 
-    def line(self) -> str:
-        return format_line(self._key, self.fields(), time.time_ns() // 1_000_000)
+    def lines(self) -> list[str]:
+        """The `pipeline` point, and a `rejections` point per device rejected in the interval."""
+        now = time.time_ns() // 1_000_000
+        out = [format_line(self._key, self.fields(), now)]
+        per_device: dict[str, int] = {}
+        for device, n in self._stats.rejected_by_device.items():
+            name = device if device in self._devices else "unknown"
+            per_device[name] = per_device.get(name, 0) + n
+        for device, total in sorted(per_device.items()):
+            delta = total - self._last_by_device.get(device, 0)
+            if delta > 0:
+                key = series_key(REJECTIONS_MEASUREMENT, {"site": self._site, "device": device})
+                out.append(format_line(key, {"rejected": delta}, now))
+        self._last_by_device = per_device
+        return out

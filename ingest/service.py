@@ -179,7 +179,9 @@ class Ingestor:
         replay_task = asyncio.create_task(writer.replay(), name="spool-replay")
         mqtt_task = asyncio.create_task(consumer.run(), name="mqtt-consumer")
         stats_task = asyncio.create_task(self._log_stats(), name="stats")
-        own_stats = PipelineStats(self.stats, site.site, s.mqtt_client_id, spool)
+        own_stats = PipelineStats(
+            self.stats, site.site, s.mqtt_client_id, spool, frozenset(d.id for d in self.registry)
+        )
         own_task = asyncio.create_task(
             self._write_own_stats(own_stats, writer, s.pipeline_interval_s), name="pipeline-stats"
         )
@@ -211,7 +213,7 @@ class Ingestor:
             # redelivers it to the next run.
             consumer.pause()
             batcher.flush()
-            writer.submit(Batch([own_stats.line()]))  # the last interval's counts too
+            writer.submit(Batch(own_stats.lines()))  # the last interval's counts too
             try:
                 await asyncio.wait_for(writer.drain(), timeout=s.shutdown_timeout_s)
             except TimeoutError:
@@ -250,7 +252,7 @@ class Ingestor:
     async def _write_own_stats(own: PipelineStats, writer: BatchWriter, every_s: float) -> None:
         while True:
             await asyncio.sleep(every_s)
-            writer.submit(Batch([own.line()]))
+            writer.submit(Batch(own.lines()))
 
     async def _log_stats(self) -> None:
         while True:

@@ -64,7 +64,13 @@ async def test_bad_messages_get_reasons_and_good_ones_land(
     }
     # The ingestor's own `pipeline` points (one at least, written at shutdown) count too.
     own = await rows(settings, "pipeline")
-    assert stats.points_written == 50 + len(own)
+    per_device = await rows(settings, "rejections")
+    assert stats.points_written == 50 + len(own) + len(per_device)
+    by_device: dict[str, int] = {}
+    for r in per_device:
+        by_device[r["device"]] = by_device.get(r["device"], 0) + r["rejected"]
+    # em-ghost is not registered: counted as unknown, so made-up ids cannot create series.
+    assert by_device == {"em-main": 13, "unknown": 13, "occ-cafe": 12, "bin-bio-1": 12}
     assert sum(r["rejected_bad_json"] for r in own) == 13
     assert sum(r["rejected"] for r in own) == 50
     assert sum(r["messages"] for r in own) == 100
