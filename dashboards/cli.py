@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from dashboards.provisioning import write_datasource
+from dashboards.boards import DASHBOARDS, dashboard_json
+from dashboards.provisioning import write_tree
 
 app = typer.Typer(add_completion=False, help="Grafana provisioning for the Kera pipeline.")
 
@@ -17,15 +18,23 @@ def _root() -> None:
     """Grafana provisioning for the Kera pipeline."""
 
 
+def all_dashboards() -> dict[str, dict[str, object]]:
+    boards = [dashboard_json(build()) for build in DASHBOARDS]
+    return {str(b["uid"]): b for b in boards}
+
+
 @app.command()
 def build(
     out: Annotated[Path, typer.Option(help="Provisioning folder to write")] = Path("provisioning"),
     database: Annotated[str, typer.Option(help="InfluxDB database (KERA_INFLUX_DB)")] = "kera",
+    dashboards_path: Annotated[
+        str, typer.Option(help="Where Grafana sees the dashboard JSON files")
+    ] = "/etc/grafana/provisioning/dashboards/kera",
 ) -> None:
-    """Write the Grafana datasource provisioning file (InfluxQL; credentials from Grafana's
-    environment). Dashboards and alert rules join it in the dashboards issue."""
-    path = write_datasource(out, database)
-    typer.echo(f"wrote {path}")
+    """Write a Grafana provisioning tree: datasource (InfluxQL; credentials as environment
+    references), dashboard provider and dashboards, alert rules and a contact point."""
+    for path in write_tree(out, all_dashboards(), database, dashboards_path):
+        typer.echo(f"wrote {path}")
 
 
 def main() -> None:
