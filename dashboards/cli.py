@@ -37,5 +37,25 @@ def build(
         typer.echo(f"wrote {path}")
 
 
+@app.command()
+def push(
+    url: Annotated[str, typer.Option(help="Grafana base URL, e.g. https://grafana.kera.fi")],
+    database: Annotated[str, typer.Option(help="InfluxDB database (KERA_INFLUX_DB)")] = "kera",
+) -> None:
+    """Upload datasource, dashboards, alert rules and contact point through Grafana's HTTP API,
+    updating by uid. The token is read from GRAFANA_TOKEN only, never from a flag."""
+    import os
+
+    from dashboards.push import push as push_all
+
+    token = os.environ.get("GRAFANA_TOKEN")
+    if not token:
+        typer.echo("set GRAFANA_TOKEN (a service account token with editor rights)", err=True)
+        raise typer.Exit(2)
+    done = push_all(url, token, all_dashboards(), database)
+    for what, n in sorted(done.items()):
+        typer.echo(f"{what}: {n}")
+
+
 def main() -> None:
     app()

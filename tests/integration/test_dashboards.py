@@ -13,13 +13,15 @@ from typing import Any
 
 import pytest
 import yaml
+from aiohttp import web
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import dashboard as dm
 
 from dashboards.cli import all_dashboards
 from dashboards.provisioning import ALERT_RULE_QUERIES, write_tree
+from dashboards.push import push
 from devices import Registry
-from devstack.services import Mosquitto
+from devstack.services import Mosquitto, free_port
 from firmware_sim import Format, Links, run
 from firmware_sim.commission import send
 from ingest.mqtt import parse_mqtt_url
@@ -135,3 +137,94 @@ async def test_every_query_returns_data(
             empty.append(f"{name}: {q}")
     assert not empty, "queries without data:\n" + "\n".join(empty)
     assert checked > 40
+
+
+class GrafanaStandIn:
+    """Grafana cannot be installed here: a small HTTP server with the endpoints `push` uses,
+    keeping objects by uid as Grafana does, so idempotence can be checked over real HTTP."""
+
+    def __init__(self, token: str) -> None:
+        self.token = token
+        self.store: dict[str, dict[str, Any]] = {
+            "datasource": {}, "folder": {}, "dashboard": {}, "rule": {}, "contact": {}
+        }  # fmt: skip
+        self.calls: list[str] = []
+
+    def app(self) -> web.Application:
+        app = web.Application(middlewares=[self._auth])
+        r = app.router
+        r.add_get("/api/datasources/uid/{uid}", self._get("datasource"))
+        r.add_post("/api/datasources", self._put("datasource"))
+        r.add_put("/api/datasources/uid/{uid}", self._put("datasource"))
+        r.add_get("/api/folders/{uid}", self._get("folder"))
+        r.add_post("/api/folders", self._put("folder"))
+        r.add_post("/api/dashboards/db", self._dashboard)
+        r.add_get("/api/v1/provisioning/alert-rules/{uid}", self._get("rule"))
+        r.add_post("/api/v1/provisioning/alert-rules", self._put("rule"))
+        r.add_put("/api/v1/provisioning/alert-rules/{uid}", self._put("rule"))
+        r.add_get("/api/v1/provisioning/contact-points", self._list("contact"))
+        r.add_post("/api/v1/provisioning/contact-points", self._put("contact"))
+        r.add_put("/api/v1/provisioning/contact-points/{uid}", self._put("contact"))
+        return app
+
+    @web.middleware
+    async def _auth(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        self.calls.append(f"{request.method} {request.path}")
+        if request.headers.get("Authorization") != f"Bearer {self.token}":
+            return web.json_response({"message": "Unauthorized"}, status=401)
+        return await handler(request)
+
+    def _get(self, kind: str) -> Any:
+        async def handler(request: web.Request) -> web.Response:
+            obj = self.store[kind].get(request.match_info["uid"])
+            if obj is None:
+                return web.json_response({"message": "not found"}, status=404)
+            return web.json_response(obj)
+
+        return handler
+
+    def _put(self, kind: str) -> Any:
+        async def handler(request: web.Request) -> web.Response:
+            body = await request.json()
+            self.store[kind][body["uid"]] = body
+            return web.json_response(body)
+
+        return handler
+
+    def _list(self, kind: str) -> Any:
+        async def handler(request: web.Request) -> web.Response:
+            return web.json_response(list(self.store[kind].values()))
+
+        return handler
+
+    async def _dashboard(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        self.store["dashboard"][body["dashboard"]["uid"]] = body
+        return web.json_response({"status": "success", "uid": body["dashboard"]["uid"]})
+
+
+async def test_push_is_idempotent_by_uid(monkeypatch: pytest.MonkeyPatch) -> None:
+    grafana = GrafanaStandIn(token="glsa_test_token_from_env")
+    monkeypatch.setenv("KERA_INFLUX_URL", "http://influx.internal:8086")
+    monkeypatch.setenv("KERA_ALERT_WEBHOOK_URL", "https://hooks.example/kera")
+    runner = web.AppRunner(grafana.app())
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        url = f"http://127.0.0.1:{port}"
+        first = await asyncio.to_thread(push, url, grafana.token, all_dashboards())
+        second = await asyncio.to_thread(push, url, grafana.token, all_dashboards())
+    finally:
+        await runner.cleanup()
+    assert first["datasource created"] == 1 and first["alert rule created"] == 4
+    assert second["datasource updated"] == 1 and second["alert rule updated"] == 4
+    assert second["contact point updated"] == 1 and "folder created" not in second
+    s = grafana.store
+    assert {k: len(v) for k, v in s.items()} == {
+        "datasource": 1, "folder": 1, "dashboard": 6, "rule": 4, "contact": 1
+    }  # fmt: skip
+    assert s["datasource"]["kera-influxql"]["url"] == "http://influx.internal:8086"
+    assert s["contact"]["kera-operators-webhook"]["settings"]["url"] == "https://hooks.example/kera"
+    assert all(b["overwrite"] and b["folderUid"] == "kera" for b in s["dashboard"].values())
+    assert grafana.token not in json.dumps(s)
