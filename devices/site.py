@@ -299,7 +299,7 @@ DEFAULT_RULES: tuple[AlertRule, ...] = tuple(
          "field": "battery_pct", "warning": 15, "clear": 20, "below": True,
          "description": "Replace the sensor's battery."},
         {"name": "power_max", "kind": "threshold", "measurement": "energy", "field": "power_w",
-         "limit_key": "max_power_w", "clear": 0,
+         "limit_key": "max_power_w",
          "description": "Power over the meter's configured maximum."},
         {"name": "device_offline", "kind": "offline", "intervals": 3,
          "description": "The device has gone silent."},
