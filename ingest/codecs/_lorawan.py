@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ingest.reading import Reason, Rejected
+from ingest.codecs._time import parse_time_ms
+from ingest.reading import Decoded, Reason, Rejected
 
 
 def obj_at(parent: dict[str, Any], key: str, what: str, device: str | None) -> dict[str, Any]:
@@ -26,6 +27,27 @@ def dev_eui_of(value: object, device: str | None) -> str | None:
             Reason.BAD_FORMAT, f"dev_eui {value!r} is not 16 hex digits", device
         ) from None
     return value.lower()
+
+
+def readings(
+    device_id: str | None,
+    dev_eui: str | None,
+    values: dict[str, Any],
+    raw_time: object,
+    gateways: object,
+    frame_counter: object,
+) -> list[Decoded]:
+    """An uplink's reading, and its radio metadata as a device_status reading."""
+    try:
+        ts = None if raw_time is None else parse_time_ms(raw_time)
+    except Rejected as exc:
+        exc.device_id = device_id
+        raise
+    out = [Decoded(device_id, ts, dict(values), dev_eui=dev_eui)]
+    status = radio(gateways, frame_counter)
+    if status:
+        out.append(Decoded(device_id, ts, status, status=True, dev_eui=dev_eui))
+    return out
 
 
 def radio(gateways: object, frame_counter: object) -> dict[str, object]:

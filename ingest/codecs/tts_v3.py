@@ -13,8 +13,7 @@ https://www.thethingsindustries.com/docs/integrations/data-formats/
 from __future__ import annotations
 
 from ingest.codecs._json import load_json
-from ingest.codecs._lorawan import dev_eui_of, obj_at, radio
-from ingest.codecs._time import parse_time_ms
+from ingest.codecs._lorawan import dev_eui_of, obj_at, readings
 from ingest.reading import Decoded, Reason, Rejected
 
 
@@ -43,14 +42,11 @@ def decode(topic: str, payload: bytes, site: str, received_ms: int = 0) -> list[
             "uplink has no decoded_payload object: give the device a payload formatter",
             device_id,
         )
-    raw_time = obj.get("received_at", up.get("received_at"))
-    try:
-        ts = None if raw_time is None else parse_time_ms(raw_time)
-    except Rejected as exc:
-        exc.device_id = device_id
-        raise
-    out = [Decoded(device_id, ts, dict(values), dev_eui=dev_eui)]
-    status = radio(up.get("rx_metadata"), up.get("f_cnt"))
-    if status:
-        out.append(Decoded(device_id, ts, status, status=True, dev_eui=dev_eui))
-    return out
+    return readings(
+        device_id,
+        dev_eui,
+        values,
+        obj.get("received_at", up.get("received_at")),
+        up.get("rx_metadata"),
+        up.get("f_cnt"),
+    )
