@@ -47,6 +47,12 @@ def run(
         Path | None, typer.Option("--settings", help="TOML settings file (KERA_SETTINGS_FILE)")
     ] = None,
     log_level: Annotated[str | None, typer.Option(help="KERA_LOG_LEVEL")] = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1, help="Processes on this host, sharing the readings (shared subscription)"
+        ),
+    ] = 1,
 ) -> None:
     """Subscribe to the site's readings and write them to InfluxDB until SIGTERM/SIGINT.
 
@@ -73,6 +79,10 @@ def run(
         console.print(f"[red]invalid settings:[/red] {exc}", soft_wrap=True)
         raise typer.Exit(2) from None
     _setup_logging(settings.log_level)
+    if workers > 1:
+        from ingest.workers import run_workers
+
+        raise typer.Exit(run_workers(settings, workers))
     try:
         run_forever(settings)
     except (SiteConfigError, ValueError, SpoolLocked, OSError) as exc:

@@ -108,7 +108,8 @@ class Ingestor:
             self.alerts = AlertEngine(
                 self.registry, site.alerts.rules, delivery.notify, spool_dir / "alerts.json"
             )
-            pipeline.observe = self.alerts.observe
+            if not s.mqtt_share_group:
+                pipeline.observe = self.alerts.observe
 
         def ack(batch: Batch) -> None:
             consumer.ack(batch.acks, batch.generation)
@@ -137,10 +138,13 @@ class Ingestor:
                 return
             add(result, mid, consumer.generation)
 
+        filters = pipeline.filters
+        if s.mqtt_share_group:
+            filters = [f"$share/{s.mqtt_share_group}/{f}" for f in filters]
         consumer = MqttConsumer(
             self._mqtt,
             s.mqtt_client_id,
-            pipeline.filters,
+            filters,
             on_message,
             session_expiry_s=s.mqtt_session_expiry_s,
             receive_maximum=s.mqtt_receive_maximum,
@@ -187,11 +191,17 @@ class Ingestor:
         )
         serial_tasks = [asyncio.create_task(job, name="serial") for job in serial.jobs()]
         alert_tasks = []
+        observer: MqttConsumer | None = None
         if self.alerts is not None and delivery is not None:
             alert_tasks = [
                 asyncio.create_task(delivery.run(), name="alert-webhooks"),
                 asyncio.create_task(self._alert_ticks(self.alerts), name="alert-ticks"),
             ]
+            if s.mqtt_share_group:
+                # A shared subscription gives this replica only its share of the readings; the
+                # alert engine needs every device's, so it gets a subscription of its own.
+                observer = self._alert_observer(pipeline.filters, self.alerts)
+                alert_tasks.append(asyncio.create_task(observer.run(), name="alert-observer"))
         stop_task = asyncio.create_task(stop.wait())
         try:
             done, _ = await asyncio.wait(
@@ -223,6 +233,8 @@ class Ingestor:
                     writer.queue.qsize(),
                 )
             await consumer.stop(timeout_s=max(0.5, deadline - loop.time()))
+            if observer is not None:
+                await observer.stop(timeout_s=1.0)
             self.stats.reconnects = consumer.reconnects
             for task in (writer_task, replay_task, mqtt_task):
                 task.cancel()
@@ -241,6 +253,30 @@ class Ingestor:
                 )
             log.info("stopped: %s", self.stats.snapshot())
         return self.stats
+
+    def _alert_observer(self, filters: list[str], engine: AlertEngine) -> MqttConsumer:
+        """Every reading, validated like the writing path but only shown to the alert engine;
+        acknowledged at once, because nothing is stored from here."""
+        s = self.settings
+        judge = Pipeline(
+            self.registry, Stats(), s.max_payload_bytes, s.max_future_s, s.max_age_s,
+            observe=engine.observe,
+        )  # fmt: skip
+
+        def on_message(topic: str, payload: bytes, mid: int, received_ms: int) -> None:
+            judge.handle(topic, payload, received_ms)
+            if mid:
+                observer.ack([mid], observer.generation)
+
+        observer = MqttConsumer(
+            self._mqtt,
+            f"{s.mqtt_client_id}-alerts",
+            filters,
+            on_message,
+            session_expiry_s=0,
+            receive_maximum=s.mqtt_receive_maximum,
+        )
+        return observer
 
     @staticmethod
     async def _alert_ticks(engine: AlertEngine, every_s: float = 5.0) -> None:

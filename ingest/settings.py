@@ -36,6 +36,12 @@ class IngestSettings(BaseSettings):
         description="Fixed client id: the broker keeps this id's session while the ingestor is "
         "down (KERA_MQTT_CLIENT_ID)",
     )
+    mqtt_share_group: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9_-]+$",
+        description="Subscribe as `$share/<group>/...` (KERA_MQTT_SHARE_GROUP): replicas with "
+        "the same group split the readings between them; each needs its own client id",
+    )
     mqtt_session_expiry_s: int = Field(
         3600, ge=0, description="How long the broker keeps the session and its queued readings"
     )
@@ -120,6 +126,17 @@ class IngestSettings(BaseSettings):
         if cls._file is not None:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=cls._file))
         return tuple(sources)
+
+    def as_env(self) -> dict[str, str]:
+        """These settings as KERA_* environment variables, for a child `kera-ingest run`."""
+        env: dict[str, str] = {}
+        for name, value in self.model_dump().items():
+            if value is None:
+                continue
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
+            env[f"KERA_{name.upper()}"] = str(value)
+        return env
 
     def spool_path(self) -> Path:
         if self.spool_dir is not None:

@@ -19,7 +19,6 @@ import paho.mqtt.client as paho
 import psutil
 from aiohttp import web
 from paho.mqtt.enums import CallbackAPIVersion
-from pydantic import SecretStr
 
 from devices import Registry
 from devstack.services import free_port
@@ -118,14 +117,7 @@ def local_settings(
 
 def settings_env(settings: IngestSettings) -> dict[str, str]:
     """The environment that gives a `kera-ingest run` subprocess these settings."""
-    env = dict(os.environ)
-    for name, value in settings.model_dump().items():
-        if value is None:
-            continue
-        if isinstance(value, SecretStr):
-            value = value.get_secret_value()
-        env[f"KERA_{name.upper()}"] = str(value)
-    return env
+    return {**os.environ, **settings.as_env()}
 
 
 class IngestProcess:
