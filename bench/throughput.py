@@ -66,25 +66,16 @@ def session_props() -> Properties:
     return props
 
 
-def create_session(broker: Mosquitto, client_id: str) -> None:
-    """Subscribe once and leave, so the broker queues what is published next for this id."""
+def create_session(broker: Mosquitto, client_id: str, group: str | None = None) -> None:
+    """Subscribe once and leave, so the broker queues what is published next for this id; with
+    `group`, as a member of that shared subscription, so the queued readings are split."""
+    topic = f"kera/{SITE}/+/telemetry"
+    if group:
+        topic = f"$share/{group}/{topic}"
     done = threading.Event()
     c = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5)
     c.on_subscribe = lambda *a: done.set()
-    c.on_connect = lambda cl, *a: cl.subscribe(f"kera/{SITE}/+/telemetry", qos=1)
-    c.connect("127.0.0.1", broker.port, clean_start=False, properties=session_props())
-    c.loop_start()
-    assert done.wait(10), "no SUBACK"
-    c.disconnect()
-    c.loop_stop()
-
-
-def create_session_shared(broker: Mosquitto, client_id: str, group: str) -> None:
-    """A persistent session in a shared-subscription group, so queued readings are split."""
-    done = threading.Event()
-    c = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5)
-    c.on_subscribe = lambda *a: done.set()
-    c.on_connect = lambda cl, *a: cl.subscribe(f"$share/{group}/kera/{SITE}/+/telemetry", qos=1)
+    c.on_connect = lambda cl, *a: cl.subscribe(topic, qos=1)
     c.connect("127.0.0.1", broker.port, clean_start=False, properties=session_props())
     c.loop_start()
     assert done.wait(10), "no SUBACK"
@@ -440,7 +431,7 @@ def main() -> None:
 
             console.print("[bold]two processes, shared subscription[/bold]")
             for name in ("bench-two-a", "bench-two-b"):
-                create_session_shared(broker, name, "bench")
+                create_session(broker, name, "bench")
             publish(broker, args.messages, args.devices, base + 3_600_000)
             two, _, _ = ingestor_rate(
                 broker, db, site, args.messages, work, ["bench-two-a", "bench-two-b"], "bench"
