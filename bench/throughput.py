@@ -148,6 +148,7 @@ def ingest_env(
         KERA_SPOOL_DIR=str(workdir / "spool" / name),
         KERA_HEALTH_PORT="0",
         KERA_ALERTS="false",
+        KERA_DEV_MODE="true",
     )
 
 

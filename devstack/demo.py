@@ -99,6 +99,7 @@ async def _demo(data: Path, duration: float, speed: float, seed: int) -> dict[st
             mqtt_client_id="kera-demo-ingest",
             stats_interval_s=3600,
             spool_dir=data / "spool",
+            dev_mode=True,  # the demo's broker is local and anonymous
             health_port=free_port(),
         )
         ingestor = Ingestor(settings, registry)

@@ -112,10 +112,20 @@ class _Child:
 class Mosquitto(_Child):
     name = "mosquitto"
 
-    def __init__(self, workdir: Path, port: int | None = None, extra_conf: str = "") -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        port: int | None = None,
+        extra_conf: str = "",
+        password_file: Path | None = None,
+        acl_file: Path | None = None,
+    ) -> None:
         super().__init__(workdir)
         self.port = port or free_port()
         self.extra_conf = extra_conf
+        # Both given: the production security model (deploy/mosquitto), anonymous refused.
+        self.password_file = password_file
+        self.acl_file = acl_file
 
     @property
     def url(self) -> str:
@@ -131,7 +141,15 @@ class Mosquitto(_Child):
         return "\n".join(
             [
                 f"listener {self.port} 127.0.0.1",
-                "allow_anonymous true",
+                *(
+                    [
+                        "allow_anonymous false",
+                        f"password_file {self.password_file}",
+                        f"acl_file {self.acl_file}",
+                    ]
+                    if self.password_file and self.acl_file
+                    else ["allow_anonymous true"]
+                ),
                 # Started as root, mosquitto would switch to the `mosquitto` user and then fail
                 # to write its persistence file into our folder; keep the current user.
                 f"user {getpass.getuser()}",

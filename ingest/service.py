@@ -45,6 +45,12 @@ class Ingestor:
             timeout_s=settings.influx_timeout_s,
         )
         self._mqtt = parse_mqtt_url(settings.mqtt_url)
+        if self._mqtt.username is None and not settings.dev_mode:
+            raise ValueError(
+                f"refusing an anonymous connection to {self._mqtt}: put the ingestor's user "
+                "in KERA_MQTT_URL (mqtt://kera-ingest:$PASSWORD@host), or set KERA_DEV_MODE=true "
+                "for local development"
+            )
         self.consumer: MqttConsumer | None = None
         self.writer: BatchWriter | None = None
         self.health: HealthServer | None = None

@@ -36,6 +36,11 @@ class IngestSettings(BaseSettings):
         description="Fixed client id: the broker keeps this id's session while the ingestor is "
         "down (KERA_MQTT_CLIENT_ID)",
     )
+    dev_mode: bool = Field(
+        False,
+        description="Allow an anonymous broker connection (KERA_DEV_MODE); for local "
+        "development and tests only",
+    )
     mqtt_share_group: str | None = Field(
         None,
         pattern=r"^[A-Za-z0-9_-]+$",

@@ -110,6 +110,7 @@ def local_settings(
         "stats_interval_s": 3600,
         "spool_dir": workdir / "spool",
         "health_port": 0,
+        "dev_mode": True,  # the test brokers are anonymous
     }
     values.update(overrides)
     return IngestSettings(**values)

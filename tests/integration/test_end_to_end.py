@@ -35,6 +35,7 @@ async def test_simulator_to_influxdb(settings: IngestSettings, tmp_path: Path) -
         KERA_FLUSH_INTERVAL_S="0.05",
         KERA_SPOOL_DIR=str(tmp_path / "spool"),
         KERA_HEALTH_PORT="0",
+        KERA_DEV_MODE="true",
     )
     log = (tmp_path / "ingest.log").open("w")
     ingest = subprocess.Popen(
