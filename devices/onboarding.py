@@ -45,6 +45,13 @@ def acl(site: str) -> str:
             f"topic write kera/{site}/+/telemetry",
             f"topic write kera/{site}/+/status",
             "",
+            "# The simulator (compose profile `sim`) plays every device; create this user only",
+            "# on a test installation.",
+            "user kera-sim",
+            f"topic write kera/{site}/#",
+            "topic write v3/#",
+            "topic write application/#",
+            "",
         ]
     )
 

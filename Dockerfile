@@ -1,0 +1,21 @@
+# The Kera Python services (ingestor, simulator, dashboards builder), docs/deployment.md.
+FROM python:3.11.11-slim-bookworm AS build
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY devices devices
+COPY ingest ingest
+COPY firmware_sim firmware_sim
+COPY dashboards dashboards
+COPY devstack devstack
+RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+
+FROM python:3.11.11-slim-bookworm
+RUN useradd --system --uid 10001 --home-dir /var/lib/kera --create-home kera
+COPY --from=build /wheels /wheels
+RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
+USER kera
+WORKDIR /var/lib/kera
+ENV PYTHONUNBUFFERED=1
+HEALTHCHECK --interval=30s --timeout=5s --start-period=20s \
+    CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:9108/healthz', timeout=4)"
+CMD ["kera-ingest", "run"]
