@@ -333,6 +333,19 @@ class Alerts(BaseModel):
     retries: int = Field(5, ge=0, le=20, description="webhook delivery attempts after the first")
 
 
+class Impact(BaseModel):
+    """The site file's `impact` section (docs/impact.md)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    emission_factor_kg_per_kwh: float | None = Field(
+        None, ge=0, le=2, description="grid electricity, kgCO2e per kWh; unset: no emissions"
+    )
+    emission_factor_source: str | None = Field(
+        None, description="where the factor comes from, named in reports"
+    )
+
+
 class Site(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -349,6 +362,7 @@ class Site(BaseModel):
         "record them for a technician to adopt (kera-ingest quarantine)",
     )
     alerts: Alerts = Field(default_factory=Alerts, description="alert rules and webhooks")
+    impact: Impact = Field(default_factory=Impact, description="impact metric settings")
     serial: list[SerialSource] = Field(
         default_factory=list, description="serial links the ingestor reads (docs/serial.md)"
     )

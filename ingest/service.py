@@ -9,6 +9,7 @@ import json
 import logging
 import signal
 import time
+from collections.abc import Callable
 from typing import Any
 
 from devices import Registry
@@ -21,6 +22,8 @@ from ingest.influx import InfluxTarget, V1Transport, make_transport
 from ingest.mqtt import MqttConsumer, parse_mqtt_url
 from ingest.pipeline import Batch, Batcher, Pipeline
 from ingest.pipeline_stats import PipelineStats
+from ingest.reading import Reading
+from ingest.rollups import EnergyRollups
 from ingest.serial import SerialSources
 from ingest.settings import IngestSettings
 from ingest.spool import Spool
@@ -56,6 +59,7 @@ class Ingestor:
         self.health: HealthServer | None = None
         self.serial: SerialSources | None = None
         self.alerts: AlertEngine | None = None
+        self.rollups: EnergyRollups | None = None
         # Set once subscribed to the broker for the first time.
         self.ready = asyncio.Event()
 
@@ -114,8 +118,20 @@ class Ingestor:
             self.alerts = AlertEngine(
                 self.registry, site.alerts.rules, delivery.notify, spool_dir / "alerts.json"
             )
+            # The evaluator also keeps the rollups: both need every reading of a device.
+            self.rollups = EnergyRollups(
+                self.registry,
+                lambda lines: writer.submit(Batch(lines)),
+                site.impact.emission_factor_kg_per_kwh,
+            )
+            alerts_observe, rollups_observe = self.alerts.observe, self.rollups.observe
+
+            def evaluate(reading: Reading) -> None:
+                alerts_observe(reading)
+                rollups_observe(reading)
+
             if not s.mqtt_share_group:
-                pipeline.observe = self.alerts.observe
+                pipeline.observe = evaluate
 
         def ack(batch: Batch) -> None:
             consumer.ack(batch.acks, batch.generation)
@@ -203,10 +219,14 @@ class Ingestor:
                 asyncio.create_task(delivery.run(), name="alert-webhooks"),
                 asyncio.create_task(self._alert_ticks(self.alerts), name="alert-ticks"),
             ]
+            if self.rollups is not None:
+                alert_tasks.append(
+                    asyncio.create_task(self._rollup_flushes(self.rollups), name="rollups")
+                )
             if s.mqtt_share_group:
                 # A shared subscription gives this replica only its share of the readings; the
                 # alert engine needs every device's, so it gets a subscription of its own.
-                observer = self._alert_observer(pipeline.filters, self.alerts)
+                observer = self._alert_observer(pipeline.filters, evaluate)
                 alert_tasks.append(asyncio.create_task(observer.run(), name="alert-observer"))
         stop_task = asyncio.create_task(stop.wait())
         try:
@@ -229,6 +249,8 @@ class Ingestor:
             # redelivers it to the next run.
             consumer.pause()
             batcher.flush()
+            if self.rollups is not None:
+                self.rollups.flush()
             writer.submit(Batch(own_stats.lines()))  # the last interval's counts too
             try:
                 await asyncio.wait_for(writer.drain(), timeout=s.shutdown_timeout_s)
@@ -260,13 +282,15 @@ class Ingestor:
             log.info("stopped: %s", self.stats.snapshot())
         return self.stats
 
-    def _alert_observer(self, filters: list[str], engine: AlertEngine) -> MqttConsumer:
+    def _alert_observer(
+        self, filters: list[str], evaluate: Callable[[Reading], None]
+    ) -> MqttConsumer:
         """Every reading, validated like the writing path but only shown to the alert engine;
         acknowledged at once, because nothing is stored from here."""
         s = self.settings
         judge = Pipeline(
             self.registry, Stats(), s.max_payload_bytes, s.max_future_s, s.max_age_s,
-            observe=engine.observe,
+            observe=evaluate,
         )  # fmt: skip
 
         def on_message(topic: str, payload: bytes, mid: int, received_ms: int) -> None:
@@ -283,6 +307,12 @@ class Ingestor:
             receive_maximum=s.mqtt_receive_maximum,
         )
         return observer
+
+    @staticmethod
+    async def _rollup_flushes(rollups: EnergyRollups, every_s: float = 30.0) -> None:
+        while True:
+            await asyncio.sleep(every_s)
+            rollups.flush()
 
     @staticmethod
     async def _alert_ticks(engine: AlertEngine, every_s: float = 5.0) -> None:
