@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import secrets
 import time
 from pathlib import Path
 from typing import Any
@@ -204,7 +205,7 @@ class GrafanaStandIn:
 
 
 async def test_push_is_idempotent_by_uid(monkeypatch: pytest.MonkeyPatch) -> None:
-    grafana = GrafanaStandIn(token="glsa_test_token_from_env")
+    grafana = GrafanaStandIn(token=secrets.token_urlsafe(16))  # made up per run
     monkeypatch.setenv("KERA_INFLUX_URL", "http://influx.internal:8086")
     monkeypatch.setenv("KERA_ALERT_WEBHOOK_URL", "https://hooks.example/kera")
     runner = web.AppRunner(grafana.app())
