@@ -184,13 +184,13 @@ def device_add(
     except SiteConfigError as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
-    password = new_password()
-    set_password(passwd, device_id, password)
+    generated = new_password()  # random per device, shown once, stored only as a hash
+    set_password(passwd, device_id, generated)
     site = Registry.load(site_file).site_id
     console.print(f"added {device_id} to {site_file}; broker user {device_id} in {passwd}")
     console.print("Reload the broker (SIGHUP) and restart the ingestor. Give the device:")
     typer.echo(f"MQTT user:     {device_id}")
-    typer.echo(f"MQTT password: {password}")
+    typer.echo(f"MQTT password: {generated}")
     typer.echo(f"publish to:    kera/{site}/{device_id}/telemetry and /status")
 
 
