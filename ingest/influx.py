@@ -89,7 +89,7 @@ class InfluxTarget:
 
 class Transport(Protocol):
     async def start(self) -> None: ...
-    async def write(self, body: bytes) -> None: ...
+    async def write(self, body: bytes, place: str | None = None) -> None: ...
     async def close(self) -> None: ...
 
 
@@ -114,11 +114,13 @@ class V1Transport:
             connector=aiohttp.TCPConnector(ssl=self._target.verify_tls),
         )
 
-    async def write(self, body: bytes) -> None:
+    async def write(self, body: bytes, place: str | None = None) -> None:
+        """`place`: a retention policy of the database other than its default."""
         assert self._session is not None, "start() first"
+        params = self._params if place is None else {**self._params, "rp": place}
         try:
             async with self._session.post(
-                self._write_url, params=self._params, data=body, headers=_TEXT
+                self._write_url, params=params, data=body, headers=_TEXT
             ) as r:
                 if r.status == 204 or r.status == 200:
                     return
@@ -170,13 +172,14 @@ class V2Transport:
         )
         self._write_api = self._client.write_api()
 
-    async def write(self, body: bytes) -> None:
+    async def write(self, body: bytes, place: str | None = None) -> None:
+        """`place`: a bucket other than the target's."""
         from influxdb_client.domain.write_precision import WritePrecision
         from influxdb_client.rest import ApiException
 
         try:
             await self._write_api.write(
-                bucket=self._target.database,
+                bucket=place or self._target.database,
                 org=self._target.org,
                 record=body,
                 write_precision=WritePrecision.MS,

@@ -117,6 +117,8 @@ class Batch:
     generation: int = 0
     # Rejected messages, kept as dead letters before the batch is acknowledged.
     rejects: list[DeadLetter] = field(default_factory=list)
+    # Another retention policy (v1) or bucket (v2) than the readings': the rollups'.
+    place: str | None = None
 
 
 class Batcher:

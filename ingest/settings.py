@@ -86,6 +86,12 @@ class IngestSettings(BaseSettings):
         description="Evaluate the site's alert rules in this ingestor (KERA_ALERTS). With "
         "several replicas, exactly one evaluates: see docs/operators.md",
     )
+    rollups_rp: str | None = Field(
+        None,
+        description="Where the impact rollups are written (KERA_ROLLUPS_RP): a retention "
+        "policy of KERA_INFLUX_DB with the v1 API, a bucket with the v2 API. Give it a longer "
+        "life than the raw readings' (docs/impact.md, Retention); empty: beside the readings",
+    )
     pipeline_interval_s: float = Field(
         10.0, gt=0, description="How often the ingestor writes its own `pipeline` point"
     )

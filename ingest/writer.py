@@ -39,6 +39,21 @@ from ingest.stats import Stats
 
 log = logging.getLogger(__name__)
 
+# A spooled batch bound for another retention policy or bucket starts with this line; no line
+# of line protocol starts with "#" (measurement names come from the contract).
+_PLACE = b"#place="
+
+
+def pack_place(place: str, body: bytes) -> bytes:
+    return _PLACE + place.encode() + b"\n" + body
+
+
+def unpack_place(record: bytes) -> tuple[str | None, bytes]:
+    if not record.startswith(_PLACE):
+        return None, record
+    head, _, body = record.partition(b"\n")
+    return head[len(_PLACE) :].decode(), body
+
 
 class BatchWriter:
     def __init__(
@@ -84,23 +99,25 @@ class BatchWriter:
             batch = await self.queue.get()
             try:
                 if batch.lines:
-                    await self._store(batch.lines)
+                    await self._store(batch.lines, batch.place)
                 if batch.rejects:
                     await self._keep(batch)
                 self._ack(batch)
             finally:
                 self.queue.task_done()
 
-    async def _store(self, lines: list[str]) -> None:
+    async def _store(self, lines: list[str], place: str | None = None) -> None:
         body = "\n".join(lines).encode()
         if self.spool.empty:
             try:
-                await self._write(lines, body)
+                await self._write(lines, body, place)
                 return
             except WriteError as exc:
                 self._failed(exc)
                 self.stats.write_retries += 1
                 log.warning("write of %d points failed (%s); spooling to disk", len(lines), exc)
+        if place is not None:
+            body = pack_place(place, body)
         while True:
             try:
                 await asyncio.to_thread(self.spool.append, body)
@@ -143,9 +160,10 @@ class BatchWriter:
                     await self._spooled.wait()
                 continue
             attempt = 0
+            place, body = unpack_place(record.body)
             while True:
                 try:
-                    await self._write(None, record.body)
+                    await self._write(None, body, place)
                     break
                 except WriteError as exc:
                     self._failed(exc)
@@ -179,17 +197,17 @@ class BatchWriter:
         self.healthy = False
         self.last_error = str(exc)
 
-    async def _write(self, lines: list[str] | None, body: bytes) -> None:
+    async def _write(self, lines: list[str] | None, body: bytes, place: str | None) -> None:
         """Store a batch (`body`, and its `lines` when at hand) in InfluxDB, dead-lettering lines
         it refuses as bad. Raises WriteError only for failures worth retrying; then nothing can
         be assumed stored."""
         started = time.perf_counter()
         try:
-            await self._post(body)
+            await self._post(body, place)
         except WriteError as exc:
             if exc.retryable:
                 raise
-            await self._bisect(lines or split_lines(body.decode()), exc)
+            await self._bisect(lines or split_lines(body.decode()), exc, place)
         stats = self.stats
         elapsed = time.perf_counter() - started
         stats.write_seconds += elapsed
@@ -200,19 +218,19 @@ class BatchWriter:
         self.healthy = True
         self.last_error = None
 
-    async def _post(self, body: bytes) -> None:
+    async def _post(self, body: bytes, place: str | None) -> None:
         try:
-            await self.transport.write(body)
+            await self.transport.write(body, place)
         except WriteError as exc:
             if not (exc.missing_database and isinstance(self.transport, V1Transport)):
                 raise
             log.warning("database missing; creating it")
             await self.transport.create_database()
-            await self.transport.write(body)
+            await self.transport.write(body, place)
         # Exact unless a string field holds a raw newline; no field in the contract does.
         self.stats.points_written += body.count(b"\n") + 1
 
-    async def _bisect(self, lines: list[str], exc: WriteError) -> None:
+    async def _bisect(self, lines: list[str], exc: WriteError, place: str | None) -> None:
         if len(lines) == 1:
             await asyncio.to_thread(self.dead_letters.add, lines, str(exc))
             self.stats.points_dead_lettered += 1
@@ -221,8 +239,8 @@ class BatchWriter:
         mid = len(lines) // 2
         for half in (lines[:mid], lines[mid:]):
             try:
-                await self._post("\n".join(half).encode())
+                await self._post("\n".join(half).encode(), place)
             except WriteError as e:
                 if e.retryable:
                     raise
-                await self._bisect(half, e)
+                await self._bisect(half, e, place)

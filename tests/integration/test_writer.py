@@ -196,3 +196,42 @@ async def test_429_is_spooled_and_replayed_after_retry_after(tmp_path: Path) -> 
     assert len(calls) == 3
     assert calls[2] - calls[1] >= 0.95  # Retry-After, not the 10 ms backoff
     assert writer.healthy
+
+
+async def test_a_batch_for_another_retention_policy_stays_there_through_the_spool(
+    tmp_path: Path,
+) -> None:
+    """Rollups go to their own retention policy (KERA_ROLLUPS_RP), also when they had to wait in
+    the spool for InfluxDB to come back."""
+    db = InfluxDB(tmp_path / "influx").start()
+    try:
+        await influxql(db.url, 'CREATE DATABASE "rp"')
+        await influxql(
+            db.url, 'CREATE RETENTION POLICY "forever" ON "rp" DURATION INF REPLICATION 1'
+        )
+        async with running_writer(db.url, "rp", tmp_path) as (writer, acked):
+            writer.submit(Batch(["energy_hourly,device=m kwh=1.5 1000"], place="forever"))
+            await wait_until(lambda: _acked(acked, 1), timeout=10)
+            db.stop()
+            writer.submit(Batch(["energy_hourly,device=m kwh=2.5 2000"], place="forever"))
+            writer.submit(Batch(["energy,device=m power_w=7.0 2000"]))
+            await wait_until(lambda: _acked(acked, 3), timeout=10)
+            assert writer.spool.pending_records == 2  # spooled, each with its place
+            db = InfluxDB(tmp_path / "influx", port=db.port).start()
+
+            async def replayed() -> bool:
+                return writer.spool.empty
+
+            await wait_until(replayed, timeout=30)
+        rollups = await influxql(db.url, 'SELECT "kwh" FROM "forever"."energy_hourly"', "rp")
+        assert [v[1] for v in rollups[0]["values"]] == [1.5, 2.5]
+        assert await influxql(db.url, 'SELECT * FROM "autogen"."energy_hourly"', "rp") == []
+        readings = await influxql(db.url, 'SELECT "power_w" FROM "autogen"."energy"', "rp")
+        assert readings[0]["values"][0][1] == 7.0
+    finally:
+        db.stop()
+
+
+async def _acked(acked: list[Batch], n: int) -> bool:
+    await asyncio.sleep(0)
+    return len(acked) >= n
