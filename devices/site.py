@@ -333,17 +333,62 @@ class Alerts(BaseModel):
     retries: int = Field(5, ge=0, le=20, description="webhook delivery attempts after the first")
 
 
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+HoursText = Annotated[
+    str, StringConstraints(pattern=r"^([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-4]):[0-5]\d$")
+]
+
+
+def _minutes(hhmm: str) -> int:
+    h, m = hhmm.split(":")
+    return int(h) * 60 + int(m)
+
+
 class Impact(BaseModel):
     """The site file's `impact` section (docs/impact.md)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     emission_factor_kg_per_kwh: float | None = Field(
-        None, ge=0, le=2, description="grid electricity, kgCO2e per kWh; unset: no emissions"
+        None,
+        ge=0,
+        le=2,
+        description="grid electricity, kgCO2e per kWh; the factor for hours the CSV series "
+        "does not cover; with neither, no emissions are computed",
+    )
+    emission_factors_csv: str | None = Field(
+        None,
+        description="an hourly factor series, CSV with columns time (ISO 8601 with offset, or "
+        "epoch seconds) and kg_per_kwh; a relative path is read from the site file's folder",
     )
     emission_factor_source: str | None = Field(
-        None, description="where the factor comes from, named in reports"
+        None, description="where the factor comes from; stated in reports, required with a factor"
     )
+    opening_hours: dict[Weekday, HoursText] = Field(
+        default_factory=dict,
+        description="local opening hours per weekday, e.g. {mon: '08:00-20:00'}; a day not "
+        "listed is closed; the base of space utilisation",
+    )
+
+    @model_validator(mode="after")
+    def _factor_has_source(self) -> Impact:
+        factor = self.emission_factor_kg_per_kwh is not None or self.emission_factors_csv
+        if factor and not self.emission_factor_source:
+            raise ValueError("an emission factor needs emission_factor_source, named in reports")
+        for day, hours in self.opening_hours.items():
+            start, end = hours.split("-")
+            if _minutes(start) >= _minutes(end):
+                raise ValueError(f"opening_hours {day}: {hours!r} must open before it closes")
+        return self
+
+    def open_minutes(self, weekday: int) -> tuple[int, int] | None:
+        """(opens, closes) in minutes after local midnight for weekday 0=Monday, or None."""
+        hours = self.opening_hours.get(WEEKDAYS[weekday])
+        if hours is None:
+            return None
+        start, end = hours.split("-")
+        return _minutes(start), _minutes(end)
 
 
 class Site(BaseModel):
@@ -472,4 +517,10 @@ def load_site(path: str | os.PathLike[str] | None = None) -> Site:
         text = p.read_text("utf-8")
     except OSError as exc:
         raise SiteConfigError(f"{p}: cannot read site file: {exc.strerror}") from exc
-    return parse_site(text, str(p))
+    site = parse_site(text, str(p))
+    csv = site.impact.emission_factors_csv
+    if csv is not None and not Path(csv).is_absolute():
+        # The series travels with its site file, wherever the service is started from.
+        impact = site.impact.model_copy(update={"emission_factors_csv": str(p.parent / csv)})
+        site = site.model_copy(update={"impact": impact})
+    return site

@@ -238,6 +238,9 @@ class SimWasteBin(SimDevice):
         self.battery = self.rng.uniform(60.0, 100.0)
         self.rate = FILL_PER_BUSY_HOUR[device.fraction.value] * self.rng.uniform(0.7, 1.3)
         self.emptied_on: str | None = None
+        # The truth the rollups' emptying detection is checked against: (time ms, fill % just
+        # before). The fill is capped at 100 %: overflow above the rim is not in the bin's volume.
+        self.ledger: list[tuple[int, float]] = []
         # About a year and a half on a battery; the battery-drain fault speeds this up.
         self.drain_pct_per_hour = 0.002
 
@@ -247,6 +250,7 @@ class SimWasteBin(SimDevice):
         today = local.date().isoformat()
         if local.weekday() in EMPTYING_DAYS[frac] and local.hour >= 7 and self.emptied_on != today:
             self.emptied_on = today
+            self.ledger.append((time_ms, min(self.fill, 1.0) * 100))
             self.fill = self.rng.uniform(0.0, 0.03)
         busy = self.busy(local)
         self.fill = min(

@@ -14,7 +14,7 @@ from typing import IO, Any, Protocol
 from devices import Registry
 from devices.contract import status_topic
 from firmware_sim.faults import Faults, FaultState
-from firmware_sim.fleet import SimDevice, SimReading, build_fleet
+from firmware_sim.fleet import SimDevice, SimReading, SimWasteBin, build_fleet
 from firmware_sim.formats import Encoder, Format
 
 
@@ -47,6 +47,8 @@ class Summary:
     status: Counter[str] = field(default_factory=Counter)
     network: dict[str, int] = field(default_factory=dict)
     online: int = 0
+    # The bins' emptyings: device, fraction, time_ms, fill_before_pct, volume_l.
+    emptyings: list[dict[str, Any]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -58,6 +60,7 @@ class Summary:
             "faults": dict(self.faults),
             "status": dict(self.status),
             "network": dict(self.network),
+            "emptyings": self.emptyings,
         }
 
 
@@ -232,6 +235,16 @@ def run(
     sink.close()
     summary.network = dict(sink.counts)
     summary.online = 0
+    summary.emptyings = sorted(
+        (
+            {"device": d.device.id, "fraction": d.device.fraction.value, "time_ms": t,
+             "fill_before_pct": round(fill, 2),
+             "volume_l": round(fill / 100 * (d.device.volume_l or 0.0), 3)}
+            for d in fleet if isinstance(d, SimWasteBin)
+            for t, fill in d.ledger
+        ),
+        key=lambda e: (e["time_ms"], e["device"]),
+    )  # fmt: skip
     if on_progress is not None:
         on_progress(summary)
     return summary

@@ -156,6 +156,90 @@ def quarantine(
     out.print("\n".join(c.site_entry() for c in candidates), markup=False, highlight=False)
 
 
+@app.command()
+def rollups(
+    week: Annotated[
+        str | None, typer.Option(help="an ISO week, e.g. 2026-W47 (site's local time)")
+    ] = None,
+    start: Annotated[
+        str | None, typer.Option("--from", help="first local day, YYYY-MM-DD (instead of --week)")
+    ] = None,
+    end: Annotated[
+        str | None, typer.Option("--to", help="the local day after the last, YYYY-MM-DD")
+    ] = None,
+    config: Annotated[
+        Path | None, typer.Option("--config", help="Site file (KERA_SITE_CONFIG)")
+    ] = None,
+    settings_file: Annotated[Path | None, typer.Option("--settings")] = None,
+) -> None:
+    """Recompute the impact rollups of whole local days from the readings in InfluxDB, and
+    write them over the stored ones: for readings that came later than the live window (48 h),
+    a changed emission factor or site file, or rollups of data from before they existed."""
+    import asyncio
+    from datetime import date
+    from zoneinfo import ZoneInfo
+
+    from rich.progress import Progress
+
+    from ingest.influx import InfluxTarget, WriteError, make_transport
+    from ingest.rollups import day_bounds, recompute, week_bounds
+    from ingest.settings import load_settings
+
+    settings = load_settings(settings_file, site_config=config)
+    try:
+        registry = Registry.load(settings.site_config)
+        tz = ZoneInfo(registry.site.timezone)
+        if week is not None:
+            lo, hi = week_bounds(week, tz)
+        elif start is not None and end is not None:
+            lo, hi = (
+                day_bounds(date.fromisoformat(start), tz)[0],
+                day_bounds(date.fromisoformat(end), tz)[0],
+            )
+        else:
+            raise ValueError("give --week, or --from and --to")
+        if hi <= lo:
+            raise ValueError("--to must come after --from")
+    except (SiteConfigError, ValueError) as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    token = settings.influx_token.get_secret_value() if settings.influx_token else None
+    target = InfluxTarget(
+        settings.influx_url, settings.influx_db, settings.influx_api, token, settings.influx_org
+    )
+
+    async def go() -> int:
+        transport = make_transport(target)
+        await transport.start()
+        try:
+            with Progress(console=console, transient=True) as progress:
+                task = progress.add_task("recomputing", total=hi - lo)
+
+                async def write(lines: list[str]) -> None:
+                    await transport.write("\n".join(lines).encode(), settings.rollups_rp)
+
+                return await recompute(
+                    registry,
+                    settings.influx_url,
+                    settings.influx_db,
+                    lo,
+                    hi,
+                    write,
+                    token,
+                    on_day=lambda t: progress.update(task, completed=t - lo),
+                )
+        finally:
+            await transport.close()
+
+    try:
+        n = asyncio.run(go())
+    except (WriteError, RuntimeError, OSError) as exc:
+        console.print(f"[red]recompute stopped: {exc}; the days written so far are done, run "
+                      "it again for the rest[/red]")  # fmt: skip
+        raise typer.Exit(1) from None
+    console.print(f"wrote {n} rollup points for {(hi - lo) / 86_400_000:.0f} days")
+
+
 device_app = typer.Typer(add_completion=False, help="Commissioning devices: site file and broker.")
 app.add_typer(device_app, name="device")
 

@@ -23,7 +23,7 @@ from ingest.mqtt import MqttConsumer, parse_mqtt_url
 from ingest.pipeline import Batch, Batcher, Pipeline
 from ingest.pipeline_stats import PipelineStats
 from ingest.reading import Reading
-from ingest.rollups import EnergyRollups
+from ingest.rollups import EmissionFactors, Rollups, load_readings
 from ingest.serial import SerialSources
 from ingest.settings import IngestSettings
 from ingest.spool import Spool
@@ -59,7 +59,7 @@ class Ingestor:
         self.health: HealthServer | None = None
         self.serial: SerialSources | None = None
         self.alerts: AlertEngine | None = None
-        self.rollups: EnergyRollups | None = None
+        self.rollups: Rollups | None = None
         # Set once subscribed to the broker for the first time.
         self.ready = asyncio.Event()
 
@@ -119,10 +119,10 @@ class Ingestor:
                 self.registry, site.alerts.rules, delivery.notify, spool_dir / "alerts.json"
             )
             # The evaluator also keeps the rollups: both need every reading of a device.
-            self.rollups = EnergyRollups(
+            self.rollups = Rollups(
                 self.registry,
-                lambda lines: writer.submit(Batch(lines)),
-                site.impact.emission_factor_kg_per_kwh,
+                lambda lines: writer.submit(Batch(lines, place=s.rollups_rp)),
+                EmissionFactors.from_impact(site.impact),
             )
             alerts_observe, rollups_observe = self.alerts.observe, self.rollups.observe
 
@@ -200,6 +200,8 @@ class Ingestor:
             s.influx_db,
             spool_dir,
         )
+        if self.rollups is not None:
+            await self._seed_rollups(self.rollups)
         loop = asyncio.get_running_loop()
         writer_task = asyncio.create_task(writer.run(), name="influx-writer")
         replay_task = asyncio.create_task(writer.replay(), name="spool-replay")
@@ -308,8 +310,30 @@ class Ingestor:
         )
         return observer
 
+    async def _seed_rollups(self, rollups: Rollups) -> None:
+        """Load the live window's readings back from InfluxDB, so the hours around a restart are
+        computed from all their readings, not only from those that arrive after it."""
+        s = self.settings
+        now = int(time.time() * 1000)
+        token = s.influx_token.get_secret_value() if s.influx_token else None
+        try:
+            readings = await load_readings(
+                self.registry, s.influx_url, s.influx_db, now - rollups.window_ms, now, token
+            )
+        except Exception as exc:  # InfluxDB down: rollups start from live readings alone
+            log.warning(
+                "could not load the last %.0f h of readings for the rollups (%s); the hours "
+                "around this start may be partial until `kera-ingest rollups` recomputes them",
+                rollups.window_ms / 3_600_000,
+                exc,
+            )
+            return
+        rollups.observe_all(readings)
+        rollups.flush(write=False)
+        log.info("rollups: loaded %d readings of the last window from InfluxDB", len(readings))
+
     @staticmethod
-    async def _rollup_flushes(rollups: EnergyRollups, every_s: float = 30.0) -> None:
+    async def _rollup_flushes(rollups: Rollups, every_s: float = 30.0) -> None:
         while True:
             await asyncio.sleep(every_s)
             rollups.flush()

@@ -63,32 +63,3 @@ def test_total_is_the_sum_of_increases(readings: list[tuple[int, float]]) -> Non
 
 def test_emissions() -> None:
     assert emissions_kg(100.0, 0.072) == pytest.approx(7.2)
-
-
-def test_a_late_reading_rewrites_its_hour() -> None:
-    from devices import Registry
-    from ingest.reading import Reading
-    from ingest.rollups import EnergyRollups
-
-    registry = Registry.load()
-    meter = registry.get("em-workshop")
-    assert meter is not None
-    written: list[str] = []
-    rollups = EnergyRollups(registry, written.extend, factor_kg_per_kwh=0.1)
-
-    def observe(t: int, kwh: float) -> None:
-        rollups.observe(Reading("energy", meter, t, {"energy_kwh": kwh, "power_w": 500.0}))
-
-    for i in range(5):  # 10:00 .. 11:00, 1 kWh per 15 minutes
-        observe(H + i * 15 * MIN, 10.0 + i)
-    assert rollups.flush() == 1
-    assert " kwh=4.0," in written[0] and "kgco2e=0.4" in written[0]
-    written.clear()
-    observe(H + 65 * MIN, 14.5)  # the next hour goes on
-    observe(H + 70 * MIN, 15.0)
-    assert rollups.flush() == 1
-    assert written[-1].endswith(f" {H + HOUR_MS}") and " kwh=1.0," in written[-1]
-    written.clear()
-    observe(H + 20 * MIN, 11.5)  # a late reading inside 10:00 to 11:00: that hour is rewritten
-    assert rollups.flush() == 2
-    assert written[0].endswith(f" {H}") and " kwh=4.0," in written[0]

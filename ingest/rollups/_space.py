@@ -1,0 +1,123 @@
+"""Space use per hour from occupancy readings: how long a space was measured, occupied, open
+and occupied while open; people-seconds and the peak; time with good air while occupied.
+
+A reading's values hold from its time until the next reading of the same sensor, but never
+longer than `hold_ms`: a silent sensor leaves its time unmeasured rather than repeating its
+last count forever. A space with several sensors adds their people up and takes the highest
+CO2 of them (the worst air in the space).
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from devices.site import Impact
+
+from ._energy import HOUR_MS
+
+CO2_GOOD_PPM = 1000.0
+
+# (time ms, people, CO2 ppm or None), sorted by time: one sensor's readings.
+OccupancySeries = Sequence[tuple[int, int, float | None]]
+
+
+@dataclass(frozen=True, slots=True)
+class SpaceHour:
+    hour_ms: int
+    open_s: float  # of this hour inside opening hours
+    measured_s: float  # covered by a held reading
+    occupied_s: float  # measured with people > 0
+    occupied_open_s: float  # occupied and inside opening hours
+    people_s: float  # people x seconds, for means
+    measured_open_s: float  # measured and inside opening hours
+    people_open_s: float  # people x seconds inside opening hours
+    people_peak: int
+    co2_occupied_s: float  # occupied with a CO2 value
+    co2_good_s: float  # of those, CO2 under CO2_GOOD_PPM
+
+
+def open_intervals(impact: Impact, tz: ZoneInfo, hour_ms: int) -> list[tuple[int, int]]:
+    """The parts of the clock hour at `hour_ms` that fall inside opening hours, as ms ranges."""
+    end_ms = hour_ms + HOUR_MS
+    local = datetime.fromtimestamp(hour_ms / 1000, UTC).astimezone(tz)
+    out: list[tuple[int, int]] = []
+    # An hour touches at most two local days (the one it starts in, and the next at midnight).
+    for day in (local.date(), local.date() + timedelta(days=1)):
+        window = impact.open_minutes(day.weekday())
+        if window is None:
+            continue
+        midnight = datetime(day.year, day.month, day.day, tzinfo=tz)
+        a = round((midnight + timedelta(minutes=window[0])).timestamp() * 1000)
+        b = round((midnight + timedelta(minutes=window[1])).timestamp() * 1000)
+        lo, hi = max(a, hour_ms), min(b, end_ms)
+        if lo < hi:
+            out.append((lo, hi))
+    return out
+
+
+def _overlap(a: int, b: int, intervals: list[tuple[int, int]]) -> int:
+    return sum(max(0, min(b, hi) - max(a, lo)) for lo, hi in intervals)
+
+
+def space_hour(
+    sensors: Sequence[OccupancySeries], hour_ms: int, hold_ms: int, opening: list[tuple[int, int]]
+) -> SpaceHour:
+    end_ms = hour_ms + HOUR_MS
+    times = [[r[0] for r in s] for s in sensors]
+    cuts = {hour_ms, end_ms}
+    for lo, hi in opening:
+        cuts.update((lo, hi))
+    for series in sensors:
+        for t, _, _ in series:
+            for c in (t, t + hold_ms):
+                if hour_ms < c < end_ms:
+                    cuts.add(c)
+    measured = occupied = occupied_open = people_s = co2_occ = co2_good = 0.0
+    measured_open = people_open = 0.0
+    peak = 0
+    edges = sorted(cuts)
+    for a, b in itertools.pairwise(edges):
+        people: int | None = None
+        co2: float | None = None
+        for series, ts in zip(sensors, times, strict=True):
+            i = bisect.bisect_right(ts, a) - 1
+            if i < 0 or a >= ts[i] + hold_ms:
+                continue
+            _, count, ppm = series[i]
+            people = (people or 0) + count
+            if ppm is not None:
+                co2 = ppm if co2 is None else max(co2, ppm)
+        if people is None:
+            continue
+        seconds = (b - a) / 1000
+        open_seconds = _overlap(a, b, opening) / 1000
+        measured += seconds
+        measured_open += open_seconds
+        people_s += people * seconds
+        people_open += people * open_seconds
+        peak = max(peak, people)
+        if people > 0:
+            occupied += seconds
+            occupied_open += open_seconds
+            if co2 is not None:
+                co2_occ += seconds
+                if co2 < CO2_GOOD_PPM:
+                    co2_good += seconds
+    return SpaceHour(
+        hour_ms,
+        open_s=sum(hi - lo for lo, hi in opening) / 1000,
+        measured_s=measured,
+        occupied_s=occupied,
+        occupied_open_s=occupied_open,
+        people_s=people_s,
+        measured_open_s=measured_open,
+        people_open_s=people_open,
+        people_peak=peak,
+        co2_occupied_s=co2_occ,
+        co2_good_s=co2_good,
+    )

@@ -1,0 +1,115 @@
+"""Rollups from what InfluxDB already holds: the evaluator's start-up (so the first hours after a
+restart are not computed from half their readings) and `kera-ingest rollups`, the recompute for
+readings that arrived later than the live window, or after a change of factor or site file."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from devices import Registry
+from devices.contract import DEVICE_TAG, SITE_TAG
+from devices.site import EnergyMeter, OccupancySensor, WasteBin
+from ingest.influx import influxql
+from ingest.reading import FieldValue, Reading
+
+from ._energy import HOUR_MS
+from ._engine import Rollups
+from ._factors import EmissionFactors
+
+log = logging.getLogger(__name__)
+
+DAY_MS = 24 * HOUR_MS
+# The fields each kind's rollups read, per measurement.
+ROLLUP_FIELDS = {
+    EnergyMeter: ("energy", ("energy_kwh", "power_w")),
+    OccupancySensor: ("occupancy", ("people", "co2_ppm")),
+    WasteBin: ("waste_bin", ("fill_pct",)),
+}
+
+
+async def load_readings(
+    registry: Registry,
+    url: str,
+    database: str,
+    start_ms: int,
+    end_ms: int,
+    token: str | None = None,
+    on_day: Callable[[int], None] | None = None,
+) -> list[Reading]:
+    """The readings rollups need, of registered devices, in [start_ms, end_ms), a day at a time
+    so no answer grows with the range."""
+    readings: list[Reading] = []
+    devices = {d.id: d for d in registry}
+    site = registry.site_id.replace("'", "\\'")
+    day = start_ms
+    while day < end_ms:
+        until = min(end_ms, day + DAY_MS)
+        for measurement, fields in {m: f for m, f in ROLLUP_FIELDS.values()}.items():
+            cols = ", ".join(f'"{f}"' for f in fields)
+            q = (
+                f'SELECT {cols} FROM "{measurement}" WHERE "{SITE_TAG}" = \'{site}\' '
+                f'AND time >= {day}ms AND time < {until}ms GROUP BY "{DEVICE_TAG}"'
+            )
+            for series in await influxql(url, q, database, token):
+                device = devices.get(series.get("tags", {}).get(DEVICE_TAG, ""))
+                if device is None:
+                    continue
+                readings.extend(_readings(measurement, device, series))
+        if on_day is not None:
+            on_day(until)
+        day = until
+    return readings
+
+
+def _readings(measurement: str, device: Any, series: dict[str, Any]) -> list[Reading]:
+    columns: list[str] = series["columns"]
+    out = []
+    for row in series["values"]:
+        fields: dict[str, FieldValue] = {
+            c: v for c, v in zip(columns[1:], row[1:], strict=True) if v is not None
+        }
+        if "people" in fields:
+            fields["people"] = int(fields["people"])
+        if fields:
+            out.append(Reading(measurement, device, int(row[0]), fields))
+    return out
+
+
+async def recompute(
+    registry: Registry,
+    url: str,
+    database: str,
+    start_ms: int,
+    end_ms: int,
+    write_lines: Callable[[list[str]], Awaitable[None]],
+    token: str | None = None,
+    chunk_days: int = 7,
+    on_day: Callable[[int], None] | None = None,
+) -> int:
+    """Recompute and write every rollup point in [start_ms, end_ms), a chunk of days at a time
+    (both ends should be local midnights, so every written day is complete). Returns the number
+    of points written."""
+    factors = EmissionFactors.from_impact(registry.site.impact)
+    written = 0
+    chunk = start_ms
+    while chunk < end_ms:
+        until = min(end_ms, chunk + chunk_days * DAY_MS)
+        lines: list[str] = []
+        window_h = (until - chunk) / HOUR_MS + 48
+        rollups = Rollups(registry, lines.extend, factors, window_h=window_h, floor_ms=chunk)
+        # A day before the chunk gives its first hour the interval into it and its first
+        # emptying the readings before; an hour after it gives the last hour its end.
+        rollups.observe_all(
+            await load_readings(registry, url, database, chunk - DAY_MS, until + HOUR_MS, token)
+        )
+        rollups.flush()
+        kept = [line for line in lines if int(line.rsplit(" ", 1)[1]) < until]
+        for i in range(0, len(kept), 5000):
+            await write_lines(kept[i : i + 5000])
+        written += len(kept)
+        if on_day is not None:
+            on_day(until)
+        chunk = until
+    return written
