@@ -27,6 +27,7 @@ from grafana_foundation_sdk.models import dashboard as dm
 
 from dashboards.influxql import DATASOURCE_TYPE, InfluxQL
 from dashboards.provisioning import DATASOURCE_UID
+from ingest.rollups import qualified
 
 DS = dm.DataSourceRef(type_val=DATASOURCE_TYPE, uid=DATASOURCE_UID)
 TZ = "tz('Europe/Helsinki')"
@@ -597,7 +598,190 @@ def pipeline() -> db.Dashboard:
     return d
 
 
-DASHBOARDS: list[Callable[[], db.Dashboard]] = [overview, energy, air, waste, devices, pipeline]
+def impact(rollups_rp: str | None = None) -> db.Dashboard:
+    """Impact: the figures partners and the city quote, from the rollups (docs/impact.md), so
+    they stay available after the raw readings expire. `rollups_rp`: the retention policy they
+    are written to (KERA_ROLLUPS_RP), if not the database's default."""
+
+    def m(measurement: str) -> str:
+        return qualified(measurement, rollups_rp)
+
+    d = (
+        db.Dashboard("Kera: impact")
+        .uid("kera-impact")
+        .tags(["kera", "impact"])
+        .time("now-30d", "now")
+        .refresh("5m")
+        .timezone("browser")
+        .editable()
+        .annotation(_alerts_annotation())
+        .with_variable(_var("site", "Site", 'SHOW TAG VALUES WITH KEY = "site"'))
+        .with_variable(
+            _var(
+                "space",
+                "Space",
+                f'SHOW TAG VALUES FROM {m("space_daily")} WITH KEY = "space" WHERE {SITE}',
+            )
+        )
+    )
+    site_days = f"{SITE} AND $timeFilter"
+    space_days = f"{SITE} AND {SPACE} AND $timeFilter"
+    lay = Layout()
+    for title, unit, q in (
+        (
+            "Grid energy",
+            "kwatth",
+            f'SELECT sum("supply_kwh") FROM {m("impact_daily")} WHERE {site_days}',
+        ),
+        ("Emissions", "masskg", f'SELECT sum("kgco2e") FROM {m("impact_daily")} WHERE {site_days}'),
+        (
+            "Solar produced",
+            "kwatth",
+            f'SELECT sum("pv_kwh") FROM {m("impact_daily")} WHERE {site_days}',
+        ),
+        (
+            "Sorting rate",
+            "percent",
+            'SELECT sum("sorted_l") / sum("waste_l") * 100 '
+            f"FROM {m('impact_daily')} WHERE {site_days}",
+        ),
+        (
+            "Space utilisation",
+            "percent",
+            f'SELECT sum("occupied_open_s") / sum("open_s") * 100 FROM {m("space_daily")} '
+            f"WHERE {space_days}",
+        ),
+        (
+            "Good air (CO2 < 1000 ppm)",
+            "percent",
+            f'SELECT sum("co2_good_s") / sum("co2_occupied_s") * 100 FROM {m("space_daily")} '
+            f"WHERE {space_days}",
+        ),
+    ):
+        panel = _stat(title, unit, q).reduce_options(cb.ReduceDataOptions().calcs(["sum"]))
+        d.with_panel(lay.place(panel, 4, 4))
+    d.with_panel(
+        lay.place(
+            barchart.Panel()
+            .title("Energy per day")
+            .datasource(DS)
+            .unit("kwatth")
+            .with_target(
+                InfluxQL(
+                    'SELECT sum("supply_kwh") AS "grid", sum("pv_kwh") AS "solar" '
+                    f"FROM {m('impact_daily')} WHERE {site_days} GROUP BY time(1d) fill(0) {TZ}"
+                )
+            ),
+            12,
+            8,
+        )
+    )
+    d.with_panel(
+        lay.place(
+            _ts(
+                "Emissions per hour (grid supply)",
+                "masskg",
+                f'SELECT sum("kgco2e") FROM {m("energy_hourly")} WHERE {site_days} '
+                "AND \"role\" = 'main-supply' GROUP BY time(1h) fill(null)",
+            ),
+            12,
+            8,
+        )
+    )
+    d.with_panel(
+        lay.place(
+            _table(
+                "Energy and emissions per space",
+                'SELECT sum("kwh") AS "kWh", sum("kgco2e") AS "kgCO2e", '
+                'sum("supply_kwh") AS "supply kWh", sum("pv_kwh") AS "solar kWh" '
+                f'FROM {m("space_daily")} WHERE {space_days} GROUP BY "space"',
+            ),
+            12,
+            8,
+        )
+    )
+    d.with_panel(
+        lay.place(
+            piechart.Panel()
+            .title("Waste collected per fraction")
+            .datasource(DS)
+            .unit("litre")
+            .with_target(
+                InfluxQL(
+                    f'SELECT sum("volume_l") FROM {m("waste_daily")} WHERE {space_days} '
+                    'GROUP BY "fraction"'
+                ).alias("$tag_fraction")
+            ),
+            6,
+            8,
+        )
+    )
+    d.with_panel(
+        lay.place(
+            _table(
+                "Emptyings: too early (< 50 %) and too late (overflowing)",
+                'SELECT sum("emptyings") AS "emptyings", sum("too_early") AS "too early", '
+                'sum("too_late") AS "too late", sum("volume_l") AS "litres" '
+                f'FROM {m("waste_daily")} WHERE {space_days} GROUP BY "device"',
+            ),
+            6,
+            8,
+        )
+    )
+    d.with_panel(
+        lay.place(
+            barchart.Panel()
+            .title("Hours of use per space per week")
+            .datasource(DS)
+            .unit("h")
+            .with_target(
+                InfluxQL(
+                    f'SELECT sum("occupied_s") / 3600 FROM {m("space_daily")} '
+                    f'WHERE {space_days} GROUP BY time(1w, 4d), "space" fill(0) {TZ}'
+                ).alias("$tag_space")
+            ),
+            12,
+            8,
+        )
+    )
+    d.with_panel(
+        lay.place(
+            _table(
+                "Space use while open",
+                'SELECT sum("occupied_open_s") / sum("open_s") * 100 AS "utilisation %", '
+                'sum("people_open_s") / sum("measured_open_s") AS "mean people", '
+                'max("people_peak") AS "peak people", '
+                'sum("co2_good_s") / sum("co2_occupied_s") * 100 AS "good air %" '
+                f'FROM {m("space_daily")} WHERE {space_days} GROUP BY "space"',
+            ),
+            12,
+            8,
+        )
+    )
+    d.with_panel(
+        lay.place(
+            _table(
+                "Data completeness per device",
+                'SELECT sum("readings") / sum("expected") * 100 AS "completeness %", '
+                'sum("readings") AS "readings" '
+                f'FROM {m("device_daily")} WHERE {space_days} GROUP BY "device"',
+            ),
+            12,
+            8,
+        )
+    )
+    return d
+
+
+DASHBOARDS: list[Callable[[], db.Dashboard]] = [
+    overview,
+    energy,
+    air,
+    waste,
+    devices,
+    pipeline,
+    impact,
+]
 
 
 def dashboard_json(builder: db.Dashboard) -> dict[str, Any]:

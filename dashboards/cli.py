@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from dashboards.boards import DASHBOARDS, dashboard_json
+from dashboards.boards import DASHBOARDS, dashboard_json, impact
 from dashboards.provisioning import write_tree
 
 app = typer.Typer(add_completion=False, help="Grafana provisioning for the Kera pipeline.")
@@ -18,8 +18,20 @@ def _root() -> None:
     """Grafana provisioning for the Kera pipeline."""
 
 
-def all_dashboards() -> dict[str, dict[str, object]]:
-    boards = [dashboard_json(build()) for build in DASHBOARDS]
+RollupsRp = Annotated[
+    str | None,
+    typer.Option(
+        envvar="KERA_ROLLUPS_RP",
+        help="Retention policy the ingestor writes the rollups to (KERA_ROLLUPS_RP)",
+    ),
+]
+
+
+def all_dashboards(rollups_rp: str | None = None) -> dict[str, dict[str, object]]:
+    # Only the Impact dashboard reads the rollups, which may live in their own retention policy.
+    boards = [
+        dashboard_json(impact(rollups_rp) if build is impact else build()) for build in DASHBOARDS
+    ]
     return {str(b["uid"]): b for b in boards}
 
 
@@ -30,10 +42,11 @@ def build(
     dashboards_path: Annotated[
         str, typer.Option(help="Where Grafana sees the dashboard JSON files")
     ] = "/etc/grafana/provisioning/dashboards/kera",
+    rollups_rp: RollupsRp = None,
 ) -> None:
     """Write a Grafana provisioning tree: datasource (InfluxQL; credentials as environment
     references), dashboard provider and dashboards, alert rules and a contact point."""
-    for path in write_tree(out, all_dashboards(), database, dashboards_path):
+    for path in write_tree(out, all_dashboards(rollups_rp), database, dashboards_path):
         typer.echo(f"wrote {path}")
 
 
@@ -41,6 +54,7 @@ def build(
 def push(
     url: Annotated[str, typer.Option(help="Grafana base URL, e.g. https://grafana.kera.fi")],
     database: Annotated[str, typer.Option(help="InfluxDB database (KERA_INFLUX_DB)")] = "kera",
+    rollups_rp: RollupsRp = None,
 ) -> None:
     """Upload datasource, dashboards, alert rules and contact point through Grafana's HTTP API,
     updating by uid. The token is read from GRAFANA_TOKEN only, never from a flag."""
@@ -52,9 +66,68 @@ def push(
     if not token:
         typer.echo("set GRAFANA_TOKEN (a service account token with editor rights)", err=True)
         raise typer.Exit(2)
-    done = push_all(url, token, all_dashboards(), database)
+    done = push_all(url, token, all_dashboards(rollups_rp), database)
     for what, n in sorted(done.items()):
         typer.echo(f"{what}: {n}")
+
+
+@app.command()
+def report(
+    week: Annotated[str, typer.Option(help="ISO week, e.g. 2026-W48, in the site's time zone")],
+    out: Annotated[Path, typer.Option(help="Folder for the HTML and PDF")] = Path("reports"),
+    config: Annotated[
+        Path | None, typer.Option("--config", help="Site file (KERA_SITE_CONFIG)")
+    ] = None,
+    settings_file: Annotated[Path | None, typer.Option("--settings")] = None,
+) -> None:
+    """Write the week's impact report, a self-contained HTML file and a PDF, from the rollups
+    in InfluxDB (KERA_INFLUX_URL, KERA_INFLUX_DB, KERA_INFLUX_TOKEN)."""
+    import asyncio
+
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from dashboards.report import FIGURES, load_week, write_report
+    from devices import Registry, SiteConfigError
+    from ingest.rollups import parse_week
+    from ingest.settings import load_settings
+
+    console = Console(stderr=True)
+    settings = load_settings(settings_file, site_config=config)
+    try:
+        parse_week(week)
+        registry = Registry.load(settings.site_config)
+    except (ValueError, SiteConfigError) as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    token = settings.influx_token.get_secret_value() if settings.influx_token else None
+    with Progress(console=console) as progress:
+        steps = 6 + len(FIGURES) + 2
+        task = progress.add_task(f"report {week}", total=steps)
+
+        def step(name: str) -> None:
+            progress.update(task, advance=1, description=f"report {week}: {name}")
+
+        try:
+            data = asyncio.run(
+                load_week(
+                    registry,
+                    settings.influx_url,
+                    settings.influx_db,
+                    token,
+                    week,
+                    step,
+                    rollups_rp=settings.rollups_rp,
+                )
+            )
+        except (OSError, RuntimeError) as exc:
+            console.print(f"[red]cannot read the rollups from {settings.influx_url}: {exc}[/red]")
+            raise typer.Exit(1) from None
+        html_path, pdf_path = write_report(data, out, step)
+    if data.totals.get("supply_kwh") is None and not data.completeness:
+        console.print(f"[yellow]no rollups found for {week}: is it the right database?[/yellow]")
+    typer.echo(f"wrote {html_path}")
+    typer.echo(f"wrote {pdf_path}")
 
 
 def main() -> None:

@@ -223,7 +223,7 @@ async def test_push_is_idempotent_by_uid(monkeypatch: pytest.MonkeyPatch) -> Non
     assert second["contact point updated"] == 1 and "folder created" not in second
     s = grafana.store
     assert {k: len(v) for k, v in s.items()} == {
-        "datasource": 1, "folder": 1, "dashboard": 6, "rule": 4, "contact": 1
+        "datasource": 1, "folder": 1, "dashboard": 7, "rule": 4, "contact": 1
     }  # fmt: skip
     assert s["datasource"]["kera-influxql"]["url"] == "http://influx.internal:8086"
     assert s["contact"]["kera-operators-webhook"]["settings"]["url"] == "https://hooks.example/kera"

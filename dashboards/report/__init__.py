@@ -1,0 +1,17 @@
+"""The weekly impact report: `kera-dashboards report --week 2026-W48 --out DIR` (docs/impact.md).
+
+Reads only the rollup measurements, so a report can be made for any week the rollups cover,
+long after its raw readings expired."""
+
+from dashboards.report._data import TOTALS, AlertSummary, WeekData, load_week
+from dashboards.report._render import FIGURES, render_html, write_report
+
+__all__ = [
+    "FIGURES",
+    "TOTALS",
+    "AlertSummary",
+    "WeekData",
+    "load_week",
+    "render_html",
+    "write_report",
+]

@@ -1,0 +1,264 @@
+"""The week's figures, read from the rollup measurements only (never from raw readings, which
+may have expired), each with the query it came from so the report can say so."""
+
+from __future__ import annotations
+
+import re
+import statistics
+from dataclasses import dataclass, field
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from devices import Registry
+from ingest.influx import influxql
+from ingest.rollups import HOUR_MS, ROLLUP_MEASUREMENTS, qualified, week_bounds
+
+WEEK_MS = 7 * 24 * HOUR_MS
+
+# The week-level totals, each an InfluxQL aggregate over one rollup measurement. Ratios are
+# ratios of sums (never means of daily ratios), so a quiet day weighs what it is worth.
+TOTALS: dict[str, tuple[str, str, str]] = {
+    # key: (label, unit, SELECT ... FROM ... part)
+    "supply_kwh": ("Grid energy", "kWh", 'sum("supply_kwh") FROM "impact_daily"'),
+    "kgco2e": ("Emissions", "kgCO2e", 'sum("kgco2e") FROM "impact_daily"'),
+    "pv_kwh": ("Solar produced", "kWh", 'sum("pv_kwh") FROM "impact_daily"'),
+    "waste_l": ("Waste collected", "l", 'sum("waste_l") FROM "impact_daily"'),
+    "sorting_rate_pct": (
+        "Sorting rate", "%", 'sum("sorted_l") / sum("waste_l") * 100 FROM "impact_daily"'
+    ),
+    "emptyings": ("Emptyings", "", 'sum("emptyings") FROM "impact_daily"'),
+    "occupied_h": ("Hours of use (all spaces)", "h", 'sum("occupied_s") / 3600 FROM "space_daily"'),
+    "utilisation_pct": (
+        "Space utilisation while open", "%",
+        'sum("occupied_open_s") / sum("open_s") * 100 FROM "space_daily"',
+    ),
+    "good_air_pct": (
+        "Occupied time with CO2 < 1000 ppm", "%",
+        'sum("co2_good_s") / sum("co2_occupied_s") * 100 FROM "space_daily"',
+    ),
+    "completeness_pct": (
+        "Data completeness", "%", 'sum("readings") / sum("expected") * 100 FROM "device_daily"'
+    ),
+}  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class AlertSummary:
+    rule: str
+    raised: int
+    resolved: int
+    still_open: int
+    median_resolve_s: float | None
+    max_resolve_s: float | None
+
+
+@dataclass(slots=True)
+class WeekData:
+    site: str
+    site_name: str
+    week: str
+    tz: ZoneInfo
+    start_ms: int
+    end_ms: int
+    factor_source: str | None
+    influx: str  # where the numbers were read (URL without credentials, database)
+    totals: dict[str, float | None] = field(default_factory=dict)
+    previous: dict[str, float | None] = field(default_factory=dict)
+    daily: list[tuple[int, float, float, float]] = field(default_factory=list)  # day, grid, pv, kg
+    spaces_energy: list[tuple[str, float, float, float, float]] = field(default_factory=list)
+    fractions: list[tuple[str, float, int, int, int]] = field(default_factory=list)
+    space_use: list[tuple[str, float, float, float | None, int, float | None]] = field(
+        default_factory=list
+    )  # space, hours of use, utilisation %, mean people while open, peak, good air %
+    hours_previous: dict[str, float] = field(default_factory=dict)
+    alerts: list[AlertSummary] = field(default_factory=list)
+    completeness: list[tuple[str, str, int, float, float]] = field(default_factory=list)
+    queries: list[str] = field(default_factory=list)
+
+
+class Reader:
+    def __init__(
+        self, url: str, database: str, token: str | None, site: str, rollups_rp: str | None
+    ) -> None:
+        self.url, self.database, self.token = url, database, token
+        self.site = site.replace("'", "\\'")
+        self.rp = rollups_rp
+        self.log: list[str] = []
+
+    def _from(self, match: re.Match[str]) -> str:
+        name = match.group(1)
+        return "FROM " + (qualified(name, self.rp) if name in ROLLUP_MEASUREMENTS else f'"{name}"')
+
+    async def select(self, what: str, lo: int, hi: int, group: str = "") -> list[dict[str, Any]]:
+        what = re.sub(r'FROM "(\w+)"', self._from, what)
+        q = (
+            f"SELECT {what} WHERE \"site\" = '{self.site}' "
+            f"AND time >= {lo}ms AND time < {hi}ms {group}"
+        ).strip()
+        self.log.append(q)
+        return await influxql(self.url, q, self.database, self.token)
+
+
+def _first(series: list[dict[str, Any]]) -> float | None:
+    for s in series:
+        for row in s.get("values", []):
+            if row[1] is not None:
+                return float(row[1])
+    return None
+
+
+def _by_tag(series: list[dict[str, Any]], tag: str) -> dict[str, list[Any]]:
+    return {s["tags"][tag]: s["values"][0] for s in series if s.get("values")}
+
+
+async def _totals(r: Reader, lo: int, hi: int) -> dict[str, float | None]:
+    return {key: _first(await r.select(sql, lo, hi)) for key, (_, _, sql) in TOTALS.items()}
+
+
+async def load_week(
+    registry: Registry,
+    url: str,
+    database: str,
+    token: str | None,
+    week: str,
+    on_step: Any = None,
+    rollups_rp: str | None = None,
+) -> WeekData:
+    site = registry.site
+    tz = ZoneInfo(site.timezone)
+    lo, hi = week_bounds(week, tz)
+    r = Reader(url, database, token, site.site, rollups_rp)
+    step = on_step or (lambda _name: None)
+    data = WeekData(
+        site=site.site,
+        site_name=site.name or site.site,
+        week=week,
+        tz=tz,
+        start_ms=lo,
+        end_ms=hi,
+        factor_source=site.impact.emission_factor_source,
+        influx=f"{url.split('@')[-1]} database {database}",
+    )
+    data.totals = await _totals(r, lo, hi)
+    data.previous = await _totals(r, lo - WEEK_MS, lo)
+    step("totals")
+
+    rows = await r.select(
+        'sum("supply_kwh"), sum("pv_kwh"), sum("kgco2e") FROM "impact_daily"', lo, hi,
+        f"GROUP BY time(1d) fill(0) tz('{site.timezone}')",
+    )  # fmt: skip
+    data.daily = [
+        (int(v[0]), float(v[1] or 0), float(v[2] or 0), float(v[3] or 0))
+        for s in rows
+        for v in s["values"]
+    ]
+    spaces = _by_tag(
+        await r.select(
+            'sum("kwh"), sum("kgco2e"), sum("supply_kwh"), sum("pv_kwh") FROM "space_daily"',
+            lo, hi, 'GROUP BY "space"',
+        ),
+        "space",
+    )  # fmt: skip
+    data.spaces_energy = sorted(
+        ((sp, *(float(x or 0) for x in v[1:5])) for sp, v in spaces.items()),  # type: ignore[misc]
+        key=lambda row: -(row[1] + row[3]),
+    )
+    step("energy and emissions")
+
+    fractions = _by_tag(
+        await r.select(
+            'sum("volume_l"), sum("emptyings"), sum("too_early"), sum("too_late") '
+            'FROM "waste_daily"', lo, hi, 'GROUP BY "fraction"',
+        ),
+        "fraction",
+    )  # fmt: skip
+    data.fractions = sorted(
+        ((f, float(v[1] or 0), int(v[2] or 0), int(v[3] or 0), int(v[4] or 0))
+         for f, v in fractions.items()),
+        key=lambda row: -row[1],
+    )  # fmt: skip
+    step("waste")
+
+    use_sql = (
+        'sum("occupied_s") / 3600, sum("occupied_open_s") / sum("open_s") * 100, '
+        'sum("people_open_s") / sum("measured_open_s"), max("people_peak"), '
+        'sum("co2_good_s") / sum("co2_occupied_s") * 100 FROM "space_daily"'
+    )
+    use = _by_tag(await r.select(use_sql, lo, hi, 'GROUP BY "space"'), "space")
+    data.space_use = sorted(
+        (
+            (sp, float(v[1] or 0), float(v[2] or 0), None if v[3] is None else float(v[3]),
+             int(v[4] or 0), None if v[5] is None else float(v[5]))
+            for sp, v in use.items()
+            if v[2] is not None  # spaces without an occupancy sensor have no opening base
+        ),
+        key=lambda row: -row[1],
+    )  # fmt: skip
+    before = _by_tag(
+        await r.select('sum("occupied_s") / 3600 FROM "space_daily"', lo - WEEK_MS, lo,
+                       'GROUP BY "space"'),
+        "space",
+    )  # fmt: skip
+    data.hours_previous = {sp: float(v[1] or 0) for sp, v in before.items()}
+    step("space use")
+
+    data.alerts = _alert_summary(
+        await r.select('"firing", "level" FROM "alerts"', lo, hi, 'GROUP BY "rule", "device"'),
+        # Firings of the week resolved in the next one still count as resolved, with their time.
+        await r.select('"firing" FROM "alerts"', hi, hi + WEEK_MS, 'GROUP BY "rule", "device"'),
+    )
+    step("alerts")
+
+    kinds = {d.id: d.kind for d in registry}
+    done = _by_tag(
+        await r.select('sum("readings"), sum("expected") FROM "device_daily"', lo, hi,
+                       'GROUP BY "device"'),
+        "device",
+    )  # fmt: skip
+    data.completeness = sorted(
+        (
+            (dev, kinds.get(dev, "?"), int(v[1] or 0), float(v[2] or 0),
+             min(100.0, 100 * float(v[1] or 0) / float(v[2])) if v[2] else 0.0)
+            for dev, v in done.items()
+        ),
+        key=lambda row: (row[4], row[0]),
+    )  # fmt: skip
+    for d in registry:  # a device silent all week has no device_daily point at all
+        if d.id not in done:
+            data.completeness.insert(0, (d.id, d.kind, 0, 7 * 86400 / d.expected_interval_s, 0.0))
+    step("data completeness")
+    data.queries = r.log
+    return data
+
+
+def _alert_summary(week: list[dict[str, Any]], after: list[dict[str, Any]]) -> list[AlertSummary]:
+    later = {(s["tags"]["rule"], s["tags"]["device"]): s["values"] for s in after}
+    per_rule: dict[str, list[float | None]] = {}
+    for s in week:
+        key = (s["tags"]["rule"], s["tags"]["device"])
+        durations = per_rule.setdefault(key[0], [])
+        events = [(v[0], bool(v[1]), True) for v in s["values"]]
+        events += [(v[0], bool(v[1]), False) for v in later.get(key, [])]
+        raised_at: int | None = None
+        for t, firing, in_week in events:
+            if firing and raised_at is None and in_week:
+                raised_at = t
+            elif not firing and raised_at is not None:
+                durations.append((t - raised_at) / 1000)
+                raised_at = None
+        if raised_at is not None:
+            durations.append(None)  # still firing
+    out = []
+    for rule, durations in sorted(per_rule.items()):
+        done = [d for d in durations if d is not None]
+        out.append(
+            AlertSummary(
+                rule=rule,
+                raised=len(durations),
+                resolved=len(done),
+                still_open=len(durations) - len(done),
+                median_resolve_s=statistics.median(done) if done else None,
+                max_resolve_s=max(done) if done else None,
+            )
+        )
+    return [a for a in out if a.raised]

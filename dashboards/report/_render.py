@@ -1,0 +1,373 @@
+"""The weekly report as one self-contained HTML file (figures inlined as PNG) and a PDF of the
+same figures and tables. Every section ends with where its numbers come from."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display here, and none on a server
+
+import matplotlib.pyplot as plt
+from matplotlib.backends.backend_pdf import PdfPages
+from matplotlib.figure import Figure
+
+from dashboards.report._data import TOTALS, WeekData
+
+GREEN, GREY, ORANGE, BLUE = "#2e7d32", "#9e9e9e", "#ef6c00", "#1565c0"
+
+
+def _fmt(v: float | None, unit: str | None = None) -> str:
+    """Quantities with one decimal below 100 and none above; percentages always with one;
+    counts (unit "") as whole numbers."""
+    if v is None:
+        return "no data"
+    if unit == "%":
+        return f"{v:.1f} %"
+    text = f"{v:,.0f}" if unit == "" or abs(v) >= 100 else f"{v:,.1f}"
+    return f"{text} {unit or ''}".strip()
+
+
+def _pct(v: float | None) -> str:
+    return "-" if v is None else f"{v:.1f}"
+
+
+def _change(now: float | None, before: float | None, unit: str) -> str:
+    if now is None or before is None:
+        return "-"
+    if unit == "%":
+        return f"{now - before:+.1f} pp"
+    if before == 0:
+        return "-"
+    return f"{100 * (now - before) / before:+.1f} %"
+
+
+def _day(ms: int, data: WeekData) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).astimezone(data.tz).strftime("%a %d.%m.")
+
+
+# --- figures -----------------------------------------------------------------------------------
+
+
+def _fig_energy(data: WeekData) -> Figure:
+    fig, ax = plt.subplots(figsize=(8, 3.4))
+    days = [_day(d[0], data) for d in data.daily]
+    x = range(len(days))
+    ax.bar([i - 0.2 for i in x], [d[1] for d in data.daily], 0.4, label="grid kWh", color=BLUE)
+    ax.bar([i + 0.2 for i in x], [d[2] for d in data.daily], 0.4, label="solar kWh", color=ORANGE)
+    ax.set_xticks(list(x), days)
+    ax.set_ylabel("kWh")
+    ax2 = ax.twinx()
+    ax2.plot(list(x), [d[3] for d in data.daily], "o-", color=GREY, label="kgCO2e")
+    ax2.set_ylabel("kgCO2e")
+    ax2.set_ylim(bottom=0)
+    lines = ax.get_legend_handles_labels()
+    lines2 = ax2.get_legend_handles_labels()
+    ax.legend(lines[0] + lines2[0], lines[1] + lines2[1], loc="upper right", fontsize=8)
+    ax.set_title("Energy and emissions per day")
+    fig.tight_layout()
+    return fig
+
+
+def _fig_spaces(data: WeekData) -> Figure:
+    fig, ax = plt.subplots(figsize=(8, 3.4))
+    rows = [r for r in data.spaces_energy if r[1] or r[3] or r[4]]
+    names = [r[0] for r in rows]
+    y = range(len(rows))
+    ax.barh([i - 0.2 for i in y], [r[1] for r in rows], 0.4, label="consumption kWh", color=BLUE)
+    ax.barh([i + 0.2 for i in y], [r[3] for r in rows], 0.4, label="grid supply kWh", color=GREY)
+    ax.barh([i + 0.2 for i in y], [r[4] for r in rows], 0.4, label="solar kWh", color=ORANGE)
+    ax.set_yticks(list(y), names)
+    ax.invert_yaxis()
+    ax.set_xlabel("kWh this week")
+    ax.legend(fontsize=8)
+    ax.set_title("Energy per space")
+    fig.tight_layout()
+    return fig
+
+
+def _fig_waste(data: WeekData) -> Figure:
+    fig, ax = plt.subplots(figsize=(8, 3.2))
+    names = [f[0] for f in data.fractions]
+    colors = [GREY if n == "mixed" else GREEN for n in names]
+    ax.bar(names, [f[1] for f in data.fractions], color=colors)
+    ax.set_ylabel("litres collected")
+    rate = data.totals.get("sorting_rate_pct")
+    ax.set_title(f"Waste per fraction (sorting rate {_fmt(rate, '%')}; grey: mixed waste)")
+    fig.tight_layout()
+    return fig
+
+
+def _fig_use(data: WeekData) -> Figure:
+    fig, ax = plt.subplots(figsize=(8, 3.4))
+    names = [s[0] for s in data.space_use]
+    y = range(len(names))
+    ax.barh([i - 0.2 for i in y], [s[1] for s in data.space_use], 0.4, label="this week",
+            color=GREEN)  # fmt: skip
+    ax.barh([i + 0.2 for i in y], [data.hours_previous.get(n, 0.0) for n in names], 0.4,
+            label="previous week", color=GREY)  # fmt: skip
+    ax.set_yticks(list(y), names)
+    ax.invert_yaxis()
+    ax.set_xlabel("hours with people present")
+    ax.legend(fontsize=8)
+    ax.set_title("Hours of use per space")
+    fig.tight_layout()
+    return fig
+
+
+def _fig_utilisation(data: WeekData) -> Figure:
+    fig, ax = plt.subplots(figsize=(8, 3.2))
+    names = [s[0] for s in data.space_use]
+    x = range(len(names))
+    ax.bar([i - 0.2 for i in x], [s[2] for s in data.space_use], 0.4,
+           label="occupied while open %", color=GREEN)  # fmt: skip
+    ax.bar([i + 0.2 for i in x], [s[5] or 0.0 for s in data.space_use], 0.4,
+           label="good air (CO2 < 1000 ppm) %", color=BLUE)  # fmt: skip
+    ax.set_xticks(list(x), names, rotation=20, fontsize=8)
+    ax.set_ylim(0, 105)
+    ax.legend(fontsize=8, loc="lower right")
+    ax.set_title("Utilisation and air quality per space")
+    fig.tight_layout()
+    return fig
+
+
+def _fig_completeness(data: WeekData) -> Figure:
+    rows = data.completeness
+    fig, ax = plt.subplots(figsize=(8, max(2.5, 0.22 * len(rows) + 1)))
+    colors = [GREEN if r[4] >= 95 else ORANGE if r[4] >= 80 else "#c62828" for r in rows]
+    ax.barh([r[0] for r in rows], [r[4] for r in rows], color=colors)
+    ax.set_xlim(0, 100)
+    ax.tick_params(axis="y", labelsize=7)
+    ax.set_xlabel("% of expected readings received")
+    ax.set_title("Data completeness per device")
+    fig.tight_layout()
+    return fig
+
+
+FIGURES: list[tuple[str, Callable[[WeekData], Figure]]] = [
+    ("energy", _fig_energy),
+    ("spaces", _fig_spaces),
+    ("waste", _fig_waste),
+    ("use", _fig_use),
+    ("utilisation", _fig_utilisation),
+    ("completeness", _fig_completeness),
+]
+
+
+def _png(fig: Figure) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+# --- HTML --------------------------------------------------------------------------------------
+
+CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:920px;
+margin:2em auto;color:#212121;padding:0 1em}h1{margin-bottom:.2em}
+h2{margin-top:1.8em;border-bottom:2px solid #2e7d32}
+table{border-collapse:collapse;margin:.6em 0;width:100%}td,th{border-bottom:1px solid #e0e0e0;
+padding:.25em .6em;text-align:right}td:first-child,th:first-child{text-align:left}
+.source{color:#616161;font-size:.85em}figure{margin:.8em 0}img{max-width:100%}
+.kpi{font-size:1.1em}.meta{color:#616161}pre{white-space:pre-wrap;word-break:break-all}
+"""
+
+# Marks the page once every figure has decoded, so a headless browser (the tests) can tell a
+# rendered report from one with a broken image.
+SCRIPT = """
+window.addEventListener('load', function () {
+  var imgs = document.querySelectorAll('img[data-figure]'), ok = 0;
+  imgs.forEach(function (i) { if (i.complete && i.naturalWidth > 0) ok++; });
+  document.body.setAttribute('data-figures-loaded', ok + '/' + imgs.length);
+});
+"""
+
+
+def _table(head: list[str], rows: list[list[str]]) -> str:
+    th = "".join(f"<th>{html.escape(h)}</th>" for h in head)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows
+    )
+    return f"<table><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _h(s: str) -> str:
+    return html.escape(s)
+
+
+def totals_rows(data: WeekData) -> list[list[str]]:
+    return [
+        [label, _fmt(data.totals.get(k), unit), _fmt(data.previous.get(k), unit),
+         _change(data.totals.get(k), data.previous.get(k), unit)]
+        for k, (label, unit, _) in TOTALS.items()
+    ]  # fmt: skip
+
+
+def render_html(data: WeekData, pngs: dict[str, str], generated: str) -> str:
+    def fig(name: str, caption: str) -> str:
+        return (
+            f'<figure><img data-figure="{name}" alt="{_h(caption)}" '
+            f'src="data:image/png;base64,{pngs[name]}"><figcaption class="source">'
+            f"{_h(caption)}</figcaption></figure>"
+        )
+
+    first, last = _day(data.start_ms, data), _day(data.end_ms - 1, data)
+    factor = data.factor_source or "no emission factor is set in the site file"
+    parts = [
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
+        f"<title>{_h(data.site_name)}: impact report {data.week}</title>",
+        f"<style>{CSS}</style><script>{SCRIPT}</script></head><body>",
+        f"<h1>{_h(data.site_name)}: impact report</h1>",
+        f"<p class='meta'>Week {data.week}, {first} to {last} ({data.tz.key}). "
+        f"Generated {generated} from InfluxDB at {_h(data.influx)}.</p>",
+        "<h2>Totals against the previous week</h2>",
+        _table(["", "this week", "previous week", "change"], totals_rows(data)),
+        "<p class='source'>Source: the rollup measurements <code>impact_daily</code>, "
+        "<code>space_daily</code> and <code>device_daily</code>, summed over the week's local "
+        "days; ratios are ratios of weekly sums. Definitions: docs/impact.md.</p>",
+        "<h2>Energy and emissions</h2>",
+        fig("energy", "Grid energy and solar production per day, with the grid's kgCO2e."),
+        fig("spaces", "Energy per space: sub-metered consumption, grid supply and solar."),
+        _table(
+            ["space", "consumption kWh", "kgCO2e", "grid supply kWh", "solar kWh"],
+            [[r[0], _fmt(r[1]), _fmt(r[2]), _fmt(r[3]), _fmt(r[4])] for r in data.spaces_energy],
+        ),
+        "<p class='source'>Source: <code>impact_daily</code> and <code>space_daily</code>, "
+        "built from each meter's hourly energy (<code>energy_hourly</code>): the cumulative "
+        "counter's increase split over the hours by time, resets counted from zero. "
+        f"kgCO2e = kWh x grid emission factor; factor source: {_h(factor)}.</p>",
+        "<h2>Waste</h2>",
+        fig("waste", "Litres collected per fraction."),
+        _table(
+            ["fraction", "litres", "emptyings", "too early (< 50 %)", "too late (overflowing)"],
+            [[f[0], _fmt(f[1]), str(f[2]), str(f[3]), str(f[4])] for f in data.fractions],
+        ),
+        f"<p class='kpi'>Sorting rate: <b>{_fmt(data.totals.get('sorting_rate_pct'), '%')}"
+        "</b> of all waste was collected separately from mixed waste.</p>",
+        "<p class='source'>Source: <code>waste_daily</code>, from emptyings detected in each "
+        "bin's fill level (<code>waste_emptying</code>): volume = fill before emptying x bin "
+        "volume from the site file. Sorting rate = litres of separately collected fractions "
+        "/ all litres.</p>",
+        "<h2>Space use</h2>",
+        fig("use", "Hours with people present per space, this week and the previous one."),
+        fig("utilisation", "Share of opening hours occupied, and of occupied time with good air."),
+        _table(
+            [
+                "space",
+                "hours of use",
+                "utilisation %",
+                "mean people while open",
+                "peak",
+                "good air %",
+            ],
+            [
+                [s[0], _fmt(s[1]), _pct(s[2]), _fmt(s[3]), str(s[4]), _pct(s[5])]
+                for s in data.space_use
+            ],
+        ),
+        "<p class='source'>Source: <code>space_daily</code>, from occupancy readings each "
+        "held until the next one (at most three reporting intervals). Utilisation = occupied "
+        "time within opening hours / opening hours (site file <code>impact.opening_hours"
+        "</code>); good air = occupied time with CO2 under 1000 ppm / occupied time.</p>",
+        "<h2>Alerts</h2>",
+        _table(
+            ["rule", "raised", "resolved", "still open", "median time to resolve", "longest"],
+            [
+                [
+                    a.rule,
+                    str(a.raised),
+                    str(a.resolved),
+                    str(a.still_open),
+                    _duration(a.median_resolve_s),
+                    _duration(a.max_resolve_s),
+                ]
+                for a in data.alerts
+            ]
+            or [["no alerts were raised this week", "", "", "", "", ""]],
+        ),
+        "<p class='source'>Source: the <code>alerts</code> measurement (one point per firing "
+        "and per resolution); an alert raised this week and resolved in the next still counts "
+        "with its time to resolve.</p>",
+        "<h2>Data completeness</h2>",
+        fig("completeness", "Readings received per device, against its reporting interval."),
+        _table(
+            ["device", "kind", "readings", "expected", "completeness %"],
+            [[c[0], c[1], str(c[2]), _fmt(c[3], ""), _pct(c[4])] for c in data.completeness],
+        ),
+        "<p class='source'>Source: <code>device_daily</code>: readings stored / (day length "
+        "/ the device's reporting interval in the site file).</p>",
+        "<h2>Queries</h2><p class='source'>Every number above came from one of these InfluxQL "
+        "queries:</p><pre class='source'>" + _h("\n".join(data.queries)) + "</pre>",
+        "</body></html>",
+    ]
+    return "\n".join(parts)
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 3600:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+# --- PDF ---------------------------------------------------------------------------------------
+
+
+def _text_page(pdf: PdfPages, title: str, lines: list[str]) -> None:
+    fig = plt.figure(figsize=(8.27, 11.69))  # A4
+    fig.text(0.07, 0.95, title, fontsize=15, weight="bold", va="top")
+    fig.text(0.07, 0.91, "\n".join(lines), fontsize=8.5, va="top", family="monospace")
+    pdf.savefig(fig)  # type: ignore[no-untyped-call]
+    plt.close(fig)
+
+
+def render_pdf(data: WeekData, figures: dict[str, Figure], path: Path, generated: str) -> None:
+    with PdfPages(path) as pdf:
+        rows = totals_rows(data)
+        lines = [f"Week {data.week} ({data.tz.key}); generated {generated}",
+                 f"InfluxDB: {data.influx}", ""]  # fmt: skip
+        lines += [f"{'':34}{'this week':>16}{'previous':>16}{'change':>12}"]
+        lines += [f"{r[0]:34.34}{r[1]:>16}{r[2]:>16}{r[3]:>12}" for r in rows]
+        lines += ["", f"Emission factor source: {data.factor_source or 'none set'}", "",
+                  "Alerts (raised / resolved / open / median time to resolve):"]  # fmt: skip
+        lines += [
+            f"  {a.rule:24} {a.raised:4} {a.resolved:4} {a.still_open:4}  "
+            f"{_duration(a.median_resolve_s)}"
+            for a in data.alerts
+        ] or ["  none"]
+        lines += ["", "Definitions and sources: docs/impact.md; the HTML report lists the queries."]
+        _text_page(pdf, f"{data.site_name}: impact report", lines)
+        for fig in figures.values():
+            pdf.savefig(fig)
+        metadata = pdf.infodict()
+        metadata["Title"] = f"{data.site_name} impact report {data.week}"
+
+
+def write_report(
+    data: WeekData, out: Path, on_step: Callable[[str], None] | None = None
+) -> tuple[Path, Path]:
+    step = on_step or (lambda _name: None)
+    out.mkdir(parents=True, exist_ok=True)
+    generated = datetime.now(UTC).astimezone(data.tz).strftime("%Y-%m-%d %H:%M %Z")
+    figures = {}
+    pngs = {}
+    for name, make in FIGURES:
+        figures[name] = make(data)
+        pngs[name] = _png(figures[name])
+        step(f"figure {name}")
+    html_path = out / f"impact-{data.site}-{data.week}.html"
+    html_path.write_text(render_html(data, pngs, generated), "utf-8")
+    step("html")
+    pdf_path = html_path.with_suffix(".pdf")
+    render_pdf(data, figures, pdf_path, generated)
+    for fig in figures.values():
+        plt.close(fig)
+    step("pdf")
+    return html_path, pdf_path
