@@ -96,10 +96,13 @@ def check_site(
         Path | None, typer.Argument(help="Site file; default: the bundled Kera site")
     ] = None,
 ) -> None:
-    """Validate a site file and list its devices."""
+    """Validate a site file (and its emission factor series) and list its devices."""
+    from ingest.rollups import EmissionFactors
+
     try:
         registry = Registry.load(config)
-    except SiteConfigError as exc:
+        factors = EmissionFactors.from_impact(registry.site.impact)
+    except (SiteConfigError, ValueError) as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
     table = Table(title=f"site {registry.site_id}: {len(registry)} devices")
@@ -109,6 +112,17 @@ def check_site(
         details = ", ".join(f"{k}={v}" for k, v in d.extra_tags().items())
         table.add_row(d.id, d.kind, d.space, f"{d.expected_interval_s:g}", details)
     Console().print(table)
+    if factors.hourly:
+        from datetime import UTC, datetime
+
+        first, last = (
+            datetime.fromtimestamp(t / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC")
+            for t in (min(factors.hourly), max(factors.hourly))
+        )
+        Console().print(
+            f"emission factors: {len(factors.hourly)} hours from the CSV, {first} to {last}; "
+            f"other hours: {factors.constant} kg/kWh"
+        )
 
 
 @app.command()

@@ -60,6 +60,8 @@ class Ingestor:
         self.serial: SerialSources | None = None
         self.alerts: AlertEngine | None = None
         self.rollups: Rollups | None = None
+        # Read now, so a bad factor file stops the start before anything is opened.
+        self._factors = EmissionFactors.from_impact(self.registry.site.impact)
         # Set once subscribed to the broker for the first time.
         self.ready = asyncio.Event()
 
@@ -122,7 +124,7 @@ class Ingestor:
             self.rollups = Rollups(
                 self.registry,
                 lambda lines: writer.submit(Batch(lines, place=s.rollups_rp)),
-                EmissionFactors.from_impact(site.impact),
+                self._factors,
             )
             alerts_observe, rollups_observe = self.alerts.observe, self.rollups.observe
 
@@ -317,10 +319,12 @@ class Ingestor:
         now = int(time.time() * 1000)
         token = s.influx_token.get_secret_value() if s.influx_token else None
         try:
-            readings = await load_readings(
-                self.registry, s.influx_url, s.influx_db, now - rollups.window_ms, now, token
-            )
+            n = await load_readings(
+                self.registry, s.influx_url, s.influx_db, now - rollups.window_ms, now,
+                rollups.observe, token,
+            )  # fmt: skip
         except Exception as exc:  # InfluxDB down: rollups start from live readings alone
+            rollups.reset()
             log.warning(
                 "could not load the last %.0f h of readings for the rollups (%s); the hours "
                 "around this start may be partial until `kera-ingest rollups` recomputes them",
@@ -328,9 +332,8 @@ class Ingestor:
                 exc,
             )
             return
-        rollups.observe_all(readings)
         rollups.flush(write=False)
-        log.info("rollups: loaded %d readings of the last window from InfluxDB", len(readings))
+        log.info("rollups: loaded %d readings of the last window from InfluxDB", n)
 
     @staticmethod
     async def _rollup_flushes(rollups: Rollups, every_s: float = 30.0) -> None:

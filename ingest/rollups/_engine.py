@@ -15,7 +15,7 @@ window is counted in `too_late` and left to `kera-ingest rollups` (a recompute f
 from __future__ import annotations
 
 import bisect
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
@@ -28,7 +28,8 @@ from ingest.reading import FieldValue, Reading
 from ._calendar import local_day, next_day
 from ._energy import HOUR_MS, hourly_kwh
 from ._factors import EmissionFactors
-from ._space import SpaceHour, open_intervals, space_hour
+from ._series import Series
+from ._space import OccupancySeries, SpaceHour, open_intervals, space_hour
 from ._waste import SPAN, TOO_EARLY_PCT, Emptying, detect_emptyings
 
 ENERGY_HOURLY = "energy_hourly"
@@ -95,13 +96,15 @@ class Rollups:
         self._factors = factors or EmissionFactors()
         self.window_ms = round(window_h * HOUR_MS)
         self._keep_ms = keep_days * 24 * HOUR_MS
-        # Nothing before floor_ms is written: a recompute starts its first day complete.
+        # Nothing before floor_ms is written: a recompute reads a day before its first one, so
+        # that day starts complete, but must not write that partial day over the stored one.
         self._floor_ms = floor_ms
         site = registry.site
         self._site = site.site
         self._impact = site.impact
         self._tz = ZoneInfo(site.timezone)
-        self._raw: dict[str, dict[int, Values]] = {}
+        self._raw: dict[str, Series] = {}
+        self._open_cache: dict[int, float] = {}
         self._newest: dict[str, int] = {}
         self._dirty: dict[str, int] = {}
         self._kept_from: dict[str, int] = {}
@@ -134,21 +137,31 @@ class Rollups:
         if t < self._horizon(device.id):
             self.too_late += 1
             return
-        self._raw.setdefault(device.id, {})[t] = values
+        series = self._raw.get(device.id)
+        if series is None:
+            series = self._raw[device.id] = Series()
+        series.put(t, values[0], values[1])
         if t > self._newest.get(device.id, t - 1):
             self._newest[device.id] = t
         self._dirty[device.id] = min(self._dirty.get(device.id, t), t)
 
-    def observe_all(self, readings: Iterable[Reading]) -> None:
-        for r in readings:
-            self.observe(r)
+    @property
+    def window_readings(self) -> int:
+        """Readings held in memory (24 bytes each in the arrays)."""
+        return sum(len(s) for s in self._raw.values())
+
+    def reset(self) -> None:
+        """Forget every reading and computed value (a start-up reload that failed half-way
+        must not be taken for the whole window)."""
+        for state in (self._raw, self._newest, self._dirty, self._kept_from, self._energy,
+                      self._counts, self._spaces, self._emptyings):  # fmt: skip
+            state.clear()
 
     def _horizon(self, device_id: str) -> int:
         """Hours from here on are recomputed from raw readings; earlier ones are final. It
         moves only at a flush, after the hours it leaves behind were computed: between two
         flushes more than a window of readings may arrive (a backfill)."""
-        floor = self._floor_ms if self._floor_ms is not None else -(2**62)
-        return self._kept_from.get(device_id, floor)
+        return self._kept_from.get(device_id, -(2**62))
 
     def _advance_horizon(self, device_id: str) -> int:
         h = self._newest[device_id] - self.window_ms
@@ -170,13 +183,13 @@ class Rollups:
             if device is None:
                 continue
             raw = self._raw[device_id]
-            times = sorted(raw)
+            times = raw.times
             horizon = self._horizon(device_id)
             start = max(_hour(since), horizon)
             if isinstance(device, EnergyMeter):
                 i = bisect.bisect_left(times, since)
                 start = max(_hour(times[max(0, i - 1)]), horizon)
-                for hour in self._energy_hours(device, raw, times, start):
+                for hour in self._energy_hours(device, raw, start):
                     lines.append(self._energy_line(device, hour))
                     device_days.add((device_id, self._day(hour)))
                     space_hours.add((device.space, hour))
@@ -186,7 +199,7 @@ class Rollups:
                     space_hours.add((device.space, hour))
             else:
                 assert isinstance(device, WasteBin)
-                changed_emptyings += self._bin_emptyings(device, raw, times, horizon)
+                changed_emptyings += self._bin_emptyings(device, raw, horizon)
             counts = self._counts.setdefault(device_id, {})
             i = bisect.bisect_left(times, start)
             for hour in range(start, _hour(times[-1]) + 1, HOUR_MS):
@@ -219,10 +232,7 @@ class Rollups:
         for device_id in advance:
             # Keep the window, plus enough earlier readings for an interval or a median.
             raw = self._raw[device_id]
-            times = sorted(raw)
-            cut = max(0, bisect.bisect_left(times, self._advance_horizon(device_id)) - SPAN - 1)
-            for t in times[:cut]:
-                del raw[t]
+            raw.drop_first(raw.index(self._advance_horizon(device_id)) - SPAN - 1)
         self._prune()
         floor = self._floor_ms
         if floor is not None:
@@ -239,16 +249,16 @@ class Rollups:
             for cache in caches.values():
                 for key in [k for k in cache if k < oldest]:
                     del cache[key]
+        for day in [d for d in self._open_cache if d < oldest]:
+            del self._open_cache[day]
 
     # --- energy ------------------------------------------------------------------------------
 
-    def _energy_hours(
-        self, device: EnergyMeter, raw: dict[int, Values], times: list[int], start: int
-    ) -> list[int]:
+    def _energy_hours(self, device: EnergyMeter, raw: Series, start: int) -> list[int]:
         # From the last reading before `start`: the interval into the first hour belongs to it.
-        i = max(0, bisect.bisect_left(times, start) - 1)
-        part = times[i:]
-        counter = [(t, v) for t in part if (v := raw[t][0]) is not None]
+        i = max(0, raw.index(start) - 1)
+        part = raw.times[i:]
+        counter = list(zip(part, raw.primary[i:], strict=True))
         cache = self._energy.setdefault(device.id, {})
         pv = device.role == PV_ROLE
         done: list[int] = []
@@ -257,7 +267,7 @@ class Rollups:
                 continue
             j = bisect.bisect_left(part, h.hour_ms)
             k = bisect.bisect_left(part, h.hour_ms + HOUR_MS)
-            powers = [p for t in part[j:k] if (p := raw[t][1]) is not None]
+            powers = [p for x in range(i + j, i + k) if (p := raw.secondary_at(x)) is not None]
             factor = None if pv else self._factors.at(h.hour_ms)
             cache[h.hour_ms] = EnergyHour(
                 kwh=h.kwh,
@@ -295,9 +305,9 @@ class Rollups:
     # --- waste -------------------------------------------------------------------------------
 
     def _bin_emptyings(
-        self, device: WasteBin, raw: dict[int, Values], times: list[int], horizon: int
+        self, device: WasteBin, raw: Series, horizon: int
     ) -> list[tuple[WasteBin, Emptying, bool]]:
-        fills = [(t, v) for t in times if (v := raw[t][0]) is not None]
+        fills = list(zip(raw.times, raw.primary, strict=True))
         found = {e.time_ms: e for e in detect_emptyings(fills) if e.time_ms >= horizon}
         cache = self._emptyings.setdefault(device.id, {})
         changes: list[tuple[WasteBin, Emptying, bool]] = []
@@ -342,11 +352,18 @@ class Rollups:
             if cached is not None:
                 fields.update(_space_fields([cached]))
         elif sensors:
-            series = []
-            for d in sensors:
-                raw = self._raw.get(d.id, {})
-                series.append([(t, int(v[0] or 0), v[1]) for t, v in sorted(raw.items())])
             hold = max(self._hold_ms(d) for d in sensors)
+            series: list[OccupancySeries] = []
+            for d in sensors:
+                raw = self._raw.get(d.id)
+                if raw is None:
+                    series.append([])
+                    continue
+                # The readings that can hold into the hour, and those inside it.
+                lo = max(0, raw.index(hour - hold) - 1)
+                hi = raw.index(hour + HOUR_MS)
+                at = raw.secondary_at
+                series.append([(raw.times[x], int(raw.primary[x]), at(x)) for x in range(lo, hi)])
             sh = space_hour(series, hour, hold, open_intervals(self._impact, self._tz, hour))
             self._spaces.setdefault(space, {})[hour] = sh
             fields.update(_space_fields([sh]))
@@ -426,8 +443,11 @@ class Rollups:
         return format_line(key, fields or {"kwh": 0.0}, day)
 
     def _open_s(self, day: int, end: int) -> float:
-        spans = (open_intervals(self._impact, self._tz, h) for h in range(day, end, HOUR_MS))
-        return sum(hi - lo for span in spans for lo, hi in span) / 1000
+        cached = self._open_cache.get(day)
+        if cached is None:
+            spans = (open_intervals(self._impact, self._tz, h) for h in range(day, end, HOUR_MS))
+            cached = self._open_cache[day] = sum(hi - lo for s in spans for lo, hi in s) / 1000
+        return cached
 
     def _impact_day_line(self, day: int) -> str:
         end = self._day_end(day)

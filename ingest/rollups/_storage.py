@@ -10,7 +10,6 @@ from typing import Any
 
 from devices import Registry
 from devices.contract import DEVICE_TAG, SITE_TAG
-from devices.site import EnergyMeter, OccupancySensor, WasteBin
 from ingest.influx import influxql
 from ingest.reading import FieldValue, Reading
 
@@ -21,11 +20,11 @@ from ._factors import EmissionFactors
 log = logging.getLogger(__name__)
 
 DAY_MS = 24 * HOUR_MS
-# The fields each kind's rollups read, per measurement.
+# The fields the rollups read, per measurement.
 ROLLUP_FIELDS = {
-    EnergyMeter: ("energy", ("energy_kwh", "power_w")),
-    OccupancySensor: ("occupancy", ("people", "co2_ppm")),
-    WasteBin: ("waste_bin", ("fill_pct",)),
+    "energy": ("energy_kwh", "power_w"),
+    "occupancy": ("people", "co2_ppm"),
+    "waste_bin": ("fill_pct",),
 }
 
 
@@ -35,18 +34,18 @@ async def load_readings(
     database: str,
     start_ms: int,
     end_ms: int,
+    sink: Callable[[Reading], None],
     token: str | None = None,
-    on_day: Callable[[int], None] | None = None,
-) -> list[Reading]:
-    """The readings rollups need, of registered devices, in [start_ms, end_ms), a day at a time
-    so no answer grows with the range."""
-    readings: list[Reading] = []
+) -> int:
+    """Hand `sink` the readings rollups need, of registered devices, in [start_ms, end_ms), a
+    day at a time, so memory does not grow with the range. Returns how many."""
+    n = 0
     devices = {d.id: d for d in registry}
     site = registry.site_id.replace("'", "\\'")
     day = start_ms
     while day < end_ms:
         until = min(end_ms, day + DAY_MS)
-        for measurement, fields in {m: f for m, f in ROLLUP_FIELDS.values()}.items():
+        for measurement, fields in ROLLUP_FIELDS.items():
             cols = ", ".join(f'"{f}"' for f in fields)
             q = (
                 f'SELECT {cols} FROM "{measurement}" WHERE "{SITE_TAG}" = \'{site}\' '
@@ -56,11 +55,11 @@ async def load_readings(
                 device = devices.get(series.get("tags", {}).get(DEVICE_TAG, ""))
                 if device is None:
                     continue
-                readings.extend(_readings(measurement, device, series))
-        if on_day is not None:
-            on_day(until)
+                for reading in _readings(measurement, device, series):
+                    sink(reading)
+                    n += 1
         day = until
-    return readings
+    return n
 
 
 def _readings(measurement: str, device: Any, series: dict[str, Any]) -> list[Reading]:
@@ -101,8 +100,8 @@ async def recompute(
         rollups = Rollups(registry, lines.extend, factors, window_h=window_h, floor_ms=chunk)
         # A day before the chunk gives its first hour the interval into it and its first
         # emptying the readings before; an hour after it gives the last hour its end.
-        rollups.observe_all(
-            await load_readings(registry, url, database, chunk - DAY_MS, until + HOUR_MS, token)
+        await load_readings(
+            registry, url, database, chunk - DAY_MS, until + HOUR_MS, rollups.observe, token
         )
         rollups.flush()
         kept = [line for line in lines if int(line.rsplit(" ", 1)[1]) < until]

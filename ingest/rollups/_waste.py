@@ -5,9 +5,10 @@ An ultrasonic fill sensor never reports "emptied"; the level just drops. Two thi
 wall that read as a sudden low level for one reading. So the level before and after a candidate
 reading are both medians of up to five readings (a median of five ignores two false echoes),
 and the drop between them must be at least `min_drop_pct`. A median of five also cannot tell
-which of the neighbouring readings the step is at, so every reading near the step qualifies; an
-emptying is reported once a reading after them no longer does, about eight reporting intervals
-after the step (two hours for a bin read every 15 minutes).
+which of the neighbouring readings the step is at, so every reading near the step qualifies;
+the emptying is placed at the first of them at the level after, with most of the next three
+there too. It is reported once a reading after them no longer qualifies, about eight reporting
+intervals after the step (two hours for a bin read every 15 minutes).
 """
 
 from __future__ import annotations
@@ -44,12 +45,21 @@ def detect_emptyings(
         if before - after >= min_drop_pct:
             candidates.append((i, before, after))
 
-    def step(cand: tuple[int, float, float]) -> float:
-        # A median of five is blind to which of neighbouring readings the step is at; the step
-        # is where the mean of two readings before and two after falls the most.
-        i = cand[0]
-        before = fills[max(0, i - 2) : i]
-        return sum(before) / len(before) - sum(fills[i : i + 2]) / 2
+    def step(run: list[tuple[int, float, float]]) -> int:
+        # A median of five is blind to which of neighbouring readings the step is at. The step
+        # is the first reading at the level after, with most of the next three there too: a
+        # false echo beside the emptying reads low, but at a random level, not the emptied one.
+        best = max(run, key=lambda c: c[1] - c[2])
+        after = best[2]
+        tol = max(3.0, (best[1] - after) / 8)
+
+        def at_after(j: int) -> bool:
+            return abs(fills[j] - after) <= tol
+
+        for i in range(run[0][0], min(run[-1][0] + 3, len(fills) - 2)):
+            if at_after(i) and sum(map(at_after, range(i, i + 3))) >= 2:
+                return i
+        return best[0]
 
     emptyings: list[Emptying] = []
     run: list[tuple[int, float, float]] = []
@@ -58,7 +68,9 @@ def detect_emptyings(
         if run and cand[0] != run[-1][0] + 1:
             if run[-1][0] == last:
                 break  # the run may go on with the next reading: not decided yet
-            i, before, after = max(run, key=step)
+            i = step(run)
+            before = statistics.median(fills[max(0, i - SPAN) : i])
+            after = statistics.median(fills[i : i + SPAN])
             emptyings.append(Emptying(readings[i][0], before, after))
             run = []
         run.append(cand)

@@ -199,6 +199,17 @@ def test_a_bin_emptied_at_a_known_fill() -> None:
     assert sink.get("waste_daily", MON, device="b-bio")["emptyings"] == "1i"
 
 
+@pytest.mark.parametrize(("echo", "at"), [(e, a) for e in (20.0, 40.0, 95.0) for a in (27, 29)])
+def test_a_false_echo_next_to_the_emptying_does_not_move_it(echo: float, at: int) -> None:
+    # Just before the step, or just after it. (An echo just before that happens to read the
+    # emptied level, 2 %, cannot be told from the emptying and would place it one reading early.)
+    readings = bin_day(60.0, empty_at=28)
+    readings[at] = (readings[at][0], echo)
+    (e,) = detect_emptyings(readings)
+    assert e.time_ms == MON + 7 * HOUR_MS
+    assert e.fill_before_pct == pytest.approx(66.25, abs=0.5)
+
+
 def test_early_and_late_emptyings_and_the_sorting_rate() -> None:
     reg, sink = registry(), Sink()
     r = Rollups(reg, sink.write)
@@ -381,3 +392,19 @@ def test_more_than_a_window_between_two_flushes_loses_nothing(flush_every: int) 
     # A backfill: readings in time order, hours of them between flushes, a 2-hour window.
     readings = sorted(scenario(registry()), key=lambda x: x.time_ms)
     assert final_points(readings, flush_every, window_h=2) == final_points(readings, 0)
+
+
+def test_a_recompute_reads_before_its_first_day_but_writes_from_it() -> None:
+    readings = sorted(scenario(registry()), key=lambda x: x.time_ms)
+    everything = final_points(readings, 0)
+    floor = MON + 12 * HOUR_MS
+    reg, sink = registry(), Sink()
+    r = Rollups(reg, sink.write, EmissionFactors(0.1), floor_ms=floor)
+    for x in readings:
+        r.observe(Reading(x.measurement, reg.get(x.device.id), x.time_ms, x.fields))  # type: ignore[arg-type]
+    r.flush()
+    assert r.too_late == 0
+    assert sink.points and min(t for _, t in sink.points) >= floor
+    for key, fields in sink.points.items():
+        if key[0].startswith(("energy_hourly", "space_hourly", "waste_emptying")):
+            assert ",".join(f"{f}={v}" for f, v in sorted(fields.items())) == everything[key], key

@@ -35,3 +35,23 @@ def test_bad_site_file_stops_start_up_with_a_precise_message(tmp_path: Path) -> 
     assert r.returncode == 2
     out = " ".join(r.stderr.split())
     assert str(site) in out and "bin-9" in out and "depth_mm" in out
+
+
+def test_factor_series_beside_the_site_file_is_read_and_checked(tmp_path: Path) -> None:
+    (tmp_path / "factors").mkdir()
+    csv = tmp_path / "factors" / "2026.csv"
+    csv.write_text("startTime;value\n2026-11-23T00:00:00Z;40\n2026-11-23T00:03:00Z;50\n")
+    site = tmp_path / "site.yaml"
+    site.write_text(
+        "site: kera\nimpact:\n  emission_factors_csv: factors/2026.csv\n"
+        "  emission_factor_source: Fingrid test series\n"
+        "devices:\n  - {id: m1, kind: energy_meter, space: hall}\n"
+    )
+    exe = Path(sys.executable).with_name("kera-ingest")
+    ok = subprocess.run([str(exe), "check-site", str(site)], capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    assert "emission factors: 1 hours from the CSV, 2026-11-23 00:00 UTC" in ok.stdout
+    csv.write_text("startTime;value\n2026-11-23T00:00:00Z;forty\n")
+    bad = subprocess.run([str(exe), "check-site", str(site)], capture_output=True, text=True)
+    assert bad.returncode == 2
+    assert f"{csv}:2: could not convert string to float" in "".join(bad.stderr.splitlines())

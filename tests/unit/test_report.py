@@ -1,0 +1,79 @@
+"""The weekly report's own logic, without a database: time to resolve alerts, the rounding of
+figures, and a page that holds every figure and says where its numbers come from."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from dashboards.report import FIGURES, WeekData, write_report
+from dashboards.report._data import _alert_summary
+from dashboards.report._render import _fmt
+
+H = 3_600_000
+
+
+def series(rule: str, device: str, points: list[tuple[int, bool]]) -> dict[str, object]:
+    return {
+        "tags": {"rule": rule, "device": device},
+        "columns": ["time", "firing", "level"],
+        "values": [[t, f, "warning"] for t, f in points],
+    }
+
+
+def test_alerts_raised_and_how_fast_they_were_resolved() -> None:
+    week = [
+        series("bin_fill", "b1", [(1 * H, True), (2 * H, False), (5 * H, True), (9 * H, False)]),
+        series("bin_fill", "b2", [(3 * H, True)]),  # resolved only in the next week
+        series("co2_high", "o1", [(4 * H, True), (4 * H + 1, True)]),  # re-fired, never resolved
+        series("battery_low", "b3", [(2 * H, False)]),  # resolution of an older firing
+    ]
+    after = [series("bin_fill", "b2", [(200 * H, False)])]
+    got = {a.rule: a for a in _alert_summary(week, after)}
+    assert set(got) == {"bin_fill", "co2_high"}
+    fill = got["bin_fill"]
+    assert (fill.raised, fill.resolved, fill.still_open) == (3, 3, 0)
+    assert fill.median_resolve_s == 4 * 3600 and fill.max_resolve_s == 197 * 3600
+    co2 = got["co2_high"]
+    assert (co2.raised, co2.resolved, co2.still_open) == (1, 0, 1)
+    assert co2.median_resolve_s is None
+
+
+def test_rounding() -> None:
+    assert _fmt(1694.3, "kWh") == "1,694 kWh"
+    assert _fmt(84.66, "kgCO2e") == "84.7 kgCO2e"
+    assert _fmt(99.96, "%") == "100.0 %"
+    assert _fmt(10.0, "") == "10"
+    assert _fmt(None, "kWh") == "no data"
+
+
+def week_data() -> WeekData:
+    lo = 1_795_125_600_000  # Monday 2026-11-16 00:00 in Helsinki
+    data = WeekData(
+        site="kera", site_name="Kera", week="2026-W47", tz=ZoneInfo("Europe/Helsinki"),
+        start_ms=lo, end_ms=lo + 7 * 24 * H, factor_source="Statistics Finland 2025",
+        influx="http://127.0.0.1:8086 database kera",
+    )  # fmt: skip
+    data.totals = {"supply_kwh": 1694.2, "kgco2e": 84.7, "sorting_rate_pct": 80.08}
+    data.previous = {"supply_kwh": 1500.0, "kgco2e": None, "sorting_rate_pct": 75.0}
+    data.daily = [(lo + i * 24 * H, 240.0 + i, 0.1, 12.0) for i in range(7)]
+    data.spaces_energy = [("cafe", 431.0, 21.5, 0.0, 0.0), ("main-hall", 0.0, 0.0, 1694.2, 0.0)]
+    data.fractions = [("bio", 258.0, 4, 3, 0), ("mixed", 267.0, 2, 2, 0)]
+    data.space_use = [("cafe", 67.8, 99.9, 9.1, 23, 100.0)]
+    data.completeness = [("bin-bio-1", "waste_bin", 671, 672.0, 99.85)]
+    data.queries = ['SELECT sum("supply_kwh") FROM "impact_daily" WHERE ...']
+    return data
+
+
+def test_the_report_holds_every_figure_and_its_sources(tmp_path: Path) -> None:
+    steps: list[str] = []
+    html_path, pdf_path = write_report(week_data(), tmp_path, steps.append)
+    page = html_path.read_text()
+    assert page.count('<img data-figure="') == len(FIGURES)
+    assert steps == [f"figure {name}" for name, _ in FIGURES] + ["html", "pdf"]
+    assert "<td>Grid energy</td><td>1,694 kWh</td><td>1,500 kWh</td><td>+12.9 %</td>" in page
+    assert "<td>Sorting rate</td><td>80.1 %</td><td>75.0 %</td><td>+5.1 pp</td>" in page
+    assert "factor source: Statistics Finland 2025" in page
+    assert page.count("<p class='source'>Source:") == 6
+    assert "no alerts were raised this week" in page
+    assert pdf_path.read_bytes().startswith(b"%PDF")
