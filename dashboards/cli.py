@@ -124,7 +124,7 @@ def report(
             console.print(f"[red]cannot read the rollups from {settings.influx_url}: {exc}[/red]")
             raise typer.Exit(1) from None
         html_path, pdf_path = write_report(data, out, step)
-    if data.totals.get("supply_kwh") is None and not data.completeness:
+    if all(v is None for v in data.totals.values()):
         console.print(f"[yellow]no rollups found for {week}: is it the right database?[/yellow]")
     typer.echo(f"wrote {html_path}")
     typer.echo(f"wrote {pdf_path}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import statistics
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -121,7 +122,7 @@ async def load_week(
     database: str,
     token: str | None,
     week: str,
-    on_step: Any = None,
+    on_step: Callable[[str], None] | None = None,
     rollups_rp: str | None = None,
 ) -> WeekData:
     site = registry.site

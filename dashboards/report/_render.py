@@ -80,9 +80,10 @@ def _fig_spaces(data: WeekData) -> Figure:
     rows = [r for r in data.spaces_energy if r[1] or r[3] or r[4]]
     names = [r[0] for r in rows]
     y = range(len(rows))
-    ax.barh([i - 0.2 for i in y], [r[1] for r in rows], 0.4, label="consumption kWh", color=BLUE)
-    ax.barh([i + 0.2 for i in y], [r[3] for r in rows], 0.4, label="grid supply kWh", color=GREY)
-    ax.barh([i + 0.2 for i in y], [r[4] for r in rows], 0.4, label="solar kWh", color=ORANGE)
+    w = 0.27
+    ax.barh([i - w for i in y], [r[1] for r in rows], w, label="consumption kWh", color=BLUE)
+    ax.barh(list(y), [r[3] for r in rows], w, label="grid supply kWh", color=GREY)
+    ax.barh([i + w for i in y], [r[4] for r in rows], w, label="solar kWh", color=ORANGE)
     ax.set_yticks(list(y), names)
     ax.invert_yaxis()
     ax.set_xlabel("kWh this week")
