@@ -82,7 +82,7 @@ class Reader:
         self, url: str, database: str, token: str | None, site: str, rollups_rp: str | None
     ) -> None:
         self.url, self.database, self.token = url, database, token
-        self.site = site.replace("'", "\\'")
+        self.site = site  # [a-z0-9_-] only (devices.site.SiteId): safe inside quotes
         self.rp = rollups_rp
         self.log: list[str] = []
 

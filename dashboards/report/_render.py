@@ -9,6 +9,7 @@ import io
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -54,17 +55,34 @@ def _day(ms: int, data: WeekData) -> str:
 
 # --- figures -----------------------------------------------------------------------------------
 
+Bars = tuple[list[float], str, str]  # values, label, colour
+
+
+def _grouped(ax: Any, names: list[str], series: list[Bars], horizontal: bool = False) -> None:
+    """Bars of several series side by side per name; horizontal ones read top to bottom."""
+    width = 0.8 / len(series)
+    pos = range(len(names))
+    for k, (values, label, color) in enumerate(series):
+        at = [i + (k - (len(series) - 1) / 2) * width for i in pos]
+        if horizontal:
+            ax.barh(at, values, width, label=label, color=color)
+        else:
+            ax.bar(at, values, width, label=label, color=color)
+    if horizontal:
+        ax.set_yticks(list(pos), names)
+        ax.invert_yaxis()
+    else:
+        ax.set_xticks(list(pos), names)
+
 
 def _fig_energy(data: WeekData) -> Figure:
     fig, ax = plt.subplots(figsize=(8, 3.4))
     days = [_day(d[0], data) for d in data.daily]
-    x = range(len(days))
-    ax.bar([i - 0.2 for i in x], [d[1] for d in data.daily], 0.4, label="grid kWh", color=BLUE)
-    ax.bar([i + 0.2 for i in x], [d[2] for d in data.daily], 0.4, label="solar kWh", color=ORANGE)
-    ax.set_xticks(list(x), days)
+    _grouped(ax, days, [([d[1] for d in data.daily], "grid kWh", BLUE),
+                        ([d[2] for d in data.daily], "solar kWh", ORANGE)])  # fmt: skip
     ax.set_ylabel("kWh")
     ax2 = ax.twinx()
-    ax2.plot(list(x), [d[3] for d in data.daily], "o-", color=GREY, label="kgCO2e")
+    ax2.plot(list(range(len(days))), [d[3] for d in data.daily], "o-", color=GREY, label="kgCO2e")
     ax2.set_ylabel("kgCO2e")
     ax2.set_ylim(bottom=0)
     lines = ax.get_legend_handles_labels()
@@ -78,14 +96,14 @@ def _fig_energy(data: WeekData) -> Figure:
 def _fig_spaces(data: WeekData) -> Figure:
     fig, ax = plt.subplots(figsize=(8, 3.4))
     rows = [r for r in data.spaces_energy if r[1] or r[3] or r[4]]
-    names = [r[0] for r in rows]
-    y = range(len(rows))
-    w = 0.27
-    ax.barh([i - w for i in y], [r[1] for r in rows], w, label="consumption kWh", color=BLUE)
-    ax.barh(list(y), [r[3] for r in rows], w, label="grid supply kWh", color=GREY)
-    ax.barh([i + w for i in y], [r[4] for r in rows], w, label="solar kWh", color=ORANGE)
-    ax.set_yticks(list(y), names)
-    ax.invert_yaxis()
+    _grouped(
+        ax,
+        [r[0] for r in rows],
+        [([r[1] for r in rows], "consumption kWh", BLUE),
+         ([r[3] for r in rows], "grid supply kWh", GREY),
+         ([r[4] for r in rows], "solar kWh", ORANGE)],
+        horizontal=True,
+    )  # fmt: skip
     ax.set_xlabel("kWh this week")
     ax.legend(fontsize=8)
     ax.set_title("Energy per space")
@@ -108,13 +126,13 @@ def _fig_waste(data: WeekData) -> Figure:
 def _fig_use(data: WeekData) -> Figure:
     fig, ax = plt.subplots(figsize=(8, 3.4))
     names = [s[0] for s in data.space_use]
-    y = range(len(names))
-    ax.barh([i - 0.2 for i in y], [s[1] for s in data.space_use], 0.4, label="this week",
-            color=GREEN)  # fmt: skip
-    ax.barh([i + 0.2 for i in y], [data.hours_previous.get(n, 0.0) for n in names], 0.4,
-            label="previous week", color=GREY)  # fmt: skip
-    ax.set_yticks(list(y), names)
-    ax.invert_yaxis()
+    _grouped(
+        ax,
+        names,
+        [([s[1] for s in data.space_use], "this week", GREEN),
+         ([data.hours_previous.get(n, 0.0) for n in names], "previous week", GREY)],
+        horizontal=True,
+    )  # fmt: skip
     ax.set_xlabel("hours with people present")
     ax.legend(fontsize=8)
     ax.set_title("Hours of use per space")
@@ -124,13 +142,13 @@ def _fig_use(data: WeekData) -> Figure:
 
 def _fig_utilisation(data: WeekData) -> Figure:
     fig, ax = plt.subplots(figsize=(8, 3.2))
-    names = [s[0] for s in data.space_use]
-    x = range(len(names))
-    ax.bar([i - 0.2 for i in x], [s[2] for s in data.space_use], 0.4,
-           label="occupied while open %", color=GREEN)  # fmt: skip
-    ax.bar([i + 0.2 for i in x], [s[5] or 0.0 for s in data.space_use], 0.4,
-           label="good air (CO2 < 1000 ppm) %", color=BLUE)  # fmt: skip
-    ax.set_xticks(list(x), names, rotation=20, fontsize=8)
+    _grouped(
+        ax,
+        [s[0] for s in data.space_use],
+        [([s[2] for s in data.space_use], "occupied while open %", GREEN),
+         ([s[5] or 0.0 for s in data.space_use], "good air (CO2 < 1000 ppm) %", BLUE)],
+    )  # fmt: skip
+    ax.tick_params(axis="x", labelrotation=20, labelsize=8)
     ax.set_ylim(0, 105)
     ax.legend(fontsize=8, loc="lower right")
     ax.set_title("Utilisation and air quality per space")

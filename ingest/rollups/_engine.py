@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
 from devices import AnyDevice, Registry
-from devices.contract import DEVICE_TAG, SITE_TAG, SPACE_TAG
+from devices.contract import SITE_TAG, SPACE_TAG
 from devices.site import EnergyMeter, OccupancySensor, WasteBin, WasteFraction
-from ingest.lineproto import format_line, series_key
+from ingest.lineproto import device_tags, format_line, series_key
 from ingest.reading import FieldValue, Reading
 
 from ._calendar import local_day, next_day
@@ -213,9 +213,11 @@ class Rollups:
         for bin_, e, retracted in changed_emptyings:
             lines.append(self._emptying_line(bin_, e, retracted))
             device_days.add((bin_.id, self._day(e.time_ms)))
+        # A space or day with nothing to say gets no point, rather than a made-up zero.
+        aggregates: list[str | None] = []
         space_days: set[tuple[str, int]] = set()
         for space, hour in sorted(space_hours):
-            lines.append(self._space_hour_line(space, hour))
+            aggregates.append(self._space_hour_line(space, hour))
             space_days.add((space, self._day(hour)))
         days: set[int] = set()
         for device_id, day in sorted(device_days):
@@ -225,10 +227,10 @@ class Rollups:
             space_days.add((device.space, day))
             days.add(day)
         for space, day in sorted(space_days):
-            lines.append(self._space_day_line(space, day))
+            aggregates.append(self._space_day_line(space, day))
             days.add(day)
-        for day in sorted(days):
-            lines.append(self._impact_day_line(day))
+        aggregates += [self._impact_day_line(day) for day in sorted(days)]
+        lines += [line for line in aggregates if line is not None]
         for device_id in advance:
             # Keep the window, plus enough earlier readings for an interval or a median.
             raw = self._raw[device_id]
@@ -282,10 +284,6 @@ class Rollups:
             done.append(h.hour_ms)
         return done
 
-    def _tags(self, device: AnyDevice) -> dict[str, str]:
-        return {SITE_TAG: self._site, SPACE_TAG: device.space, DEVICE_TAG: device.id,
-                **device.extra_tags()}  # fmt: skip
-
     def _energy_line(self, device: EnergyMeter, hour: int) -> str:
         e = self._energy[device.id][hour]
         fields: dict[str, FieldValue] = {
@@ -300,7 +298,7 @@ class Rollups:
         if e.kgco2e is not None and e.factor is not None:
             fields["kgco2e"] = _r(e.kgco2e)
             fields["factor_kg_per_kwh"] = _r(e.factor)
-        return format_line(series_key(ENERGY_HOURLY, self._tags(device)), fields, hour)
+        return format_line(series_key(ENERGY_HOURLY, device_tags(self._site, device)), fields, hour)
 
     # --- waste -------------------------------------------------------------------------------
 
@@ -336,14 +334,16 @@ class Rollups:
             "too_late": late and not retracted,
             "retracted": retracted,
         }
-        return format_line(series_key(WASTE_EMPTYING, self._tags(device)), fields, e.time_ms)
+        return format_line(
+            series_key(WASTE_EMPTYING, device_tags(self._site, device)), fields, e.time_ms
+        )
 
     # --- space use ---------------------------------------------------------------------------
 
     def _hold_ms(self, device: AnyDevice) -> int:
         return round(3 * device.expected_interval_s * 1000)
 
-    def _space_hour_line(self, space: str, hour: int) -> str:
+    def _space_hour_line(self, space: str, hour: int) -> str | None:
         sensors = [d for d in self._space_devices.get(space, ()) if isinstance(d, OccupancySensor)]
         fields: dict[str, FieldValue] = {}
         cached = self._spaces.get(space, {}).get(hour)
@@ -369,7 +369,7 @@ class Rollups:
             fields.update(_space_fields([sh]))
         fields.update(self._space_energy(space, hour, hour + HOUR_MS))
         key = series_key(SPACE_HOURLY, {SITE_TAG: self._site, SPACE_TAG: space})
-        return format_line(key, fields or {"kwh": 0.0}, hour)
+        return format_line(key, fields, hour) if fields else None
 
     def _space_energy(self, space: str, start: int, end: int) -> dict[str, FieldValue]:
         sums: dict[str, float] = {}
@@ -395,7 +395,7 @@ class Rollups:
 
     def _device_day_lines(self, device: AnyDevice, day: int) -> list[str]:
         end = self._day_end(day)
-        tags = self._tags(device)
+        tags = device_tags(self._site, device)
         lines: list[str] = []
         readings = sum(n for h, n in self._counts.get(device.id, {}).items() if day <= h < end)
         expected = (end - day) / 1000 / device.expected_interval_s
@@ -426,7 +426,7 @@ class Rollups:
             "too_late": sum(late for _, late in flags),
         }
 
-    def _space_day_line(self, space: str, day: int) -> str:
+    def _space_day_line(self, space: str, day: int) -> str | None:
         end = self._day_end(day)
         hours = [sh for h, sh in self._spaces.get(space, {}).items() if day <= h < end]
         fields: dict[str, FieldValue] = _space_fields(hours) if hours else {}
@@ -440,7 +440,7 @@ class Rollups:
             )
         fields.update(self._space_energy(space, day, end))
         key = series_key(SPACE_DAILY, {SITE_TAG: self._site, SPACE_TAG: space})
-        return format_line(key, fields or {"kwh": 0.0}, day)
+        return format_line(key, fields, day) if fields else None
 
     def _open_s(self, day: int, end: int) -> float:
         cached = self._open_cache.get(day)
@@ -449,7 +449,7 @@ class Rollups:
             cached = self._open_cache[day] = sum(hi - lo for s in spans for lo, hi in s) / 1000
         return cached
 
-    def _impact_day_line(self, day: int) -> str:
+    def _impact_day_line(self, day: int) -> str | None:
         end = self._day_end(day)
         meters = [d for d in self._registry if isinstance(d, EnergyMeter)]
         supply = [d for d in meters if d.role == SUPPLY_ROLE] or [
@@ -490,7 +490,7 @@ class Rollups:
             if open_s:
                 fields["utilisation_pct"] = _r(100 * occupied_open / (open_s * len(spaces)), 2)
         key = series_key(IMPACT_DAILY, {SITE_TAG: self._site})
-        return format_line(key, fields or {"supply_kwh": 0.0}, day)
+        return format_line(key, fields, day) if fields else None
 
 
 def _space_fields(hours: list[SpaceHour]) -> dict[str, FieldValue]:

@@ -8,7 +8,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from devices import Registry
+from devices import AnyDevice, Registry
 from devices.contract import DEVICE_TAG, SITE_TAG
 from ingest.influx import influxql
 from ingest.reading import FieldValue, Reading
@@ -41,7 +41,7 @@ async def load_readings(
     day at a time, so memory does not grow with the range. Returns how many."""
     n = 0
     devices = {d.id: d for d in registry}
-    site = registry.site_id.replace("'", "\\'")
+    site = registry.site_id  # [a-z0-9_-] only (devices.site.SiteId): safe inside quotes
     day = start_ms
     while day < end_ms:
         until = min(end_ms, day + DAY_MS)
@@ -62,7 +62,7 @@ async def load_readings(
     return n
 
 
-def _readings(measurement: str, device: Any, series: dict[str, Any]) -> list[Reading]:
+def _readings(measurement: str, device: AnyDevice, series: dict[str, Any]) -> list[Reading]:
     columns: list[str] = series["columns"]
     out = []
     for row in series["values"]:
