@@ -4,7 +4,7 @@
 and how it is stored.
 """
 
-from devices.contract import KINDS, DeviceKind, FieldSpec, KindSpec
+from devices.contract import KINDS, CatalogueError, FieldSpec, KindSpec
 from devices.registry import AnyDevice, Registry
 from devices.site import (
     Codec,
@@ -12,6 +12,7 @@ from devices.site import (
     Site,
     SiteConfigError,
     Source,
+    UnknownFields,
     WasteFraction,
     load_site,
     parse_site,
@@ -20,8 +21,8 @@ from devices.site import (
 __all__ = [
     "KINDS",
     "AnyDevice",
+    "CatalogueError",
     "Codec",
-    "DeviceKind",
     "FieldMap",
     "FieldSpec",
     "KindSpec",
@@ -29,6 +30,7 @@ __all__ = [
     "Site",
     "SiteConfigError",
     "Source",
+    "UnknownFields",
     "WasteFraction",
     "load_site",
     "parse_site",

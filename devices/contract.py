@@ -1,25 +1,30 @@
 """The data contract in code: device kinds, their measurements and fields.
 
-This module is the single source of truth that the decoders, the validator, the simulator and
-the docs (docs/data-model.md) agree on. A field's InfluxDB type is fixed here because InfluxDB
-rejects a write whose field type differs from what a shard already holds: an integer `people`
-once written as a float would make every later point of that series fail.
+The kinds are data, in the bundled `devices/catalogue.yaml`; this module loads and checks them
+once, and a site file may add its own through `build_kinds`. The decoders, the validator, the
+simulator and the docs (docs/data-model.md) all follow what is loaded here. A field's InfluxDB
+type is fixed because InfluxDB rejects a write whose field type differs from what a shard
+already holds: an integer `people` once written as a float would make every later point of that
+series fail.
 """
 
 from __future__ import annotations
 
-import enum
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from importlib import resources
+from types import MappingProxyType
 from typing import Final, Literal
 
+import yaml
+
+from devices.expressions import Expression, ExpressionError
+
 FieldType = Literal["float", "int", "bool", "str"]
+FIELD_TYPES: Final = ("float", "int", "bool", "str")
 
-
-class DeviceKind(enum.StrEnum):
-    ENERGY_METER = "energy_meter"
-    OCCUPANCY = "occupancy"
-    WASTE_BIN = "waste_bin"
+CATALOGUE_RESOURCE: Final = "catalogue.yaml"
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,17 +41,25 @@ class FieldSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class Derived:
+    """A field the pipeline computes from a reading's fields and its device's registry
+    attributes; never accepted from a payload, so a device cannot override it."""
+
+    spec: FieldSpec
+    expr: Expression
+
+
+@dataclass(frozen=True, slots=True)
 class KindSpec:
-    kind: DeviceKind
+    kind: str
     measurement: str
     fields: dict[str, FieldSpec]
-    # Fields the pipeline computes from payload fields and registry data; never accepted from
-    # a payload, so a device cannot override them.
-    derived: tuple[FieldSpec, ...] = ()
+    derived: tuple[Derived, ...] = ()
     # Registry attributes written as extra tags (besides site, space, device).
     extra_tags: tuple[str, ...] = ()
     # Default reporting interval of a device of this kind, seconds.
     default_interval_s: float = 60.0
+    description: str = ""
 
     # Names of the required payload fields, computed once: the validator reads it per message.
     required: tuple[str, ...] = field(init=False)
@@ -54,6 +67,10 @@ class KindSpec:
     def __post_init__(self) -> None:
         required = tuple(f.name for f in self.fields.values() if f.required)
         object.__setattr__(self, "required", required)
+
+    def all_fields(self) -> dict[str, FieldSpec]:
+        """Payload and derived fields: every field a point of this kind can have."""
+        return {**self.fields, **{d.spec.name: d.spec for d in self.derived}}
 
 
 def _fields(*specs: FieldSpec) -> dict[str, FieldSpec]:
@@ -80,111 +97,205 @@ STATUS_PAYLOADS: Final = {"online": True, "offline": False}
 # Payload key carrying the reading's time; not a field.
 TS_KEY: Final = "ts"
 
-# Keyed by DeviceKind, which is a str enum, so a plain kind string looks up the same entry.
-KINDS: Final[Mapping[str, KindSpec]] = {
-    DeviceKind.ENERGY_METER: KindSpec(
-        kind=DeviceKind.ENERGY_METER,
-        measurement="energy",
-        fields=_fields(
-            FieldSpec(
-                "power_w", "float", "W", True, -1_000_000, 1_000_000, "active power, + = import"
-            ),
-            FieldSpec("energy_kwh", "float", "kWh", True, 0, 1e12, "cumulative import energy"),
-            FieldSpec("voltage_v", "float", "V", False, 0, 500, "phase voltage"),
-            FieldSpec("current_a", "float", "A", False, 0, 10_000, "phase current"),
-            FieldSpec(
-                "energy_export_kwh", "float", "kWh", False, 0, 1e12, "cumulative export energy"
-            ),
-            FieldSpec("frequency_hz", "float", "Hz", False, 45, 65, "grid frequency"),
-            # Per phase, from three-phase meters (Modbus sub-meters, the HAN port).
-            *(
-                FieldSpec(f"voltage_l{n}_v", "float", "V", False, 0, 500, f"phase L{n} voltage")
-                for n in (1, 2, 3)
-            ),
-            *(
-                FieldSpec(f"current_l{n}_a", "float", "A", False, 0, 10_000, f"phase L{n} current")
-                for n in (1, 2, 3)
-            ),
-        ),
-        # main-supply, sub-meter, pv-production, ev-charging: dashboards sum the main supply
-        # for the site's power and split sub-meters by space without counting twice.
-        extra_tags=("role",),
-        default_interval_s=10.0,
-    ),
-    DeviceKind.OCCUPANCY: KindSpec(
-        kind=DeviceKind.OCCUPANCY,
-        measurement="occupancy",
-        fields=_fields(
-            FieldSpec("people", "int", "people", True, 0, 100_000, "people in the space now"),
-            FieldSpec("co2_ppm", "float", "ppm", False, 0, 10_000, "CO2 concentration"),
-            FieldSpec("temperature_c", "float", "°C", False, -50, 80, "air temperature"),
-            FieldSpec("humidity_pct", "float", "%", False, 0, 100, "relative humidity"),
-        ),
-        default_interval_s=60.0,
-    ),
-    DeviceKind.WASTE_BIN: KindSpec(
-        kind=DeviceKind.WASTE_BIN,
-        measurement="waste_bin",
-        fields=_fields(
-            FieldSpec("distance_mm", "float", "mm", True, 0, 20_000, "sensor to waste surface"),
-            FieldSpec("temperature_c", "float", "°C", False, -50, 150, "temperature in the bin"),
-            FieldSpec("tilt", "bool", "", False, description="bin tipped over or lid open"),
-            FieldSpec("battery_pct", "float", "%", False, 0, 100, "battery charge"),
-        ),
-        derived=(
-            FieldSpec("fill_pct", "float", "%", True, 0, 100, "100 * (1 - distance_mm / depth_mm)"),
-        ),
-        extra_tags=("fraction",),
-        default_interval_s=900.0,
-    ),
-}
-
-MEASUREMENTS: Final = frozenset(
-    {spec.measurement for spec in KINDS.values()} | {DEVICE_STATUS_MEASUREMENT}
+_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+_KIND_KEYS = frozenset(
+    {"measurement", "description", "default_interval_s", "extra_tags", "fields", "derived"}
 )
+_FIELD_KEYS = frozenset({"type", "unit", "min", "max", "description", "required", "each"})
+# Tags every point carries; a field of the same name would read as the tag in InfluxQL.
+_RESERVED = frozenset({SITE_TAG, SPACE_TAG, DEVICE_TAG, "time", TS_KEY})
 
 
-# Units a partner payload may name (SenML, RFC 8428 and RFC 8798 symbols), as
-# (sent unit, contract unit) -> (scale, offset): contract value = sent * scale + offset.
-# A unit that is not here for the field's contract unit is rejected (`bad_unit`), never guessed.
-UNIT_CONVERSIONS: Final[Mapping[tuple[str, str], tuple[float, float]]] = {
-    ("W", "W"): (1.0, 0.0),
-    ("kW", "W"): (1000.0, 0.0),
-    ("kWh", "kWh"): (1.0, 0.0),
-    ("Wh", "kWh"): (0.001, 0.0),
-    ("J", "kWh"): (1 / 3.6e6, 0.0),
-    ("V", "V"): (1.0, 0.0),
-    ("mV", "V"): (0.001, 0.0),
-    ("A", "A"): (1.0, 0.0),
-    ("mA", "A"): (0.001, 0.0),
-    ("Cel", "°C"): (1.0, 0.0),
-    ("K", "°C"): (1.0, -273.15),
-    ("%RH", "%"): (1.0, 0.0),
-    ("%", "%"): (1.0, 0.0),
-    ("%EL", "%"): (1.0, 0.0),
-    ("ppm", "ppm"): (1.0, 0.0),
-    ("m", "mm"): (1000.0, 0.0),
-    ("cm", "mm"): (10.0, 0.0),
-    ("mm", "mm"): (1.0, 0.0),
-    ("count", "people"): (1.0, 0.0),
-    ("dBm", "dBm"): (1.0, 0.0),
-    ("dB", "dB"): (1.0, 0.0),
-    ("Hz", "Hz"): (1.0, 0.0),
-}
+class CatalogueError(ValueError):
+    """A kind or field definition that cannot be used; the message names the kind and field."""
 
 
-def fill_pct(distance_mm: float, depth_mm: float) -> float:
-    """Share of the bin's depth that is filled, clamped to 0..100.
+def _number(raw: object, where: str) -> float | None:
+    if raw is None:
+        return None
+    if isinstance(raw, bool) or not isinstance(raw, int | float):
+        raise CatalogueError(f"{where}: must be a number, got {raw!r:.40}")
+    return float(raw)
 
-    Clamped because an ultrasonic sensor reads beyond the bottom (echo off a corner) or closer
-    than the rim (a bag on top), and a fill level outside 0..100 means nothing to an operator.
-    """
-    pct = 100.0 * (1.0 - distance_mm / depth_mm)
-    if pct < 0.0:
-        return 0.0
-    if pct > 100.0:
-        return 100.0
-    return pct
+
+def _field_specs(kind: str, name: str, raw: object) -> list[FieldSpec]:
+    where = f"kind {kind!r}: field {name!r}"
+    if not isinstance(raw, dict):
+        raise CatalogueError(f"{where}: expected a mapping with at least `type` and `unit`")
+    unknown = set(raw) - _FIELD_KEYS
+    if unknown:
+        raise CatalogueError(
+            f"{where}: unknown keys {sorted(unknown)} (allowed: {sorted(_FIELD_KEYS)})"
+        )
+    ftype = raw.get("type")
+    if ftype not in FIELD_TYPES:
+        raise CatalogueError(
+            f"{where}: type must be one of {', '.join(FIELD_TYPES)}, got {ftype!r}"
+        )
+    unit = raw.get("unit", "")
+    if not isinstance(unit, str):
+        raise CatalogueError(f"{where}: unit must be text")
+    minimum, maximum = (
+        _number(raw.get("min"), f"{where}: min"),
+        _number(raw.get("max"), f"{where}: max"),
+    )
+    if minimum is not None and maximum is not None and minimum > maximum:
+        raise CatalogueError(f"{where}: min {minimum} is above max {maximum}")
+    if ftype in ("bool", "str") and (minimum is not None or maximum is not None):
+        raise CatalogueError(f"{where}: a {ftype} field has no range")
+    each = raw.get("each")
+    if each is None:
+        names = [name]
+    elif "{n}" not in name or not isinstance(each, list) or not each:
+        raise CatalogueError(f"{where}: `each` needs a non-empty list and a name with {{n}}")
+    else:
+        names = [name.replace("{n}", str(n)) for n in each]
+    description = str(raw.get("description", ""))
+    specs = []
+    for i, n in enumerate(names):
+        if not _NAME.match(n) or n in _RESERVED:
+            raise CatalogueError(
+                f"kind {kind!r}: field name {n!r} must match [a-z][a-z0-9_]* and not be one of "
+                f"{', '.join(sorted(_RESERVED))}"
+            )
+        text = description if each is None else description.replace("{n}", str(each[i]))
+        specs.append(
+            FieldSpec(n, ftype, unit, bool(raw.get("required", False)), minimum, maximum, text)
+        )
+    return specs
+
+
+def _kind(kind: str, raw: object, base: KindSpec | None) -> KindSpec:
+    """A kind from its catalogue entry; with `base`, the entry adds fields to an existing kind."""
+    if not _NAME.match(kind):
+        raise CatalogueError(f"kind name {kind!r} must match [a-z][a-z0-9_]*")
+    if not isinstance(raw, dict):
+        raise CatalogueError(f"kind {kind!r}: expected a mapping")
+    unknown = set(raw) - _KIND_KEYS
+    if unknown:
+        raise CatalogueError(
+            f"kind {kind!r}: unknown keys {sorted(unknown)} (allowed: {sorted(_KIND_KEYS)})"
+        )
+    fields = dict(base.fields) if base else {}
+    raw_fields = raw.get("fields") or {}
+    if not isinstance(raw_fields, dict):
+        raise CatalogueError(
+            f"kind {kind!r}: `fields` must be a mapping of field name to definition"
+        )
+    for name, fraw in raw_fields.items():
+        for spec in _field_specs(kind, str(name), fraw):
+            old = fields.get(spec.name)
+            if old is not None and base is not None:
+                raise CatalogueError(
+                    f"kind {kind!r}: field {spec.name!r} is already in the catalogue "
+                    f"({old.type}, {old.unit or 'no unit'}); add fields under new names"
+                )
+            fields[spec.name] = spec
+    derived = list(base.derived) if base else []
+    raw_derived = raw.get("derived") or {}
+    if not isinstance(raw_derived, dict):
+        raise CatalogueError(f"kind {kind!r}: `derived` must be a mapping")
+    for name, draw in raw_derived.items():
+        if not isinstance(draw, dict) or "expr" not in draw:
+            raise CatalogueError(f"kind {kind!r}: derived field {name!r} needs an `expr`")
+        body = {k: v for k, v in draw.items() if k != "expr"}
+        (spec,) = _field_specs(kind, str(name), body)
+        if spec.name in fields:
+            raise CatalogueError(
+                f"kind {kind!r}: derived field {spec.name!r} is also a payload field"
+            )
+        try:
+            expr = Expression(draw["expr"])
+        except ExpressionError as exc:
+            raise CatalogueError(f"kind {kind!r}: derived field {name!r}: {exc}") from None
+        derived.append(Derived(spec, expr))
+    if base is not None:
+        for key in ("measurement", "extra_tags", "default_interval_s"):
+            if (
+                key in raw
+                and raw[key] != getattr(base, key)
+                and not (key == "extra_tags" and tuple(raw[key]) == base.extra_tags)
+            ):
+                raise CatalogueError(
+                    f"kind {kind!r}: {key} of a catalogue kind cannot be changed by a site file"
+                )
+        return KindSpec(
+            kind, base.measurement, fields, tuple(derived), base.extra_tags,
+            base.default_interval_s, base.description,
+        )  # fmt: skip
+    measurement = raw.get("measurement")
+    if not isinstance(measurement, str) or not _NAME.match(measurement):
+        raise CatalogueError(f"kind {kind!r}: `measurement` must be a name like [a-z][a-z0-9_]*")
+    if not fields:
+        raise CatalogueError(f"kind {kind!r}: a kind needs at least one field")
+    extra_tags = raw.get("extra_tags") or []
+    if not isinstance(extra_tags, list) or not all(isinstance(t, str) for t in extra_tags):
+        raise CatalogueError(f"kind {kind!r}: `extra_tags` must be a list of attribute names")
+    interval = _number(raw.get("default_interval_s", 60.0), f"kind {kind!r}: default_interval_s")
+    if interval is None or interval <= 0:
+        raise CatalogueError(f"kind {kind!r}: default_interval_s must be > 0")
+    return KindSpec(
+        kind, measurement, fields, tuple(derived), tuple(extra_tags), interval,
+        str(raw.get("description", "")),
+    )  # fmt: skip
+
+
+def _check_types(kinds: Mapping[str, KindSpec]) -> None:
+    """One type per field per measurement, across every kind that writes to it."""
+    seen: dict[tuple[str, str], tuple[str, str]] = {}
+    for spec in kinds.values():
+        for f in spec.all_fields().values():
+            key = (spec.measurement, f.name)
+            other = seen.setdefault(key, (f.type, spec.kind))
+            if other[0] != f.type:
+                raise CatalogueError(
+                    f"kind {spec.kind!r}: field {f.name!r} is {f.type}, but measurement "
+                    f"{spec.measurement!r} already stores it as {other[0]} (kind {other[1]!r}); "
+                    "InfluxDB refuses a write whose field type differs from what it stores, so "
+                    "give the field another name"
+                )
+        for tag in spec.extra_tags:
+            if tag in spec.all_fields():
+                raise CatalogueError(f"kind {spec.kind!r}: {tag!r} is both a tag and a field")
+
+
+def build_kinds(raw: object, base: Mapping[str, KindSpec] | None = None) -> dict[str, KindSpec]:
+    """Kinds from a catalogue's `kinds` mapping. With `base` (the bundled catalogue), entries
+    for a known kind add fields to it and the rest are new kinds; the result holds both."""
+    if not isinstance(raw, dict):
+        raise CatalogueError("`kinds` must be a mapping of kind name to definition")
+    kinds = dict(base or {})
+    for name, body in raw.items():
+        kinds[str(name)] = _kind(str(name), body, kinds.get(str(name)) if base else None)
+    _check_types(kinds)
+    return kinds
+
+
+def _units(raw: object) -> dict[tuple[str, str], tuple[float, float]]:
+    out: dict[tuple[str, str], tuple[float, float]] = {}
+    if not isinstance(raw, dict):
+        raise CatalogueError("`units` must be a mapping")
+    for sent, targets in raw.items():
+        for contract, (scale, offset) in targets.items():
+            out[(str(sent), str(contract))] = (float(scale), float(offset))
+    return out
+
+
+def _load_bundled() -> tuple[dict[str, KindSpec], dict[tuple[str, str], tuple[float, float]]]:
+    raw = yaml.safe_load(resources.files("devices").joinpath(CATALOGUE_RESOURCE).read_text("utf-8"))
+    return build_kinds(raw["kinds"]), _units(raw["units"])
+
+
+_BUNDLED_KINDS, _BUNDLED_UNITS = _load_bundled()
+
+# The bundled catalogue's kinds; a site's own (bundled plus its `kinds:`) are Site.catalogue.
+KINDS: Final[Mapping[str, KindSpec]] = MappingProxyType(_BUNDLED_KINDS)
+
+# (sent unit, contract unit) -> (scale, offset): contract value = sent * scale + offset. A unit
+# that is not here for the field's contract unit is rejected (`bad_unit`), never guessed.
+UNIT_CONVERSIONS: Final[Mapping[tuple[str, str], tuple[float, float]]] = MappingProxyType(
+    _BUNDLED_UNITS
+)
 
 
 def telemetry_topic(site: str, device_id: str) -> str:

@@ -6,9 +6,31 @@ import os
 from collections.abc import Iterator, Mapping
 from types import MappingProxyType
 
-from devices.site import EnergyMeter, OccupancySensor, Site, WasteBin, load_site
+from devices.site import (
+    CatalogueDevice,
+    EnergyMeter,
+    HeatMeter,
+    IndoorAirSensor,
+    OccupancySensor,
+    PeopleCounter,
+    Site,
+    WasteBin,
+    WaterMeter,
+    WeatherStation,
+    load_site,
+)
 
-AnyDevice = EnergyMeter | OccupancySensor | WasteBin
+AnyDevice = (
+    EnergyMeter
+    | OccupancySensor
+    | WasteBin
+    | HeatMeter
+    | WaterMeter
+    | IndoorAirSensor
+    | WeatherStation
+    | PeopleCounter
+    | CatalogueDevice
+)
 
 
 class Registry:

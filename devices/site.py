@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import os
+from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -16,14 +17,18 @@ import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
+    PrivateAttr,
     StringConstraints,
+    Tag,
     ValidationError,
     field_validator,
     model_validator,
 )
 
-from devices.contract import KINDS, DeviceKind, KindSpec
+from devices.contract import KINDS, CatalogueError, KindSpec, build_kinds
+from devices.mapping import FieldMapper
 
 DEFAULT_SITE_RESOURCE = "kera.yaml"
 
@@ -56,7 +61,15 @@ class Codec(enum.StrEnum):
     NATIVE = "native"
     SENML = "senml"
     TTS_V3 = "tts_v3"
+    # One codec for both ChirpStack versions: they share the uplink topic, and a v3 server's
+    # payload is recognised by its own field names. `chirpstack_v3` names the same codec.
     CHIRPSTACK_V4 = "chirpstack_v4"
+    CHIRPSTACK_V3 = "chirpstack_v3"
+
+
+# What happens to a payload field that is neither a contract field nor mapped: `ignore` stores
+# the rest of the reading and counts the field per device; `reject` dead-letters the message.
+UnknownFields = Literal["ignore", "reject"]
 
 
 # MQTT topic filters each codec listens on unless the site file names others. `{site}` is the
@@ -66,6 +79,7 @@ DEFAULT_TOPICS: dict[Codec, tuple[str, ...]] = {
     Codec.SENML: ("kera/{site}/senml/+",),
     Codec.TTS_V3: ("v3/+/devices/+/up",),
     Codec.CHIRPSTACK_V4: ("application/+/device/+/event/up",),
+    Codec.CHIRPSTACK_V3: ("application/+/device/+/event/up",),
 }
 
 
@@ -93,6 +107,11 @@ class Source(BaseModel):
     topics: tuple[TopicFilter, ...] | None = Field(
         default=None, description="MQTT filters; default: the codec's DEFAULT_TOPICS"
     )
+    unknown_fields: UnknownFields = Field(
+        "ignore",
+        description="a payload field that is no contract field and not mapped: ignore "
+        "(counted per device and field) or reject the message; a device may override it",
+    )
 
     @field_validator("topics")
     @classmethod
@@ -107,14 +126,39 @@ class Source(BaseModel):
 
 
 class FieldMap(BaseModel):
-    """How one vendor field becomes a contract field: `to` (None drops it), then
-    value * scale + offset, e.g. a decoder's `distance` in cm: {to: distance_mm, scale: 10}."""
+    """How vendor fields become a contract field (devices/mapping.py has the rules): `to` (None
+    drops it), then enum, unit, value * scale + offset; or `expr`, which writes the field the
+    entry is keyed by. E.g. a decoder's `distance` in cm: {to: distance_mm, scale: 10}."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    to: str | None
-    scale: float = 1.0
-    offset: float = 0.0
+    to: str | None = None
+    scale: float = Field(1.0, allow_inf_nan=False)
+    offset: float = Field(0.0, allow_inf_nan=False)
+    unit: str | None = Field(
+        None, description="the vendor's unit, converted to the field's contract unit"
+    )
+    enum: dict[str | int | bool, float | int | bool | str] | None = Field(
+        None, description="vendor value -> contract value, e.g. {normal: false, tilt: true}"
+    )
+    expr: str | None = Field(
+        None,
+        description="an expression over the payload's fields (devices/expressions.py); the "
+        "entry's key is the contract field it writes",
+    )
+
+    @model_validator(mode="after")
+    def _one_form(self) -> FieldMap:
+        if self.expr is not None:
+            extra = {"to", "unit", "enum", "scale", "offset"} & self.model_fields_set
+            if extra:
+                raise ValueError(
+                    f"an `expr` entry writes the field named by its key; {sorted(extra)} do "
+                    "not apply (put the arithmetic in the expression)"
+                )
+        elif "to" not in self.model_fields_set:
+            raise ValueError("give `to` (the contract field, or null to drop) or `expr`")
+        return self
 
 
 class _DeviceBase(BaseModel):
@@ -128,11 +172,33 @@ class _DeviceBase(BaseModel):
     dev_eui: DevEui | None = None
     interval_s: float | None = Field(default=None, gt=0, description="expected reporting interval")
     thresholds: dict[str, float] = Field(default_factory=dict)
+    profile: str | None = Field(
+        None,
+        description="a bundled device profile (devices/profiles/), e.g. milesight-am307: its "
+        "field_map and codec, under this device's own field_map entries",
+    )
     field_map: dict[str, FieldMap] = Field(
         default_factory=dict,
-        description="vendor field name -> contract field; a bare name, null to drop, or "
-        "{to, scale, offset}",
+        description="vendor field -> contract field; a bare name, null to drop, "
+        "{to, scale, offset, unit, enum} or {expr}",
     )
+    unknown_fields: UnknownFields | None = Field(
+        None, description="ignore or reject fields nothing maps; default: the source's policy"
+    )
+    codec: str | None = Field(
+        None,
+        description="a LoRaWAN payload codec (JavaScript, decodeUplink) for uplinks that "
+        "arrive without a decoded object; a path relative to the site file, or a profile's",
+    )
+
+    # Set when the site is validated: the kind from the site's catalogue, and the compiled
+    # mapping (profile plus own entries); None where there is nothing to map.
+    _spec: KindSpec | None = PrivateAttr(None)
+    _mapper: FieldMapper | None = PrivateAttr(None)
+    _names: dict[str, object] | None = PrivateAttr(None)
+    _unknown_fields: UnknownFields | None = PrivateAttr(None)
+    _codec_path: Path | None = PrivateAttr(None)
+    _field_map: dict[str, FieldMap] = PrivateAttr(default_factory=dict)
 
     @field_validator("field_map", mode="before")
     @classmethod
@@ -142,19 +208,69 @@ class _DeviceBase(BaseModel):
         return {k: {"to": v} if v is None or isinstance(v, str) else v for k, v in raw.items()}
 
     @model_validator(mode="after")
-    def _map_targets_exist(self) -> _DeviceBase:
-        fields = KINDS[self.kind].fields
-        for vendor, m in self.field_map.items():
-            if m.to is not None and m.to not in fields:
-                raise ValueError(
-                    f"field_map {vendor!r} -> {m.to!r}: {self.kind} has no field {m.to!r} "
-                    f"(it has {', '.join(fields)})"
-                )
+    def _bind_bundled(self) -> _DeviceBase:
+        # A device made outside a site file (the serial simulators) still knows its kind. A
+        # site binds every device again with its own catalogue and profiles, and reports what
+        # does not compile there, where it can name the device.
+        spec = KINDS.get(self.kind)
+        if spec is not None:
+            try:
+                self._bind(spec, dict(self.field_map))
+            except ValueError:
+                self._spec = spec
         return self
+
+    def _bind(
+        self,
+        spec: KindSpec,
+        field_map: dict[str, FieldMap],
+        unknown_fields: UnknownFields | None = None,
+        codec: Path | None = None,
+    ) -> None:
+        self._spec = spec
+        self._mapper = FieldMapper(field_map, spec) if field_map else None
+        self._field_map = field_map
+        self._unknown_fields = self.unknown_fields or unknown_fields
+        self._codec_path = codec
 
     @property
     def spec(self) -> KindSpec:
-        return KINDS[self.kind]
+        if self._spec is None:
+            raise RuntimeError(
+                f"device {self.id!r}: kind {self.kind!r} is not bound to a catalogue"
+            )
+        return self._spec
+
+    @property
+    def mapper(self) -> FieldMapper | None:
+        return self._mapper
+
+    @property
+    def mapping(self) -> Mapping[str, FieldMap]:
+        """The entries in force: the profile's, then the device's own over them."""
+        return self._field_map
+
+    @property
+    def unknown_policy(self) -> UnknownFields | None:
+        """The device's (or its profile's) unknown-field policy; None: the source's."""
+        return self._unknown_fields
+
+    @property
+    def codec_path(self) -> Path | None:
+        """The JavaScript payload codec for raw uplinks, resolved to a file, if any."""
+        return self._codec_path
+
+    def registry_values(self) -> dict[str, object]:
+        """Registry attributes a derived field's expression may read (depth_mm, capacity...)."""
+        names = self._names
+        if names is None:
+            names = {
+                k: v
+                for k, v in self.__dict__.items()
+                if isinstance(v, int | float | str) and not isinstance(v, bool)
+            }
+            self._names = names
+        return names
 
     @property
     def expected_interval_s(self) -> float:
@@ -164,7 +280,7 @@ class _DeviceBase(BaseModel):
         """Tags beyond site/space/device, as the kind's contract lists them."""
         tags: dict[str, str] = {}
         for name in self.spec.extra_tags:
-            value = getattr(self, name, None)
+            value = self.registry_values().get(name)
             if value is not None:
                 tags[name] = str(value)
         return tags
@@ -197,7 +313,79 @@ class WasteBin(_DeviceBase):
         return self
 
 
-Device = Annotated[EnergyMeter | OccupancySensor | WasteBin, Field(discriminator="kind")]
+class HeatMeter(_DeviceBase):
+    kind: Literal["heat_meter"]
+    role: TagText | None = Field(
+        default=None, description="a tag: district-heat-supply (the substation) or sub-meter"
+    )
+
+
+class WaterMeter(_DeviceBase):
+    kind: Literal["water_meter"]
+    role: TagText | None = Field(default=None, description="a tag: main-supply or sub-meter")
+
+
+class IndoorAirSensor(_DeviceBase):
+    kind: Literal["indoor_air"]
+
+
+class WeatherStation(_DeviceBase):
+    kind: Literal["weather_station"]
+
+
+class PeopleCounter(_DeviceBase):
+    kind: Literal["people_counter"]
+    capacity: int | None = Field(default=None, ge=1, description="people the area is made for")
+
+
+AttributeValue = Annotated[str, StringConstraints(max_length=128)] | float
+
+
+class CatalogueDevice(_DeviceBase):
+    """A device of a kind the site file adds under `kinds:`; `attributes` give its extra tags
+    and the registry values its derived fields read."""
+
+    kind: str
+    attributes: dict[str, AttributeValue] = Field(default_factory=dict)
+
+    def registry_values(self) -> dict[str, object]:
+        names = self._names
+        if names is None:
+            names = {**super().registry_values(), **self.attributes}
+            self._names = names
+        return names
+
+
+_DEVICE_CLASSES: dict[str, type[_DeviceBase]] = {
+    "energy_meter": EnergyMeter,
+    "occupancy": OccupancySensor,
+    "waste_bin": WasteBin,
+    "heat_meter": HeatMeter,
+    "water_meter": WaterMeter,
+    "indoor_air": IndoorAirSensor,
+    "weather_station": WeatherStation,
+    "people_counter": PeopleCounter,
+}
+_CUSTOM = "custom"
+
+
+def _device_class(raw: Any) -> str:
+    kind = raw.get("kind") if isinstance(raw, dict) else getattr(raw, "kind", None)
+    return kind if isinstance(kind, str) and kind in _DEVICE_CLASSES else _CUSTOM
+
+
+Device = Annotated[
+    Annotated[EnergyMeter, Tag("energy_meter")]
+    | Annotated[OccupancySensor, Tag("occupancy")]
+    | Annotated[WasteBin, Tag("waste_bin")]
+    | Annotated[HeatMeter, Tag("heat_meter")]
+    | Annotated[WaterMeter, Tag("water_meter")]
+    | Annotated[IndoorAirSensor, Tag("indoor_air")]
+    | Annotated[WeatherStation, Tag("weather_station")]
+    | Annotated[PeopleCounter, Tag("people_counter")]
+    | Annotated[CatalogueDevice, Tag(_CUSTOM)],
+    Discriminator(_device_class),
+]
 
 
 class _SerialPort(BaseModel):
@@ -411,7 +599,71 @@ class Site(BaseModel):
     serial: list[SerialSource] = Field(
         default_factory=list, description="serial links the ingestor reads (docs/serial.md)"
     )
+    kinds: dict[str, Any] = Field(
+        default_factory=dict,
+        description="kinds this site adds to the bundled catalogue, or fields it adds to a "
+        "catalogue kind; same rules as devices/catalogue.yaml",
+    )
     devices: list[Device] = Field(min_length=1)
+
+    _catalogue: dict[str, KindSpec] = PrivateAttr(default_factory=dict)
+    # Where relative codec paths are read from: the site file's folder.
+    _base_dir: Path | None = PrivateAttr(None)
+
+    @property
+    def catalogue(self) -> Mapping[str, KindSpec]:
+        """The bundled kinds plus this site's own."""
+        return self._catalogue
+
+    @model_validator(mode="after")
+    def _bind_devices(self) -> Site:
+        self.bind_devices(None)
+        return self
+
+    def bind_devices(self, base_dir: Path | None) -> None:
+        """Each device's kind from the site's catalogue, its profile and its compiled mapping.
+        Run again by load_site once the file's folder is known (relative codec paths)."""
+        from devices.profiles import ProfileError, load_profile
+
+        try:
+            catalogue = build_kinds(self.kinds, KINDS) if self.kinds else dict(KINDS)
+        except CatalogueError as exc:
+            raise ValueError(f"kinds: {exc}") from None
+        for i, d in enumerate(self.devices):
+            where = f"device {d.id!r} (devices[{i}])"
+            spec = catalogue.get(d.kind)
+            if spec is None:
+                raise ValueError(
+                    f"{where}: field 'kind': {d.kind!r} is not in the catalogue "
+                    f"({', '.join(catalogue)}); a site file adds a kind under `kinds:`"
+                )
+            field_map: dict[str, FieldMap] = {}
+            unknown: UnknownFields | None = None
+            codec: Path | None = None
+            if d.profile is not None:
+                try:
+                    profile = load_profile(d.profile)
+                except ProfileError as exc:
+                    raise ValueError(f"{where}: {exc}") from None
+                if profile.kind != d.kind:
+                    raise ValueError(
+                        f"{where}: profile {d.profile!r} is for kind {profile.kind!r}, "
+                        f"not {d.kind!r}"
+                    )
+                field_map.update(profile.field_map)
+                unknown = profile.unknown_fields
+                codec = profile.codec_path
+            field_map.update(d.field_map)
+            if d.codec is not None:
+                codec = Path(d.codec)
+                if not codec.is_absolute() and base_dir is not None:
+                    codec = base_dir / codec
+            try:
+                d._bind(spec, field_map, unknown, codec)
+            except ValueError as exc:
+                raise ValueError(f"{where}: {exc}") from None
+        self._catalogue = catalogue
+        self._base_dir = base_dir
 
     @model_validator(mode="after")
     def _serial_devices(self) -> Site:
@@ -481,13 +733,17 @@ def _describe(source: str, raw: Any, err: ValidationError) -> str:
                 pass
             where = f"device {device_id!r} (devices[{index}])"
             loc = loc[2:]
-            # The discriminated union puts the kind's name first; it is not a field.
-            if loc and loc[0] in {k.value for k in DeviceKind}:
+            # The discriminated union puts the device class's tag first; it is not a field.
+            if loc and (loc[0] in _DEVICE_CLASSES or loc[0] == _CUSTOM):
                 loc = loc[1:]
         if e["type"] in {"union_tag_invalid", "union_tag_not_found"}:
             loc = ["kind"]
-        field = ".".join(str(p) for p in loc) or "-"
-        lines.append(f"  {where}: field {field!r}: {e['msg']}")
+        field = ".".join(str(p) for p in loc)
+        if not field and e["type"] == "value_error":
+            # A whole-site check: its message already names the device and field.
+            lines.append(f"  {e['msg'].removeprefix('Value error, ')}")
+            continue
+        lines.append(f"  {where}: field {field or '-'!r}: {e['msg']}")
     return "\n".join(lines)
 
 
@@ -518,6 +774,11 @@ def load_site(path: str | os.PathLike[str] | None = None) -> Site:
     except OSError as exc:
         raise SiteConfigError(f"{p}: cannot read site file: {exc.strerror}") from exc
     site = parse_site(text, str(p))
+    if any(d.codec is not None for d in site.devices):
+        try:
+            site.bind_devices(p.parent)
+        except ValueError as exc:
+            raise SiteConfigError(f"{p}: {exc}") from None
     csv = site.impact.emission_factors_csv
     if csv is not None and not Path(csv).is_absolute():
         # The series travels with its site file, wherever the service is started from.

@@ -57,8 +57,8 @@ def ensure_packages() -> None:
     )
 
 
-# The field every point of a measurement has, to count points with InfluxQL.
-COUNT_FIELD = {spec.measurement: spec.required[0] for spec in KINDS.values()}
+# A field every simulated point of a measurement has (the kind's first), to count points.
+COUNT_FIELD = {spec.measurement: next(iter(spec.fields)) for spec in KINDS.values()}
 COUNT_FIELD[DEVICE_STATUS_MEASUREMENT] = "online"
 
 

@@ -29,7 +29,8 @@ if TYPE_CHECKING:
 from ingest.mqtt import MqttTarget, parse_mqtt_url
 
 app = typer.Typer(add_completion=False, help="Kera device simulator and commissioning helpers.")
-console = Console(stderr=True)
+# soft_wrap: a message is never cut into lines at 80 columns when stderr is not a terminal.
+console = Console(stderr=True, soft_wrap=True)
 
 MqttUrl = Annotated[str | None, typer.Option(help="Broker (KERA_MQTT_URL)")]
 Config = Annotated[Path | None, typer.Option("--config", help="Site file (KERA_SITE_CONFIG)")]

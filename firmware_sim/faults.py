@@ -120,11 +120,10 @@ class FaultState:
                 values[name] = str(values[name])
                 counts["malformed_type"] += 1
             else:
-                required = self.device.device.spec.required
-                for name in required:
-                    values.pop(name, None)
+                # Every field gone: a reading may be partial, but never empty.
+                values.clear()
                 counts["malformed_missing"] += 1
-        elif f.spike and rng.random() < f.spike:
+        elif f.spike and rng.random() < f.spike and any(n in SPIKES for n in values):
             name = rng.choice([n for n in values if n in SPIKES])
             values[name] = SPIKES[name]
             counts["spikes"] += 1
@@ -134,9 +133,10 @@ class FaultState:
                 for n, v in values.items()
                 if isinstance(v, int | float) and not isinstance(v, bool) and v
             }
-            name = rng.choice(sorted(numbers))
-            values[name] = _plausible_outlier(self.device, name, numbers[name])
-            counts["outliers"] += 1
+            if numbers:
+                name = rng.choice(sorted(numbers))
+                values[name] = _plausible_outlier(self.device, name, numbers[name])
+                counts["outliers"] += 1
         if self.skew_ms:
             counts["skewed"] += 1
         if f.duplicate and rng.random() < f.duplicate:

@@ -16,6 +16,8 @@ from datetime import UTC, datetime
 
 from devices import AnyDevice
 from devices.contract import telemetry_topic
+from devices.expressions import Expression
+from devices.mapping import unit_conversion
 from firmware_sim.fleet import Values
 
 # The contract's units as SenML (RFC 8428) unit symbols.
@@ -43,18 +45,47 @@ def _iso(time_ms: int) -> str:
     return datetime.fromtimestamp(time_ms / 1000, UTC).isoformat(timespec="milliseconds")
 
 
-def vendor_values(device: AnyDevice, values: Values) -> Values:
-    """Values under the names (and scale) the device's decoder uses, per its field_map."""
-    out = dict(values)
-    for vendor, m in device.field_map.items():
+def vendor_values(device: AnyDevice, values: Values) -> dict[str, object]:
+    """Values as the device's decoder emits them, by inverting its mapping (profile and own
+    entries): names, nesting, enumerations, units and scale. An expression over several vendor
+    fields gets the whole value on its first field and 0 on the others."""
+    out: dict[str, object] = dict(values)
+    for key, m in device.mapping.items():
+        if m.expr is not None:
+            if key not in out:
+                continue
+            value = out.pop(key)
+            names = sorted(Expression(m.expr).names)
+            for i, name in enumerate(names):
+                out[name] = value if i == 0 else 0
+            continue
         if m.to is None or m.to not in out:
             continue
         value = out.pop(m.to)
-        if isinstance(value, bool | str):
-            out[vendor] = value
-        else:
-            out[vendor] = round((value - m.offset) / m.scale, 3)
+        if m.enum is not None:
+            value = next((k for k, v in m.enum.items() if v == value), value)
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            number = (float(value) - m.offset) / m.scale
+            if m.unit is not None:
+                scale, offset = unit_conversion(m.unit, device.spec.fields[m.to])
+                number = (number - offset) / scale
+            value = round(number, 3)
+        _put(out, key, value)
     return out
+
+
+def _put(out: dict[str, object], key: str, value: object) -> None:
+    if "." not in key:
+        out[key] = value
+        return
+    *parents, leaf = key.split(".")
+    node = out
+    for part in parents:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            return
+        node = child
+    node[leaf] = value
 
 
 class Encoder:

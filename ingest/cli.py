@@ -15,7 +15,8 @@ from rich.table import Table
 from devices import Registry, SiteConfigError
 
 app = typer.Typer(add_completion=False, help="Kera ingestor: MQTT readings into InfluxDB.")
-console = Console(stderr=True)
+# soft_wrap: a message is never cut into lines at 80 columns when stderr is not a terminal.
+console = Console(stderr=True, soft_wrap=True)
 
 
 def _setup_logging(level: str) -> None:

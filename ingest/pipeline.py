@@ -12,10 +12,10 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from devices import Registry
+from devices import Registry, UnknownFields
 from ingest.codecs import Router
 from ingest.lineproto import LineEncoder
-from ingest.reading import DeadLetter, Decoded, Reading, Reason, Rejected
+from ingest.reading import DeadLetter, Decoded, NoReading, Reading, Reason, Rejected
 from ingest.stats import RejectionLog, Stats
 from ingest.validate import Validator
 
@@ -25,8 +25,12 @@ log = logging.getLogger(__name__)
 class Pipeline:
     """(topic, payload) to lines of line protocol, or to a DeadLetter saying why not.
 
-    A message is all or nothing: if any reading in it (a SenML pack, an uplink with its radio
-    status) is rejected, none of it is stored."""
+    A message's readings are all or nothing: if any reading in it (a SenML pack) is rejected,
+    none of them is stored. Its radio status stands on its own: an uplink whose reading is
+    rejected still has its RSSI, SNR and frame counter stored (the DeadLetter's `kept` lines),
+    because the devices that misbehave are the ones whose link a technician needs to see. A
+    message with no reading in it (a LoRaWAN MAC-only or device-information frame) is counted,
+    not dead-lettered."""
 
     __slots__ = (
         "_encoder",
@@ -76,19 +80,60 @@ class Pipeline:
     def _verdict(
         self, topic: str, payload: bytes, received_ms: int, decoded: list[Decoded] | None
     ) -> list[str] | DeadLetter:
-        self._stats.messages += 1
+        stats = self._stats
+        stats.messages += 1
         try:
+            unknown_fields: UnknownFields = "ignore"
             if decoded is None:
                 if len(payload) > self._max_payload:
                     raise Rejected(
                         Reason.PAYLOAD_TOO_LARGE,
                         f"{len(payload)} bytes is over the {self._max_payload}-byte limit",
                     )
-                decoded = self._router.codec(topic)(topic, payload, self._site, received_ms)
+                route = self._router.route(topic)
+                unknown_fields = route.unknown_fields
+                decoded = route.decode(topic, payload, self._site, received_ms)
             check = self._validator.check
+            readings: list[Reading] = []
+            status: list[Reading] = []
+            data_failed: Rejected | None = None
+            status_failed: Rejected | None = None
+            no_reading = False
+            for d in decoded:
+                try:
+                    r = check(d, received_ms, unknown_fields)
+                except NoReading as exc:
+                    no_reading = True
+                    stats.ignore(exc.device_id, exc.ignored)
+                    continue
+                except Rejected as exc:
+                    if d.status:
+                        status_failed = status_failed or exc
+                    else:
+                        data_failed = data_failed or exc
+                    continue
+                if d.status:
+                    status.append(r)
+                else:
+                    readings.append(r)
+                    if r.ignored:
+                        stats.ignore(r.device.id, r.ignored)
+            failed = data_failed or status_failed
+            if failed is not None:
+                # The readings are all or nothing; the radio status stands on its own.
+                kept = status if data_failed is not None and status_failed is None else []
+                if data_failed is None:
+                    kept = readings
+                lines = tuple(self._encoder.encode(r) for r in kept)
+                self._rejections.record(failed, topic)
+                self._show(kept, topic)
+                return DeadLetter(
+                    failed.reason, failed.detail, topic, received_ms, payload, failed.device_id,
+                    lines,
+                )  # fmt: skip
+            readings += status
             encode = self._encoder.encode
-            readings = [check(d, received_ms) for d in decoded]
-            lines = [encode(r) for r in readings]
+            lines_out = [encode(r) for r in readings]
         except Rejected as exc:
             self._rejections.record(exc, topic)
             return DeadLetter(exc.reason, exc.detail, topic, received_ms, payload, exc.device_id)
@@ -97,14 +142,20 @@ class Pipeline:
             bug = Rejected(Reason.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}"[:300])
             self._rejections.record(bug, topic)
             return DeadLetter(bug.reason, bug.detail, topic, received_ms, payload)
-        self._stats.accepted += 1
+        if no_reading and len(readings) == len(status):
+            stats.no_reading += 1
+        else:
+            stats.accepted += 1
+        self._show(readings, topic)
+        return lines_out
+
+    def _show(self, readings: list[Reading], topic: str) -> None:
         if self.observe is not None:
             try:
                 for r in readings:
                     self.observe(r)
             except Exception:  # an alerting bug must not cost the reading
                 log.exception("alert evaluation failed on %r", topic[:200])
-        return lines
 
 
 @dataclass(slots=True)
@@ -150,7 +201,10 @@ class Batcher:
         if type(result) is list:
             batch.lines.extend(result)
         else:
-            batch.rejects.append(result)  # type: ignore[arg-type]
+            assert isinstance(result, DeadLetter)
+            batch.rejects.append(result)
+            if result.kept:
+                batch.lines.extend(result.kept)
         if mid:
             batch.acks.append(mid)
         if self._timer is None:

@@ -68,7 +68,7 @@ def summarise(site: Site, records: Iterable[dict[str, object]]) -> list[Candidat
             continue
         received = int(e.get("received_ms", 0))  # type: ignore[call-overload]
         try:
-            decoded = router.codec(topic)(topic, payload.encode(), site.site, received)
+            decoded = router.route(topic).decode(topic, payload.encode(), site.site, received)
         except Rejected:
             continue
         for d in decoded:

@@ -35,6 +35,12 @@ class Reason(enum.StrEnum):
     TS_IN_FUTURE = "ts_in_future"
     TS_TOO_OLD = "ts_too_old"
     BAD_STATUS = "bad_status"
+    # A field_map entry or expression that cannot apply to the payload (an enumeration value
+    # it does not list, arithmetic on a missing or non-numeric value), or a derived field's.
+    MAPPING_FAILED = "mapping_failed"
+    # A device's JavaScript payload codec threw, timed out, ran out of memory or returned
+    # something that is not a decoded object.
+    CODEC_FAILED = "codec_failed"
     # A bug in the ingestor, not in the message: logged with its traceback. The message is
     # dead-lettered like any other, so it can be replayed once the bug is fixed.
     INTERNAL_ERROR = "internal_error"
@@ -50,6 +56,20 @@ class Rejected(Exception):
         self.reason = reason
         self.detail = detail
         self.device_id = device_id
+
+
+class NoReading(Exception):
+    """A message that carries no reading and is not an error: a LoRaWAN frame with no
+    application payload (MAC commands only), or a device-information, join or configuration
+    answer whose fields all fall outside the contract. Counted, never dead-lettered."""
+
+    __slots__ = ("detail", "device_id", "ignored")
+
+    def __init__(self, detail: str, device_id: str | None, ignored: tuple[str, ...] = ()) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.device_id = device_id
+        self.ignored = ignored
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +88,12 @@ class Decoded:
     dev_eui: str | None = None
     # Units the payload named for some values (SenML); values without one are in contract units.
     units: dict[str, str] | None = None
+    # A LoRaWAN uplink the network server did not decode: its application payload and port,
+    # for the device's own payload codec.
+    frm_payload: bytes | None = None
+    f_port: int | None = None
+    # Set by a codec that knows the frame carries no reading (MAC commands only): what it is.
+    no_reading: str | None = None
 
     @property
     def name(self) -> str:
@@ -87,6 +113,9 @@ class DeadLetter:
     received_ms: int
     payload: bytes
     device_id: str | None = None
+    # Lines stored from this message all the same: an uplink's radio status when its reading
+    # was rejected (or its reading when the radio status was).
+    kept: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,3 +126,5 @@ class Reading:
     device: AnyDevice
     time_ms: int
     fields: dict[str, FieldValue]
+    # Payload fields the unknown-field policy ignored, counted per device and field.
+    ignored: tuple[str, ...] = ()

@@ -37,8 +37,24 @@ class Stats:
     # Rejected messages whose dead-letter copy could not be written (disk full, ...).
     dead_letter_errors: int = 0
     reconnects: int = 0
+    # Messages that carried no reading (a LoRaWAN MAC-only or device-information frame).
+    no_reading: int = 0
+    # Payload fields the unknown-field policy ignored: (device, field) -> count. Bounded: past
+    # MAX_UNKNOWN_KEYS pairs, a device's further field names count under "(other)".
+    unknown_fields: Counter[tuple[str, str]] = field(default_factory=Counter)
     # Serial links: link name -> event or error -> count (ingest.serial).
     serial: defaultdict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
+
+    MAX_UNKNOWN_KEYS = 10_000
+
+    def ignore(self, device_id: str | None, names: tuple[str, ...]) -> None:
+        counts = self.unknown_fields
+        device = device_id or "unknown"
+        for name in names:
+            key = (device, name)
+            if key not in counts and len(counts) >= self.MAX_UNKNOWN_KEYS:
+                key = (device, "(other)")
+            counts[key] += 1
 
     def serial_error(self, link: str, reason: str) -> None:
         self.serial[link][reason] += 1
@@ -56,6 +72,8 @@ class Stats:
             "batches_written": self.batches_written,
             "write_retries": self.write_retries,
             "reconnects": self.reconnects,
+            "no_reading": self.no_reading,
+            "fields_ignored": sum(self.unknown_fields.values()),
             **({"serial": {k: dict(v) for k, v in self.serial.items()}} if self.serial else {}),
         }
 

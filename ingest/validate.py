@@ -9,6 +9,7 @@ within the limits.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 from devices import AnyDevice, Registry
 from devices.contract import (
@@ -16,10 +17,12 @@ from devices.contract import (
     DEVICE_STATUS_MEASUREMENT,
     UNIT_CONVERSIONS,
     FieldSpec,
-    fill_pct,
 )
-from devices.site import FieldMap, WasteBin
-from ingest.reading import Decoded, FieldValue, Reading, Reason, Rejected
+from devices.expressions import ExpressionError
+from devices.mapping import MappingError
+from devices.site import UnknownFields
+from ingest.codecs._js import CodecError, PayloadCodec
+from ingest.reading import Decoded, FieldValue, NoReading, Reading, Reason, Rejected
 
 
 def _wrong_type(spec: FieldSpec, value: object, device_id: str) -> Rejected:
@@ -76,23 +79,6 @@ def _convert(spec: FieldSpec, value: object, device_id: str) -> FieldValue:
     return out
 
 
-def _map_value(vendor: str, m: FieldMap, value: object, device_id: str) -> object:
-    if m.scale == 1.0 and m.offset == 0.0:
-        return value
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise Rejected(
-            Reason.WRONG_TYPE,
-            f"{vendor} must be a number to scale into {m.to}, got {value!r:.40}",
-            device_id,
-        )
-    try:
-        return float(value) * m.scale + m.offset
-    except OverflowError:
-        raise Rejected(
-            Reason.OUT_OF_RANGE, f"{vendor}={value!r:.40} is too large a number", device_id
-        ) from None
-
-
 def _in_unit(spec: FieldSpec, value: object, unit: str, device_id: str) -> object:
     conversion = UNIT_CONVERSIONS.get((unit, spec.unit))
     if conversion is None:
@@ -120,7 +106,7 @@ class Validator:
     Timestamp limits are relative to the receive time: `max_future_s` allows for clock skew,
     `max_age_s` for a gateway that comes back with a backlog. None turns a limit off."""
 
-    __slots__ = ("_max_age_ms", "_max_future_ms", "_registry")
+    __slots__ = ("_codecs", "_max_age_ms", "_max_future_ms", "_registry")
 
     def __init__(
         self,
@@ -129,6 +115,8 @@ class Validator:
         max_age_s: float | None = None,
     ) -> None:
         self._registry = registry
+        # Payload codecs by file, loaded on a device's first raw uplink.
+        self._codecs: dict[Path, PayloadCodec | CodecError] = {}
         self._max_future_ms = None if max_future_s is None else round(max_future_s * 1000)
         self._max_age_ms = None if max_age_s is None else round(max_age_s * 1000)
 
@@ -150,7 +138,11 @@ class Validator:
             decoded.device_id or decoded.dev_eui,
         )
 
-    def check(self, decoded: Decoded, received_ms: int) -> Reading:
+    def check(
+        self, decoded: Decoded, received_ms: int, unknown_fields: UnknownFields = "ignore"
+    ) -> Reading:
+        """`unknown_fields` is the source's policy for fields that are neither contract fields
+        nor mapped; the device's own policy, where it has one, comes first."""
         device = self.device(decoded)
         device_id = device.id
         time_ms = decoded.time_ms
@@ -171,72 +163,116 @@ class Validator:
                     f"(limit {self._max_age_ms / 1000:.0f} s)",
                     device_id,
                 )
-        values = decoded.values
-        units = decoded.units
-        if device.field_map:
-            values, units = self._mapped(device, values, units)
-
         if decoded.status:
-            specs = DEVICE_STATUS_FIELDS
-            measurement = DEVICE_STATUS_MEASUREMENT
-            required: tuple[str, ...] = ()
-            kind = "device_status"
-        else:
-            spec = device.spec
-            specs = spec.fields
-            measurement = spec.measurement
-            required = spec.required
-            kind = spec.kind.value
+            return self._status(decoded, device, time_ms)
+        if decoded.no_reading is not None:
+            raise NoReading(decoded.no_reading, device_id)
+        spec = device.spec
+        values = decoded.values
+        if decoded.frm_payload is not None:
+            values = self._run_codec(device, decoded, received_ms)
+            if not values:
+                raise NoReading("the device's codec decoded no values from the frame", device_id)
+        units = decoded.units
+        mapper = device.mapper
+        if mapper is not None:
+            try:
+                values, units = mapper.apply(values, units)
+            except MappingError as exc:
+                raise Rejected(Reason(exc.reason), exc.detail, device_id) from None
+        specs = spec.fields
         fields: dict[str, FieldValue] = {}
+        ignored: list[str] | None = None
         for name, value in values.items():
             field_spec = specs.get(name)
             if field_spec is None:
-                raise Rejected(
-                    Reason.UNKNOWN_FIELD,
-                    f"field {name!r:.64} is not in the {kind} contract",
-                    device_id,
-                )
+                if (device.unknown_policy or unknown_fields) == "reject":
+                    raise Rejected(
+                        Reason.UNKNOWN_FIELD,
+                        f"field {name!r:.64} is not in the {spec.kind} contract and not mapped "
+                        "(unknown_fields: reject)",
+                        device_id,
+                    )
+                if ignored is None:
+                    ignored = []
+                ignored.append(name[:64])
+                continue
             if units is not None and name in units:
                 value = _in_unit(field_spec, value, units[name], device_id)
             fields[name] = _convert(field_spec, value, device_id)
-        for name in required:
+        for name in spec.required:
             if name not in fields:
                 raise Rejected(
                     Reason.MISSING_FIELD,
-                    f"required field {name!r} missing for {kind}",
+                    f"required field {name!r} missing for {spec.kind}",
                     device_id,
                 )
         if not fields:
-            raise Rejected(Reason.MISSING_FIELD, f"no {kind} fields in the message", device_id)
-        if not decoded.status and isinstance(device, WasteBin):
-            distance = fields["distance_mm"]
-            assert isinstance(distance, float)  # the contract types distance_mm as float
-            fields["fill_pct"] = fill_pct(distance, device.depth_mm)
-        return Reading(measurement, device, time_ms, fields)
+            if ignored:
+                raise NoReading(
+                    f"no {spec.kind} fields, only fields that are not mapped: "
+                    f"{', '.join(ignored[:8])}",
+                    device_id,
+                    tuple(ignored),
+                )
+            raise Rejected(Reason.MISSING_FIELD, f"no {spec.kind} fields in the message", device_id)
+        if spec.derived:
+            self._derive(device, fields)
+        return Reading(spec.measurement, device, time_ms, fields, tuple(ignored or ()))
+
+    def _run_codec(
+        self, device: AnyDevice, decoded: Decoded, received_ms: int
+    ) -> dict[str, object]:
+        path = device.codec_path
+        if path is None:
+            raise Rejected(
+                Reason.BAD_FORMAT,
+                "uplink has no decoded object: give the device a payload formatter on the "
+                "network server, or a codec (or a profile with one) in the site file",
+                device.id,
+            )
+        codec = self._codecs.get(path)
+        if codec is None:
+            try:
+                codec = PayloadCodec(path)
+            except CodecError as exc:
+                codec = exc
+            self._codecs[path] = codec
+        if isinstance(codec, CodecError):
+            raise Rejected(Reason.CODEC_FAILED, str(codec)[:300], device.id)
+        assert decoded.frm_payload is not None
+        return codec.decode(decoded.frm_payload, decoded.f_port, received_ms, device.id)
 
     @staticmethod
-    def _mapped(
-        device: AnyDevice, values: dict[str, object], units: dict[str, str] | None
-    ) -> tuple[dict[str, object], dict[str, str] | None]:
-        fmap = device.field_map
-        out: dict[str, object] = {}
-        out_units: dict[str, str] | None = {} if units else None
-        for vendor, value in values.items():
-            m = fmap.get(vendor)
-            if m is None:
-                target = vendor
-            elif m.to is None:
+    def _derive(device: AnyDevice, fields: dict[str, FieldValue]) -> None:
+        """Derived fields whose inputs the reading has; a partial reading simply lacks them."""
+        names: dict[str, object] | None = None
+        for derived in device.spec.derived:
+            expr = derived.expr
+            if names is None:
+                names = {**device.registry_values(), **fields}
+            if not expr.names.issubset(names.keys()):
                 continue
-            else:
-                target = m.to
-                value = _map_value(vendor, m, value, device.id)
-            if target in out:
+            try:
+                value = expr.evaluate(names)
+            except ExpressionError as exc:
+                raise Rejected(Reason.MAPPING_FAILED, str(exc), device.id) from None
+            fields[derived.spec.name] = _convert(derived.spec, value, device.id)
+
+    @staticmethod
+    def _status(decoded: Decoded, device: AnyDevice, time_ms: int) -> Reading:
+        fields: dict[str, FieldValue] = {}
+        for name, value in decoded.values.items():
+            field_spec = DEVICE_STATUS_FIELDS.get(name)
+            if field_spec is None:
                 raise Rejected(
-                    Reason.BAD_FORMAT,
-                    f"{target} given twice (directly and through field_map {vendor!r})",
+                    Reason.UNKNOWN_FIELD,
+                    f"field {name!r:.64} is not in the device_status contract",
                     device.id,
                 )
-            out[target] = value
-            if units and out_units is not None and vendor in units:
-                out_units[target] = units[vendor]
-        return out, out_units
+            fields[name] = _convert(field_spec, value, device.id)
+        if not fields:
+            raise Rejected(
+                Reason.MISSING_FIELD, "no device_status fields in the message", device.id
+            )
+        return Reading(DEVICE_STATUS_MEASUREMENT, device, time_ms, fields)

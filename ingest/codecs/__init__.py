@@ -7,9 +7,10 @@ raises only `Rejected`. The validator does the rest, whichever codec a message c
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
-from devices import Codec, Site
-from ingest.codecs import chirpstack_v4, native, senml, tts_v3
+from devices import Codec, Site, UnknownFields
+from ingest.codecs import chirpstack, native, senml, tts_v3
 from ingest.reading import Decoded, Reason, Rejected
 
 DecodeFn = Callable[[str, bytes, str, int], list[Decoded]]
@@ -18,8 +19,17 @@ CODECS: dict[Codec, DecodeFn] = {
     Codec.NATIVE: native.decode,
     Codec.SENML: senml.decode,
     Codec.TTS_V3: tts_v3.decode,
-    Codec.CHIRPSTACK_V4: chirpstack_v4.decode,
+    Codec.CHIRPSTACK_V4: chirpstack.decode,
+    Codec.CHIRPSTACK_V3: chirpstack.decode,
 }
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """What a topic's messages go through: the source's codec and its unknown-field policy."""
+
+    decode: DecodeFn
+    unknown_fields: UnknownFields
 
 
 def topic_matches(topic_filter: str, topic: str) -> bool:
@@ -44,13 +54,15 @@ class Router:
     MAX_CACHED = 50_000
 
     def __init__(self, site: Site) -> None:
-        self._routes: list[tuple[str, DecodeFn]] = [
-            (f, CODECS[source.codec]) for source in site.sources for f in source.filters(site.site)
+        self._routes: list[tuple[str, Route]] = [
+            (f, Route(CODECS[source.codec], source.unknown_fields))
+            for source in site.sources
+            for f in source.filters(site.site)
         ]
         self.filters = [f for f, _ in self._routes]
-        self._cache: dict[str, DecodeFn | None] = {}
+        self._cache: dict[str, Route | None] = {}
 
-    def codec(self, topic: str) -> DecodeFn:
+    def route(self, topic: str) -> Route:
         try:
             fn = self._cache[topic]
         except KeyError:

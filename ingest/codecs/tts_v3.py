@@ -5,6 +5,7 @@ Topic: v3/{application}@{tenant}/devices/{device}/up. The payload's parts used h
     end_device_ids.device_id, end_device_ids.dev_eui     which device
     received_at                                          when the network server got it
     uplink_message.decoded_payload                       the payload formatter's output
+    uplink_message.frm_payload, f_port                   the raw payload, for a device codec
     uplink_message.f_cnt, uplink_message.rx_metadata[]   radio metadata -> device_status
 
 https://www.thethingsindustries.com/docs/integrations/data-formats/
@@ -13,7 +14,7 @@ https://www.thethingsindustries.com/docs/integrations/data-formats/
 from __future__ import annotations
 
 from ingest.codecs._json import load_json
-from ingest.codecs._lorawan import dev_eui_of, obj_at, readings
+from ingest.codecs._lorawan import dev_eui_of, frm_payload, obj_at, radio, readings
 from ingest.reading import Decoded, Reason, Rejected
 
 
@@ -35,18 +36,9 @@ def decode(topic: str, payload: bytes, site: str, received_ms: int = 0) -> list[
         )
     dev_eui = dev_eui_of(ids.get("dev_eui"), device_id)
     up = obj_at(obj, "uplink_message", "not an uplink", device_id)
-    values = up.get("decoded_payload")
-    if type(values) is not dict:
-        raise Rejected(
-            Reason.BAD_FORMAT,
-            "uplink has no decoded_payload object: give the device a payload formatter",
-            device_id,
-        )
     return readings(
-        device_id,
-        dev_eui,
-        values,
+        device_id, dev_eui, up.get("decoded_payload"),
         obj.get("received_at", up.get("received_at")),
-        up.get("rx_metadata"),
-        up.get("f_cnt"),
-    )
+        radio(up.get("rx_metadata"), up.get("f_cnt")),
+        frm_payload(up.get("frm_payload"), device_id), up.get("f_port"),
+    )  # fmt: skip

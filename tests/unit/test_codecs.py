@@ -15,7 +15,7 @@ from devices import Registry, parse_site
 from ingest.codecs import Router, topic_matches
 from ingest.codecs._time import parse_time_ms
 from ingest.pipeline import Pipeline
-from ingest.reading import DeadLetter, Reason, Rejected
+from ingest.reading import DeadLetter, NoReading, Reason, Rejected
 from ingest.stats import Stats
 from ingest.validate import Validator
 
@@ -135,7 +135,7 @@ SENML_ENERGY = [
 
 def readings(topic: str, payload: bytes | object) -> list[tuple[str, str, int, dict[str, Any]]]:
     raw = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-    decoded = ROUTER.codec(topic)(topic, raw, "kera", NOW)
+    decoded = ROUTER.route(topic).decode(topic, raw, "kera", NOW)
     out = []
     for d in decoded:
         r = VALIDATOR.check(d, NOW)
@@ -462,6 +462,8 @@ def _verdict(topic: str, payload: bytes) -> None:
             assert fields and isinstance(time_ms, int)
     except Rejected as exc:
         assert isinstance(exc.reason, Reason)
+    except NoReading as none:
+        assert none.detail
 
 
 @settings(max_examples=300)

@@ -8,10 +8,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from devices import Registry, parse_site
-from devices.contract import KINDS, fill_pct
+from devices.contract import KINDS
 from ingest.codecs import native
 from ingest.codecs._time import parse_time_ms
-from ingest.reading import Reason, Rejected
+from ingest.reading import NoReading, Reason, Rejected
 from ingest.validate import Validator
 
 REG = Registry(
@@ -70,11 +70,17 @@ def test_people_is_integer() -> None:
 def test_fill_pct(distance: float, expected: float) -> None:
     out = accept("bin-1", {"distance_mm": distance})
     assert out["fill_pct"] == pytest.approx(expected)
-    assert 0.0 <= fill_pct(distance, 1000) <= 100.0
 
 
 def test_fill_pct_cannot_be_sent_by_a_device() -> None:
-    assert reason("bin-1", {"distance_mm": 100, "fill_pct": 3}) is Reason.UNKNOWN_FIELD
+    # Not a payload field: ignored like any unmapped vendor field, and the derived value wins.
+    decoded = native.decode(TOPIC.format("bin-1"), b'{"distance_mm": 100, "fill_pct": 3}', "kera")
+    reading = VALIDATOR.check(decoded[0], NOW)
+    assert reading.fields["fill_pct"] == pytest.approx(90.0)
+    assert reading.ignored == ("fill_pct",)
+    with pytest.raises(Rejected) as info:
+        VALIDATOR.check(decoded[0], NOW, unknown_fields="reject")
+    assert info.value.reason is Reason.UNKNOWN_FIELD
 
 
 @pytest.mark.parametrize(
@@ -88,8 +94,8 @@ def test_fill_pct_cannot_be_sent_by_a_device() -> None:
         ("em-1", {"power_w": True, "energy_kwh": 1}, Reason.WRONG_TYPE),
         ("occ-1", {"people": 2.5}, Reason.WRONG_TYPE),
         ("bin-1", {"distance_mm": 10, "tilt": 1}, Reason.WRONG_TYPE),
-        ("em-1", {"power_w": 1}, Reason.MISSING_FIELD),
-        ("em-1", {"power_w": 1, "energy_kwh": 1, "colour": "red"}, Reason.UNKNOWN_FIELD),
+        ("em-1", {}, Reason.MISSING_FIELD),
+        ("em-1", {"ts": 1_790_000_000_000}, Reason.MISSING_FIELD),
         ("occ-1", {"people": -1}, Reason.OUT_OF_RANGE),
         ("occ-1", {"people": 1, "humidity_pct": 101}, Reason.OUT_OF_RANGE),
         ("em-1", {"power_w": 1, "energy_kwh": 1, "voltage_v": 900}, Reason.OUT_OF_RANGE),
@@ -104,6 +110,38 @@ def test_fill_pct_cannot_be_sent_by_a_device() -> None:
 )
 def test_rejections(device: str, payload: bytes | object, expected: Reason) -> None:
     assert reason(device, payload) is expected
+
+
+def test_partial_readings_store_what_they_carry() -> None:
+    """A meter that reports only some quantities is stored, not rejected."""
+    assert accept("em-1", {"voltage_v": 231.5, "current_a": 2}) == {
+        "measurement": "energy", "time": NOW, "voltage_v": 231.5, "current_a": 2.0,
+    }  # fmt: skip
+    assert accept("em-1", {"energy_kwh": 12.5})["energy_kwh"] == 12.5
+    assert accept("occ-1", {"co2_ppm": 650}) == {
+        "measurement": "occupancy", "time": NOW, "co2_ppm": 650.0,
+    }  # fmt: skip
+    # A bin reading without a distance has no fill level: the derived field needs its input.
+    assert accept("bin-1", {"battery_pct": 80}) == {
+        "measurement": "waste_bin", "time": NOW, "battery_pct": 80.0,
+    }  # fmt: skip
+
+
+def test_unknown_fields_are_ignored_and_counted_or_rejected_by_policy() -> None:
+    decoded = native.decode(
+        TOPIC.format("em-1"), b'{"power_w": 1, "energy_kwh": 1, "colour": "red"}', "kera"
+    )[0]
+    reading = VALIDATOR.check(decoded, NOW)
+    assert reading.fields == {"power_w": 1.0, "energy_kwh": 1.0}
+    assert reading.ignored == ("colour",)
+    with pytest.raises(Rejected) as info:
+        VALIDATOR.check(decoded, NOW, unknown_fields="reject")
+    assert info.value.reason is Reason.UNKNOWN_FIELD
+    # Only unknown fields: no reading at all, which is not an error.
+    only = native.decode(TOPIC.format("em-1"), b'{"firmware": "1.2.3"}', "kera")[0]
+    with pytest.raises(NoReading) as none:
+        VALIDATOR.check(only, NOW)
+    assert none.value.ignored == ("firmware",)
 
 
 def test_seconds_timestamp_gets_a_hint() -> None:
@@ -141,6 +179,9 @@ def _outcome(topic: str, payload: bytes) -> None:
         reading = VALIDATOR.check(native.decode(topic, payload, "kera")[0], NOW)
     except Rejected as exc:
         assert isinstance(exc.reason, Reason)
+        return
+    except NoReading as none:
+        assert none.ignored
         return
     spec = KINDS[reading.device.spec.kind]
     for name, value in reading.fields.items():

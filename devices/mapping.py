@@ -1,0 +1,234 @@
+"""A device's `field_map`, compiled once when the site file loads.
+
+A mapping turns what a vendor's decoder emits into the contract's fields. Entries are keyed by
+the vendor field (a dotted key reaches into nested objects) and say where it goes and how:
+
+    distance: distance_mm                       rename
+    rssi: null                                  drop
+    distance: {to: distance_mm, scale: 10}      value * scale + offset
+    battery: {to: battery_v, unit: mV}          vendor unit -> the field's contract unit; a
+                                                string such as "3384 mV" or "3.384 V" is read
+                                                as a number with its own unit
+    position: {to: tilt, enum: {normal: false, tilt: true}}
+    sensor.temp: temperature_c                  nested path
+    people: {expr: "region_1_count + region_2_count"}
+                                                an expression writes the field named by its key
+
+Vendor fields that no entry and no expression names pass through under their own names; the
+validator then stores those that are contract fields and applies the unknown-field policy to
+the rest. An expression runs only when every name it reads is in the payload, so a device that
+sends different frames (a counter frame, a status frame) maps each one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from devices.contract import UNIT_CONVERSIONS, FieldSpec, KindSpec
+from devices.expressions import Expression, ExpressionError, parse_quantity
+
+if TYPE_CHECKING:
+    from devices.site import FieldMap
+
+_MISSING = object()
+
+
+class MappingError(ValueError):
+    """A payload the mapping cannot apply to. `reason` is one of the pipeline's rejection codes
+    (docs/data-model.md): wrong_type, bad_unit, out_of_range or mapping_failed."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+def unit_conversion(sent: str, spec: FieldSpec) -> tuple[float, float]:
+    conversion = UNIT_CONVERSIONS.get((sent, spec.unit))
+    if conversion is None:
+        raise MappingError(
+            "bad_unit",
+            f"{spec.name} is in {spec.unit or 'no unit'}; unit {sent!r:.20} cannot be converted",
+        )
+    return conversion
+
+
+def _scaled(name: str, target: str, value: object, scale: float, offset: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise MappingError(
+            "wrong_type", f"{name} must be a number to convert into {target}, got {value!r:.40}"
+        )
+    try:
+        return float(value) * scale + offset
+    except OverflowError:
+        raise MappingError("out_of_range", f"{name}={value!r:.40} is too large a number") from None
+
+
+@dataclass(frozen=True, slots=True)
+class _Step:
+    key: str
+    path: tuple[str, ...] | None  # a dotted key, tried when the literal key is absent
+    target: str | None  # None drops the field
+    convert: Callable[[object], object] | None
+    # The step changes the value's unit, so a unit the payload named no longer applies.
+    converts_unit: bool
+
+
+def _step_converter(key: str, m: FieldMap, spec: FieldSpec) -> Callable[[object], object] | None:
+    """One function for an entry's enum, unit and scale/offset, checked against the field."""
+    funcs: list[Callable[[object], object]] = []
+    target = spec.name
+    if m.enum is not None:
+        table = dict(m.enum)
+        shown = ", ".join(repr(k) for k in list(table)[:8])
+
+        def lookup(value: object) -> object:
+            try:
+                return table[value]  # type: ignore[index]
+            except (KeyError, TypeError):
+                raise MappingError(
+                    "mapping_failed", f"{key}={value!r:.40} is none of the values {shown}"
+                ) from None
+
+        funcs.append(lookup)
+    if m.unit is not None:
+        declared = unit_conversion(m.unit, spec)
+
+        def in_unit(value: object) -> object:
+            scale, offset = declared
+            if isinstance(value, str):
+                try:
+                    number, sent = parse_quantity(value)
+                except ExpressionError as exc:
+                    raise MappingError("wrong_type", f"{key}: {exc}") from None
+                if sent is not None:
+                    scale, offset = unit_conversion(sent, spec)
+                value = number
+            return _scaled(key, target, value, scale, offset)
+
+        funcs.append(in_unit)
+    if m.scale != 1.0 or m.offset != 0.0:
+        scale, offset = m.scale, m.offset
+        funcs.append(lambda value: _scaled(key, target, value, scale, offset))
+    if not funcs:
+        return None
+    if len(funcs) == 1:
+        return funcs[0]
+
+    def chain(value: object) -> object:
+        for f in funcs:
+            value = f(value)
+        return value
+
+    return chain
+
+
+class FieldMapper:
+    """The compiled form of one device's field_map, for its kind."""
+
+    __slots__ = ("_exprs", "_steps", "consumed", "targets")
+
+    def __init__(self, field_map: Mapping[str, FieldMap], spec: KindSpec) -> None:
+        fields = spec.fields
+        steps: list[_Step] = []
+        exprs: list[tuple[str, Expression]] = []
+        consumed: set[str] = set()
+        writers: dict[str, str] = {}
+
+        def writes(target: str, by: str) -> None:
+            if target not in fields:
+                derived = any(d.spec.name == target for d in spec.derived)
+                raise ValueError(
+                    f"field_map {by!r} -> {target!r}: {spec.kind} has "
+                    + (
+                        f"{target!r} as a derived field, computed by the pipeline"
+                        if derived
+                        else f"no field {target!r} (it has {', '.join(fields)})"
+                    )
+                )
+            if target in writers:
+                raise ValueError(
+                    f"field_map {writers[target]!r} and {by!r} both write {target!r}; "
+                    "combine them in one expression"
+                )
+            writers[target] = by
+
+        for key, m in field_map.items():
+            if m.expr is not None:
+                writes(key, key)
+                try:
+                    expr = Expression(m.expr)
+                except ExpressionError as exc:
+                    raise ValueError(f"field_map {key!r}: {exc}") from None
+                exprs.append((key, expr))
+                consumed.update(expr.names)
+                continue
+            path = tuple(key.split(".")) if "." in key else None
+            consumed.add(path[0] if path else key)
+            if m.to is None:
+                steps.append(_Step(key, path, None, None, False))
+                continue
+            writes(m.to, key)
+            try:
+                convert = _step_converter(key, m, fields[m.to])
+            except MappingError as exc:
+                raise ValueError(f"field_map {key!r}: {exc.detail}") from None
+            steps.append(
+                _Step(key, path, m.to, convert, m.unit is not None or m.scale != 1 or m.offset != 0)
+            )
+        self._steps = tuple(steps)
+        self._exprs = tuple(exprs)
+        self.consumed = frozenset(consumed)
+        self.targets = frozenset(writers)
+
+    def apply(
+        self, values: dict[str, object], units: dict[str, str] | None
+    ) -> tuple[dict[str, object], dict[str, str] | None]:
+        """Vendor values (and the units a payload named) -> contract-named values. Raises only
+        MappingError."""
+        consumed = self.consumed
+        out = {k: v for k, v in values.items() if k not in consumed}
+        out_units = {k: u for k, u in units.items() if k not in consumed} if units else None
+        for step in self._steps:
+            value = values.get(step.key, _MISSING)
+            if value is _MISSING and step.path is not None:
+                value = _walk(values, step.path)
+            if value is _MISSING or step.target is None:
+                continue
+            if step.convert is not None:
+                value = step.convert(value)
+            target = step.target
+            if target in out:
+                raise MappingError(
+                    "mapping_failed",
+                    f"{target} is in the payload and field_map {step.key!r} also writes it",
+                )
+            out[target] = value
+            if out_units is not None and not step.converts_unit and step.key in units:  # type: ignore[operator]
+                out_units[target] = units[step.key]  # type: ignore[index]
+        for target, expr in self._exprs:
+            if not expr.names.issubset(values.keys()):
+                continue
+            if target in out:
+                raise MappingError(
+                    "mapping_failed",
+                    f"{target} is in the payload and its field_map expression also writes it",
+                )
+            try:
+                out[target] = expr.evaluate(values)
+            except ExpressionError as exc:
+                raise MappingError("mapping_failed", f"{target}: {exc}") from None
+        return out, out_units
+
+
+def _walk(values: Mapping[str, object], path: tuple[str, ...]) -> object:
+    node: object = values
+    for part in path:
+        if type(node) is not dict:
+            return _MISSING
+        node = node.get(part, _MISSING)
+        if node is _MISSING:
+            return _MISSING
+    return node
