@@ -414,6 +414,140 @@ def air() -> db.Dashboard:
             8,
         )
     )
+    # Rooms whose sensor counts no people (kind indoor_air): their own measurement, filtered
+    # by site and time only, since the space and device lists come from the occupancy sensors.
+    air_only = f'{SITE} AND $timeFilter GROUP BY time($__interval), "space" fill(null)'
+    d.with_panel(
+        lay.place(
+            _ts(
+                "CO₂, rooms without people counting",
+                "ppm",
+                f'SELECT mean("co2_ppm") FROM "indoor_air" WHERE {air_only}',
+            ).thresholds(_thresholds((None, "green"), (800, "orange"), (1200, "red"))),
+            12,
+            8,
+        )
+    )
+    d.with_panel(
+        lay.place(
+            _ts(
+                "Particles and TVOC",
+                "conμgm3",
+                f'SELECT mean("pm2_5_ugm3") AS "PM2.5" FROM "indoor_air" WHERE {air_only}',
+                f'SELECT mean("pm10_ugm3") AS "PM10" FROM "indoor_air" WHERE {air_only}',
+                f'SELECT mean("tvoc_ugm3") AS "TVOC" FROM "indoor_air" WHERE {air_only}',
+            ),
+            12,
+            8,
+        )
+    )
+    counted = f'{SITE} AND $timeFilter GROUP BY time($__interval), "device" fill(null)'
+    d.with_panel(
+        lay.place(
+            _ts(
+                "People counters: in the area, in and out",
+                "none",
+                f'SELECT last("people") AS "people" FROM "people_counter" WHERE {counted}',
+                f'SELECT sum("count_in") AS "in" FROM "people_counter" WHERE {counted}',
+                f'SELECT sum("count_out") AS "out" FROM "people_counter" WHERE {counted}',
+            ),
+            24,
+            8,
+        )
+    )
+    return d
+
+
+def building() -> db.Dashboard:
+    """District heat, water and the weather that heating is compared against."""
+    d = _board("kera-building", "Kera: heat, water and weather", "heat", ["heat", "water"])
+    lay = Layout()
+    by_device = 'GROUP BY time($__interval), "device" fill(null)'
+    d.with_panel(
+        lay.place(
+            _ts(
+                "District heat power",
+                "kwatt",
+                f'SELECT mean("heat_power_kw") FROM "heat" WHERE {WHERE} {by_device}',
+            ),
+            12,
+            9,
+        )
+    )
+    d.with_panel(
+        lay.place(
+            _ts(
+                "Heat per hour (from the counter)",
+                "kwatth",
+                f'SELECT non_negative_difference(last("heat_energy_kwh")) FROM "heat" '
+                f'WHERE {WHERE} GROUP BY time(1h), "device" fill(null)',
+            ),
+            12,
+            9,
+        )
+    )
+    d.with_panel(
+        lay.place(
+            _ts(
+                "Supply and return temperature",
+                "celsius",
+                f'SELECT mean("supply_temp_c") AS "supply" FROM "heat" WHERE {WHERE} {by_device}',
+                f'SELECT mean("return_temp_c") AS "return" FROM "heat" WHERE {WHERE} {by_device}',
+            ),
+            12,
+            8,
+        )
+    )
+    d.with_panel(
+        lay.place(
+            _ts(
+                "Cooling (ΔT): low means heat is wasted",
+                "kelvin",
+                f'SELECT mean("delta_t_k") FROM "heat" WHERE {WHERE} {by_device}',
+            ).thresholds(_thresholds((None, "red"), (20, "orange"), (30, "green"))),
+            12,
+            8,
+        )
+    )
+    site_only = f"{SITE} AND $timeFilter"
+    d.with_panel(
+        lay.place(
+            _ts(
+                "Water per hour",
+                "m3",
+                f'SELECT non_negative_difference(last("volume_m3")) FROM "water" '
+                f'WHERE {site_only} GROUP BY time(1h), "device" fill(null)',
+            ),
+            12,
+            8,
+        )
+    )
+    d.with_panel(
+        lay.place(
+            _ts(
+                "Outdoor temperature",
+                "celsius",
+                f'SELECT mean("temperature_c") FROM "weather" WHERE {site_only} '
+                "GROUP BY time($__interval) fill(null)",
+            ),
+            12,
+            8,
+        )
+    )
+    d.with_panel(
+        lay.place(
+            _ts(
+                "Sun and wind",
+                "none",
+                f'SELECT mean("solar_irradiance_wm2") AS "W/m²" FROM "weather" WHERE {site_only} '
+                "GROUP BY time($__interval) fill(null)",
+                f'SELECT mean("wind_speed_ms") AS "wind m/s" FROM "weather" WHERE {site_only} '
+                "GROUP BY time($__interval) fill(null)",
+            ),
+            24,
+            8,
+        )
+    )
     return d
 
 
@@ -777,6 +911,7 @@ DASHBOARDS: list[Callable[[], db.Dashboard]] = [
     overview,
     energy,
     air,
+    building,
     waste,
     devices,
     pipeline,

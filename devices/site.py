@@ -489,6 +489,15 @@ DEFAULT_RULES: tuple[AlertRule, ...] = tuple(
         {"name": "power_max", "kind": "threshold", "measurement": "energy", "field": "power_w",
          "limit_key": "max_power_w",
          "description": "Power over the meter's configured maximum."},
+        {"name": "air_co2_high", "kind": "threshold", "measurement": "indoor_air",
+         "field": "co2_ppm", "warning": 1200, "clear": 1000, "for_s": 900,
+         "description": "Stale air in a room without people counting: ventilate."},
+        {"name": "heat_cooling_low", "kind": "threshold", "measurement": "heat",
+         "field": "delta_t_k", "warning": 15, "clear": 18, "below": True, "for_s": 3600,
+         "description": "District heat returns too warm: check the substation's control "
+                        "and radiator valves (poor cooling costs the network and the bill)."},
+        {"name": "water_leak", "kind": "threshold", "measurement": "water", "field": "leak",
+         "critical": True, "description": "The water meter reports a leak or burst."},
         {"name": "device_offline", "kind": "offline", "intervals": 3,
          "description": "The device has gone silent."},
     )
@@ -553,6 +562,16 @@ class Impact(BaseModel):
     emission_factor_source: str | None = Field(
         None, description="where the factor comes from; stated in reports, required with a factor"
     )
+    heat_emission_factor_kg_per_kwh: float | None = Field(
+        None,
+        ge=0,
+        le=2,
+        description="district heat, kgCO2e per kWh delivered (the heat supplier's published "
+        "figure); without it, heat is counted in kWh but no emissions",
+    )
+    heat_emission_factor_source: str | None = Field(
+        None, description="where the heat factor comes from; required with it"
+    )
     opening_hours: dict[Weekday, HoursText] = Field(
         default_factory=dict,
         description="local opening hours per weekday, e.g. {mon: '08:00-20:00'}; a day not "
@@ -564,6 +583,13 @@ class Impact(BaseModel):
         factor = self.emission_factor_kg_per_kwh is not None or self.emission_factors_csv
         if factor and not self.emission_factor_source:
             raise ValueError("an emission factor needs emission_factor_source, named in reports")
+        if (
+            self.heat_emission_factor_kg_per_kwh is not None
+            and not self.heat_emission_factor_source
+        ):
+            raise ValueError(
+                "heat_emission_factor_kg_per_kwh needs heat_emission_factor_source (for reports)"
+            )
         for day, hours in self.opening_hours.items():
             start, end = hours.split("-")
             if _minutes(start) >= _minutes(end):

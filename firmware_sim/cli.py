@@ -343,17 +343,27 @@ def watch(
                 item["detail"] = seen.rejected.detail
             else:
                 item["lines"] = seen.lines
+            if seen.ignored:
+                item["ignored"] = list(seen.ignored)
             print(json.dumps(item), flush=True)
             return
         at = datetime.fromtimestamp(seen.received_ms / 1000, UTC).strftime("%H:%M:%S")
         text = seen.payload.decode("utf-8", "replace")[:200]
+        ignored = (
+            f"\n    [yellow]ignored (not mapped)[/yellow]: {', '.join(seen.ignored)}"
+            if seen.ignored
+            else ""
+        )
         if ok:
-            out.print(f"[green]✓[/green] {at} [bold]{seen.topic}[/bold] {text}", highlight=False)
+            out.print(
+                f"[green]✓[/green] {at} [bold]{seen.topic}[/bold] {text}{ignored}",
+                highlight=False,
+            )
         else:
             assert seen.rejected is not None
             out.print(
                 f"[red]✗[/red] {at} [bold]{seen.topic}[/bold] {text}\n"
-                f"    [red]{seen.rejected.reason.value}[/red]: {seen.rejected.detail}",
+                f"    [red]{seen.rejected.reason.value}[/red]: {seen.rejected.detail}{ignored}",
                 highlight=False,
             )
 

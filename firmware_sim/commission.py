@@ -80,6 +80,9 @@ class Seen:
     received_ms: int
     lines: list[str] | None  # what the ingestor would write
     rejected: DeadLetter | None  # or why it would refuse the message
+    # Vendor fields the ingestor would ignore (not in the contract, not mapped): what a
+    # technician should map, or what a firmware update added.
+    ignored: tuple[str, ...] = ()
 
 
 def watch(
@@ -94,7 +97,8 @@ def watch(
 ) -> int:
     """Subscribe to every topic the site's sources listen on, and report each message with the
     ingestor's verdict. Stops after `count` messages or `timeout` seconds; returns how many."""
-    pipeline = Pipeline(registry, Stats(), max_future_s=max_future_s, max_age_s=max_age_s)
+    stats = Stats()
+    pipeline = Pipeline(registry, stats, max_future_s=max_future_s, max_age_s=max_age_s)
     done = threading.Event()
     seen = 0
     lock = threading.Lock()
@@ -104,13 +108,18 @@ def watch(
         if device is not None and device not in msg.topic and device.encode() not in msg.payload:
             return
         now = time.time_ns() // 1_000_000
+        before = dict(stats.unknown_fields)
         result = pipeline.handle(msg.topic, bytes(msg.payload), now)
+        ignored = tuple(
+            name for (_, name), n in stats.unknown_fields.items() if n > before.get((_, name), 0)
+        )
         item = Seen(
             msg.topic,
             bytes(msg.payload),
             now,
             result if isinstance(result, list) else None,
             result if isinstance(result, DeadLetter) else None,
+            ignored,
         )
         on_message(item)
         with lock:

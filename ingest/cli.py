@@ -96,22 +96,42 @@ def check_site(
     config: Annotated[
         Path | None, typer.Argument(help="Site file; default: the bundled Kera site")
     ] = None,
+    example: Annotated[
+        Path | None,
+        typer.Option(
+            help="A JSON payload as the device's decoder emits it (or a bare LoRaWAN frame in "
+            "hex, for a device with a codec): print the points the ingestor would write"
+        ),
+    ] = None,
+    device: Annotated[str | None, typer.Option(help="The device --example is from")] = None,
 ) -> None:
-    """Validate a site file (and its emission factor series) and list its devices."""
+    """Validate a site file: every kind, mapping expression, profile and codec compiles, and
+    the emission factor series reads; list the devices. With --example, run a device's mapping
+    on a payload and print the line-protocol points it would write."""
+    from ingest.codecs._js import CodecError, PayloadCodec
     from ingest.rollups import EmissionFactors
 
     try:
         registry = Registry.load(config)
         factors = EmissionFactors.from_impact(registry.site.impact)
-    except (SiteConfigError, ValueError) as exc:
+        for d in registry:
+            if d.codec_path is not None:
+                PayloadCodec(d.codec_path)
+    except (SiteConfigError, CodecError, ValueError) as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
+    if example is not None:
+        raise typer.Exit(_run_example(registry, example, device))
     table = Table(title=f"site {registry.site_id}: {len(registry)} devices")
     for col in ("device", "kind", "space", "interval s", "details"):
         table.add_column(col)
     for d in registry:
-        details = ", ".join(f"{k}={v}" for k, v in d.extra_tags().items())
-        table.add_row(d.id, d.kind, d.space, f"{d.expected_interval_s:g}", details)
+        details = [f"{k}={v}" for k, v in d.extra_tags().items()]
+        if d.profile:
+            details.append(f"profile={d.profile}")
+        if d.codec_path is not None:
+            details.append(f"codec={d.codec_path.name}")
+        table.add_row(d.id, d.kind, d.space, f"{d.expected_interval_s:g}", ", ".join(details))
     Console().print(table)
     if factors.hourly:
         from datetime import UTC, datetime
@@ -124,6 +144,144 @@ def check_site(
             f"emission factors: {len(factors.hourly)} hours from the CSV, {first} to {last}; "
             f"other hours: {factors.constant} kg/kWh"
         )
+
+
+def _run_example(registry: Registry, path: Path, device_id: str | None) -> int:
+    """The points a device's payload becomes, on stdout as plain line protocol."""
+    import json
+    import time
+
+    from ingest.lineproto import LineEncoder
+    from ingest.reading import Decoded, NoReading, Rejected
+    from ingest.validate import Validator
+
+    if device_id is None or registry.get(device_id) is None:
+        console.print(f"[red]--example needs --device, one of: {', '.join(d.id for d in registry)}")
+        return 2
+    try:
+        text = path.read_text("utf-8").strip()
+    except OSError as exc:
+        console.print(f"[red]{path}: cannot read the example: {exc.strerror}[/red]")
+        return 2
+    now = time.time_ns() // 1_000_000
+    decoded: Decoded
+    if text.startswith("{"):
+        try:
+            values = json.loads(text)
+        except ValueError as exc:
+            console.print(f"[red]{path}: not JSON: {exc}[/red]")
+            return 2
+        decoded = Decoded(device_id, None, values)
+    else:
+        try:
+            raw = bytes.fromhex(text.replace(" ", ""))
+        except ValueError:
+            console.print(f"[red]{path}: neither a JSON object nor a frame in hex[/red]")
+            return 2
+        decoded = Decoded(device_id, None, {}, frm_payload=raw, f_port=1)
+    try:
+        reading = Validator(registry).check(decoded, now)
+    except NoReading as exc:
+        console.print(f"no reading: {exc.detail}")
+        return 0
+    except Rejected as exc:
+        console.print(f"[red]rejected {exc.reason.value}[/red]: {exc.detail}")
+        return 1
+    print(LineEncoder(registry.site_id).encode(reading))
+    if reading.ignored:
+        console.print(f"ignored (not mapped): {', '.join(reading.ignored)}")
+    return 0
+
+
+@app.command()
+def kinds(
+    markdown: Annotated[
+        bool, typer.Option(help="The field tables of docs/data-model.md, as Markdown")
+    ] = False,
+    config: Annotated[
+        Path | None, typer.Option("--config", help="Site file: its own kinds too")
+    ] = None,
+) -> None:
+    """The device catalogue: every kind, its measurement and fields."""
+    from devices.catalogue_doc import markdown_tables
+
+    try:
+        catalogue = Registry.load(config).site.catalogue
+    except SiteConfigError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    if markdown:
+        print(markdown_tables(catalogue), end="")
+        return
+    table = Table(title="device kinds")
+    for col in ("kind", "measurement", "fields", "derived"):
+        table.add_column(col)
+    for spec in catalogue.values():
+        table.add_row(
+            spec.kind,
+            spec.measurement,
+            ", ".join(spec.fields),
+            ", ".join(d.spec.name for d in spec.derived),
+        )
+    Console().print(table)
+
+
+@app.command()
+def profiles() -> None:
+    """The bundled device profiles (`profile:` on a device in the site file)."""
+    from devices.profiles import load_profile, profile_names
+
+    table = Table(title="device profiles")
+    for col in ("profile", "vendor", "model", "kind", "codec"):
+        table.add_column(col)
+    for name in profile_names():
+        p = load_profile(name)
+        table.add_row(name, p.vendor, p.model, p.kind, p.codec or "")
+    Console().print(table)
+
+
+@app.command("unknown-fields")
+def unknown_fields(
+    days: Annotated[float, typer.Option(help="How far back to look")] = 7.0,
+    settings_file: Annotated[Path | None, typer.Option("--settings")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="One JSON object per line")] = False,
+) -> None:
+    """Vendor fields the ingestors ignored (neither a contract field nor mapped), per device
+    and field: what a firmware update added, or what a field_map should name."""
+    import json
+
+    from ingest.influx import influxql_sync
+    from ingest.pipeline_stats import UNKNOWN_FIELDS_MEASUREMENT
+    from ingest.settings import load_settings
+
+    settings = load_settings(settings_file)
+    token = settings.influx_token.get_secret_value() if settings.influx_token else None
+    query = (
+        f'SELECT sum("count") FROM "{UNKNOWN_FIELDS_MEASUREMENT}" '
+        f'WHERE time > now() - {int(days * 86400)}s GROUP BY "device", "field"'
+    )
+    try:
+        series = influxql_sync(settings.influx_url, query, settings.influx_db, token)
+    except (OSError, RuntimeError) as exc:
+        console.print(
+            f"[red]could not query InfluxDB at {settings.influx_url} (database "
+            f"{settings.influx_db}): {exc}[/red]\nCheck KERA_INFLUX_URL and KERA_INFLUX_DB."
+        )
+        raise typer.Exit(2) from None
+    rows = sorted((s["tags"]["device"], s["tags"]["field"], int(s["values"][0][1])) for s in series)
+    if json_out:
+        for dev, name, count in rows:
+            print(json.dumps({"device": dev, "field": name, "count": count}))
+        return
+    if not rows:
+        Console().print(f"no ignored fields in the last {days:g} days")
+        return
+    table = Table(title=f"ignored vendor fields, last {days:g} days")
+    for col in ("device", "field", "messages"):
+        table.add_column(col)
+    for dev, name, count in rows:
+        table.add_row(dev, name, str(count))
+    Console().print(table)
 
 
 @app.command()

@@ -17,6 +17,8 @@ from ingest.spool import Spool
 from ingest.stats import Stats
 
 REJECTIONS_MEASUREMENT = "rejections"
+# Vendor fields the unknown-field policy ignored, per device and field (docs/data-model.md).
+UNKNOWN_FIELDS_MEASUREMENT = "unknown_fields"
 
 _COUNTERS = (
     "messages",
@@ -26,6 +28,7 @@ _COUNTERS = (
     "points_dead_lettered",
     "dropped_qos0",
     "batches_written",
+    "no_reading",
 )
 
 
@@ -48,6 +51,7 @@ class PipelineStats:
         # hostile stream of made-up ids cannot create series.
         self._devices = devices
         self._last_by_device: dict[str, int] = {}
+        self._last_unknown: dict[tuple[str, str], int] = {}
 
     def _totals(self) -> dict[str, float]:
         s = self._stats
@@ -101,4 +105,13 @@ class PipelineStats:
                 key = series_key(REJECTIONS_MEASUREMENT, {"site": self._site, "device": device})
                 out.append(format_line(key, {"rejected": delta}, now))
         self._last_by_device = per_device
+        unknown = self._stats.unknown_fields
+        for (device, name), total in sorted(unknown.items()):
+            delta = total - self._last_unknown.get((device, name), 0)
+            if delta > 0:
+                tags = {"site": self._site, "device": device, "field": name}
+                out.append(
+                    format_line(series_key(UNKNOWN_FIELDS_MEASUREMENT, tags), {"count": delta}, now)
+                )
+        self._last_unknown = dict(unknown)
         return out

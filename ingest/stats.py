@@ -4,6 +4,7 @@ progress display and the final summary and /metrics."""
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -11,6 +12,9 @@ from dataclasses import dataclass, field
 from ingest.reading import Reason, Rejected
 
 log = logging.getLogger("ingest.rejected")
+
+_PLAIN = re.compile(r"^[\w.\-]{1,64}$", re.ASCII)
+_UNPLAIN = re.compile(r"[^\w.\-]", re.ASCII)
 
 
 @dataclass(slots=True)
@@ -51,7 +55,9 @@ class Stats:
         counts = self.unknown_fields
         device = device_id or "unknown"
         for name in names:
-            key = (device, name)
+            # A vendor's name becomes a tag value: kept to word characters, so no payload can
+            # put a control character or a quote into line protocol.
+            key = (device, name if _PLAIN.match(name) else _UNPLAIN.sub("_", name)[:64] or "_")
             if key not in counts and len(counts) >= self.MAX_UNKNOWN_KEYS:
                 key = (device, "(other)")
             counts[key] += 1

@@ -21,7 +21,14 @@ from zoneinfo import ZoneInfo
 
 from devices import AnyDevice, Registry
 from devices.contract import SITE_TAG, SPACE_TAG
-from devices.site import EnergyMeter, OccupancySensor, WasteBin, WasteFraction
+from devices.site import (
+    EnergyMeter,
+    HeatMeter,
+    OccupancySensor,
+    WasteBin,
+    WasteFraction,
+    WaterMeter,
+)
 from ingest.lineproto import device_tags, format_line, series_key
 from ingest.reading import FieldValue, Reading
 
@@ -40,10 +47,46 @@ WASTE_EMPTYING = "waste_emptying"
 WASTE_DAILY = "waste_daily"
 DEVICE_DAILY = "device_daily"
 IMPACT_DAILY = "impact_daily"
+HEAT_HOURLY = "heat_hourly"
+HEAT_DAILY = "heat_daily"
+WATER_HOURLY = "water_hourly"
+WATER_DAILY = "water_daily"
 ROLLUP_MEASUREMENTS = (
     ENERGY_HOURLY, ENERGY_DAILY, SPACE_HOURLY, SPACE_DAILY,
     WASTE_EMPTYING, WASTE_DAILY, DEVICE_DAILY, IMPACT_DAILY,
+    HEAT_HOURLY, HEAT_DAILY, WATER_HOURLY, WATER_DAILY,
 )  # fmt: skip
+
+# Meters with a cumulative counter, rolled up hour by hour the same way: what their counter and
+# rate are called in the readings, and in their hourly and daily points.
+CounterMeter = EnergyMeter | HeatMeter | WaterMeter
+
+
+@dataclass(frozen=True, slots=True)
+class CounterKind:
+    counter: str  # the reading's cumulative field
+    rate: str  # the reading's momentary field
+    hourly: str
+    daily: str
+    amount: str  # the hourly and daily field with the counter's increase
+    rate_mean: str
+    rate_peak: str
+
+
+COUNTERS: dict[type, CounterKind] = {
+    EnergyMeter: CounterKind(
+        "energy_kwh", "power_w", ENERGY_HOURLY, ENERGY_DAILY, "kwh", "power_mean_w",
+        "power_peak_w",
+    ),
+    HeatMeter: CounterKind(
+        "heat_energy_kwh", "heat_power_kw", HEAT_HOURLY, HEAT_DAILY, "kwh", "power_mean_kw",
+        "power_peak_kw",
+    ),
+    WaterMeter: CounterKind(
+        "volume_m3", "flow_m3h", WATER_HOURLY, WATER_DAILY, "m3", "flow_mean_m3h",
+        "flow_peak_m3h",
+    ),
+}  # fmt: skip
 
 
 def qualified(measurement: str, rp: str | None = None) -> str:
@@ -54,6 +97,7 @@ def qualified(measurement: str, rp: str | None = None) -> str:
 # Roles whose energy is not a space's own consumption: the utility supply covers the whole
 # building (its sub-meters included) and PV is production.
 SUPPLY_ROLE = "main-supply"
+HEAT_SUPPLY_ROLE = "district-heat-supply"
 PV_ROLE = "pv-production"
 OVERFLOW_PCT = 95.0  # "too late" when a bin has no fill_full_pct threshold of its own
 
@@ -102,6 +146,7 @@ class Rollups:
         site = registry.site
         self._site = site.site
         self._impact = site.impact
+        self._heat_factor = site.impact.heat_emission_factor_kg_per_kwh
         self._tz = ZoneInfo(site.timezone)
         self._raw: dict[str, Series] = {}
         self._open_cache: dict[int, float] = {}
@@ -125,12 +170,15 @@ class Rollups:
         if reading.measurement != device.spec.measurement:
             return  # device_status and the like are not rolled up
         f = reading.fields
-        if isinstance(device, EnergyMeter):
-            values: Values = (_num(f.get("energy_kwh")), _num(f.get("power_w")))
+        counter = COUNTERS.get(type(device))
+        if counter is not None:
+            values: Values = (_num(f.get(counter.counter)), _num(f.get(counter.rate)))
         elif isinstance(device, OccupancySensor):
             values = (_num(f.get("people")), _num(f.get("co2_ppm")))
-        else:
+        elif isinstance(device, WasteBin):
             values = (_num(f.get("fill_pct")), None)
+        else:
+            return  # air, weather and people counters have no rollups (yet)
         if values[0] is None:
             return
         t = reading.time_ms
@@ -186,13 +234,14 @@ class Rollups:
             times = raw.times
             horizon = self._horizon(device_id)
             start = max(_hour(since), horizon)
-            if isinstance(device, EnergyMeter):
+            if isinstance(device, CounterMeter):
                 i = bisect.bisect_left(times, since)
                 start = max(_hour(times[max(0, i - 1)]), horizon)
                 for hour in self._energy_hours(device, raw, start):
                     lines.append(self._energy_line(device, hour))
                     device_days.add((device_id, self._day(hour)))
-                    space_hours.add((device.space, hour))
+                    if isinstance(device, EnergyMeter):
+                        space_hours.add((device.space, hour))
             elif isinstance(device, OccupancySensor):
                 hold = self._hold_ms(device)
                 for hour in range(start, _hour(self._newest[device_id] + hold) + 1, HOUR_MS):
@@ -256,13 +305,19 @@ class Rollups:
 
     # --- energy ------------------------------------------------------------------------------
 
-    def _energy_hours(self, device: EnergyMeter, raw: Series, start: int) -> list[int]:
+    def _factor(self, device: CounterMeter, hour_ms: int) -> float | None:
+        if isinstance(device, HeatMeter):
+            return self._heat_factor
+        if isinstance(device, WaterMeter) or device.role == PV_ROLE:
+            return None
+        return self._factors.at(hour_ms)
+
+    def _energy_hours(self, device: CounterMeter, raw: Series, start: int) -> list[int]:
         # From the last reading before `start`: the interval into the first hour belongs to it.
         i = max(0, raw.index(start) - 1)
         part = raw.times[i:]
         counter = list(zip(part, raw.primary[i:], strict=True))
         cache = self._energy.setdefault(device.id, {})
-        pv = device.role == PV_ROLE
         done: list[int] = []
         for h in hourly_kwh(counter, max_gap_s=max(3600.0, 3 * device.expected_interval_s)):
             if h.hour_ms < start:
@@ -270,7 +325,7 @@ class Rollups:
             j = bisect.bisect_left(part, h.hour_ms)
             k = bisect.bisect_left(part, h.hour_ms + HOUR_MS)
             powers = [p for x in range(i + j, i + k) if (p := raw.secondary_at(x)) is not None]
-            factor = None if pv else self._factors.at(h.hour_ms)
+            factor = self._factor(device, h.hour_ms)
             cache[h.hour_ms] = EnergyHour(
                 kwh=h.kwh,
                 kgco2e=None if factor is None else h.kwh * factor,
@@ -284,21 +339,22 @@ class Rollups:
             done.append(h.hour_ms)
         return done
 
-    def _energy_line(self, device: EnergyMeter, hour: int) -> str:
+    def _energy_line(self, device: CounterMeter, hour: int) -> str:
         e = self._energy[device.id][hour]
+        kind = COUNTERS[type(device)]
         fields: dict[str, FieldValue] = {
-            "kwh": _r(e.kwh),
+            kind.amount: _r(e.kwh),
             "interpolated": e.interpolated,
             "resets": e.resets,
             "readings": e.power_n,
         }
         if e.power_n:
-            fields["power_mean_w"] = _r(e.power_sum / e.power_n, 3)
-            fields["power_peak_w"] = e.power_peak or 0.0
+            fields[kind.rate_mean] = _r(e.power_sum / e.power_n, 3)
+            fields[kind.rate_peak] = e.power_peak or 0.0
         if e.kgco2e is not None and e.factor is not None:
             fields["kgco2e"] = _r(e.kgco2e)
             fields["factor_kg_per_kwh"] = _r(e.factor)
-        return format_line(series_key(ENERGY_HOURLY, device_tags(self._site, device)), fields, hour)
+        return format_line(series_key(kind.hourly, device_tags(self._site, device)), fields, hour)
 
     # --- waste -------------------------------------------------------------------------------
 
@@ -407,10 +463,13 @@ class Rollups:
                 day,
             )
         )  # fmt: skip
-        if isinstance(device, EnergyMeter):
+        if isinstance(device, CounterMeter):
             hours = [e for h, e in self._energy.get(device.id, {}).items() if day <= h < end]
             if hours:
-                lines.append(format_line(series_key(ENERGY_DAILY, tags), _energy_day(hours), day))
+                kind = COUNTERS[type(device)]
+                lines.append(
+                    format_line(series_key(kind.daily, tags), _energy_day(hours, kind), day)
+                )
         elif isinstance(device, WasteBin):
             fields = self._waste_day(device, day, end)
             lines.append(format_line(series_key(WASTE_DAILY, tags), fields, day))
@@ -449,13 +508,31 @@ class Rollups:
             cached = self._open_cache[day] = sum(hi - lo for s in spans for lo, hi in s) / 1000
         return cached
 
+    def _heat_water_day(self, day: int, end: int) -> dict[str, FieldValue]:
+        """The building's district heat (kWh, kgCO2e) and water (m³) of a day."""
+        heat = [d for d in self._registry if isinstance(d, HeatMeter)]
+        water = [d for d in self._registry if isinstance(d, WaterMeter)]
+        fields: dict[str, FieldValue] = {}
+        for prefix, ids, unit in (
+            ("heat", _supply(heat, HEAT_SUPPLY_ROLE), "kwh"),
+            ("water", _supply(water, SUPPLY_ROLE), "m3"),
+        ):
+            hours = [e for d in ids for h, e in self._energy.get(d, {}).items() if day <= h < end]
+            if hours:
+                fields[f"{prefix}_{unit}"] = _r(sum(e.kwh for e in hours))
+                co2 = [e.kgco2e for e in hours if e.kgco2e is not None]
+                if co2:
+                    fields[f"{prefix}_kgco2e"] = _r(sum(co2))
+        return fields
+
     def _impact_day_line(self, day: int) -> str | None:
         end = self._day_end(day)
+        fields: dict[str, FieldValue] = {}
+        fields.update(self._heat_water_day(day, end))
         meters = [d for d in self._registry if isinstance(d, EnergyMeter)]
         supply = [d for d in meters if d.role == SUPPLY_ROLE] or [
             d for d in meters if d.role != PV_ROLE
         ]
-        fields: dict[str, FieldValue] = {}
         for name, group in (("supply", supply), ("pv", [d for d in meters if d.role == PV_ROLE])):
             hours = [
                 e for d in group for h, e in self._energy.get(d.id, {}).items() if day <= h < end
@@ -493,6 +570,11 @@ class Rollups:
         return format_line(key, fields, day) if fields else None
 
 
+def _supply(meters: list[HeatMeter] | list[WaterMeter], role: str) -> list[str]:
+    """The meters that measure the whole building: those with the supply role, else all."""
+    return [d.id for d in meters if d.role == role] or [d.id for d in meters]
+
+
 def _space_fields(hours: list[SpaceHour]) -> dict[str, FieldValue]:
     def total(name: str) -> float:
         return float(sum(getattr(sh, name) for sh in hours))
@@ -514,18 +596,18 @@ def _space_fields(hours: list[SpaceHour]) -> dict[str, FieldValue]:
     return fields
 
 
-def _energy_day(hours: list[EnergyHour]) -> dict[str, FieldValue]:
+def _energy_day(hours: list[EnergyHour], kind: CounterKind) -> dict[str, FieldValue]:
     n = sum(e.power_n for e in hours)
     fields: dict[str, FieldValue] = {
-        "kwh": _r(sum(e.kwh for e in hours)),
+        kind.amount: _r(sum(e.kwh for e in hours)),
         "hours": len(hours),
         "interpolated_h": sum(e.interpolated for e in hours),
         "resets": sum(e.resets for e in hours),
         "readings": n,
     }
     if n:
-        fields["power_mean_w"] = _r(sum(e.power_sum for e in hours) / n, 3)
-        fields["power_peak_w"] = max(e.power_peak for e in hours if e.power_peak is not None)
+        fields[kind.rate_mean] = _r(sum(e.power_sum for e in hours) / n, 3)
+        fields[kind.rate_peak] = max(e.power_peak for e in hours if e.power_peak is not None)
     co2 = [e.kgco2e for e in hours if e.kgco2e is not None]
     if co2:
         fields["kgco2e"] = _r(sum(co2))

@@ -23,6 +23,8 @@ DAY_MS = 24 * HOUR_MS
 # The fields the rollups read, per measurement.
 ROLLUP_FIELDS = {
     "energy": ("energy_kwh", "power_w"),
+    "heat": ("heat_energy_kwh", "heat_power_kw"),
+    "water": ("volume_m3", "flow_m3h"),
     "occupancy": ("people", "co2_ppm"),
     "waste_bin": ("fill_pct",),
 }

@@ -408,3 +408,42 @@ def test_a_recompute_reads_before_its_first_day_but_writes_from_it() -> None:
     for key, fields in sink.points.items():
         if key[0].startswith(("energy_hourly", "space_hourly", "waste_emptying")):
             assert ",".join(f"{f}={v}" for f, v in sorted(fields.items())) == everything[key], key
+
+
+HEAT_SITE = """
+site: t
+timezone: UTC
+impact:
+  heat_emission_factor_kg_per_kwh: 0.2
+  heat_emission_factor_source: test constant for district heat
+devices:
+  - {id: h1, kind: heat_meter, space: plant, role: district-heat-supply, interval_s: 900}
+  - {id: h2, kind: heat_meter, space: cafe, role: sub-meter, interval_s: 900}
+  - {id: w1, kind: water_meter, space: plant, role: main-supply, interval_s: 900}
+"""
+
+
+def test_district_heat_and_water_hours_days_and_site_totals() -> None:
+    """Counters every 15 min: heat 10 kWh per quarter (40 kWh/h, 8 kgCO2e/h at 0.2), a
+    sub-meter at half that, water 0.25 m³ per quarter; two hours of readings."""
+    reg = Registry(parse_site(HEAT_SITE))
+    sink = Sink()
+    rollups = Rollups(reg, sink.write)
+    for q in range(9):
+        t = MON + q * 15 * MIN
+        rollups.observe(reading(reg, "h1", t, heat_energy_kwh=1000 + 10 * q, heat_power_kw=40.0))
+        rollups.observe(reading(reg, "h2", t, heat_energy_kwh=500 + 5 * q, heat_power_kw=20.0))
+        rollups.observe(reading(reg, "w1", t, volume_m3=100 + 0.25 * q, flow_m3h=1.0))
+    rollups.flush()
+    assert sink.num("heat_hourly", MON, "kwh", device="h1") == pytest.approx(40.0)
+    assert sink.num("heat_hourly", MON, "kgco2e", device="h1") == pytest.approx(8.0)
+    assert sink.num("heat_hourly", MON, "power_mean_kw", device="h1") == pytest.approx(40.0)
+    assert sink.num("heat_daily", MON, "kwh", device="h2") == pytest.approx(40.0)
+    assert sink.num("water_hourly", MON + HOUR_MS, "m3", device="w1") == pytest.approx(1.0)
+    assert "kgco2e" not in sink.get("water_hourly", MON, device="w1")
+    # The site's day counts the substation only: the sub-meter is inside it.
+    assert sink.num("impact_daily", MON, "heat_kwh") == pytest.approx(80.0)
+    assert sink.num("impact_daily", MON, "heat_kgco2e") == pytest.approx(16.0)
+    assert sink.num("impact_daily", MON, "water_m3") == pytest.approx(2.0)
+    with pytest.raises(KeyError):
+        sink.get("energy_hourly", MON)
