@@ -161,6 +161,13 @@ class FieldMap(BaseModel):
         return self
 
 
+def field_map_shorthand(cls: type, raw: Any) -> Any:
+    """`name` and `null` entries as the {to: ...} they stand for."""
+    if not isinstance(raw, dict):
+        return raw
+    return {k: {"to": v} if v is None or isinstance(v, str) else v for k, v in raw.items()}
+
+
 class _DeviceBase(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -200,12 +207,7 @@ class _DeviceBase(BaseModel):
     _codec_path: Path | None = PrivateAttr(None)
     _field_map: dict[str, FieldMap] = PrivateAttr(default_factory=dict)
 
-    @field_validator("field_map", mode="before")
-    @classmethod
-    def _shorthand(cls, raw: Any) -> Any:
-        if not isinstance(raw, dict):
-            return raw
-        return {k: {"to": v} if v is None or isinstance(v, str) else v for k, v in raw.items()}
+    _shorthand = field_validator("field_map", mode="before")(field_map_shorthand)
 
     @model_validator(mode="after")
     def _bind_bundled(self) -> _DeviceBase:

@@ -447,23 +447,35 @@ class SimCatalogueDevice(SimDevice):
 
     def __init__(self, device: AnyDevice, site: str, seed: int, tz: ZoneInfo) -> None:
         super().__init__(device, site, seed, tz)
-        self.state: dict[str, float] = {}
+        # name -> (value, low, high) for each numeric field
+        self.state: dict[str, tuple[float, float, float]] = {}
         for f in device.spec.fields.values():
             if f.type in ("float", "int"):
                 low = f.minimum if f.minimum is not None else 0.0
                 high = f.maximum if f.maximum is not None else low + 100.0
-                self.state[f.name] = self.rng.uniform(low, low + (high - low) * 0.5)
+                self.state[f.name] = (self.rng.uniform(low, (low + high) / 2), low, high)
 
     def step(self, time_ms: int, dt_s: float) -> Values:
         values: Values = {}
-        for name, value in self.state.items():
-            f = self.device.spec.fields[name]
-            low = f.minimum if f.minimum is not None else 0.0
-            high = f.maximum if f.maximum is not None else low + 100.0
+        fields = self.device.spec.fields
+        for name, (value, low, high) in self.state.items():
             value = min(high, max(low, value + self.rng.gauss(0, (high - low) * 0.001)))
-            self.state[name] = value
-            values[name] = round(value) if f.type == "int" else round(value, 3)
+            self.state[name] = (value, low, high)
+            values[name] = round(value) if fields[name].type == "int" else round(value, 3)
         return values
+
+
+# The simulator of each device class; a kind a site file adds gets SimCatalogueDevice.
+_SIMULATORS: dict[type, type[SimDevice]] = {
+    EnergyMeter: SimEnergyMeter,
+    OccupancySensor: SimOccupancy,
+    WasteBin: SimWasteBin,
+    HeatMeter: SimHeatMeter,
+    WaterMeter: SimWaterMeter,
+    WeatherStation: SimWeatherStation,
+    IndoorAirSensor: SimIndoorAir,
+    PeopleCounter: SimPeopleCounter,
+}
 
 
 def scale_site(site: Site, n: int) -> Site:
@@ -486,22 +498,6 @@ def build_fleet(registry: Registry, seed: int) -> list[SimDevice]:
     site = registry.site_id
     fleet: list[SimDevice] = []
     for d in registry:
-        if isinstance(d, EnergyMeter):
-            fleet.append(SimEnergyMeter(d, site, seed, tz))
-        elif isinstance(d, OccupancySensor):
-            fleet.append(SimOccupancy(d, site, seed, tz))
-        elif isinstance(d, WasteBin):
-            fleet.append(SimWasteBin(d, site, seed, tz))
-        elif isinstance(d, HeatMeter):
-            fleet.append(SimHeatMeter(d, site, seed, tz))
-        elif isinstance(d, WaterMeter):
-            fleet.append(SimWaterMeter(d, site, seed, tz))
-        elif isinstance(d, WeatherStation):
-            fleet.append(SimWeatherStation(d, site, seed, tz))
-        elif isinstance(d, IndoorAirSensor):
-            fleet.append(SimIndoorAir(d, site, seed, tz))
-        elif isinstance(d, PeopleCounter):
-            fleet.append(SimPeopleCounter(d, site, seed, tz))
-        else:
-            fleet.append(SimCatalogueDevice(d, site, seed, tz))
+        sim = _SIMULATORS.get(type(d), SimCatalogueDevice)
+        fleet.append(sim(d, site, seed, tz))
     return fleet

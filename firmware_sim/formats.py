@@ -9,6 +9,7 @@ radio metadata (RSSI, SNR, frame counter) comes from the device's own seeded str
 
 from __future__ import annotations
 
+import base64
 import enum
 import json
 import random
@@ -39,6 +40,7 @@ class Format(enum.StrEnum):
     SENML = "senml"
     TTS_V3 = "tts_v3"
     CHIRPSTACK_V4 = "chirpstack_v4"
+    CHIRPSTACK_V3 = "chirpstack_v3"
 
 
 def _iso(time_ms: int) -> str:
@@ -92,7 +94,10 @@ class Encoder:
     """One device's messages in one format. Stateful: LoRaWAN frame counters count up."""
 
     def __init__(self, fmt: Format, site: str, device: AnyDevice, seed: int) -> None:
-        if fmt in (Format.TTS_V3, Format.CHIRPSTACK_V4) and device.dev_eui is None:
+        if (
+            fmt in (Format.TTS_V3, Format.CHIRPSTACK_V4, Format.CHIRPSTACK_V3)
+            and not device.dev_eui
+        ):
             # Not a LoRaWAN device (no dev_eui in the site file): it keeps publishing natively,
             # as a mixed site does.
             fmt = Format.NATIVE
@@ -143,6 +148,22 @@ class Encoder:
                 },
             }
         assert d.dev_eui is not None
+        if self.fmt is Format.CHIRPSTACK_V3:
+            # The v3 application server's protobuf JSON: bytes in base64, the codec's output
+            # as a JSON string.
+            return f"application/1/device/{d.dev_eui}/event/up", {
+                "applicationID": "1",
+                "applicationName": "kera-sim",
+                "deviceName": d.id,
+                "devEUI": base64.b64encode(bytes.fromhex(d.dev_eui)).decode(),
+                "rxInfo": [
+                    {"gatewayID": "ABbAAfFQAAE=", "time": _iso(time_ms), "rssi": rssi,
+                     "loRaSNR": snr}
+                ],
+                "fCnt": self._f_cnt,
+                "fPort": 1,
+                "objectJSON": json.dumps(decoded, separators=(",", ":")),
+            }  # fmt: skip
         return f"application/kera-sim/device/{d.dev_eui}/event/up", {
             "time": _iso(time_ms),
             "deviceInfo": {"devEui": d.dev_eui, "deviceName": d.id, "applicationName": "kera-sim"},

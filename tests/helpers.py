@@ -79,6 +79,14 @@ async def count(settings: IngestSettings, measurement: str, field: str) -> int:
     return int(series[0]["values"][0][1]) if series else 0
 
 
+def point_field(measurement: str) -> str:
+    """A field every simulated point of a catalogue measurement carries (its kind's first), to
+    count the points with count()."""
+    from devices import KINDS
+
+    return next(iter(next(k for k in KINDS.values() if k.measurement == measurement).fields))
+
+
 @contextlib.asynccontextmanager
 async def http_server(
     path: str, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]

@@ -26,7 +26,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from devices.site import FieldMap, UnknownFields
+from devices.site import FieldMap, UnknownFields, field_map_shorthand
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 
@@ -51,12 +51,7 @@ class Profile(BaseModel):
         None, description="a decoded payload from the documentation"
     )
 
-    @field_validator("field_map", mode="before")
-    @classmethod
-    def _shorthand(cls, raw: Any) -> Any:
-        if not isinstance(raw, dict):
-            return raw
-        return {k: {"to": v} if v is None or isinstance(v, str) else v for k, v in raw.items()}
+    _shorthand = field_validator("field_map", mode="before")(field_map_shorthand)
 
     @property
     def codec_path(self) -> Path | None:

@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from devices import Registry
+from devices import KINDS, Registry
 from ingest.settings import IngestSettings
 from tests.helpers import count, rows, wait_until
 
 pytestmark = pytest.mark.integration
 
-MEASUREMENT = {"energy_meter": "energy", "occupancy": "occupancy", "waste_bin": "waste_bin"}
+MEASUREMENT = {kind: spec.measurement for kind, spec in KINDS.items()}
 
 
 def _bin(name: str) -> str:
@@ -89,12 +89,15 @@ async def test_simulator_to_influxdb(settings: IngestSettings, tmp_path: Path) -
             if device.kind == "waste_bin":
                 depth = device.depth_mm  # type: ignore[union-attr]
                 values["fill_pct"] = min(100.0, max(0.0, 100 * (1 - values["distance_mm"] / depth)))
+            if device.kind == "heat_meter":
+                values["delta_t_k"] = values["supply_temp_c"] - values["return_temp_c"]
             expected[MEASUREMENT[device.kind]][(device_id, ts)] = values
 
         for measurement, want in expected.items():
-            field = {"energy": "energy_kwh", "occupancy": "people", "waste_bin": "fill_pct"}[
-                measurement
-            ]
+            # A field every simulated point of the measurement has.
+            field = next(
+                iter(next(k for k in KINDS.values() if k.measurement == measurement).fields)
+            )
 
             async def arrived(m: str = measurement, f: str = field, n: int = len(want)) -> bool:
                 return await count(settings, m, f) >= n

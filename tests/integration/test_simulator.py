@@ -27,7 +27,7 @@ from ingest.pipeline import Pipeline
 from ingest.reading import DeadLetter
 from ingest.settings import IngestSettings
 from ingest.stats import Stats
-from tests.helpers import count, ingest_process, rows, wait_until
+from tests.helpers import count, ingest_process, point_field, rows, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -208,11 +208,10 @@ async def test_faulty_fleet_end_to_end(
             return m["kera_ingest_messages_total"] >= len(published)
 
         await wait_until(all_judged, timeout=60)
-        field = {"energy": "energy_kwh", "occupancy": "people", "waste_bin": "fill_pct"}
         for measurement, points in expected_points.items():
 
             async def landed(m: str = measurement, n: int = len(points)) -> bool:
-                return await count(settings, m, field[m]) == n
+                return await count(settings, m, point_field(m)) == n
 
             await wait_until(landed, timeout=30)
         metrics = await ingest.metrics()

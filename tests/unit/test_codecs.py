@@ -18,6 +18,7 @@ from ingest.pipeline import Pipeline
 from ingest.reading import DeadLetter, NoReading, Reason, Rejected
 from ingest.stats import Stats
 from ingest.validate import Validator
+from tests.strategies import json_values
 
 SITE = """
 site: kera
@@ -437,21 +438,6 @@ def test_site_file_checks_sources_and_field_maps() -> None:
 
 # -- hypothesis: nothing but Rejected, whatever arrives ------------------------------------------
 
-json_leaf = (
-    st.none()
-    | st.booleans()
-    | st.integers()
-    | st.sampled_from([10**400, -(10**400), 1e308, 2**28, -(2**63)])
-    | st.floats()
-    | st.text(max_size=12)
-)
-json_values = st.recursive(
-    json_leaf,
-    lambda children: (
-        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
-    ),
-    max_leaves=10,
-)
 TOPICS = [TTS_TOPIC, CS_TOPIC, SENML_TOPIC, "kera/kera/occ-cafe/telemetry", "kera/kera/x/status"]
 
 
@@ -506,3 +492,141 @@ def test_realistic_payloads_with_one_value_replaced_only_reject(
         node = node[key]
     node[path[-1]] = data.draw(json_values)
     _verdict(topic, json.dumps(message).encode())
+
+
+# -- ChirpStack v3, radio status on its own, SenML records with their own times ------------------
+
+V3_SITE = Registry(
+    parse_site(
+        """
+site: kera
+sources: [{codec: chirpstack_v3}, {codec: senml}]
+devices:
+  - id: garden-sensor
+    kind: indoor_air
+    space: garden
+    dev_eui: "0202020202020202"
+    field_map: {temperatureSensor: temperature_c, humiditySensor: humidity_pct}
+  - id: em-main
+    kind: energy_meter
+    space: hall
+    field_map: {voltage: voltage_v, current: current_a}
+"""
+    )
+)
+# The "up" event of the ChirpStack v3 application server's integration documentation
+# (protobuf JSON marshaler: devEUI and gatewayID in base64, the codec's output in objectJSON).
+CS3_UP: dict[str, Any] = {
+    "applicationID": "123",
+    "applicationName": "temperature-sensor",
+    "deviceName": "garden-sensor",
+    "devEUI": "AgICAgICAgI=",
+    "rxInfo": [
+        {
+            "gatewayID": "AwMDAwMDAwM=",
+            "time": "2019-11-08T13:59:25.048445Z",
+            "timeSinceGPSEpoch": None,
+            "rssi": -48,
+            "loRaSNR": 9,
+            "channel": 5,
+            "rfChain": 0,
+            "board": 0,
+            "antenna": 0,
+            "location": {"latitude": 52.3740364, "longitude": 4.9144401, "altitude": 10.5},
+            "fineTimestampType": "NONE",
+            "context": "9u/uvA==",
+            "uplinkID": "jhMh8Gq6RAOChSKbi83RHQ==",
+        }
+    ],
+    "txInfo": {
+        "frequency": 868100000,
+        "modulation": "LORA",
+        "loRaModulationInfo": {
+            "bandwidth": 125,
+            "spreadingFactor": 11,
+            "codeRate": "4/5",
+            "polarizationInversion": False,
+        },
+    },
+    "adr": True,
+    "dr": 1,
+    "fCnt": 10,
+    "fPort": 5,
+    "data": "...",
+    "objectJSON": '{"temperatureSensor":25,"humiditySensor":32}',
+    "tags": {"key": "value"},
+}
+CS3_TOPIC = "application/123/device/0202020202020202/event/up"
+
+
+def _v3(body: dict[str, Any]) -> list[Any]:
+    v = Validator(V3_SITE)
+    router = Router(V3_SITE.site)
+    raw = json.dumps(body).encode()
+    return [v.check(d, NOW) for d in router.route(CS3_TOPIC).decode(CS3_TOPIC, raw, "kera", NOW)]
+
+
+def test_chirpstack_v3_uplink_from_its_documentation() -> None:
+    body = dict(CS3_UP, data="AQ==")  # the docs' "..." stands for the payload
+    reading, status = _v3(body)
+    assert reading.device.id == "garden-sensor" and reading.measurement == "indoor_air"
+    assert reading.fields == {"temperature_c": 25.0, "humidity_pct": 32.0}
+    assert reading.time_ms == parse_time_ms("2019-11-08T13:59:25.048Z")
+    assert status.fields == {"rssi_dbm": -48.0, "snr_db": 9.0, "gateways": 1, "frame_counter": 10}
+
+
+def test_chirpstack_v3_legacy_json_marshaler() -> None:
+    """json_v3: hex devEUI and the decoded `object` inline (older v3 servers)."""
+    body = {k: v for k, v in CS3_UP.items() if k not in ("objectJSON", "data")}
+    body |= {"devEUI": "0202020202020202", "object": {"temperatureSensor": 21.5}}
+    reading, _ = _v3(body)
+    assert reading.fields == {"temperature_c": 21.5}
+    bad = dict(CS3_UP, objectJSON="{not json")
+    with pytest.raises(Rejected) as info:
+        _v3(bad)
+    assert info.value.reason is Reason.BAD_FORMAT and "v3" in info.value.detail
+
+
+def test_neither_chirpstack_version_says_so() -> None:
+    with pytest.raises(Rejected) as info:
+        _v3({"applicationName": "x", "object": {}})
+    assert "neither deviceInfo (v4) nor devEUI/applicationID (v3)" in info.value.detail
+
+
+def test_radio_status_is_kept_when_the_reading_is_rejected() -> None:
+    stats = Stats()
+    pipeline = Pipeline(REG, stats)
+    broken = copy.deepcopy(TTS_UPLINK)
+    broken["uplink_message"]["decoded_payload"] = {"distance": "far", "battery": 87}
+    result = pipeline.handle(TTS_TOPIC, json.dumps(broken).encode(), NOW)
+    assert isinstance(result, DeadLetter) and result.reason is Reason.WRONG_TYPE
+    assert len(result.kept) == 1 and result.kept[0].startswith("device_status,")
+    assert "rssi_dbm=-97.0" in result.kept[0] and "frame_counter=1234i" in result.kept[0]
+
+
+def test_senml_multiple_measurements_with_their_own_times() -> None:
+    """RFC 8428 section 5.1.2 ("Multiple Measurements"), with the base name of a registered
+    meter: a voltage and six currents at their own times become partial readings."""
+    pack = [
+        {"bn": "em-main:", "bt": 1.276020076001e09, "bu": "A", "bver": 5,
+         "n": "voltage", "u": "V", "v": 120.1},
+        {"n": "current", "t": -5, "v": 1.2},
+        {"n": "current", "t": -4, "v": 1.3},
+        {"n": "current", "t": -3, "v": 1.4},
+        {"n": "current", "t": -2, "v": 1.5},
+        {"n": "current", "t": -1, "v": 1.6},
+        {"n": "current", "v": 1.7},
+    ]  # fmt: skip
+    topic = "kera/kera/senml/gw"
+    decoded = (
+        Router(V3_SITE.site).route(topic).decode(topic, json.dumps(pack).encode(), "kera", NOW)
+    )
+    readings = sorted(
+        (r.time_ms, r.fields) for r in map(lambda d: Validator(V3_SITE).check(d, NOW), decoded)
+    )
+    base = 1_276_020_076_001
+    assert readings == [
+        (base - 5000, {"current_a": 1.2}), (base - 4000, {"current_a": 1.3}),
+        (base - 3000, {"current_a": 1.4}), (base - 2000, {"current_a": 1.5}),
+        (base - 1000, {"current_a": 1.6}), (base, {"voltage_v": 120.1, "current_a": 1.7}),
+    ]  # fmt: skip
