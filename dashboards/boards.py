@@ -904,6 +904,38 @@ def impact(rollups_rp: str | None = None) -> db.Dashboard:
             8,
         )
     )
+    d.with_panel(
+        lay.place(
+            barchart.Panel()
+            .title("District heat per day, and its emissions")
+            .datasource(DS)
+            .unit("kwatth")
+            .with_target(
+                InfluxQL(
+                    'SELECT sum("heat_kwh") AS "heat kWh", sum("heat_kgco2e") AS "heat kgCO2e" '
+                    f"FROM {m('impact_daily')} WHERE {site_days} GROUP BY time(1d) fill(0) {TZ}"
+                )
+            ),
+            12,
+            8,
+        )
+    )
+    d.with_panel(
+        lay.place(
+            barchart.Panel()
+            .title("Water per day")
+            .datasource(DS)
+            .unit("m3")
+            .with_target(
+                InfluxQL(
+                    'SELECT sum("water_m3") AS "water" '
+                    f"FROM {m('impact_daily')} WHERE {site_days} GROUP BY time(1d) fill(0) {TZ}"
+                )
+            ),
+            12,
+            8,
+        )
+    )
     return d
 
 

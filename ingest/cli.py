@@ -420,20 +420,28 @@ app.add_typer(device_app, name="device")
 @device_app.command("add")
 def device_add(
     device_id: Annotated[str, typer.Argument(help="The new device's id")],
-    kind: Annotated[str, typer.Option(help="energy_meter, occupancy or waste_bin")],
+    kind: Annotated[str, typer.Option(help="a kind of the catalogue (kera-ingest kinds)")],
     space: Annotated[str, typer.Option(help="Where it is (a tag)")],
     site_file: Annotated[Path, typer.Option(help="The site file to add it to")],
     passwd: Annotated[Path, typer.Option(help="The broker's password file")],
     dev_eui: Annotated[str | None, typer.Option(help="LoRaWAN DevEUI")] = None,
     depth_mm: Annotated[float | None, typer.Option(help="waste_bin: sensor to bottom")] = None,
     fraction: Annotated[str | None, typer.Option(help="waste_bin: sorting fraction")] = None,
+    profile: Annotated[
+        str | None, typer.Option(help="a device profile (kera-ingest profiles)")
+    ] = None,
 ) -> None:
     """Add a device to the site file and give it broker credentials. The password is printed
     once, for the device's configuration; the broker keeps only its hash."""
     from devices.onboarding import add_device, new_password, set_password
 
     device: dict[str, object] = {"id": device_id, "kind": kind, "space": space}
-    for key, value in (("dev_eui", dev_eui), ("depth_mm", depth_mm), ("fraction", fraction)):
+    for key, value in (
+        ("dev_eui", dev_eui),
+        ("depth_mm", depth_mm),
+        ("fraction", fraction),
+        ("profile", profile),
+    ):
         if value is not None:
             device[key] = value
     try:

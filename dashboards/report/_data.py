@@ -23,6 +23,9 @@ TOTALS: dict[str, tuple[str, str, str]] = {
     "supply_kwh": ("Grid energy", "kWh", 'sum("supply_kwh") FROM "impact_daily"'),
     "kgco2e": ("Emissions", "kgCO2e", 'sum("kgco2e") FROM "impact_daily"'),
     "pv_kwh": ("Solar produced", "kWh", 'sum("pv_kwh") FROM "impact_daily"'),
+    "heat_kwh": ("District heat", "kWh", 'sum("heat_kwh") FROM "impact_daily"'),
+    "heat_kgco2e": ("Heat emissions", "kgCO2e", 'sum("heat_kgco2e") FROM "impact_daily"'),
+    "water_m3": ("Water", "m³", 'sum("water_m3") FROM "impact_daily"'),
     "waste_l": ("Waste collected", "l", 'sum("waste_l") FROM "impact_daily"'),
     "sorting_rate_pct": (
         "Sorting rate", "%", 'sum("sorted_l") / sum("waste_l") * 100 FROM "impact_daily"'
@@ -75,6 +78,8 @@ class WeekData:
     alerts: list[AlertSummary] = field(default_factory=list)
     completeness: list[tuple[str, str, int, float, float]] = field(default_factory=list)
     queries: list[str] = field(default_factory=list)
+    # District heat's emission factor source (site file), when heat is metered.
+    heat_factor_source: str | None = None
 
 
 class Reader:
@@ -139,6 +144,7 @@ async def load_week(
         end_ms=hi,
         factor_source=site.impact.emission_factor_source,
         influx=f"{url.split('@')[-1]} database {database}",
+        heat_factor_source=site.impact.heat_emission_factor_source,
     )
     data.totals = await _totals(r, lo, hi)
     data.previous = await _totals(r, lo - WEEK_MS, lo)

@@ -260,7 +260,11 @@ def render_html(data: WeekData, pngs: dict[str, str], generated: str) -> str:
         "<p class='source'>Source: <code>impact_daily</code> and <code>space_daily</code>, "
         "built from each meter's hourly energy (<code>energy_hourly</code>): the cumulative "
         "counter's increase split over the hours by time, resets counted from zero. "
-        f"kgCO2e = kWh x grid emission factor; factor source: {_h(factor)}.</p>",
+        f"kgCO2e = kWh x grid emission factor; factor source: {_h(factor)}. District heat "
+        "(<code>heat_kwh</code>) and water (<code>water_m3</code>) in the totals come from the "
+        "building's own heat and water meters (<code>heat_daily</code>, <code>water_daily</code>);"
+        f" heat kgCO2e = kWh x the district-heat factor; its source: "
+        f"{_h(data.heat_factor_source or 'no district-heat factor is set in the site file')}.</p>",
         "<h2>Waste</h2>",
         fig("waste", "Litres collected per fraction."),
         _table(
@@ -354,7 +358,8 @@ def render_pdf(data: WeekData, figures: dict[str, Figure], path: Path, generated
                  f"InfluxDB: {data.influx}", ""]  # fmt: skip
         lines += [f"{'':34}{'this week':>16}{'previous':>16}{'change':>12}"]
         lines += [f"{r[0]:34.34}{r[1]:>16}{r[2]:>16}{r[3]:>12}" for r in rows]
-        lines += ["", f"Emission factor source: {data.factor_source or 'none set'}", "",
+        lines += ["", f"Emission factor source: {data.factor_source or 'none set'}",
+                  f"District heat factor source: {data.heat_factor_source or 'none set'}", "",
                   "Alerts (raised / resolved / open / median time to resolve):"]  # fmt: skip
         lines += [
             f"  {a.rule:24} {a.raised:4} {a.resolved:4} {a.still_open:4}  "

@@ -18,6 +18,7 @@ from aiohttp import web
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import dashboard as dm
 
+from dashboards.boards import DASHBOARDS
 from dashboards.cli import all_dashboards
 from dashboards.provisioning import ALERT_RULE_QUERIES, write_tree
 from dashboards.push import push
@@ -223,7 +224,7 @@ async def test_push_is_idempotent_by_uid(monkeypatch: pytest.MonkeyPatch) -> Non
     assert second["contact point updated"] == 1 and "folder created" not in second
     s = grafana.store
     assert {k: len(v) for k, v in s.items()} == {
-        "datasource": 1, "folder": 1, "dashboard": 7, "rule": 4, "contact": 1
+        "datasource": 1, "folder": 1, "dashboard": len(DASHBOARDS), "rule": 4, "contact": 1
     }  # fmt: skip
     assert s["datasource"]["kera-influxql"]["url"] == "http://influx.internal:8086"
     assert s["contact"]["kera-operators-webhook"]["settings"]["url"] == "https://hooks.example/kera"

@@ -91,3 +91,53 @@ async def test_bad_messages_get_reasons_and_good_ones_land(
     messages = " ".join(r.getMessage() for r in caplog.records)
     assert "em-ghost" in messages and "people must be an integer" in messages
     assert "no waste_bin fields in the message" in messages
+
+
+async def test_unknown_vendor_fields_are_stored_around_counted_and_listed(
+    settings: IngestSettings, broker: Mosquitto
+) -> None:
+    """A firmware update adds a field: the reading still lands, the new field is counted per
+    device and field in InfluxDB, and `kera-ingest unknown-fields` lists it. A frame with only
+    unknown fields (device information) is no reading, not a rejection."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    base = int(time.time() * 1000) - 60_000
+    async with running_ingestor(settings) as ingestor:
+        pub = publisher(broker)
+        try:
+            for i in range(5):
+                body = {"ts": base + i * 1000, "people": i, "co2_ppm": 600, "fw_extra": i}
+                pub.publish("kera/kera/occ-cafe/telemetry", json.dumps(body), qos=1)
+            info = {"firmware": "2.1", "serial": "x1"}
+            pub.publish("kera/kera/occ-cafe/telemetry", json.dumps(info), qos=1).wait_for_publish(5)
+
+            async def landed() -> bool:
+                return await count(settings, "occupancy", "people") == 5
+
+            await wait_until(landed)
+        finally:
+            pub.disconnect()
+            pub.loop_stop()
+        stats = ingestor.stats
+    assert not stats.rejected and stats.no_reading == 1 and stats.accepted == 5
+    stored = await rows(settings, "occupancy")
+    assert all("fw_extra" not in r for r in stored)
+    env = dict(os.environ, KERA_INFLUX_URL=settings.influx_url, KERA_INFLUX_DB=settings.influx_db)
+    exe = str(Path(sys.executable).with_name("kera-ingest"))
+    out = subprocess.run(
+        [exe, "unknown-fields", "--json"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    rows_out = [json.loads(line) for line in out.stdout.splitlines()]
+    listed = {(r["device"], r["field"]): r["count"] for r in rows_out}
+    assert listed == {("occ-cafe", "fw_extra"): 5, ("occ-cafe", "firmware"): 1,
+                      ("occ-cafe", "serial"): 1}  # fmt: skip
+    down = dict(env, KERA_INFLUX_URL="http://127.0.0.1:9")
+    failed = subprocess.run(
+        [exe, "unknown-fields"], env=down, capture_output=True, text=True, timeout=60
+    )
+    assert failed.returncode == 2 and "could not query InfluxDB" in failed.stderr
+    assert "Traceback" not in failed.stderr

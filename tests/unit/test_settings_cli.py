@@ -55,3 +55,47 @@ def test_factor_series_beside_the_site_file_is_read_and_checked(tmp_path: Path) 
     bad = subprocess.run([str(exe), "check-site", str(site)], capture_output=True, text=True)
     assert bad.returncode == 2
     assert f"{csv}:2: could not convert string to float" in "".join(bad.stderr.splitlines())
+
+
+def test_check_site_runs_a_mapping_on_an_example(tmp_path: Path) -> None:
+    """The technician's dry run: a vendor payload in, the exact line protocol out (unwrapped,
+    on stdout), and what the map does not name on stderr."""
+    site = tmp_path / "site.yaml"
+    site.write_text(
+        "site: kera\ndevices:\n"
+        "  - {id: air-1, kind: indoor_air, space: library, profile: milesight-am307}\n"
+        "  - {id: am103, kind: indoor_air, space: room, profile: milesight-am103}\n"
+    )
+    example = tmp_path / "am307.json"
+    example.write_text('{"temperature": 23.8, "pir": "idle", "light_level": 2, "co2": 936}')
+    exe = Path(sys.executable).with_name("kera-ingest")
+    run = subprocess.run(
+        [str(exe), "check-site", str(site), "--example", str(example), "--device", "air-1"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    (line,) = run.stdout.splitlines()
+    assert line.startswith("indoor_air,device=air-1,site=kera,space=library ")
+    assert "temperature_c=23.8,co2_ppm=936.0,motion=false " in line
+    assert "ignored (not mapped): light_level" in run.stderr
+    frame = tmp_path / "frame.hex"
+    frame.write_text("017564 03671801 04686D 077DC501\n")
+    raw = subprocess.run(
+        [str(exe), "check-site", str(site), "--example", str(frame), "--device", "am103"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert raw.returncode == 0, raw.stderr
+    assert "temperature_c=28.0,humidity_pct=54.5,co2_ppm=453.0,battery_pct=100.0" in raw.stdout
+    example.write_text('{"pir": "sideways"}')
+    bad = subprocess.run(
+        [str(exe), "check-site", str(site), "--example", str(example), "--device", "air-1"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert bad.returncode == 1 and "mapping_failed" in bad.stderr and "sideways" in bad.stderr
+    missing = subprocess.run(
+        [str(exe), "check-site", str(site), "--example", str(tmp_path / "no.json"),
+         "--device", "air-1"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert missing.returncode == 2 and "cannot read the example" in missing.stderr
+    assert "Traceback" not in missing.stderr + bad.stderr

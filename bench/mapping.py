@@ -1,0 +1,168 @@
+"""What a field map, a profile and a device codec cost on the hot path (docs/performance.md).
+
+    .venv/bin/python bench/mapping.py [--messages 20000] [--rounds 5]
+
+Each case is a stream of distinct messages of one device through the ingestor's Pipeline.handle
+(decode, validate, map, encode), as the MQTT callback runs it, in this process: no broker and
+no InfluxDB, so the figure is the Python per-message cost that bounds an ingestor. The cases:
+
+- native: a room sensor on its own topic, contract names (the baseline of bench/throughput.py);
+- lorawan: the same kind of reading in a The Things Stack uplink, already in contract names;
+- mapped (profile): a Milesight AM307 uplink through its profile (renames, an enumeration,
+  units), the radio status beside it;
+- mapped (expression): a Milesight VS133 uplink whose head count is a sum of four regions;
+- codec: a raw AM103 uplink decoded by its JavaScript codec in QuickJS, then mapped.
+
+The ratio that the issue sets (a mapped reading at most twice a native one) is read against
+the unmapped reading of the same format, since a LoRaWAN uplink carries more than a native
+message (its JSON envelope and a radio-status point) whether or not it is mapped; the native
+figure is given too. The best of `rounds` rounds counts (the least disturbed by the machine).
+Writes bench/results/mapping.json (ignored by git).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import platform
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from devices import Registry, parse_site
+from ingest.pipeline import Pipeline
+from ingest.reading import DeadLetter
+from ingest.stats import Stats
+
+SITE = """
+site: kera
+sources: [{codec: native}, {codec: tts_v3}]
+devices:
+  - {id: occ-1, kind: occupancy, space: room}
+  - {id: air-plain, kind: indoor_air, space: room, dev_eui: "00000000000000a1"}
+  - {id: air-307, kind: indoor_air, space: room, dev_eui: "00000000000000a2",
+     profile: milesight-am307}
+  - {id: pc-133, kind: people_counter, space: hall, dev_eui: "00000000000000a3",
+     profile: milesight-vs133}
+  - {id: air-103, kind: indoor_air, space: room, dev_eui: "00000000000000a4",
+     profile: milesight-am103}
+"""
+NOW = int(time.time() * 1000)
+
+
+def _tts(device: str, eui: str, i: int, up: dict[str, Any]) -> tuple[str, bytes]:
+    body = {
+        "end_device_ids": {
+            "device_id": device,
+            "application_ids": {"application_id": "bench"},
+            "dev_eui": eui.upper(),
+        },
+        "received_at": "2026-11-02T08:00:00.123Z",
+        "uplink_message": {
+            "f_port": 85,
+            "f_cnt": i,
+            "rx_metadata": [{"gateway_ids": {"gateway_id": "gw"}, "rssi": -97, "snr": 7.25}],
+            **up,
+        },
+    }
+    return f"v3/bench@ttn/devices/{device}/up", json.dumps(body).encode()
+
+
+def _am103_frame(i: int) -> str:
+    t = 200 + i % 50
+    raw = bytes([0x01, 0x75, 90, 0x03, 0x67, t & 0xFF, t >> 8, 0x04, 0x68, 80, 0x07, 0x7D])
+    raw += (400 + i % 300).to_bytes(2, "little")
+    return base64.b64encode(raw).decode()
+
+
+CASES: dict[str, Callable[[int], tuple[str, bytes]]] = {
+    "native": lambda i: (
+        "kera/kera/occ-1/telemetry",
+        json.dumps(
+            {"people": i % 40, "co2_ppm": 400 + i % 500, "temperature_c": 21.5,
+             "humidity_pct": 35.0}
+        ).encode(),
+    ),
+    "lorawan": lambda i: _tts(
+        "air-plain", "00000000000000a1", i,
+        {"decoded_payload": {"co2_ppm": 400 + i % 500, "temperature_c": 21.5,
+                             "humidity_pct": 35.0, "pressure_hpa": 1008.6}},
+    ),
+    "mapped (profile)": lambda i: _tts(
+        "air-307", "00000000000000a2", i,
+        {"decoded_payload": {"temperature": 23.8, "humidity": 62, "pir": "trigger",
+                             "light_level": 2, "co2": 400 + i % 500, "tvoc": 37,
+                             "pressure": 1008.6}},
+    ),
+    "mapped (expression)": lambda i: _tts(
+        "pc-133", "00000000000000a3", i,
+        {"decoded_payload": {"region_1_count": i % 5, "region_2_count": 16,
+                             "region_3_count": 7, "region_4_count": 9}},
+    ),
+    "codec": lambda i: _tts("air-103", "00000000000000a4", i, {"frm_payload": _am103_frame(i)}),
+}  # fmt: skip
+
+
+def measure(messages: int, rounds: int) -> dict[str, float]:
+    registry = Registry(parse_site(SITE))
+    out: dict[str, float] = {}
+    for name, make in CASES.items():
+        batch = [make(i) for i in range(messages)]
+        best = float("inf")
+        for _ in range(rounds):
+            pipeline = Pipeline(registry, Stats())
+            handle = pipeline.handle
+            t0 = time.perf_counter()
+            for topic, payload in batch:
+                result = handle(topic, payload, NOW)
+            elapsed = time.perf_counter() - t0
+            if isinstance(result, DeadLetter):
+                raise SystemExit(f"{name}: the ingestor rejected the message: {result.detail}")
+            best = min(best, elapsed)
+        out[name] = best / messages * 1e6
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--messages", type=int, default=20_000)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--json", action="store_true", help="print the results as JSON only")
+    args = ap.parse_args()
+    us = measure(args.messages, args.rounds)
+    result = {
+        "machine": {"python": platform.python_version(), "cpu": platform.processor()},
+        "messages": args.messages,
+        "rounds": args.rounds,
+        "us_per_message": {k: round(v, 2) for k, v in us.items()},
+        "ratio_to_lorawan": {k: round(v / us["lorawan"], 2) for k, v in us.items()},
+        "ratio_to_native": {k: round(v / us["native"], 2) for k, v in us.items()},
+    }
+    out_dir = Path(__file__).parent / "results"
+    out_dir.mkdir(exist_ok=True)
+    (out_dir / "mapping.json").write_text(json.dumps(result, indent=2))
+    if args.json:
+        print(json.dumps(result))
+        return
+    table = Table(
+        title=f"hot-path cost per message ({args.messages} messages, best of {args.rounds})"
+    )
+    for col in ("case", "µs per message", "vs unmapped LoRaWAN", "vs native"):
+        table.add_column(col)
+    for k, v in us.items():
+        table.add_row(
+            k,
+            f"{v:.1f}",
+            f"{result['ratio_to_lorawan'][k]:.2f}",
+            f"{result['ratio_to_native'][k]:.2f}",
+        )
+    Console().print(table)
+
+
+if __name__ == "__main__":
+    main()
