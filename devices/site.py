@@ -235,36 +235,47 @@ class _DeviceBase(BaseModel):
         self._unknown_fields = self.unknown_fields or unknown_fields
         self._codec_path = codec
 
+    # The properties below read the private values straight from pydantic's private dict: they
+    # are on the per-message path, and an attribute lookup of a private name goes through
+    # BaseModel.__getattr__, which costs about a microsecond each time.
+    def _private(self, name: str) -> Any:
+        private = self.__pydantic_private__
+        assert private is not None
+        return private[name]
+
     @property
     def spec(self) -> KindSpec:
-        if self._spec is None:
-            raise RuntimeError(
-                f"device {self.id!r}: kind {self.kind!r} is not bound to a catalogue"
-            )
-        return self._spec
+        spec: KindSpec | None = self._private("_spec")
+        if spec is None:
+            raise RuntimeError(f"device {self.id!r}: kind {self.kind!r} is in no catalogue")
+        return spec
 
     @property
     def mapper(self) -> FieldMapper | None:
-        return self._mapper
+        mapper: FieldMapper | None = self._private("_mapper")
+        return mapper
 
     @property
     def mapping(self) -> Mapping[str, FieldMap]:
         """The entries in force: the profile's, then the device's own over them."""
-        return self._field_map
+        field_map: dict[str, FieldMap] = self._private("_field_map")
+        return field_map
 
     @property
     def unknown_policy(self) -> UnknownFields | None:
         """The device's (or its profile's) unknown-field policy; None: the source's."""
-        return self._unknown_fields
+        policy: UnknownFields | None = self._private("_unknown_fields")
+        return policy
 
     @property
     def codec_path(self) -> Path | None:
         """The JavaScript payload codec for raw uplinks, resolved to a file, if any."""
-        return self._codec_path
+        path: Path | None = self._private("_codec_path")
+        return path
 
     def registry_values(self) -> dict[str, object]:
         """Registry attributes a derived field's expression may read (depth_mm, capacity...)."""
-        names = self._names
+        names: dict[str, object] | None = self._private("_names")
         if names is None:
             names = {
                 k: v
@@ -351,7 +362,7 @@ class CatalogueDevice(_DeviceBase):
     attributes: dict[str, AttributeValue] = Field(default_factory=dict)
 
     def registry_values(self) -> dict[str, object]:
-        names = self._names
+        names: dict[str, object] | None = self._private("_names")
         if names is None:
             names = {**super().registry_values(), **self.attributes}
             self._names = names
