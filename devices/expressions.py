@@ -13,6 +13,7 @@ from __future__ import annotations
 import ast
 import math
 import re
+import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -63,7 +64,7 @@ class Expression:
     """One compiled expression. `names` are the top-level names it reads: a mapping runs it
     only when all of them are in the payload, so a frame of another type passes it by."""
 
-    __slots__ = ("_evaluator", "_tree", "names", "source")
+    __slots__ = ("_local", "_tree", "names", "source")
 
     def __init__(self, source: str) -> None:
         if not isinstance(source, str) or not source.strip():
@@ -71,13 +72,16 @@ class Expression:
         if len(source) > 1000:
             raise ExpressionError("an expression is limited to 1000 characters")
         self.source = source
-        self._evaluator = simpleeval.SimpleEval(functions=dict(FUNCTIONS), names={})
+        # simpleeval keeps the names being evaluated on its instance, so each thread that
+        # evaluates (the ingestor's loop, a paho thread in kera-sim watch) gets its own.
+        self._local = threading.local()
+        evaluator = self._evaluator()
         try:
             tree = ast.parse(source.strip(), mode="eval")
         except SyntaxError as exc:
             raise ExpressionError(f"{source!r} is not an expression: {exc.msg}") from None
         self._check(tree)
-        self._tree = self._evaluator.parse(source.strip())
+        self._tree = evaluator.parse(source.strip())
         self.names = frozenset(
             n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and n.id not in FUNCTIONS
         )
@@ -98,8 +102,15 @@ class Expression:
             elif isinstance(node, ast.Lambda | ast.NamedExpr | ast.comprehension):
                 raise ExpressionError(f"{self.source!r}: only plain arithmetic is allowed")
 
+    def _evaluator(self) -> simpleeval.SimpleEval:
+        evaluator = getattr(self._local, "evaluator", None)
+        if evaluator is None:
+            evaluator = simpleeval.SimpleEval(functions=dict(FUNCTIONS), names={})
+            self._local.evaluator = evaluator
+        return evaluator
+
     def evaluate(self, names: Mapping[str, object]) -> object:
-        evaluator = self._evaluator
+        evaluator = self._evaluator()
         evaluator.names = names
         try:
             return evaluator.eval(self.source, previously_parsed=self._tree)
