@@ -54,6 +54,9 @@ def entry(letter: DeadLetter, at: str | None = None) -> dict[str, Any]:
         out["payload_b64"] = base64.b64encode(raw).decode()
     out["payload_bytes"] = len(letter.payload)
     out["truncated"] = len(letter.payload) > PAYLOAD_KEEP
+    if letter.kept:
+        # What of the message was stored all the same (an uplink's radio status).
+        out["stored"] = [line.split(" ", 1)[0].split(",", 1)[0] for line in letter.kept]
     return out
 
 

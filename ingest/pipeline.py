@@ -121,9 +121,12 @@ class Pipeline:
             failed = data_failed or status_failed
             if failed is not None:
                 # The readings are all or nothing; the radio status stands on its own.
-                kept = status if data_failed is not None and status_failed is None else []
                 if data_failed is None:
                     kept = readings
+                elif status_failed is None:
+                    kept = status
+                else:
+                    kept = []
                 lines = tuple(self._encoder.encode(r) for r in kept)
                 self._rejections.record(failed, topic)
                 self._show(kept, topic)

@@ -602,6 +602,9 @@ def test_radio_status_is_kept_when_the_reading_is_rejected() -> None:
     assert isinstance(result, DeadLetter) and result.reason is Reason.WRONG_TYPE
     assert len(result.kept) == 1 and result.kept[0].startswith("device_status,")
     assert "rssi_dbm=-97.0" in result.kept[0] and "frame_counter=1234i" in result.kept[0]
+    from ingest.deadletter import entry
+
+    assert entry(result)["stored"] == ["device_status"]
 
 
 def test_senml_multiple_measurements_with_their_own_times() -> None:
