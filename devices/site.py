@@ -701,8 +701,30 @@ class Site(BaseModel):
                 d._bind(spec, field_map, unknown, codec)
             except ValueError as exc:
                 raise ValueError(f"{where}: {exc}") from None
+        self._check_rules(catalogue)
         self._catalogue = catalogue
         self._base_dir = base_dir
+
+    def _check_rules(self, catalogue: Mapping[str, KindSpec]) -> None:
+        """Alert rules name a measurement and field of the catalogue, so a typo cannot leave a
+        rule that never fires."""
+        fields: dict[str, set[str]] = {}
+        for spec in catalogue.values():
+            fields.setdefault(spec.measurement, set()).update(spec.all_fields())
+        for rule in self.alerts.rules:
+            if rule.kind == "offline":
+                continue
+            known = fields.get(rule.measurement or "")
+            if known is None:
+                raise ValueError(
+                    f"alerts.rules {rule.name!r}: no kind writes measurement "
+                    f"{rule.measurement!r} (there are: {', '.join(sorted(fields))})"
+                )
+            if rule.field_name not in known:
+                raise ValueError(
+                    f"alerts.rules {rule.name!r}: measurement {rule.measurement!r} has no field "
+                    f"{rule.field_name!r} (it has {', '.join(sorted(known))})"
+                )
 
     @model_validator(mode="after")
     def _serial_devices(self) -> Site:

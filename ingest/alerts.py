@@ -193,7 +193,7 @@ class AlertEngine:
             if reading.time_ms - st.pending_since_ms < rule.for_s * 1000:
                 return
         st.pending_since_ms = st.pending_level = None
-        unit = reading.device.spec.fields.get(rule.field_name or "")
+        unit = reading.device.spec.all_fields().get(rule.field_name or "")
         unit_text = f" {unit.unit}" if unit is not None and unit.unit else ""
         msg = (
             f"{rule.field_name}={raw}{unit_text}"

@@ -98,3 +98,15 @@ def test_bad_kinds_are_refused_with_the_reason(kinds: str, words: str) -> None:
     with pytest.raises(SiteConfigError) as info:
         parse_site(f"site: k\nkinds: {kinds}\ndevices:\n  - {{id: a, kind: occupancy, space: h}}\n")
     assert words in str(info.value)
+
+
+def test_alert_rules_name_catalogue_fields() -> None:
+    base = "site: k\ndevices:\n  - {id: a, kind: occupancy, space: h}\nalerts:\n  rules:\n"
+    ok = "    - {name: r, kind: threshold, measurement: indoor_air, field: co2_ppm, warning: 1}\n"
+    assert parse_site(base + ok).alerts.rules[0].field_name == "co2_ppm"
+    typo = "    - {name: r, kind: threshold, measurement: indoor_air, field: co2, warning: 1}\n"
+    with pytest.raises(SiteConfigError, match="measurement 'indoor_air' has no field 'co2'"):
+        parse_site(base + typo)
+    nowhere = "    - {name: r, kind: threshold, measurement: air, field: co2_ppm, warning: 1}\n"
+    with pytest.raises(SiteConfigError, match="no kind writes measurement 'air'"):
+        parse_site(base + nowhere)
