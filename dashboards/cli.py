@@ -9,6 +9,7 @@ import typer
 
 from dashboards.boards import DASHBOARDS, dashboard_json, impact
 from dashboards.provisioning import write_tree
+from devices import terminal
 
 app = typer.Typer(add_completion=False, help="Grafana provisioning for the Kera pipeline.")
 
@@ -84,7 +85,6 @@ def report(
     in InfluxDB (KERA_INFLUX_URL, KERA_INFLUX_DB, KERA_INFLUX_TOKEN)."""
     import asyncio
 
-    from rich.console import Console
     from rich.progress import Progress
 
     from dashboards.report import FIGURES, load_week, write_report
@@ -92,7 +92,7 @@ def report(
     from ingest.rollups import parse_week
     from ingest.settings import load_settings
 
-    console = Console(stderr=True)
+    console = terminal.console(stderr=True)
     settings = load_settings(settings_file, site_config=config)
     try:
         parse_week(week)

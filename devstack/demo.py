@@ -1,7 +1,8 @@
 """`kera-demo`: the whole pipeline on one machine with embedded defaults.
 
-Starts a local Mosquitto and InfluxDB (data under ./.kera-demo), the ingestor and the simulator,
-shows live progress, and ends with the points written per measurement.
+Starts a local Mosquitto and InfluxDB (data in demo/ of the state directory, ingest.settings.
+state_dir), the ingestor and the simulator, shows live progress, and ends with the points written
+per measurement.
 """
 
 from __future__ import annotations
@@ -17,11 +18,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console, Group
+from rich.console import Group
 from rich.live import Live
 from rich.table import Table
 
-from devices import KINDS, Registry
+from devices import KINDS, Registry, terminal
 from devices.contract import DEVICE_STATUS_MEASUREMENT
 from devstack.services import InfluxDB, Mosquitto, free_port, missing_binaries
 from firmware_sim.links import Links
@@ -31,9 +32,9 @@ from ingest.influx import influxql
 from ingest.mqtt import parse_mqtt_url
 from ingest.rollups import ROLLUP_MEASUREMENTS
 from ingest.service import Ingestor
-from ingest.settings import IngestSettings
+from ingest.settings import IngestSettings, state_dir
 
-console = Console()
+console = terminal.console()
 app = typer.Typer(add_completion=False, help=__doc__)
 
 
@@ -165,11 +166,15 @@ def demo(
     duration: Annotated[float, typer.Option(help="Wall-clock seconds to run")] = 30.0,
     speed: Annotated[float, typer.Option(help="Simulated seconds per real second")] = 120.0,
     seed: Annotated[int, typer.Option(help="Simulator seed")] = 1,
-    data: Annotated[Path, typer.Option(help="Data folder")] = Path(".kera-demo"),
+    data: Annotated[
+        Path | None, typer.Option(help="Data folder; default: demo/ in the state directory")
+    ] = None,
     fresh: Annotated[bool, typer.Option(help="Delete earlier demo data first")] = False,
 ) -> None:
     """Run broker, database, ingestor and simulator together, then print what landed."""
     ensure_packages()
+    if data is None:
+        data = state_dir() / "demo"
     if fresh and data.exists():
         shutil.rmtree(data)
     counts, rollups = asyncio.run(_demo(data.resolve(), duration, speed, seed))

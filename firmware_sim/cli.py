@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 import yaml
-from rich.console import Console, Group
+from rich.console import Group
 from rich.live import Live
 from rich.table import Table
 
-from devices import Registry, SiteConfigError
+from devices import Registry, SiteConfigError, terminal
 from firmware_sim.faults import Faults
 from firmware_sim.fleet import scale_site
 from firmware_sim.formats import Format
@@ -29,8 +29,7 @@ if TYPE_CHECKING:
 from ingest.mqtt import MqttTarget, parse_mqtt_url
 
 app = typer.Typer(add_completion=False, help="Kera device simulator and commissioning helpers.")
-# soft_wrap: a message is never cut into lines at 80 columns when stderr is not a terminal.
-console = Console(stderr=True, soft_wrap=True)
+console = terminal.console(stderr=True)
 
 MqttUrl = Annotated[str | None, typer.Option(help="Broker (KERA_MQTT_URL)")]
 Config = Annotated[Path | None, typer.Option("--config", help="Site file (KERA_SITE_CONFIG)")]
@@ -170,7 +169,7 @@ def _report(summary: Summary, json_out: bool) -> None:
     for name, n in sorted(summary.network.items()):
         if n:
             table.add_row(f"network: {name}", str(n))
-    Console().print(table)
+    terminal.console().print(table)
 
 
 @app.command("run")
@@ -328,7 +327,7 @@ def watch(
     from firmware_sim.commission import Seen
     from firmware_sim.commission import watch as watch_topics
 
-    out = Console()
+    out = terminal.console()
 
     def show(seen: Seen) -> None:
         ok = seen.rejected is None

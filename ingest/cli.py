@@ -2,21 +2,30 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from pydantic import ValidationError
-from rich.console import Console
 from rich.logging import RichHandler
 from rich.table import Table
 
-from devices import Registry, SiteConfigError
+from devices import Registry, SiteConfigError, terminal
 
 app = typer.Typer(add_completion=False, help="Kera ingestor: MQTT readings into InfluxDB.")
-# soft_wrap: a message is never cut into lines at 80 columns when stderr is not a terminal.
-console = Console(stderr=True, soft_wrap=True)
+console = terminal.console(stderr=True)
+
+
+JsonOut = Annotated[
+    bool, typer.Option("--json", help="One JSON object per line instead of a table")
+]
+
+
+def _json_lines(rows: list[dict[str, object]]) -> None:
+    for row in rows:
+        print(json.dumps(row, default=str))
 
 
 def _setup_logging(level: str) -> None:
@@ -104,6 +113,7 @@ def check_site(
         ),
     ] = None,
     device: Annotated[str | None, typer.Option(help="The device --example is from")] = None,
+    json_out: JsonOut = False,
 ) -> None:
     """Validate a site file: every kind, mapping expression, profile and codec compiles, and
     the emission factor series reads; list the devices. With --example, run a device's mapping
@@ -122,6 +132,17 @@ def check_site(
         raise typer.Exit(2) from None
     if example is not None:
         raise typer.Exit(_run_example(registry, example, device))
+    if json_out:
+        _json_lines(
+            [
+                {"device": d.id, "kind": d.kind, "space": d.space,
+                 "interval_s": d.expected_interval_s, "tags": d.extra_tags(),
+                 "profile": d.profile,
+                 "codec": str(d.codec_path) if d.codec_path is not None else None}
+                for d in registry
+            ]
+        )  # fmt: skip
+        return
     table = Table(title=f"site {registry.site_id}: {len(registry)} devices")
     for col in ("device", "kind", "space", "interval s", "details"):
         table.add_column(col)
@@ -132,7 +153,7 @@ def check_site(
         if d.codec_path is not None:
             details.append(f"codec={d.codec_path.name}")
         table.add_row(d.id, d.kind, d.space, f"{d.expected_interval_s:g}", ", ".join(details))
-    Console().print(table)
+    terminal.console().print(table)
     if factors.hourly:
         from datetime import UTC, datetime
 
@@ -140,7 +161,7 @@ def check_site(
             datetime.fromtimestamp(t / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC")
             for t in (min(factors.hourly), max(factors.hourly))
         )
-        Console().print(
+        terminal.console().print(
             f"emission factors: {len(factors.hourly)} hours from the CSV, {first} to {last}; "
             f"other hours: {factors.constant} kg/kWh"
         )
@@ -201,6 +222,7 @@ def kinds(
     config: Annotated[
         Path | None, typer.Option("--config", help="Site file: its own kinds too")
     ] = None,
+    json_out: JsonOut = False,
 ) -> None:
     """The device catalogue: every kind, its measurement and fields."""
     from devices.catalogue_doc import markdown_tables
@@ -213,6 +235,19 @@ def kinds(
     if markdown:
         print(markdown_tables(catalogue), end="")
         return
+    if json_out:
+        _json_lines(
+            [
+                {"kind": spec.kind, "measurement": spec.measurement,
+                 "extra_tags": list(spec.extra_tags), "default_interval_s": spec.default_interval_s,
+                 "fields": {f.name: {"type": f.type, "unit": f.unit, "min": f.minimum,
+                                     "max": f.maximum, "required": f.required}
+                            for f in spec.fields.values()},
+                 "derived": {d.spec.name: d.expr.source for d in spec.derived}}
+                for spec in catalogue.values()
+            ]
+        )  # fmt: skip
+        return
     table = Table(title="device kinds")
     for col in ("kind", "measurement", "fields", "derived"):
         table.add_column(col)
@@ -223,13 +258,17 @@ def kinds(
             ", ".join(spec.fields),
             ", ".join(d.spec.name for d in spec.derived),
         )
-    Console().print(table)
+    terminal.console().print(table)
 
 
 @app.command()
-def profiles() -> None:
+def profiles(json_out: JsonOut = False) -> None:
     """The bundled device profiles (`profile:` on a device in the site file)."""
     from devices.profiles import load_profile, profile_names
+
+    if json_out:
+        _json_lines([load_profile(n).model_dump(mode="json") for n in profile_names()])
+        return
 
     table = Table(title="device profiles")
     for col in ("profile", "vendor", "model", "kind", "codec"):
@@ -237,7 +276,7 @@ def profiles() -> None:
     for name in profile_names():
         p = load_profile(name)
         table.add_row(name, p.vendor, p.model, p.kind, p.codec or "")
-    Console().print(table)
+    terminal.console().print(table)
 
 
 @app.command("unknown-fields")
@@ -274,14 +313,14 @@ def unknown_fields(
             print(json.dumps({"device": dev, "field": name, "count": count}))
         return
     if not rows:
-        Console().print(f"no ignored fields in the last {days:g} days")
+        terminal.console().print(f"no ignored fields in the last {days:g} days")
         return
     table = Table(title=f"ignored vendor fields, last {days:g} days")
     for col in ("device", "field", "messages"):
         table.add_column(col)
     for dev, name, count in rows:
         table.add_row(dev, name, str(count))
-    Console().print(table)
+    terminal.console().print(table)
 
 
 @app.command()
@@ -292,6 +331,7 @@ def quarantine(
     config: Annotated[
         Path | None, typer.Option("--config", help="Site file (KERA_SITE_CONFIG)")
     ] = None,
+    json_out: JsonOut = False,
 ) -> None:
     """Unknown devices recorded in quarantine mode, with a site-file entry to adopt each."""
     from datetime import UTC, datetime
@@ -307,8 +347,18 @@ def quarantine(
         raise typer.Exit(2) from None
     folder = settings.spool_path()
     candidates = summarise(registry.site, entries(folder))
+    if json_out:
+        _json_lines(
+            [
+                {"device": c.device_id, "dev_eui": c.dev_eui, "messages": c.messages,
+                 "first_ms": c.first_ms, "last_ms": c.last_ms, "fields": sorted(c.fields),
+                 "kind": c.kind, "site_entry": c.site_entry()}
+                for c in candidates
+            ]
+        )  # fmt: skip
+        return
     if not candidates:
-        Console().print(f"no quarantined devices in {folder}")
+        terminal.console().print(f"no quarantined devices in {folder}")
         return
     table = Table(title=f"unknown devices seen ({folder})")
     for col in ("device", "dev_eui", "messages", "last seen (UTC)", "fields", "kind?"):
@@ -323,7 +373,7 @@ def quarantine(
             ", ".join(sorted(c.fields)),
             c.kind or "?",
         )
-    out = Console()
+    out = terminal.console()
     out.print(table)
     out.print("\nTo adopt, check these, fill in the space, and add them under `devices:`:\n")
     out.print("\n".join(c.site_entry() for c in candidates), markup=False, highlight=False)

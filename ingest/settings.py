@@ -104,7 +104,7 @@ class IngestSettings(BaseSettings):
     spool_dir: Path | None = Field(
         None,
         description="Disk spool for batches InfluxDB cannot take (and the dead-letter file); "
-        "one per ingestor. Default: .kera-spool/<client id> under the working directory",
+        "one per ingestor. Default: spool/<client id> in the state directory (state_dir())",
     )
     spool_max_bytes: int = Field(
         1 << 30,
@@ -152,7 +152,24 @@ class IngestSettings(BaseSettings):
     def spool_path(self) -> Path:
         if self.spool_dir is not None:
             return self.spool_dir
-        return Path(".kera-spool") / re.sub(r"[^A-Za-z0-9._-]", "_", self.mqtt_client_id)
+        return state_dir() / "spool" / re.sub(r"[^A-Za-z0-9._-]", "_", self.mqtt_client_id)
+
+
+def state_dir() -> Path:
+    """Where Kera keeps what it writes at run time (spools, dead letters, alert state, the
+    demo's and the local stack's servers), never the working directory, which may be a checkout:
+    $KERA_STATE_DIR, else $XDG_STATE_HOME/kera, else /var/lib/kera for a system service (root
+    without a home), else ~/.local/state/kera."""
+    explicit = os.environ.get("KERA_STATE_DIR")
+    if explicit:
+        return Path(explicit)
+    xdg = os.environ.get("XDG_STATE_HOME")
+    if xdg:
+        return Path(xdg) / "kera"
+    home = os.environ.get("HOME")
+    if not home or (os.geteuid() == 0 and home == "/"):
+        return Path("/var/lib/kera")
+    return Path(home) / ".local" / "state" / "kera"
 
 
 def load_settings(settings_file: Path | None = None, **overrides: Any) -> IngestSettings:

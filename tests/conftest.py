@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import itertools
 import os
+import subprocess
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +17,43 @@ from ingest.settings import IngestSettings
 from tests.helpers import local_settings
 
 _counter = itertools.count()
+_REPO = Path(__file__).resolve().parents[1]
+
+
+def _git_status() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(_REPO), "status", "--porcelain", "--untracked-files=all"],
+            capture_output=True, text=True, timeout=30, check=True,
+        )  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return None  # not a checkout (an unpacked release): nothing to compare
+    return out.stdout
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Whatever a test or a CLI it runs writes at run time goes to a temporary state directory,
+    # never into the checkout or the user's own state directory.
+    os.environ.setdefault("KERA_STATE_DIR", tempfile.mkdtemp(prefix="kera-test-state-"))
+    config.stash[_STATUS] = _git_status()
+
+
+_STATUS = pytest.StashKey[str | None]()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """The suite fails if it left anything in the repository tree (git status changed)."""
+    before = session.config.stash.get(_STATUS, None)
+    after = _git_status()
+    if before is None or after is None or after == before:
+        return
+    new = sorted(set(after.splitlines()) - set(before.splitlines()))
+    if new:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        message = "the tests left files in the repository tree (git status):\n  " + "\n  ".join(new)
+        if reporter is not None:
+            reporter.write_line(message, red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
