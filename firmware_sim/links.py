@@ -143,13 +143,15 @@ class Links:
             self.service(0)
 
     def switch_off(self, device_id: str) -> None:
-        """A clean shutdown: the device says `offline` itself, then disconnects."""
+        """Switched off on purpose: once what it sent is acknowledged, a normal DISCONNECT, so
+        the broker discards the last will. Only an outage (drop_off) fires the will."""
         link = self._links.get(device_id)
         if link is None or not link.connected:
             return
         link.wanted = False
-        link.client.publish(link.status_topic, b"offline", qos=1, retain=True)
-        link.inflight += 1
+        if link.inflight == 0:
+            link.client.disconnect()
+        # else _on_publish disconnects when the last acknowledgement arrives
 
     @property
     def online(self) -> int:
@@ -239,7 +241,8 @@ class Links:
         return False
 
     def close(self, timeout: float = 30.0) -> None:
-        """Switch every device off cleanly: `offline`, acknowledged, then disconnect."""
+        """Switch every device off cleanly: what it sent acknowledged, then a normal DISCONNECT
+        (no last will, so a finished run raises no offline alert)."""
         for device_id in list(self._links):
             self.switch_off(device_id)
         deadline = time.monotonic() + timeout

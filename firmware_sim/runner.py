@@ -229,9 +229,8 @@ def run(
     if speed > 0:
         while (rest := t0 + duration_s - time.monotonic()) > 0:
             sink.service(rest)
-    for device_id in sorted(connected):
-        summary.status["offline"] += 1
-        rec.status(device_id, b"offline")
+    # Switched off on purpose: a normal disconnect, no `offline` and no last will.
+    summary.status["disconnected"] += len(connected)
     sink.close()
     summary.network = dict(sink.counts)
     summary.online = 0
