@@ -765,7 +765,9 @@ class Site(BaseModel):
         euis: set[str] = set()
         for device in self.devices:
             if device.id in seen:
-                raise ValueError(f"device id {device.id!r} appears more than once")
+                raise ValueError(
+                    f"device id {device.id!r} appears more than once; give each device its own id"
+                )
             seen.add(device.id)
             if device.dev_eui is not None:
                 if device.dev_eui in euis:

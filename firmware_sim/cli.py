@@ -9,7 +9,7 @@ import time
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 import yaml
@@ -57,6 +57,17 @@ def _registry(config: Path | None, scale: int = 1) -> Registry:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
     return Registry(scale_site(registry.site, scale)) if scale > 1 else registry
+
+
+def _unreachable(target: MqttTarget, exc: BaseException) -> NoReturn:
+    """An expected failure, said in two lines instead of a traceback."""
+    console.print(
+        f"[red]could not reach the MQTT broker at {target.host}:{target.port}: "
+        f"{exc.strerror if isinstance(exc, OSError) and exc.strerror else exc}[/red]\n"
+        "Is the broker running (scripts/stack, or your site's Mosquitto)? Give its address with "
+        "--mqtt-url or KERA_MQTT_URL."
+    )
+    raise typer.Exit(2)
 
 
 def _target(mqtt_url: str | None) -> MqttTarget:
@@ -298,10 +309,16 @@ def send(
     time_ms = parse_start(ts)
     body = {"ts": time_ms, **fields}
     topic, payload = f"kera/{registry.site_id}/{device}/telemetry", json.dumps(body).encode()
+    # The verdict is this command's output; the ingestor's own rejection log would repeat it.
+    logging.getLogger("ingest.rejected").disabled = True
     verdict = Pipeline(registry, Stats(), max_future_s=300, max_age_s=30 * 86400).handle(
         topic, payload, time.time_ns() // 1_000_000
     )
-    topic, payload = send_one(_target(mqtt_url), registry.site_id, device, body)
+    target = _target(mqtt_url)
+    try:
+        topic, payload = send_one(target, registry.site_id, device, body)
+    except (OSError, TimeoutError) as exc:
+        _unreachable(target, exc)
     console.print(f"published [bold]{topic}[/bold] {payload.decode()}")
     if isinstance(verdict, list):
         console.print("[green]the ingestor will accept it:[/green]")
@@ -366,7 +383,12 @@ def watch(
                 highlight=False,
             )
 
-    watch_topics(_target(mqtt_url), _registry(config), show, device, count, timeout)
+    logging.getLogger("ingest.rejected").disabled = True  # each verdict is shown above
+    target = _target(mqtt_url)
+    try:
+        watch_topics(target, _registry(config), show, device, count, timeout)
+    except (OSError, TimeoutError) as exc:
+        _unreachable(target, exc)
 
 
 @app.command()

@@ -460,7 +460,16 @@ def rollups(
         console.print(f"[red]recompute stopped: {exc}; the days written so far are done, run "
                       "it again for the rest[/red]")  # fmt: skip
         raise typer.Exit(1) from None
-    console.print(f"wrote {n} rollup points for {(hi - lo) / 86_400_000:.0f} days")
+    days = (hi - lo) / 86_400_000
+    if n == 0:
+        console.print(
+            f"no readings of this site's meters, room sensors or bins in those {days:.0f} days "
+            f"in InfluxDB at {settings.influx_url.split('@')[-1]} (database "
+            f"{settings.influx_db}): nothing to roll up. Check the dates (--week, or --from/--to "
+            "in the site's local time) and KERA_INFLUX_URL / KERA_INFLUX_DB."
+        )
+        return
+    console.print(f"wrote {n} rollup points for {days:.0f} days")
 
 
 device_app = typer.Typer(add_completion=False, help="Commissioning devices: site file and broker.")

@@ -223,6 +223,13 @@ async def test_recompute_from_storage_reproduces_the_live_rollups(week: Week) ->
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "rollup points for 7 days" in done.stderr
+    # A week before anything was stored: said so, not "wrote 0 points".
+    empty = subprocess.run(
+        [str(BIN / "kera-ingest"), "rollups", "--week", "2020-W10"],
+        env=settings_env(s), capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert empty.returncode == 0, empty.stderr
+    assert "nothing to roll up" in empty.stderr and "wrote 0" not in empty.stderr
     again = await snapshot(s, week)
     assert set(again) == set(live)
     for key, row in live.items():

@@ -99,3 +99,16 @@ def test_check_site_runs_a_mapping_on_an_example(tmp_path: Path) -> None:
     )  # fmt: skip
     assert missing.returncode == 2 and "cannot read the example" in missing.stderr
     assert "Traceback" not in missing.stderr + bad.stderr
+
+
+def test_an_unreachable_broker_is_two_lines_not_a_traceback() -> None:
+    exe = Path(sys.executable).with_name("kera-sim")
+    for args in (["send", "occ-cafe", "people=4"], ["watch", "--timeout", "2"]):
+        run = subprocess.run(
+            [str(exe), *args, "--mqtt-url", "mqtt://127.0.0.1:9"],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert run.returncode == 2, run.stderr
+        assert "could not reach the MQTT broker at 127.0.0.1:9" in run.stderr
+        assert "KERA_MQTT_URL" in run.stderr and "Traceback" not in run.stderr
+        assert "rejected" not in run.stderr
