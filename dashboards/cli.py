@@ -75,11 +75,12 @@ def push(
 @app.command()
 def report(
     week: Annotated[str, typer.Option(help="ISO week, e.g. 2026-W48, in the site's time zone")],
-    out: Annotated[Path, typer.Option(help="Folder for the HTML and PDF")] = Path("reports"),
+    out: Annotated[Path, typer.Option(help="Folder for the HTML and PDF")],
     config: Annotated[
         Path | None, typer.Option("--config", help="Site file (KERA_SITE_CONFIG)")
     ] = None,
     settings_file: Annotated[Path | None, typer.Option("--settings")] = None,
+    pdf: Annotated[bool, typer.Option(help="Also print the PDF with headless Chromium")] = True,
 ) -> None:
     """Write the week's impact report, a self-contained HTML file and a PDF, from the rollups
     in InfluxDB (KERA_INFLUX_URL, KERA_INFLUX_DB, KERA_INFLUX_TOKEN)."""
@@ -87,7 +88,7 @@ def report(
 
     from rich.progress import Progress
 
-    from dashboards.report import FIGURES, load_week, write_report
+    from dashboards.report import FIGURES, PdfError, load_week, write_report
     from devices import Registry, SiteConfigError
     from ingest.rollups import parse_week
     from ingest.settings import load_settings
@@ -123,11 +124,22 @@ def report(
         except (OSError, RuntimeError) as exc:
             console.print(f"[red]cannot read the rollups from {settings.influx_url}: {exc}[/red]")
             raise typer.Exit(1) from None
-        html_path, pdf_path = write_report(data, out, step)
+        try:
+            html_path, pdf_path = write_report(data, out, step, pdf=pdf)
+        except PdfError as exc:
+            console.print(f"[red]{exc}[/red]")
+            typer.echo(f"wrote {out / f'impact-{data.site}-{data.week}.html'}")
+            raise typer.Exit(1) from None
     if all(v is None for v in data.totals.values()):
         console.print(f"[yellow]no rollups found for {week}: is it the right database?[/yellow]")
+    if data.rollups_behind_h > 0:
+        console.print(
+            f"[yellow]the rollups are {data.rollups_behind_h:.0f} h behind the readings: the "
+            "report is not final yet (wait, or run kera-ingest rollups, then report again)[/yellow]"
+        )
     typer.echo(f"wrote {html_path}")
-    typer.echo(f"wrote {pdf_path}")
+    if pdf_path is not None:
+        typer.echo(f"wrote {pdf_path}")
 
 
 def main() -> None:

@@ -4,12 +4,14 @@ Reads only the rollup measurements, so a report can be made for any week the rol
 long after its raw readings expired."""
 
 from dashboards.report._data import TOTALS, AlertSummary, WeekData, load_week
+from dashboards.report._pdf import PdfError
 from dashboards.report._render import FIGURES, render_html, write_report
 
 __all__ = [
     "FIGURES",
     "TOTALS",
     "AlertSummary",
+    "PdfError",
     "WeekData",
     "load_week",
     "render_html",

@@ -68,7 +68,6 @@ class WeekData:
     influx: str  # where the numbers were read (URL without credentials, database)
     totals: dict[str, float | None] = field(default_factory=dict)
     previous: dict[str, float | None] = field(default_factory=dict)
-    daily: list[tuple[int, float, float, float]] = field(default_factory=list)  # day, grid, pv, kg
     spaces_energy: list[tuple[str, float, float, float, float]] = field(default_factory=list)
     fractions: list[tuple[str, float, int, int, int]] = field(default_factory=list)
     space_use: list[tuple[str, float, float, float | None, int, float | None]] = field(
@@ -80,6 +79,23 @@ class WeekData:
     queries: list[str] = field(default_factory=list)
     # District heat's emission factor source (site file), when heat is metered.
     heat_factor_source: str | None = None
+    # The newest raw reading and the newest hourly rollup of the week: when the rollups lag the
+    # readings (a backfill still being rolled up), the report says so instead of being quietly
+    # short.
+    newest_reading_ms: int | None = None
+    newest_rollup_ms: int | None = None
+    daily: list[tuple[int, float | None, float | None, float | None]] = field(
+        default_factory=list
+    )  # day, grid kWh, pv kWh, kgCO2e; None for a day without data
+
+    @property
+    def rollups_behind_h(self) -> float:
+        """Hours the rollups lag the readings (0 when they are up to date)."""
+        if self.newest_reading_ms is None:
+            return 0.0
+        reading_hour = self.newest_reading_ms - self.newest_reading_ms % 3_600_000
+        rollup = self.newest_rollup_ms if self.newest_rollup_ms is not None else self.start_ms
+        return max(0.0, (reading_hour - rollup - 3_600_000) / 3_600_000)
 
 
 class Reader:
@@ -118,7 +134,19 @@ def _by_tag(series: list[dict[str, Any]], tag: str) -> dict[str, list[Any]]:
 
 
 async def _totals(r: Reader, lo: int, hi: int) -> dict[str, float | None]:
-    return {key: _first(await r.select(sql, lo, hi)) for key, (_, _, sql) in TOTALS.items()}
+    totals = {key: _first(await r.select(sql, lo, hi)) for key, (_, _, sql) in TOTALS.items()}
+    if not totals.get("emptyings"):
+        # No bin was emptied: nothing was collected that a volume or a rate could describe.
+        totals["waste_l"] = totals["sorting_rate_pct"] = None
+    return totals
+
+
+async def _newest(r: Reader, sqls: list[str], lo: int, hi: int) -> int | None:
+    times = []
+    for sql in sqls:
+        for s in await r.select(sql, lo, hi):
+            times += [int(row[0]) for row in s.get("values", []) if row[1] is not None]
+    return max(times, default=None)
 
 
 async def load_week(
@@ -150,12 +178,18 @@ async def load_week(
     data.previous = await _totals(r, lo - WEEK_MS, lo)
     step("totals")
 
+    data.newest_reading_ms = await _newest(
+        r, ['last("energy_kwh") FROM "energy"', 'last("people") FROM "occupancy"'], lo, hi
+    )
+    data.newest_rollup_ms = await _newest(
+        r, ['last("kwh") FROM "energy_hourly"', 'last("measured_s") FROM "space_hourly"'], lo, hi
+    )
     rows = await r.select(
         'sum("supply_kwh"), sum("pv_kwh"), sum("kgco2e") FROM "impact_daily"', lo, hi,
-        f"GROUP BY time(1d) fill(0) tz('{site.timezone}')",
+        f"GROUP BY time(1d) fill(none) tz('{site.timezone}')",
     )  # fmt: skip
     data.daily = [
-        (int(v[0]), float(v[1] or 0), float(v[2] or 0), float(v[3] or 0))
+        (int(v[0]), *(None if x is None else float(x) for x in v[1:4]))  # type: ignore[misc]
         for s in rows
         for v in s["values"]
     ]

@@ -1,5 +1,6 @@
-"""The weekly report as one self-contained HTML file (figures inlined as PNG) and a PDF of the
-same figures and tables. Every section ends with where its numbers come from."""
+"""The weekly report as one self-contained HTML file (figures inlined as PNG), and a PDF that is
+that page printed by headless Chromium. Every section ends with where its numbers come from; a
+figure without data is replaced by a sentence saying so, never drawn as zeros."""
 
 from __future__ import annotations
 
@@ -16,10 +17,12 @@ import matplotlib
 matplotlib.use("Agg")  # no display here, and none on a server
 
 import matplotlib.pyplot as plt
-from matplotlib.backends.backend_pdf import PdfPages
 from matplotlib.figure import Figure
 
 from dashboards.report._data import TOTALS, WeekData
+from dashboards.report._pdf import print_pdf
+
+NAN = float("nan")
 
 GREEN, GREY, ORANGE, BLUE = "#2e7d32", "#9e9e9e", "#ef6c00", "#1565c0"
 
@@ -75,14 +78,22 @@ def _grouped(ax: Any, names: list[str], series: list[Bars], horizontal: bool = F
         ax.set_xticks(list(pos), names)
 
 
-def _fig_energy(data: WeekData) -> Figure:
+def _nan(v: float | None) -> float:
+    """A missing value as a gap: matplotlib draws no bar and breaks the line there."""
+    return NAN if v is None else v
+
+
+def _fig_energy(data: WeekData) -> Figure | None:
+    if not any(d[1] is not None or d[2] is not None for d in data.daily):
+        return None
     fig, ax = plt.subplots(figsize=(8, 3.4))
     days = [_day(d[0], data) for d in data.daily]
-    _grouped(ax, days, [([d[1] for d in data.daily], "grid kWh", BLUE),
-                        ([d[2] for d in data.daily], "solar kWh", ORANGE)])  # fmt: skip
+    _grouped(ax, days, [([_nan(d[1]) for d in data.daily], "grid kWh", BLUE),
+                        ([_nan(d[2]) for d in data.daily], "solar kWh", ORANGE)])  # fmt: skip
     ax.set_ylabel("kWh")
     ax2 = ax.twinx()
-    ax2.plot(list(range(len(days))), [d[3] for d in data.daily], "o-", color=GREY, label="kgCO2e")
+    kg = [_nan(d[3]) for d in data.daily]
+    ax2.plot(list(range(len(days))), kg, "o-", color=GREY, label="kgCO2e")
     ax2.set_ylabel("kgCO2e")
     ax2.set_ylim(bottom=0)
     lines = ax.get_legend_handles_labels()
@@ -93,9 +104,11 @@ def _fig_energy(data: WeekData) -> Figure:
     return fig
 
 
-def _fig_spaces(data: WeekData) -> Figure:
-    fig, ax = plt.subplots(figsize=(8, 3.4))
+def _fig_spaces(data: WeekData) -> Figure | None:
     rows = [r for r in data.spaces_energy if r[1] or r[3] or r[4]]
+    if not rows:
+        return None
+    fig, ax = plt.subplots(figsize=(8, 3.4))
     _grouped(
         ax,
         [r[0] for r in rows],
@@ -111,7 +124,9 @@ def _fig_spaces(data: WeekData) -> Figure:
     return fig
 
 
-def _fig_waste(data: WeekData) -> Figure:
+def _fig_waste(data: WeekData) -> Figure | None:
+    if not any(f[1] for f in data.fractions):
+        return None
     fig, ax = plt.subplots(figsize=(8, 3.2))
     names = [f[0] for f in data.fractions]
     colors = [GREY if n == "mixed" else GREEN for n in names]
@@ -123,7 +138,9 @@ def _fig_waste(data: WeekData) -> Figure:
     return fig
 
 
-def _fig_use(data: WeekData) -> Figure:
+def _fig_use(data: WeekData) -> Figure | None:
+    if not data.space_use:
+        return None
     fig, ax = plt.subplots(figsize=(8, 3.4))
     names = [s[0] for s in data.space_use]
     _grouped(
@@ -140,13 +157,15 @@ def _fig_use(data: WeekData) -> Figure:
     return fig
 
 
-def _fig_utilisation(data: WeekData) -> Figure:
+def _fig_utilisation(data: WeekData) -> Figure | None:
+    if not data.space_use:
+        return None
     fig, ax = plt.subplots(figsize=(8, 3.2))
     _grouped(
         ax,
         [s[0] for s in data.space_use],
         [([s[2] for s in data.space_use], "occupied while open %", GREEN),
-         ([s[5] or 0.0 for s in data.space_use], "good air (CO2 < 1000 ppm) %", BLUE)],
+         ([_nan(s[5]) for s in data.space_use], "good air (CO2 < 1000 ppm) %", BLUE)],
     )  # fmt: skip
     ax.tick_params(axis="x", labelrotation=20, labelsize=8)
     ax.set_ylim(0, 105)
@@ -156,8 +175,10 @@ def _fig_utilisation(data: WeekData) -> Figure:
     return fig
 
 
-def _fig_completeness(data: WeekData) -> Figure:
+def _fig_completeness(data: WeekData) -> Figure | None:
     rows = data.completeness
+    if not rows:
+        return None
     fig, ax = plt.subplots(figsize=(8, max(2.5, 0.22 * len(rows) + 1)))
     colors = [GREEN if r[4] >= 95 else ORANGE if r[4] >= 80 else "#c62828" for r in rows]
     ax.barh([r[0] for r in rows], [r[4] for r in rows], color=colors)
@@ -169,7 +190,7 @@ def _fig_completeness(data: WeekData) -> Figure:
     return fig
 
 
-FIGURES: list[tuple[str, Callable[[WeekData], Figure]]] = [
+FIGURES: list[tuple[str, Callable[[WeekData], Figure | None]]] = [
     ("energy", _fig_energy),
     ("spaces", _fig_spaces),
     ("waste", _fig_waste),
@@ -195,6 +216,12 @@ table{border-collapse:collapse;margin:.6em 0;width:100%}td,th{border-bottom:1px 
 padding:.25em .6em;text-align:right}td:first-child,th:first-child{text-align:left}
 .source{color:#616161;font-size:.85em}figure{margin:.8em 0}img{max-width:100%}
 .kpi{font-size:1.1em}.meta{color:#616161}pre{white-space:pre-wrap;word-break:break-all}
+.nodata{color:#616161;font-style:italic}.warn{background:#fff3e0;border-left:4px solid #ef6c00;
+padding:.5em .8em}
+@page{size:A4;margin:14mm 12mm}
+@media print{body{max-width:none;margin:0;padding:0;font-size:10pt}
+h2{break-after:avoid}figure,table,tr,.kpi{break-inside:avoid}
+h1,h2{color:#1b5e20}}
 """
 
 # Marks the page once every figure has decoded, so a headless browser (the tests) can tell a
@@ -204,6 +231,13 @@ window.addEventListener('load', function () {
   var imgs = document.querySelectorAll('img[data-figure]'), ok = 0;
   imgs.forEach(function (i) { if (i.complete && i.naturalWidth > 0) ok++; });
   document.body.setAttribute('data-figures-loaded', ok + '/' + imgs.length);
+  // Elements wider than the page's content box: none, or they would be cut off when printed.
+  var limit = document.body.clientWidth + 1, wide = [];
+  document.querySelectorAll('body *').forEach(function (e) {
+    var w = e.getBoundingClientRect().width;
+    if (w > limit) wide.push(e.tagName.toLowerCase() + ' ' + Math.round(w));
+  });
+  document.body.setAttribute('data-too-wide', wide.join(';'));
 });
 """
 
@@ -228,8 +262,45 @@ def totals_rows(data: WeekData) -> list[list[str]]:
     ]  # fmt: skip
 
 
+NO_DATA = {
+    "energy": "No energy readings this week: no figure.",
+    "spaces": "No sub-metered energy per space this week: no figure.",
+    "waste": "No emptying was detected this week: no waste was measured as collected.",
+    "use": "No room sensor reported this week: no figure of space use.",
+    "utilisation": "No room sensor reported this week: no figure of utilisation.",
+    "completeness": "No device is registered for this site.",
+}
+
+
+def _fresh(data: WeekData) -> str:
+    """When the newest reading and rollup are from, and a warning when the rollups lag."""
+
+    def at(ms: int | None) -> str:
+        if ms is None:
+            return "none this week"
+        return (
+            datetime.fromtimestamp(ms / 1000, UTC).astimezone(data.tz).strftime("%a %d.%m. %H:%M")
+        )
+
+    text = (
+        f"<p class='meta'>Newest reading: {at(data.newest_reading_ms)}; newest hourly rollup: "
+        f"{at(data.newest_rollup_ms)}.</p>"
+    )
+    behind = data.rollups_behind_h
+    if behind > 0:
+        text += (
+            f"<p class='warn'>The rollups are {behind:.0f} h behind the readings: the figures "
+            "below are still growing. Wait for the ingestor to catch up (it rolls up every 30 s) "
+            "or recompute with <code>kera-ingest rollups --week "
+            f"{_h(data.week)}</code>, then make the report again.</p>"
+        )
+    return text
+
+
 def render_html(data: WeekData, pngs: dict[str, str], generated: str) -> str:
     def fig(name: str, caption: str) -> str:
+        if name not in pngs:
+            return f"<p class='nodata'>{_h(NO_DATA[name])}</p>"
         return (
             f'<figure><img data-figure="{name}" alt="{_h(caption)}" '
             f'src="data:image/png;base64,{pngs[name]}"><figcaption class="source">'
@@ -245,6 +316,7 @@ def render_html(data: WeekData, pngs: dict[str, str], generated: str) -> str:
         f"<h1>{_h(data.site_name)}: impact report</h1>",
         f"<p class='meta'>Week {data.week}, {first} to {last} ({data.tz.key}). "
         f"Generated {generated} from InfluxDB at {_h(data.influx)}.</p>",
+        _fresh(data),
         "<h2>Totals against the previous week</h2>",
         _table(["", "this week", "previous week", "change"], totals_rows(data)),
         "<p class='source'>Source: the rollup measurements <code>impact_daily</code>, "
@@ -340,58 +412,27 @@ def _duration(seconds: float | None) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-# --- PDF ---------------------------------------------------------------------------------------
-
-
-def _text_page(pdf: PdfPages, title: str, lines: list[str]) -> None:
-    fig = plt.figure(figsize=(8.27, 11.69))  # A4
-    fig.text(0.07, 0.95, title, fontsize=15, weight="bold", va="top")
-    fig.text(0.07, 0.91, "\n".join(lines), fontsize=8.5, va="top", family="monospace")
-    pdf.savefig(fig)  # type: ignore[no-untyped-call]
-    plt.close(fig)
-
-
-def render_pdf(data: WeekData, figures: dict[str, Figure], path: Path, generated: str) -> None:
-    with PdfPages(path) as pdf:
-        rows = totals_rows(data)
-        lines = [f"Week {data.week} ({data.tz.key}); generated {generated}",
-                 f"InfluxDB: {data.influx}", ""]  # fmt: skip
-        lines += [f"{'':34}{'this week':>16}{'previous':>16}{'change':>12}"]
-        lines += [f"{r[0]:34.34}{r[1]:>16}{r[2]:>16}{r[3]:>12}" for r in rows]
-        lines += ["", f"Emission factor source: {data.factor_source or 'none set'}",
-                  f"District heat factor source: {data.heat_factor_source or 'none set'}", "",
-                  "Alerts (raised / resolved / open / median time to resolve):"]  # fmt: skip
-        lines += [
-            f"  {a.rule:24} {a.raised:4} {a.resolved:4} {a.still_open:4}  "
-            f"{_duration(a.median_resolve_s)}"
-            for a in data.alerts
-        ] or ["  none"]
-        lines += ["", "Definitions and sources: docs/impact.md; the HTML report lists the queries."]
-        _text_page(pdf, f"{data.site_name}: impact report", lines)
-        for fig in figures.values():
-            pdf.savefig(fig)
-        metadata = pdf.infodict()
-        metadata["Title"] = f"{data.site_name} impact report {data.week}"
-
-
 def write_report(
-    data: WeekData, out: Path, on_step: Callable[[str], None] | None = None
-) -> tuple[Path, Path]:
+    data: WeekData, out: Path, on_step: Callable[[str], None] | None = None, pdf: bool = True
+) -> tuple[Path, Path | None]:
+    """The HTML report, and with `pdf` its PDF (raises PdfError without Chromium, after the
+    HTML is written)."""
     step = on_step or (lambda _name: None)
     out.mkdir(parents=True, exist_ok=True)
     generated = datetime.now(UTC).astimezone(data.tz).strftime("%Y-%m-%d %H:%M %Z")
-    figures = {}
     pngs = {}
     for name, make in FIGURES:
-        figures[name] = make(data)
-        pngs[name] = _png(figures[name])
+        figure = make(data)
+        if figure is not None:
+            pngs[name] = _png(figure)
+            plt.close(figure)
         step(f"figure {name}")
     html_path = out / f"impact-{data.site}-{data.week}.html"
     html_path.write_text(render_html(data, pngs, generated), "utf-8")
     step("html")
+    if not pdf:
+        return html_path, None
     pdf_path = html_path.with_suffix(".pdf")
-    render_pdf(data, figures, pdf_path, generated)
-    for fig in figures.values():
-        plt.close(fig)
+    print_pdf(html_path, pdf_path)
     step("pdf")
     return html_path, pdf_path

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -286,12 +287,18 @@ async def test_weekly_report_opens_in_chromium_with_every_figure(
     html_path = out / f"impact-kera-{week.week}.html"
     pdf_path = html_path.with_suffix(".pdf")
     assert f"wrote {html_path}" in done.stdout
+    # The PDF is the page printed by Chromium on A4 (595 x 842 pt), several pages long.
     pdf = pdf_path.read_bytes()
-    assert pdf.startswith(b"%PDF") and pdf.count(b"/Type /Page\n") + pdf.count(
-        b"/Type /Page " ) >= 1 + len(FIGURES)  # fmt: skip
+    assert pdf.startswith(b"%PDF")
+    boxes = re.findall(rb"/MediaBox\s*\[\s*0\s+0\s+([\d.]+)\s+([\d.]+)\s*\]", pdf)
+    assert len(boxes) >= 3, boxes
+    assert all(abs(float(w) - 595.3) < 2 and abs(float(h) - 841.9) < 2 for w, h in boxes)
 
     dom = chromium("--dump-dom", html_path.as_uri(), tmp=tmp_path)
     assert f'data-figures-loaded="{len(FIGURES)}/{len(FIGURES)}"' in dom.stdout, dom.stderr[-2000:]
+    # Laid out at the width of an A4 page (794 CSS px), nothing is wider than the page.
+    a4 = chromium("--dump-dom", "--window-size=794,1123", html_path.as_uri(), tmp=tmp_path)
+    assert 'data-too-wide=""' in a4.stdout, re.findall(r'data-too-wide="[^"]*"', a4.stdout)
     shot = tmp_path / "report.png"
     chromium(f"--screenshot={shot}", "--window-size=1000,5000", html_path.as_uri(), tmp=tmp_path)
     pixels = image.imread(str(shot))

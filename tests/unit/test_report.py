@@ -67,13 +67,59 @@ def week_data() -> WeekData:
 
 def test_the_report_holds_every_figure_and_its_sources(tmp_path: Path) -> None:
     steps: list[str] = []
-    html_path, pdf_path = write_report(week_data(), tmp_path, steps.append)
+    html_path, pdf_path = write_report(week_data(), tmp_path, steps.append, pdf=False)
+    assert pdf_path is None  # printed by Chromium: tests/integration/test_impact.py
     page = html_path.read_text()
     assert page.count('<img data-figure="') == len(FIGURES)
-    assert steps == [f"figure {name}" for name, _ in FIGURES] + ["html", "pdf"]
+    assert steps == [f"figure {name}" for name, _ in FIGURES] + ["html"]
     assert "<td>Grid energy</td><td>1,694 kWh</td><td>1,500 kWh</td><td>+12.9 %</td>" in page
     assert "<td>Sorting rate</td><td>80.1 %</td><td>75.0 %</td><td>+5.1 pp</td>" in page
     assert "factor source: Statistics Finland 2025" in page
     assert page.count("<p class='source'>Source:") == 6
     assert "no alerts were raised this week" in page
-    assert pdf_path.read_bytes().startswith(b"%PDF")
+
+
+def test_no_data_is_said_never_drawn_as_zero(tmp_path: Path) -> None:
+    """A week without data: sentences instead of empty charts, "no data" instead of 0, and no
+    line drawn to zero over a missing day."""
+    data = week_data()
+    data.totals = {"supply_kwh": None, "emptyings": 0.0, "waste_l": None, "sorting_rate_pct": None}
+    data.previous = {}
+    data.daily = []
+    data.spaces_energy, data.fractions, data.space_use, data.completeness = [], [], [], []
+    html_path, _ = write_report(data, tmp_path, pdf=False)
+    page = html_path.read_text()
+    assert "<img data-figure=" not in page
+    assert "No emptying was detected this week" in page and "No energy readings" in page
+    assert "<td>Sorting rate</td><td>no data</td>" in page
+    assert "<td>Waste collected</td><td>no data</td>" in page
+    assert "0.0 %" not in page
+
+
+def test_a_day_without_data_is_a_gap(tmp_path: Path) -> None:
+    data = week_data()
+    lo = data.start_ms
+    data.daily = [
+        (lo, 240.0, 0.1, 12.0),
+        (lo + 24 * H, None, None, None),
+        (lo + 48 * H, 250.0, 0.2, 12.5),
+    ]
+    from dashboards.report._render import _fig_energy
+
+    fig = _fig_energy(data)
+    assert fig is not None
+    line = fig.axes[1].get_lines()[0]
+    ys = list(line.get_ydata())
+    assert ys[0] == 12.0 and ys[2] == 12.5 and ys[1] != ys[1]  # NaN: the line breaks
+
+
+def test_rollups_behind_the_readings_are_flagged(tmp_path: Path) -> None:
+    data = week_data()
+    data.newest_reading_ms = data.start_ms + 30 * H + 5 * 60_000
+    data.newest_rollup_ms = data.start_ms + 20 * H
+    assert data.rollups_behind_h == 9
+    page = write_report(data, tmp_path, pdf=False)[0].read_text()
+    assert "The rollups are 9 h behind the readings" in page
+    data.newest_rollup_ms = data.start_ms + 29 * H
+    assert data.rollups_behind_h == 0
+    assert "behind the readings" not in write_report(data, tmp_path, pdf=False)[0].read_text()
