@@ -12,17 +12,20 @@ import time
 from pathlib import Path
 from typing import Any
 
+import paho.mqtt.client as paho
 import pytest
 import yaml
 from aiohttp import web
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import dashboard as dm
+from paho.mqtt.enums import CallbackAPIVersion
 
 from dashboards.boards import DASHBOARDS
 from dashboards.cli import all_dashboards
 from dashboards.provisioning import ALERT_RULE_QUERIES, write_tree
 from dashboards.push import push
 from devices import Registry
+from devices.contract import status_topic
 from devstack.services import Mosquitto, free_port
 from firmware_sim import Format, Links, run
 from firmware_sim.commission import send
@@ -120,6 +123,16 @@ async def test_every_query_returns_data(
                                                  "distance_mm": distance})  # fmt: skip
         send(target, "kera", "bin-glass-1", {"ts": now - 1000, "distance_mm": 20})
         send(target, "kera", "occ-cafe", {"people": "many"})
+        # A device that dropped off: the broker publishes its last will (the simulator's runs
+        # end with clean disconnects, which leave every device online).
+        will = paho.Client(CallbackAPIVersion.VERSION2, client_id="dash-will")
+        will.connect(target.host, target.port)
+        will.loop_start()
+        will.publish(
+            status_topic("kera", "em-ev-charging"), b"offline", qos=1, retain=True
+        ).wait_for_publish(5)
+        will.disconnect()
+        will.loop_stop()
 
         async def settled() -> bool:
             return await count(settings, "alerts", "level") >= 3
