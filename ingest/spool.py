@@ -237,14 +237,22 @@ class Spool:
     def full(self) -> bool:
         return self.pending_bytes >= self.max_bytes
 
+    def has_room(self, size: int) -> bool:
+        """Whether a record of `size` bytes (header included) would be taken now: the one test
+        for refusing a record, so that a refused writer waits on exactly what refused it. A
+        record larger than the whole bound fits an empty spool, or it could never be stored."""
+        return not self.pending_records or self.pending_bytes + size <= self.max_bytes
+
+    @staticmethod
+    def record_size(body: bytes) -> int:
+        return _HEADER.size + len(body)
+
     def append(self, body: bytes) -> None:
         """Store one record durably, or raise SpoolFull."""
-        size = _HEADER.size + len(body)
+        size = self.record_size(body)
         with self._wlock:
             with self._lock:
-                # A record larger than the whole bound is let into an empty spool, otherwise
-                # it could never be stored at all.
-                if self.pending_records and self.pending_bytes + size > self.max_bytes:
+                if not self.has_room(size):
                     raise SpoolFull(
                         f"spool holds {self.pending_bytes} bytes; {size} more would pass the "
                         f"{self.max_bytes}-byte bound"

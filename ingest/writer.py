@@ -82,6 +82,11 @@ class BatchWriter:
         self.healthy = True
         self.last_error: str | None = None
         self.spool_full = False
+        # The size of the batch waiting for room while the spool is full.
+        self._waiting = 0
+        # An overflow episode: from the first refusal until the backlog has drained below half
+        # the bound, so the refusals while it drains count (and log) once, not once each.
+        self._episode = False
         self._spooled = asyncio.Event()
         self._space = asyncio.Event()
 
@@ -122,8 +127,10 @@ class BatchWriter:
             try:
                 await asyncio.to_thread(self.spool.append, body)
             except SpoolFull as exc:
-                if not self.spool_full:
-                    self.spool_full = True
+                self.spool_full = True
+                if not self._episode:
+                    # One episode per overflow: refusals while the backlog drains belong to it.
+                    self._episode = True
                     self.stats.spool_full_events += 1
                     log.error(
                         "spool full (%s): acknowledging nothing until InfluxDB takes the "
@@ -131,8 +138,11 @@ class BatchWriter:
                         exc,
                     )
                 self._space.clear()
+                self._waiting = self.spool.record_size(body)
                 await self._space.wait()
                 continue
+            self.spool_full = False
+            self._end_episode()
             self.stats.points_spooled += len(lines)
             self._spooled.set()
             return
@@ -184,12 +194,18 @@ class BatchWriter:
             await asyncio.to_thread(spool.commit, record)
             if attempt:
                 log.info("InfluxDB is back: replayed a spooled record after %d retries", attempt)
-            if self.spool_full and not spool.full:
-                self.spool_full = False
-                log.warning("spool has room again (%d bytes)", spool.pending_bytes)
-            self._space.set()
+            # Wake the refused writer only when its batch fits, by the spool's own test.
+            if self.spool_full and spool.has_room(self._waiting):
+                self._space.set()
+            self._end_episode()
             if spool.empty:
                 log.info("spool drained; writing directly again")
+
+    def _end_episode(self) -> None:
+        spool = self.spool
+        if self._episode and not self.spool_full and spool.pending_bytes <= spool.max_bytes // 2:
+            self._episode = False
+            log.warning("spool has room again (%d bytes)", spool.pending_bytes)
 
     # -- one write ------------------------------------------------------------------------------
 

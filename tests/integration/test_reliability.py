@@ -231,6 +231,12 @@ async def test_spool_overflow_stops_acknowledging_and_alerts(
 
             await wait_until(recovered, timeout=30)
             assert await wait_until(lambda: _no_unacked(pub), timeout=30)
+            # One overflow is one episode: one error, one recovery, however the replay's
+            # small records and the waiting batch's size interleave.
+            metrics = await ingest.metrics()
+            assert metrics["kera_ingest_spool_full_events_total"] == 1
+            log = ingest.log()
+            assert log.count("spool full (") == 1 and log.count("spool has room again") == 1
         assert ingest.terminate() == 0
 
 

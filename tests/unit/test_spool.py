@@ -164,3 +164,25 @@ def test_dead_letters_rotate_and_count(tmp_path: Path) -> None:
     assert dead.count == 3000
     assert len(current) + len(older) + dead.discarded_by_rotation == 3000
     assert dead.discarded_by_rotation > 0
+
+
+def test_has_room_is_the_one_test_for_refusal(tmp_path: Path) -> None:
+    """A writer refused for a large record waits until exactly that record fits: the spool
+    says so with the same test it refuses with, so the full state cannot flap."""
+    spool = Spool(tmp_path, max_bytes=1 << 16, segment_bytes=4096).open()
+    try:
+        small = b"x" * 1000
+        while spool.has_room(spool.record_size(small)):
+            spool.append(small)
+        big = b"y" * 8000
+        assert not spool.has_room(spool.record_size(big))
+        with pytest.raises(SpoolFull):
+            spool.append(big)
+        # Room for a small record again is not room for the waiting big one.
+        spool.commit(spool.peek())  # type: ignore[arg-type]
+        assert not spool.full and not spool.has_room(spool.record_size(big))
+        while not spool.has_room(spool.record_size(big)):
+            spool.commit(spool.peek())  # type: ignore[arg-type]
+        spool.append(big)
+    finally:
+        spool.close()
