@@ -15,7 +15,6 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -251,17 +250,3 @@ bind-address = "127.0.0.1:{self.rpc_port}"
             if time.monotonic() > deadline:
                 raise ServiceError(f"InfluxDB did not answer /ping:\n{self.log_path.read_text()}")
             time.sleep(0.1)
-
-
-@contextlib.contextmanager
-def running(workdir: Path) -> Iterator[tuple[Mosquitto, InfluxDB]]:
-    """Both servers, stopped again on exit."""
-    broker = Mosquitto(workdir / "mosquitto")
-    db = InfluxDB(workdir / "influxdb")
-    try:
-        broker.start()
-        db.start()
-        yield broker, db
-    finally:
-        broker.stop()
-        db.stop()

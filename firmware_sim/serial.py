@@ -84,12 +84,6 @@ class PtyLink:
                     os.close(fd)
             self.counts["unplugged"] += 1
 
-    def inject(self, data: bytes) -> None:
-        """Bytes that appear on the ingestor's side as if the device had sent them (noise)."""
-        with self._lock:
-            if self._host is not None:
-                os.write(self._host[0], data)
-
     def _relay(self) -> None:
         while not self._stop.is_set():
             with self._lock:

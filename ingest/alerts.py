@@ -26,7 +26,6 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Literal
 
 from devices import Registry
 from devices.contract import DEVICE_STATUS_MEASUREMENT
@@ -34,8 +33,6 @@ from devices.site import DEFAULT_RULES, AlertRule
 from ingest.reading import Reading
 
 log = logging.getLogger(__name__)
-
-Level = Literal["warning", "critical"]
 
 
 @dataclass(slots=True)

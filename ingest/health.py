@@ -94,6 +94,19 @@ class _StatsCollector(Collector):
         yield counter("write_retries", "Failed InfluxDB writes that were retried", s.write_retries)
         yield counter("write_seconds", "Time spent in successful writes", s.write_seconds)
         yield counter("spool_full_events", "Times the spool filled up", s.spool_full_events)
+        yield counter(
+            "dead_letter_errors",
+            "Rejected messages whose dead-letter copy could not be written",
+            s.dead_letter_errors,
+        )
+        yield counter(
+            "no_reading", "Messages that carried no reading (MAC-only, device information)",
+            s.no_reading,
+        )  # fmt: skip
+        yield counter(
+            "fields_ignored", "Vendor fields ignored by the unknown-field policy",
+            sum(s.unknown_fields.values()),
+        )  # fmt: skip
         yield gauge(
             "mqtt_connected",
             "1 while connected to the broker",

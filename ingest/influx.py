@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
@@ -85,12 +85,6 @@ class InfluxTarget:
     org: str | None = None
     timeout_s: float = 10.0
     verify_tls: bool = True
-
-
-class Transport(Protocol):
-    async def start(self) -> None: ...
-    async def write(self, body: bytes, place: str | None = None) -> None: ...
-    async def close(self) -> None: ...
 
 
 class V1Transport:

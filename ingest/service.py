@@ -356,6 +356,8 @@ class Ingestor:
     async def _log_stats(self) -> None:
         while True:
             await asyncio.sleep(self.settings.stats_interval_s)
+            if self.consumer is not None:  # the consumer counts them; the line shows them now
+                self.stats.reconnects = self.consumer.reconnects
             log.info("stats: %s", self.stats.snapshot())
 
 

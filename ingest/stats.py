@@ -78,6 +78,7 @@ class Stats:
             "batches_written": self.batches_written,
             "write_retries": self.write_retries,
             "reconnects": self.reconnects,
+            "dead_letter_errors": self.dead_letter_errors,
             "no_reading": self.no_reading,
             "fields_ignored": sum(self.unknown_fields.values()),
             **({"serial": {k: dict(v) for k, v in self.serial.items()}} if self.serial else {}),

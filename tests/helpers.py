@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import json
 import os
 import signal
@@ -44,14 +45,16 @@ async def running_ingestor(
 
 
 async def wait_until(
-    predicate: Callable[[], Awaitable[T]], timeout: float = 20.0, interval: float = 0.1
+    predicate: Callable[[], T | Awaitable[T]], timeout: float = 20.0, interval: float = 0.1
 ) -> T:
-    """Poll an async predicate until it returns a truthy value; return that value."""
+    """Poll a predicate, plain or async, until it returns a truthy value; return that value."""
     async with asyncio.timeout(timeout):
         while True:
-            value = await predicate()
+            value = predicate()
+            if inspect.isawaitable(value):
+                value = await value
             if value:
-                return value
+                return value  # type: ignore[return-value]
             await asyncio.sleep(interval)
 
 

@@ -23,8 +23,6 @@ from ingest.mqtt import parse_mqtt_url
 from ingest.settings import IngestSettings
 from tests.helpers import http_server, rows, running_ingestor, wait_until
 
-pytestmark = pytest.mark.integration
-
 
 class Receiver:
     def __init__(self) -> None:
@@ -118,8 +116,7 @@ async def test_bin_co2_and_offline_scenarios(
                 ("device_offline", "occ-cafe", False, "ok"),
             ]
 
-            async def delivered() -> bool:
-                await asyncio.sleep(0)
+            def delivered() -> bool:
                 return len(rec.events) >= len(expected)
 
             await wait_until(delivered, timeout=30)
@@ -154,8 +151,7 @@ async def test_alert_state_survives_a_restart(
     async with running_ingestor(settings):
         send(target, "kera", "bin-glass-1", {"ts": now - 5000, "distance_mm": 30})  # 97 %
 
-        async def fired() -> bool:
-            await asyncio.sleep(0)
+        def fired() -> bool:
             return len(rec.events) == 1
 
         await wait_until(fired, timeout=20)
@@ -165,8 +161,7 @@ async def test_alert_state_survives_a_restart(
         send(target, "kera", "bin-glass-1", {"ts": now - 4000, "distance_mm": 20})  # still full
         send(target, "kera", "bin-glass-1", {"ts": now - 3000, "distance_mm": 900})  # emptied
 
-        async def resolved() -> bool:
-            await asyncio.sleep(0)
+        def resolved() -> bool:
             return len(rec.events) == 2
 
         await wait_until(resolved, timeout=20)

@@ -20,8 +20,6 @@ from devstack.services import InfluxDB, Mosquitto
 from ingest.service import Ingestor
 from tests.helpers import count, local_settings, running_ingestor, wait_until
 
-pytestmark = pytest.mark.integration
-
 
 def client(port: int, user: str | None, password: str | None, name: str) -> tuple[paho.Client, int]:
     c = paho.Client(CallbackAPIVersion.VERSION2, client_id=name, protocol=paho.MQTTv5)

@@ -33,8 +33,6 @@ from ingest.mqtt import parse_mqtt_url
 from ingest.settings import IngestSettings
 from tests.helpers import count, query, running_ingestor, wait_until
 
-pytestmark = pytest.mark.integration
-
 SUBSTITUTIONS = {
     "$timeFilter": "time > now() - 2d",
     "$__interval": "10m",

@@ -16,8 +16,6 @@ from devices import KINDS, Registry
 from ingest.settings import IngestSettings
 from tests.helpers import count, rows, wait_until
 
-pytestmark = pytest.mark.integration
-
 MEASUREMENT = {kind: spec.measurement for kind, spec in KINDS.items()}
 
 

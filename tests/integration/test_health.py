@@ -6,14 +6,11 @@ import json
 
 import aiohttp
 import paho.mqtt.client as paho
-import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from devstack.services import InfluxDB, free_port
 from ingest.settings import IngestSettings
 from tests.helpers import count, running_ingestor, wait_until
-
-pytestmark = pytest.mark.integration
 
 
 async def _get(url: str) -> tuple[int, str]:

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as paho
-import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from devices import Registry
@@ -24,8 +23,6 @@ from devstack.services import Mosquitto
 from ingest.deadletter import PAYLOAD_KEEP
 from ingest.settings import IngestSettings
 from tests.helpers import Publisher, count, ingest_process, point_field, rows, wait_until
-
-pytestmark = pytest.mark.integration
 
 N_HOSTILE = 10_000
 

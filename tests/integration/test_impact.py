@@ -43,8 +43,6 @@ from tests.helpers import (
 )
 from tests.integration.test_dashboards import queries
 
-pytestmark = pytest.mark.integration
-
 BIN = Path(sys.executable).parent
 RP = "forever"
 LEAD_MS = 6 * 3_600_000

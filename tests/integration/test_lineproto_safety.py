@@ -18,8 +18,6 @@ from ingest.influx import InfluxTarget, V1Transport, influxql
 from ingest.pipeline import Pipeline
 from ingest.stats import Stats
 
-pytestmark = pytest.mark.integration
-
 # What the site file allows in a tag value: any text without control characters or backslash.
 tag_text = st.text(
     st.characters(blacklist_categories=("Cs", "Cc"), blacklist_characters="\\\x7f"),

@@ -15,8 +15,6 @@ from devstack.services import Mosquitto
 from ingest.settings import IngestSettings
 from tests.helpers import count, rows, running_ingestor, wait_until
 
-pytestmark = pytest.mark.integration
-
 
 def publisher(broker: Mosquitto) -> paho.Client:
     c = paho.Client(CallbackAPIVersion.VERSION2, client_id="test-pub")

@@ -29,7 +29,6 @@ from tests.helpers import (
     wait_until,
 )
 
-pytestmark = pytest.mark.integration
 log = logging.getLogger(__name__)
 
 
@@ -63,8 +62,7 @@ def own_influx(tmp_path: Path) -> Iterator[InfluxDB]:
         yield db
 
 
-async def _no_unacked(pub: Publisher) -> bool:
-    await asyncio.sleep(0)
+def _no_unacked(pub: Publisher) -> bool:
     return pub.unacknowledged() == 0
 
 

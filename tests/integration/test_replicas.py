@@ -13,8 +13,6 @@ import threading
 import time
 from pathlib import Path
 
-import pytest
-
 from devstack.services import Mosquitto, free_port
 from firmware_sim.commission import send
 from ingest.mqtt import parse_mqtt_url
@@ -27,8 +25,6 @@ from tests.helpers import (
     running_ingestor,
     wait_until,
 )
-
-pytestmark = pytest.mark.integration
 
 
 async def test_two_replicas_write_every_reading_once(
@@ -122,8 +118,7 @@ async def test_alerts_see_every_reading_on_a_shared_subscription(
 
         await wait_until(fired, timeout=20)
 
-        async def all_taken() -> bool:
-            await asyncio.sleep(0)
+        def all_taken() -> bool:
             return e.stats.messages + o.stats.messages == 21
 
         await wait_until(all_taken, timeout=20)

@@ -20,8 +20,6 @@ from ingest.service import Ingestor
 from ingest.settings import IngestSettings
 from tests.helpers import count, query, rows, running_ingestor, wait_until
 
-pytestmark = pytest.mark.integration
-
 
 def site_with(tmp_path: Path, serial_yaml: str) -> Path:
     path = tmp_path / "site.yaml"
@@ -217,8 +215,7 @@ async def test_concentrator_lines_with_faults_and_an_unplug(
 
 
 def _opened(ingestor: Ingestor, name: str) -> Callable[[], Awaitable[bool]]:
-    async def check() -> bool:
-        await asyncio.sleep(0)
+    def check() -> bool:
         return ingestor.serial is not None and any(
             s.connected for s in ingestor.serial.streams if s.link.name == name
         )

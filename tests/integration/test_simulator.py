@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as paho
-import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
@@ -28,8 +27,6 @@ from ingest.reading import DeadLetter
 from ingest.settings import IngestSettings
 from ingest.stats import Stats
 from tests.helpers import count, ingest_process, point_field, rows, wait_until
-
-pytestmark = pytest.mark.integration
 
 FAULTS = [
     "--drop", "0.01",

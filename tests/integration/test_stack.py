@@ -15,12 +15,8 @@ from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-import pytest
-
 from devstack.services import free_port
 from ingest.influx import influxql
-
-pytestmark = pytest.mark.integration
 
 BIN = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parents[2]

@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import aiohttp
-import pytest
 from aiohttp import web
 
 from devstack.services import InfluxDB, Mosquitto
@@ -24,8 +23,6 @@ from tests.helpers import (
     running_ingestor,
     wait_until,
 )
-
-pytestmark = pytest.mark.integration
 
 
 async def test_v2_api_writes_through_influxdb_client(

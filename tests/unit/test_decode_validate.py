@@ -13,6 +13,7 @@ from ingest.codecs import native
 from ingest.codecs._time import parse_time_ms
 from ingest.reading import NoReading, Reason, Rejected
 from ingest.validate import Validator
+from tests.strategies import json_values
 
 REG = Registry(
     parse_site(
@@ -200,13 +201,6 @@ def test_arbitrary_bytes_only_reject(payload: bytes, device: str, channel: str) 
     _outcome(f"kera/kera/{device}/{channel}", payload)
 
 
-json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
-    lambda children: (
-        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4)
-    ),
-    max_leaves=8,
-)
 field_names = st.sampled_from(
     [
         "ts",
