@@ -33,6 +33,7 @@ class Pipeline:
     not dead-lettered."""
 
     __slots__ = (
+        "_encode",
         "_encoder",
         "_max_payload",
         "_rejections",
@@ -51,15 +52,20 @@ class Pipeline:
         max_future_s: float | None = None,
         max_age_s: float | None = None,
         observe: Callable[[Reading], None] | None = None,
+        judge_only: bool = False,
     ) -> None:
         # Sees every accepted reading (the alert engine).
         self.observe = observe
+        # judge_only: the alert observer beside shared subscriptions, which stores nothing: no
+        # lines are encoded, and rejections are counted but not logged (the writing ingestor
+        # that received the same message logs them).
+        self._encode = not judge_only
         self._site = registry.site_id
         self._router = Router(registry.site)
         self._validator = Validator(registry, max_future_s, max_age_s)
         self._encoder = LineEncoder(registry.site_id)
         self._stats = stats
-        self._rejections = RejectionLog(stats)
+        self._rejections = RejectionLog(stats, quiet=judge_only)
         self._max_payload = max_payload_bytes
 
     @property
@@ -127,7 +133,7 @@ class Pipeline:
                     kept = status
                 else:
                     kept = []
-                lines = tuple(self._encoder.encode(r) for r in kept)
+                lines = tuple(self._encoder.encode(r) for r in kept) if self._encode else ()
                 self._rejections.record(failed, topic)
                 self._show(kept, topic)
                 return DeadLetter(
@@ -136,7 +142,7 @@ class Pipeline:
                 )  # fmt: skip
             readings += status
             encode = self._encoder.encode
-            lines_out = [encode(r) for r in readings]
+            lines_out = [encode(r) for r in readings] if self._encode else []
         except Rejected as exc:
             self._rejections.record(exc, topic)
             return DeadLetter(exc.reason, exc.detail, topic, received_ms, payload, exc.device_id)

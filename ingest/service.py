@@ -294,7 +294,7 @@ class Ingestor:
         s = self.settings
         judge = Pipeline(
             self.registry, Stats(), s.max_payload_bytes, s.max_future_s, s.max_age_s,
-            observe=evaluate,
+            observe=evaluate, judge_only=True,
         )  # fmt: skip
 
         def on_message(topic: str, payload: bytes, mid: int, received_ms: int) -> None:

@@ -90,9 +90,10 @@ class RejectionLog:
     with how many similar ones were not logged: a firmware bug sending thousands of broken
     messages a second must not turn the log into the bottleneck."""
 
-    __slots__ = ("_every", "_last", "_stats", "_suppressed")
+    __slots__ = ("_every", "_last", "_quiet", "_stats", "_suppressed")
 
-    def __init__(self, stats: Stats, every_s: float = 10.0) -> None:
+    def __init__(self, stats: Stats, every_s: float = 10.0, quiet: bool = False) -> None:
+        self._quiet = quiet
         self._stats = stats
         self._every = every_s
         self._last: dict[Reason, float] = {}
@@ -102,6 +103,8 @@ class RejectionLog:
         self._stats.rejected[exc.reason.value] += 1
         if exc.device_id is not None:
             self._stats.rejected_by_device[exc.device_id] += 1
+        if self._quiet:
+            return
         now = time.monotonic()
         last = self._last.get(exc.reason)
         if last is not None and now - last < self._every:

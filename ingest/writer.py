@@ -219,22 +219,23 @@ class BatchWriter:
         be assumed stored."""
         started = time.perf_counter()
         try:
-            await self._post(body, place)
+            points = await self._post(body, place)
         except WriteError as exc:
             if exc.retryable:
                 raise
             await self._bisect(lines or split_lines(body.decode()), exc, place)
+            points = len(lines) if lines is not None else body.count(b"\n") + 1
         stats = self.stats
         elapsed = time.perf_counter() - started
         stats.write_seconds += elapsed
         stats.write_seconds_max = max(stats.write_seconds_max, elapsed)
-        points = len(lines) if lines is not None else body.count(b"\n") + 1
         stats.batch_points_max = max(stats.batch_points_max, points)
         stats.batches_written += 1
         self.healthy = True
         self.last_error = None
 
-    async def _post(self, body: bytes, place: str | None) -> None:
+    async def _post(self, body: bytes, place: str | None) -> int:
+        """Write one body; returns its points (counted once, here, for every caller)."""
         try:
             await self.transport.write(body, place)
         except WriteError as exc:
@@ -244,7 +245,9 @@ class BatchWriter:
             await self.transport.create_database()
             await self.transport.write(body, place)
         # Exact unless a string field holds a raw newline; no field in the contract does.
-        self.stats.points_written += body.count(b"\n") + 1
+        points = body.count(b"\n") + 1
+        self.stats.points_written += points
+        return points
 
     async def _bisect(self, lines: list[str], exc: WriteError, place: str | None) -> None:
         if len(lines) == 1:

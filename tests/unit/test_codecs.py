@@ -633,3 +633,19 @@ def test_senml_multiple_measurements_with_their_own_times() -> None:
         (base - 3000, {"current_a": 1.4}), (base - 2000, {"current_a": 1.5}),
         (base - 1000, {"current_a": 1.6}), (base, {"voltage_v": 120.1, "current_a": 1.7}),
     ]  # fmt: skip
+
+
+def test_the_alert_observers_judge_encodes_nothing_and_logs_nothing(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Beside shared subscriptions the evaluator sees every message but stores none: no lines
+    are encoded and the rejections the writing ingestor logs are not logged twice."""
+    seen: list[str] = []
+    stats = Stats()
+    judge = Pipeline(REG, stats, observe=lambda r: seen.append(r.measurement), judge_only=True)
+    with caplog.at_level("WARNING", logger="ingest.rejected"):
+        assert judge.handle(TTS_TOPIC, json.dumps(TTS_UPLINK).encode(), NOW) == []
+        bad = judge.handle("kera/kera/occ-cafe/telemetry", b'{"people": "many"}', NOW)
+    assert seen == ["waste_bin", "device_status"]
+    assert isinstance(bad, DeadLetter) and stats.rejected == {"wrong_type": 1}
+    assert not caplog.records
