@@ -13,7 +13,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 import aiohttp
 import paho.mqtt.client as paho
@@ -44,9 +44,17 @@ async def running_ingestor(
         await asyncio.wait_for(task, 30)
 
 
+@overload
 async def wait_until(
-    predicate: Callable[[], T | Awaitable[T]], timeout: float = 20.0, interval: float = 0.1
-) -> T:
+    predicate: Callable[[], Awaitable[T]], timeout: float = 20.0, interval: float = 0.1
+) -> T: ...
+@overload
+async def wait_until(
+    predicate: Callable[[], T], timeout: float = 20.0, interval: float = 0.1
+) -> T: ...
+async def wait_until(
+    predicate: Callable[[], Any], timeout: float = 20.0, interval: float = 0.1
+) -> Any:
     """Poll a predicate, plain or async, until it returns a truthy value; return that value."""
     async with asyncio.timeout(timeout):
         while True:
@@ -54,7 +62,7 @@ async def wait_until(
             if inspect.isawaitable(value):
                 value = await value
             if value:
-                return value  # type: ignore[return-value]
+                return value
             await asyncio.sleep(interval)
 
 
@@ -234,7 +242,7 @@ class Publisher:
     def __init__(self, port: int, client_id: str) -> None:
         self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id)
         self.client.max_queued_messages_set(0)
-        self.client.reconnect_delay_set(0.1, 1)
+        self.client.reconnect_delay_set(1, 1)
         self.client.on_publish = self._on_publish
         self.client.connect("127.0.0.1", port)
         self.client.loop_start()

@@ -137,8 +137,8 @@ async def test_bin_co2_and_offline_scenarios(
     points = await rows(settings, "alerts")
     got = sorted((p["rule"], p["device"], p["firing"], p["level"]) for p in points)
     assert got == sorted(expected)
-    co2 = [p for p in points if p["rule"] == "co2_high" and p["firing"]]
-    assert co2[0]["time"] == t0 + 16 * 60_000  # fired once it had held 15 minutes
+    co2_fired = [p for p in points if p["rule"] == "co2_high" and p["firing"]]
+    assert co2_fired[0]["time"] == t0 + 16 * 60_000  # fired once it had held 15 minutes
 
 
 async def test_alert_state_survives_a_restart(

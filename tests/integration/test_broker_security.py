@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import paho.mqtt.client as paho
@@ -40,14 +41,14 @@ def client(port: int, user: str | None, password: str | None, name: str) -> tupl
 
 
 @pytest.fixture
-def secured(tmp_path: Path) -> tuple[Mosquitto, dict[str, str]]:
+def secured(tmp_path: Path) -> Iterator[tuple[Mosquitto, dict[str, str]]]:
     passwd, acl_file = tmp_path / "passwd", tmp_path / "acl"
     acl_file.write_text(acl("kera"))
     creds = {"em-main": "pw-em-main", "occ-cafe": "pw-occ-cafe", INGEST_USER: "pw-ingest"}
     for user, pw in creds.items():
         set_password(passwd, user, pw)
     broker = Mosquitto(tmp_path / "m", password_file=passwd, acl_file=acl_file).start()
-    yield broker, creds  # type: ignore[misc]
+    yield broker, creds
     broker.stop()
 
 

@@ -67,7 +67,8 @@ def test_dashboards_round_trip_through_the_sdk_model() -> None:
     for uid, board in all_dashboards().items():
         again = json.loads(JSONEncoder(sort_keys=True).encode(dm.Dashboard.from_json(board)))
         # The SDK's annotation model has no InfluxQL query field (dashboards.boards explains).
-        for ann in board.get("annotations", {}).get("list", []):
+        annotations: dict[str, Any] = board.get("annotations", {})  # type: ignore[assignment]
+        for ann in annotations.get("list", []):
             ann.pop("query", None)
             ann.pop("rawQuery", None)
         assert again == board, uid
@@ -185,7 +186,8 @@ class GrafanaStandIn:
         self.calls.append(f"{request.method} {request.path}")
         if request.headers.get("Authorization") != f"Bearer {self.token}":
             return web.json_response({"message": "Unauthorized"}, status=401)
-        return await handler(request)
+        response: web.StreamResponse = await handler(request)
+        return response
 
     def _get(self, kind: str) -> Any:
         async def handler(request: web.Request) -> web.Response:

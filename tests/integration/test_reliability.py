@@ -136,7 +136,7 @@ async def test_influxdb_outage_spools_and_drains(
             await _exactly(settings, n, timeout=120)
 
         async def drained() -> bool:
-            return (await ingest.health())["status"] == "ok"
+            return bool((await ingest.health())["status"] == "ok")
 
         await wait_until(drained, timeout=30)
         assert list((tmp_path / "spool").glob("*.seg")) == []

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import paho.mqtt.client as paho
@@ -214,7 +214,7 @@ async def test_concentrator_lines_with_faults_and_an_unplug(
     assert series[0]["values"][0][1] == by_measurement["waste_bin"]
 
 
-def _opened(ingestor: Ingestor, name: str) -> Callable[[], Awaitable[bool]]:
+def _opened(ingestor: Ingestor, name: str) -> Callable[[], bool]:
     def check() -> bool:
         return ingestor.serial is not None and any(
             s.connected for s in ingestor.serial.streams if s.link.name == name

@@ -57,7 +57,7 @@ class Listener:
         self.c.on_connect = lambda c, *a: c.subscribe(topic, qos=1)
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = 3600
-        self.c.reconnect_delay_set(0.1, 1)
+        self.c.reconnect_delay_set(1, 1)
         self.c.connect("127.0.0.1", port, clean_start=False, properties=props)
         self.c.loop_start()
 
@@ -290,7 +290,7 @@ async def test_backfill_a_day(settings: IngestSettings, tmp_path: Path) -> None:
         n = summary["by_kind"]["occupancy"]
 
         async def landed() -> bool:
-            return await count(settings, "occupancy", "people") == n
+            return bool(await count(settings, "occupancy", "people") == n)
 
         await wait_until(landed, timeout=60)
     span = await rows(settings, "occupancy")

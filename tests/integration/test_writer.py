@@ -9,6 +9,7 @@ import json
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import paho.mqtt.client as paho
 from aiohttp import web
@@ -39,7 +40,7 @@ AWKWARD = [
 
 @contextlib.asynccontextmanager
 async def running_writer(
-    url: str, database: str, tmp_path: Path, create_database: bool = True, **options: float
+    url: str, database: str, tmp_path: Path, create_database: bool = True, **options: Any
 ) -> AsyncIterator[tuple[BatchWriter, list[Batch]]]:
     """The writer with its spool and dead letters in `tmp_path`, both of its tasks running;
     yields it and the list of batches it acknowledged."""

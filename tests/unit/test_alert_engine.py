@@ -20,7 +20,9 @@ REG = Registry(
 )
 
 
-def engine(rules: tuple[AlertRule, ...] = DEFAULT_RULES, state: Path | None = None) -> tuple:
+def engine(
+    rules: tuple[AlertRule, ...] = DEFAULT_RULES, state: Path | None = None
+) -> tuple[AlertEngine, list[Transition]]:
     seen: list[Transition] = []
     return AlertEngine(REG, rules, seen.append, state), seen
 

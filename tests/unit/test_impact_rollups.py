@@ -102,7 +102,10 @@ def test_meter_day_with_a_reset_a_gap_and_a_late_reading() -> None:
     # Then silence until 12:30, at 8.0: 6 kWh over 3 h, 1 kWh per 30 min, spread over 09..12.
     r.observe(energy(reg, "m1", MON + 12 * HOUR_MS + 30 * MIN, 8.0))
     r.flush()
-    h = lambda n: MON + n * HOUR_MS  # noqa: E731
+
+    def h(n: int) -> int:
+        return MON + n * HOUR_MS
+
     assert sink.num("energy_hourly", h(8), "kwh", device="m1") == pytest.approx(4.0)
     # Hour 09: 104 -> 2 at 09:30 is a reset (2 kWh), then 09:30-10:00 of the gap (1 kWh).
     assert sink.num("energy_hourly", h(9), "kwh", device="m1") == pytest.approx(3.0)
@@ -274,7 +277,10 @@ def test_a_room_day_against_its_opening_hours() -> None:
         t = MON + hh * HOUR_MS + mm * MIN
         r.observe(reading(reg, "o1", t, people=people, co2_ppm=float(co2)))
     r.flush()
-    h = lambda n: MON + n * HOUR_MS  # noqa: E731
+
+    def h(n: int) -> int:
+        return MON + n * HOUR_MS
+
     assert sink.num("space_hourly", h(7), "measured_s", space="hall") == 1800
     assert sink.num("space_hourly", h(7), "open_s", space="hall") == 0
     assert sink.num("space_hourly", h(9), "people_mean", space="hall") == 20

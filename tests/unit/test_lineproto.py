@@ -15,7 +15,7 @@ from ingest.lineproto import (
     series_key,
     split_lines,
 )
-from ingest.reading import Reading
+from ingest.reading import FieldValue, Reading
 
 
 @pytest.mark.parametrize(
@@ -95,10 +95,10 @@ def test_encoder_builds_tags_from_registry() -> None:
 
 
 _tag_text = st.text(
-    st.characters(blacklist_categories=("Cs",), blacklist_characters="\\\n\r"), min_size=1
+    st.characters(blacklist_categories=["Cs"], blacklist_characters="\\\n\r"), min_size=1
 )
 _value = st.one_of(
-    st.text(st.characters(blacklist_categories=("Cs",))),
+    st.text(st.characters(blacklist_categories=["Cs"])),
     st.integers(-(2**63), 2**63 - 1),
     st.floats(allow_nan=False, allow_infinity=False),
     st.booleans(),
@@ -117,7 +117,9 @@ _value = st.one_of(
         max_size=8,
     )
 )
-def test_split_lines_undoes_joining(points: list[tuple[str, dict, dict, int]]) -> None:
+def test_split_lines_undoes_joining(
+    points: list[tuple[str, dict[str, str], dict[str, FieldValue], int]],
+) -> None:
     """Tags with quotes, spaces and commas, strings with newlines, quotes and backslashes."""
     lines = [format_line(series_key(m, tags), fields, t) for m, tags, fields, t in points]
     assert split_lines("\n".join(lines)) == lines

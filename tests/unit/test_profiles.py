@@ -17,7 +17,7 @@ from devices.profiles import load_profile, profile_names
 from ingest.codecs import Router
 from ingest.codecs._time import parse_time_ms
 from ingest.pipeline import Pipeline
-from ingest.reading import DeadLetter, NoReading, Reason, Rejected
+from ingest.reading import DeadLetter, FieldValue, NoReading, Reason, Rejected
 from ingest.stats import Stats
 from ingest.validate import Validator
 from tests.strategies import json_values
@@ -259,7 +259,7 @@ MAPPED_REG = Registry(MAPPED)
 MAPPED_VALIDATOR = Validator(MAPPED_REG)
 
 
-def _mapped(device: str, values: dict[str, object]) -> dict[str, object]:
+def _mapped(device: str, values: dict[str, object]) -> dict[str, FieldValue]:
     from ingest.codecs import native
 
     decoded = native.decode(f"kera/kera/{device}/telemetry", json.dumps(values).encode(), "kera")

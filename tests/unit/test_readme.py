@@ -8,6 +8,7 @@ import re
 import shlex
 import tomllib
 from pathlib import Path
+from typing import Any
 
 import pytest
 import typer.main
@@ -53,7 +54,7 @@ def test_readme_command_parses(argv: list[str]) -> None:
     program = SCRIPT_PROGRAMS.get(argv[0], Path(argv[0]).name)
     module = importlib.import_module(_programs()[program])
     # Typer ships its own copy of click, so groups are told by their `commands`, not a class.
-    command = typer.main.get_command(module.app)
+    command: Any = typer.main.get_command(module.app)
     args = argv[1:]
     # Down the subcommands, then let click parse the rest exactly as it would run it.
     while getattr(command, "commands", None) and args and args[0] in command.commands:

@@ -109,7 +109,7 @@ def test_a_day_without_data_is_a_gap(tmp_path: Path) -> None:
     fig = _fig_energy(data)
     assert fig is not None
     line = fig.axes[1].get_lines()[0]
-    ys = list(line.get_ydata())
+    ys = [float(y) for y in line.get_ydata()]  # type: ignore[arg-type, union-attr]
     assert ys[0] == 12.0 and ys[2] == 12.5 and ys[1] != ys[1]  # NaN: the line breaks
 
 

@@ -7,6 +7,7 @@ import itertools
 import json
 from collections import Counter, defaultdict
 from datetime import UTC, datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -15,6 +16,7 @@ from devices import Registry
 from firmware_sim import Faults, Format, MemorySink, build_fleet, run, scale_site, schedule
 from firmware_sim.faults import FaultState
 from firmware_sim.fleet import event_hours
+from firmware_sim.runner import Summary
 from ingest.codecs import native
 from ingest.pipeline import Pipeline
 from ingest.reading import DeadLetter
@@ -36,7 +38,9 @@ def _local_hour(ms: int) -> float:
     return t.hour + t.minute / 60
 
 
-def simulate(faults: Faults | None = None, days: float = 1.0, seed: int = 1, **kw: object) -> tuple:
+def simulate(
+    faults: Faults | None = None, days: float = 1.0, seed: int = 1, **kw: Any
+) -> tuple[MemorySink, Summary]:
     sink = MemorySink()
     summary = run(
         Registry.load(),
@@ -46,7 +50,7 @@ def simulate(faults: Faults | None = None, days: float = 1.0, seed: int = 1, **k
         duration_s=days * 86400,
         speed=0,
         faults=faults,
-        **kw,  # type: ignore[arg-type]
+        **kw,
     )
     return sink, summary
 

@@ -127,15 +127,19 @@ ops = st.lists(
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(ops)
-def test_behaves_like_a_queue(tmp_path_factory: pytest.TempPathFactory, steps: list) -> None:
+def test_behaves_like_a_queue(
+    tmp_path_factory: pytest.TempPathFactory, steps: list[tuple[str, bytes | int | None]]
+) -> None:
     directory = tmp_path_factory.mktemp("spool")
     model: deque[bytes] = deque()
     spool = Spool(directory, max_bytes=1 << 20, segment_bytes=4096).open()
     for op, arg in steps:
         if op == "append":
+            assert isinstance(arg, bytes)
             spool.append(arg)
             model.append(arg)
         elif op == "replay":
+            assert isinstance(arg, int)
             for _ in range(arg):
                 record = spool.peek()
                 if not model:
