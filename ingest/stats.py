@@ -55,9 +55,14 @@ class Stats:
         counts = self.unknown_fields
         device = device_id or "unknown"
         for name in names:
+            key = (device, name)
+            if key in counts:  # the usual case: a field this device sent before, already clean
+                counts[key] += 1
+                continue
             # A vendor's name becomes a tag value: kept to word characters, so no payload can
             # put a control character or a quote into line protocol.
-            key = (device, name if _PLAIN.match(name) else _UNPLAIN.sub("_", name)[:64] or "_")
+            if not _PLAIN.match(name):
+                key = (device, _UNPLAIN.sub("_", name)[:64] or "_")
             if key not in counts and len(counts) >= self.MAX_UNKNOWN_KEYS:
                 key = (device, "(other)")
             counts[key] += 1
