@@ -234,7 +234,9 @@ async def test_send_watch_and_replay(
         text=True,
     )
     await asyncio.sleep(1.0)
-    ok = kera_sim("send", "occ-cafe", "people=4", "co2_ppm=650", "--mqtt-url", broker.url)
+    ok = kera_sim(
+        "send", "occ-cafe", "people=4", "co2_ppm=650", "fw_build=7", "--mqtt-url", broker.url
+    )
     assert "will accept it" in ok.stderr
     bad = subprocess.run(
         [exe, "send", "occ-cafe", "people=many", "--mqtt-url", broker.url],
@@ -248,6 +250,8 @@ async def test_send_watch_and_replay(
     assert [s["accepted"] for s in seen] == [True, False]
     assert seen[1]["reason"] == "wrong_type"
     assert json.loads(seen[0]["payload"])["people"] == 4
+    # A field the contract does not have is stored around, and the technician sees it named.
+    assert seen[0]["ignored"] == ["fw_build"] and "fw_build" not in " ".join(seen[0]["lines"])
 
     # Replay a recording (the simulator's own --record output) and a CSV, into the ingestor.
     record = tmp_path / "rec.jsonl"
