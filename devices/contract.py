@@ -84,6 +84,15 @@ DEVICE_TAG: Final = "device"
 DEVICE_STATUS_MEASUREMENT: Final = "device_status"
 # The ingestor's own counts, one point per interval per instance (ingest.pipeline_stats).
 PIPELINE_MEASUREMENT: Final = "pipeline"
+INSTANCE_TAG: Final = "instance"
+# Rejected messages per registered device and interval.
+REJECTIONS_MEASUREMENT: Final = "rejections"
+# Vendor fields the unknown-field policy ignored, per device and field.
+UNKNOWN_FIELDS_MEASUREMENT: Final = "unknown_fields"
+FIELD_TAG: Final = "field"
+# Alert transitions (ingest.alert_delivery), tagged by rule and device.
+ALERTS_MEASUREMENT: Final = "alerts"
+RULE_TAG: Final = "rule"
 # Online/offline comes from a native device's last will; the radio fields from LoRaWAN uplinks.
 DEVICE_STATUS_FIELDS: Final = _fields(
     FieldSpec("online", "bool", "", description="true when `online`"),
@@ -304,6 +313,11 @@ def telemetry_topic(site: str, device_id: str) -> str:
 
 def status_topic(site: str, device_id: str) -> str:
     return f"kera/{site}/{device_id}/status"
+
+
+def alert_topic(site: str, rule: str, device_id: str) -> str:
+    """An alert's state, retained (ingest.alert_delivery)."""
+    return f"kera/{site}/alerts/{rule}/{device_id}"
 
 
 def deadletter_topic(site: str) -> str:

@@ -18,6 +18,7 @@ from rich.live import Live
 from rich.table import Table
 
 from devices import Registry, SiteConfigError, terminal
+from devices.contract import telemetry_topic
 from firmware_sim.faults import Faults
 from firmware_sim.fleet import scale_site
 from firmware_sim.formats import Format
@@ -308,7 +309,7 @@ def send(
         raise typer.BadParameter(str(exc)) from None
     time_ms = parse_start(ts)
     body = {"ts": time_ms, **fields}
-    topic, payload = f"kera/{registry.site_id}/{device}/telemetry", json.dumps(body).encode()
+    topic, payload = telemetry_topic(registry.site_id, device), json.dumps(body).encode()
     # The verdict is this command's output; the ingestor's own rejection log would repeat it.
     logging.getLogger("ingest.rejected").disabled = True
     verdict = Pipeline(registry, Stats(), max_future_s=300, max_age_s=30 * 86400).handle(

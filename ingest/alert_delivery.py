@@ -19,18 +19,19 @@ from collections.abc import Callable
 
 import aiohttp
 
+from devices.contract import (
+    ALERTS_MEASUREMENT,
+    DEVICE_TAG,
+    RULE_TAG,
+    SITE_TAG,
+    alert_topic,
+)
 from devices.site import Alerts
 from ingest.alerts import Transition
 from ingest.lineproto import format_line, series_key
 from ingest.reading import FieldValue
 
 log = logging.getLogger(__name__)
-
-ALERTS_MEASUREMENT = "alerts"
-
-
-def alert_topic(site: str, rule: str, device: str) -> str:
-    return f"kera/{site}/alerts/{rule}/{device}"
 
 
 class AlertDelivery:
@@ -58,7 +59,7 @@ class AlertDelivery:
         if t.value is not None:
             fields["value"] = float(t.value)
         key = series_key(
-            ALERTS_MEASUREMENT, {"site": self._site, "rule": t.rule, "device": t.device}
+            ALERTS_MEASUREMENT, {SITE_TAG: self._site, RULE_TAG: t.rule, DEVICE_TAG: t.device}
         )
         self._write_line(format_line(key, fields, t.time_ms))
         if self._config.webhooks:

@@ -289,8 +289,8 @@ def unknown_fields(
     and field: what a firmware update added, or what a field_map should name."""
     import json
 
+    from devices.contract import UNKNOWN_FIELDS_MEASUREMENT
     from ingest.influx import influxql_sync
-    from ingest.pipeline_stats import UNKNOWN_FIELDS_MEASUREMENT
     from ingest.settings import load_settings
 
     settings = load_settings(settings_file)

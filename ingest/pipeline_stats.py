@@ -10,15 +10,19 @@ from __future__ import annotations
 
 import time
 
-from devices.contract import PIPELINE_MEASUREMENT
+from devices.contract import (
+    DEVICE_TAG,
+    FIELD_TAG,
+    INSTANCE_TAG,
+    PIPELINE_MEASUREMENT,
+    REJECTIONS_MEASUREMENT,
+    SITE_TAG,
+    UNKNOWN_FIELDS_MEASUREMENT,
+)
 from ingest.lineproto import format_line, series_key
 from ingest.reading import FieldValue, Reason
 from ingest.spool import Spool
 from ingest.stats import Stats
-
-REJECTIONS_MEASUREMENT = "rejections"
-# Vendor fields the unknown-field policy ignored, per device and field (docs/data-model.md).
-UNKNOWN_FIELDS_MEASUREMENT = "unknown_fields"
 
 _COUNTERS = (
     "messages",
@@ -44,7 +48,7 @@ class PipelineStats:
         self._stats = stats
         self._spool = spool
         self._site = site
-        self._key = series_key(PIPELINE_MEASUREMENT, {"site": site, "instance": instance})
+        self._key = series_key(PIPELINE_MEASUREMENT, {SITE_TAG: site, INSTANCE_TAG: instance})
         self._last: dict[str, float] = self._totals()
         self._last_at = time.monotonic()
         # Registered device ids: rejections of anything else are counted as "unknown", so a
@@ -102,14 +106,15 @@ class PipelineStats:
         for device, total in sorted(per_device.items()):
             delta = total - self._last_by_device.get(device, 0)
             if delta > 0:
-                key = series_key(REJECTIONS_MEASUREMENT, {"site": self._site, "device": device})
+                tags = {SITE_TAG: self._site, DEVICE_TAG: device}
+                key = series_key(REJECTIONS_MEASUREMENT, tags)
                 out.append(format_line(key, {"rejected": delta}, now))
         self._last_by_device = per_device
         unknown = self._stats.unknown_fields
         for (device, name), total in sorted(unknown.items()):
             delta = total - self._last_unknown.get((device, name), 0)
             if delta > 0:
-                tags = {"site": self._site, "device": device, "field": name}
+                tags = {SITE_TAG: self._site, DEVICE_TAG: device, FIELD_TAG: name}
                 out.append(
                     format_line(series_key(UNKNOWN_FIELDS_MEASUREMENT, tags), {"count": delta}, now)
                 )
