@@ -46,6 +46,7 @@ async def test_every_readme_command_against_the_local_stack(tmp_path: Path) -> N
         env=base, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
     )  # fmt: skip
     ingest = None
+    ingest_log = (tmp_path / "ingest.log").open("w")
     try:
         assert stack.stdout is not None
         started = json.loads(stack.stdout.readline())
@@ -58,7 +59,7 @@ async def test_every_readme_command_against_the_local_stack(tmp_path: Path) -> N
         env["KERA_HEALTH_PORT"] = str(free_port())
         ingest = subprocess.Popen(
             [str(BIN / "kera-ingest"), "run"], env=env, cwd=ROOT,
-            stdout=subprocess.DEVNULL, stderr=(tmp_path / "ingest.log").open("w"),
+            stdout=subprocess.DEVNULL, stderr=ingest_log,
         )  # fmt: skip
         _run(env, "kera-ingest", "check-site", "devices/sites/kera.yaml")
         watcher = subprocess.Popen(
@@ -114,6 +115,7 @@ async def test_every_readme_command_against_the_local_stack(tmp_path: Path) -> N
             ingest.send_signal(signal.SIGTERM)
             assert ingest.wait(60) == 0
         stack.send_signal(signal.SIGINT)
-        stack.wait(60)
+        stack.communicate(timeout=60)  # waits, and closes its pipes
+        ingest_log.close()
     assert stack.returncode == 0
     assert (state / "stack" / "influxdb").is_dir()
