@@ -16,7 +16,9 @@ _TYPES = {"float": "float", "int": "integer", "bool": "boolean", "str": "string"
 
 
 def _num(x: float) -> str:
-    return f"{x:g}" if abs(x) < 1e7 else f"{x:.0e}".replace("+", "")
+    if x.is_integer() and abs(x) < 1e9:
+        return f"{int(x):,}"
+    return f"{x:g}" if abs(x) < 1e9 else f"{x:.0e}".replace("+", "")
 
 
 def _range(f: FieldSpec) -> str:

@@ -21,6 +21,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from ingest.stats import COUNTERS
+
 if TYPE_CHECKING:
     from ingest.service import Ingestor
 
@@ -70,43 +72,14 @@ class _StatsCollector(Collector):
         def gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
             return GaugeMetricFamily(f"kera_ingest_{name}", doc, value=value)
 
-        yield counter("messages", "MQTT messages received", s.messages)
-        yield counter("accepted", "Readings that passed decoding and validation", s.accepted)
+        for spec in COUNTERS:
+            yield counter(spec.name, spec.help, s.counter(spec.name))
         rejected = CounterMetricFamily(
             "kera_ingest_rejected", "Messages rejected, by reason code", labels=["reason"]
         )
         for reason, n in sorted(s.rejected.items()):
             rejected.add_metric([reason], n)
         yield rejected
-        yield counter("points_written", "Points InfluxDB accepted", s.points_written)
-        yield counter(
-            "points_dead_lettered",
-            "Points InfluxDB refused as bad, kept in the dead-letter file",
-            s.points_dead_lettered,
-        )
-        yield counter("points_spooled", "Points written to the disk spool", s.points_spooled)
-        yield counter(
-            "dropped_qos0",
-            "QoS 0 readings dropped because the spool was full",
-            s.dropped_qos0,
-        )
-        yield counter("batches_written", "Batches InfluxDB accepted", s.batches_written)
-        yield counter("write_retries", "Failed InfluxDB writes that were retried", s.write_retries)
-        yield counter("write_seconds", "Time spent in successful writes", s.write_seconds)
-        yield counter("spool_full_events", "Times the spool filled up", s.spool_full_events)
-        yield counter(
-            "dead_letter_errors",
-            "Rejected messages whose dead-letter copy could not be written",
-            s.dead_letter_errors,
-        )
-        yield counter(
-            "no_reading", "Messages that carried no reading (MAC-only, device information)",
-            s.no_reading,
-        )  # fmt: skip
-        yield counter(
-            "fields_ignored", "Vendor fields ignored by the unknown-field policy",
-            sum(s.unknown_fields.values()),
-        )  # fmt: skip
         yield gauge(
             "mqtt_connected",
             "1 while connected to the broker",

@@ -22,18 +22,10 @@ from devices.contract import (
 from ingest.lineproto import format_line, series_key
 from ingest.reading import FieldValue, Reason
 from ingest.spool import Spool
-from ingest.stats import Stats
+from ingest.stats import COUNTERS, Stats
 
-_COUNTERS = (
-    "messages",
-    "accepted",
-    "points_written",
-    "points_spooled",
-    "points_dead_lettered",
-    "dropped_qos0",
-    "batches_written",
-    "no_reading",
-)
+# The interval deltas this measurement carries: the counters table's own choice.
+_COUNTERS = tuple(c.name for c in COUNTERS if c.in_pipeline)
 
 
 class PipelineStats:
@@ -59,7 +51,7 @@ class PipelineStats:
 
     def _totals(self) -> dict[str, float]:
         s = self._stats
-        totals: dict[str, float] = {name: getattr(s, name) for name in _COUNTERS}
+        totals: dict[str, float] = {name: s.counter(name) for name in _COUNTERS}
         totals["write_seconds"] = s.write_seconds
         for reason in Reason:
             totals[f"rejected_{reason.value}"] = s.rejected.get(reason.value, 0)

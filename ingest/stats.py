@@ -17,6 +17,40 @@ _PLAIN = re.compile(r"^[\w.\-]{1,64}$", re.ASCII)
 _UNPLAIN = re.compile(r"[^\w.\-]", re.ASCII)
 
 
+@dataclass(frozen=True, slots=True)
+class CounterSpec:
+    """One of the ingestor's counters: how /metrics names and explains it, and whether the
+    `pipeline` measurement carries its per-interval delta."""
+
+    name: str
+    help: str
+    in_pipeline: bool = True
+
+
+# The one table of counters: /metrics (`kera_ingest_<name>_total`), the stats log line and the
+# `pipeline` measurement all follow it, so a counter cannot be kept and exported nowhere.
+# Rejections per reason, serial events and the gauges have shapes of their own (ingest.health).
+COUNTERS: tuple[CounterSpec, ...] = (
+    CounterSpec("messages", "MQTT messages received"),
+    CounterSpec("accepted", "Readings that passed decoding and validation"),
+    CounterSpec("no_reading", "Messages that carried no reading (MAC-only, device information)"),
+    CounterSpec("fields_ignored", "Vendor fields ignored by the unknown-field policy"),
+    CounterSpec("points_written", "Points InfluxDB accepted"),
+    CounterSpec("points_spooled", "Points written to the disk spool"),
+    CounterSpec(
+        "points_dead_lettered", "Points InfluxDB refused as bad, kept in the dead-letter file"
+    ),
+    CounterSpec("dropped_qos0", "QoS 0 readings dropped because the spool was full"),
+    CounterSpec("batches_written", "Batches InfluxDB accepted"),
+    CounterSpec("write_retries", "Failed InfluxDB writes that were retried", False),
+    CounterSpec("write_seconds", "Time spent in successful writes", False),
+    CounterSpec("spool_full_events", "Times the spool filled up", False),
+    CounterSpec(
+        "dead_letter_errors", "Rejected messages whose dead-letter copy could not be written"
+    ),
+)
+
+
 @dataclass(slots=True)
 class Stats:
     messages: int = 0
@@ -67,27 +101,24 @@ class Stats:
                 key = (device, "(other)")
             counts[key] += 1
 
+    @property
+    def fields_ignored(self) -> int:
+        return sum(self.unknown_fields.values())
+
+    def counter(self, name: str) -> float:
+        value: float = getattr(self, name)
+        return value
+
     def serial_error(self, link: str, reason: str) -> None:
         self.serial[link][reason] += 1
 
     def snapshot(self) -> dict[str, object]:
-        return {
-            "messages": self.messages,
-            "accepted": self.accepted,
-            "rejected": dict(self.rejected),
-            "points_written": self.points_written,
-            "points_dead_lettered": self.points_dead_lettered,
-            "points_spooled": self.points_spooled,
-            "spool_full_events": self.spool_full_events,
-            "dropped_qos0": self.dropped_qos0,
-            "batches_written": self.batches_written,
-            "write_retries": self.write_retries,
-            "reconnects": self.reconnects,
-            "dead_letter_errors": self.dead_letter_errors,
-            "no_reading": self.no_reading,
-            "fields_ignored": sum(self.unknown_fields.values()),
-            **({"serial": {k: dict(v) for k, v in self.serial.items()}} if self.serial else {}),
-        }
+        out: dict[str, object] = {c.name: self.counter(c.name) for c in COUNTERS}
+        out["rejected"] = dict(self.rejected)
+        out["reconnects"] = self.reconnects
+        if self.serial:
+            out["serial"] = {k: dict(v) for k, v in self.serial.items()}
+        return out
 
 
 class RejectionLog:
