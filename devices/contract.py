@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from types import MappingProxyType
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 import yaml
 
@@ -127,15 +127,21 @@ def _number(raw: object, where: str) -> float | None:
     return float(raw)
 
 
-def _field_specs(kind: str, name: str, raw: object) -> list[FieldSpec]:
-    where = f"kind {kind!r}: field {name!r}"
+def _entry(raw: object, allowed: frozenset[str], where: str, expected: str) -> dict[str, Any]:
+    """A catalogue entry: a mapping of known keys only, so a typo is an error, not a default."""
     if not isinstance(raw, dict):
-        raise CatalogueError(f"{where}: expected a mapping with at least `type` and `unit`")
-    unknown = set(raw) - _FIELD_KEYS
+        raise CatalogueError(f"{where}: expected {expected}")
+    unknown = set(raw) - allowed
     if unknown:
         raise CatalogueError(
-            f"{where}: unknown keys {sorted(unknown)} (allowed: {sorted(_FIELD_KEYS)})"
+            f"{where}: unknown keys {sorted(unknown)} (allowed: {sorted(allowed)})"
         )
+    return raw
+
+
+def _field_specs(kind: str, name: str, raw: object) -> list[FieldSpec]:
+    where = f"kind {kind!r}: field {name!r}"
+    raw = _entry(raw, _FIELD_KEYS, where, "a mapping with at least `type` and `unit`")
     ftype = raw.get("type")
     if ftype not in FIELD_TYPES:
         raise CatalogueError(
@@ -178,13 +184,7 @@ def _kind(kind: str, raw: object, base: KindSpec | None) -> KindSpec:
     """A kind from its catalogue entry; with `base`, the entry adds fields to an existing kind."""
     if not _NAME.match(kind):
         raise CatalogueError(f"kind name {kind!r} must match [a-z][a-z0-9_]*")
-    if not isinstance(raw, dict):
-        raise CatalogueError(f"kind {kind!r}: expected a mapping")
-    unknown = set(raw) - _KIND_KEYS
-    if unknown:
-        raise CatalogueError(
-            f"kind {kind!r}: unknown keys {sorted(unknown)} (allowed: {sorted(_KIND_KEYS)})"
-        )
+    raw = _entry(raw, _KIND_KEYS, f"kind {kind!r}", "a mapping")
     fields = dict(base.fields) if base else {}
     raw_fields = raw.get("fields") or {}
     if not isinstance(raw_fields, dict):

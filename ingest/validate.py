@@ -181,12 +181,13 @@ class Validator:
             except MappingError as exc:
                 raise Rejected(Reason(exc.reason), exc.detail, device_id) from None
         specs = spec.fields
+        reject_unknown = (device.unknown_policy or unknown_fields) == "reject"
         fields: dict[str, FieldValue] = {}
         ignored: list[str] | None = None
         for name, value in values.items():
             field_spec = specs.get(name)
             if field_spec is None:
-                if (device.unknown_policy or unknown_fields) == "reject":
+                if reject_unknown:
                     raise Rejected(
                         Reason.UNKNOWN_FIELD,
                         f"field {name!r:.64} is not in the {spec.kind} contract and not mapped "
