@@ -40,9 +40,9 @@ from rich.console import Console
 from rich.table import Table
 
 from devices import Registry, parse_site
+from ingest.observability.counters import Stats
 from ingest.pipeline import Pipeline
 from ingest.reading import DeadLetter
-from ingest.stats import Stats
 
 SITE = """
 site: kera

@@ -46,7 +46,8 @@ from rich.console import Console
 from rich.table import Table
 
 from devstack.services import InfluxDB, Mosquitto
-from ingest.influx import InfluxTarget, V1Transport, influxql_sync
+from ingest.storage.query import influxql_sync
+from ingest.storage.transports import InfluxTarget, V1Transport
 
 console = Console()
 SITE = "bench"
@@ -315,9 +316,9 @@ def serial_rate(lines: int = 50_000) -> float:
     from collections import Counter
 
     from devices import Registry
+    from ingest.observability.counters import Stats
     from ingest.pipeline import Pipeline
     from ingest.serial.lines import LineFramer, frame
-    from ingest.stats import Stats
 
     registry = Registry.load()
     pipeline = Pipeline(registry, Stats())
@@ -466,9 +467,8 @@ def main() -> None:
     table.add_column("measure")
     table.add_column("value", justify="right")
     for k, v in report.items():
-        if k == "soak":
-            v = {kk: vv for kk, vv in v.items() if kk != "samples"}
-        table.add_row(k, f"{v:,}" if isinstance(v, int) else str(v))
+        shown = {kk: vv for kk, vv in v.items() if kk != "samples"} if k == "soak" else v
+        table.add_row(k, f"{shown:,}" if isinstance(shown, int) else str(shown))
     console.print(table)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "benchmarks.json").write_text(json.dumps(report, indent=2) + "\n")

@@ -82,7 +82,8 @@ SPACE_TAG: Final = "space"
 DEVICE_TAG: Final = "device"
 
 DEVICE_STATUS_MEASUREMENT: Final = "device_status"
-# The ingestor's own counts, one point per interval per instance (ingest.pipeline_stats).
+# The ingestor's own counts, one point per interval per instance
+# (ingest.observability.pipeline_measurement).
 PIPELINE_MEASUREMENT: Final = "pipeline"
 INSTANCE_TAG: Final = "instance"
 # Rejected messages per registered device and interval.
@@ -90,9 +91,34 @@ REJECTIONS_MEASUREMENT: Final = "rejections"
 # Vendor fields the unknown-field policy ignored, per device and field.
 UNKNOWN_FIELDS_MEASUREMENT: Final = "unknown_fields"
 FIELD_TAG: Final = "field"
-# Alert transitions (ingest.alert_delivery), tagged by rule and device.
+# Alert transitions (ingest.alerts.delivery), tagged by rule and device.
 ALERTS_MEASUREMENT: Final = "alerts"
 RULE_TAG: Final = "rule"
+# The impact rollups (ingest.rollups, docs/impact.md): hourly and daily points computed from the
+# readings, kept apart from them (KERA_ROLLUPS_RP) and read by the Impact dashboard and report.
+ENERGY_HOURLY: Final = "energy_hourly"
+ENERGY_DAILY: Final = "energy_daily"
+HEAT_HOURLY: Final = "heat_hourly"
+HEAT_DAILY: Final = "heat_daily"
+WATER_HOURLY: Final = "water_hourly"
+WATER_DAILY: Final = "water_daily"
+SPACE_HOURLY: Final = "space_hourly"
+SPACE_DAILY: Final = "space_daily"
+WASTE_EMPTYING: Final = "waste_emptying"
+WASTE_DAILY: Final = "waste_daily"
+DEVICE_DAILY: Final = "device_daily"
+IMPACT_DAILY: Final = "impact_daily"
+ROLLUP_MEASUREMENTS: Final = (
+    ENERGY_HOURLY, ENERGY_DAILY, SPACE_HOURLY, SPACE_DAILY,
+    WASTE_EMPTYING, WASTE_DAILY, DEVICE_DAILY, IMPACT_DAILY,
+    HEAT_HOURLY, HEAT_DAILY, WATER_HOURLY, WATER_DAILY,
+)  # fmt: skip
+# Device roles the rollups treat apart: a supply meter measures the whole building (its
+# sub-meters included), PV is production, not consumption.
+SUPPLY_ROLE: Final = "main-supply"
+HEAT_SUPPLY_ROLE: Final = "district-heat-supply"
+PV_ROLE: Final = "pv-production"
+
 # Online/offline comes from a native device's last will; the radio fields from LoRaWAN uplinks.
 DEVICE_STATUS_FIELDS: Final = _fields(
     FieldSpec("online", "bool", "", description="true when `online`"),
@@ -316,7 +342,7 @@ def status_topic(site: str, device_id: str) -> str:
 
 
 def alert_topic(site: str, rule: str, device_id: str) -> str:
-    """An alert's state, retained (ingest.alert_delivery)."""
+    """An alert's state, retained (ingest.alerts.delivery)."""
     return f"kera/{site}/alerts/{rule}/{device_id}"
 
 

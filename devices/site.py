@@ -217,12 +217,12 @@ class _DeviceBase(BaseModel):
         spec = KINDS.get(self.kind)
         if spec is not None:
             try:
-                self._bind(spec, dict(self.field_map))
+                self.bind(spec, dict(self.field_map))
             except ValueError:
                 self._spec = spec
         return self
 
-    def _bind(
+    def bind(
         self,
         spec: KindSpec,
         field_map: dict[str, FieldMap],
@@ -698,7 +698,7 @@ class Site(BaseModel):
                 if not codec.is_absolute() and base_dir is not None:
                     codec = base_dir / codec
             try:
-                d._bind(spec, field_map, unknown, codec)
+                d.bind(spec, field_map, unknown, codec)
             except ValueError as exc:
                 raise ValueError(f"{where}: {exc}") from None
         self._check_rules(catalogue)

@@ -104,9 +104,9 @@ def _view(state: StackState) -> Group:
 async def _serve(
     state: StackState, ingest: bool, sim: bool, seconds: float | None, stop: asyncio.Event
 ) -> None:
-    from ingest.influx import influxql
     from ingest.service import Ingestor
     from ingest.settings import IngestSettings, state_dir
+    from ingest.storage.query import influxql
 
     await influxql(state.db.url, f'CREATE DATABASE "{DATABASE}"')
     registry = Registry.load()

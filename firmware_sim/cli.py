@@ -299,8 +299,8 @@ def send(
     """Publish one reading as DEVICE: does a new sensor's data arrive?"""
     from firmware_sim.commission import parse_assignment
     from firmware_sim.commission import send as send_one
+    from ingest.observability.counters import Stats
     from ingest.pipeline import Pipeline
-    from ingest.stats import Stats
 
     registry = _registry(config)
     try:

@@ -22,9 +22,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 from devices import Registry
 from devices.contract import telemetry_topic
 from ingest.mqtt import MqttTarget
+from ingest.observability.counters import Stats
 from ingest.pipeline import Pipeline
 from ingest.reading import DeadLetter
-from ingest.stats import Stats
 
 
 def _client(target: MqttTarget, client_id: str) -> paho.Client:
@@ -219,8 +219,8 @@ def replay(
                 wait = t0 + (r.time_ms - first) / 1000 / speed - time.monotonic()
                 if wait > 0:
                     time.sleep(wait)
-            r = restamp(r, shift_ms)
-            infos.append(c.publish(r.topic, r.payload, qos=1))
+            shifted = restamp(r, shift_ms)
+            infos.append(c.publish(shifted.topic, shifted.payload, qos=1))
             sent += 1
             if on_sent is not None:
                 on_sent(sent)

@@ -15,7 +15,7 @@ from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
 from devices import AnyDevice, Registry
-from devices.contract import telemetry_topic
+from devices.contract import HEAT_SUPPLY_ROLE, PV_ROLE, SUPPLY_ROLE, telemetry_topic
 from devices.site import (
     EnergyMeter,
     HeatMeter,
@@ -126,9 +126,7 @@ class SimEnergyMeter(SimDevice):
     def __init__(self, device: EnergyMeter, site: str, seed: int, tz: ZoneInfo) -> None:
         super().__init__(device, site, seed, tz)
         self.energy_kwh = round(self.rng.uniform(1_000, 50_000), 3)
-        self.export_kwh = (
-            round(self.rng.uniform(0, 2_000), 3) if device.role == "pv-production" else 0.0
-        )
+        self.export_kwh = round(self.rng.uniform(0, 2_000), 3) if device.role == PV_ROLE else 0.0
         self.ev_sessions: list[float] = []  # remaining seconds per charging car
 
     def _power(self, local: datetime, dt_s: float) -> float:
@@ -136,7 +134,7 @@ class SimEnergyMeter(SimDevice):
         hour = local.hour + local.minute / 60
         role = self.device.role or "sub-meter"
         noise = self.rng.gauss(1.0, 0.04)
-        if role == "main-supply":
+        if role == SUPPLY_ROLE:
             return (6_000 + 18_000 * busy) * noise
         if role == "ev-charging":
             self.ev_sessions = [s - dt_s for s in self.ev_sessions if s - dt_s > 0]
@@ -144,7 +142,7 @@ class SimEnergyMeter(SimDevice):
             if len(self.ev_sessions) < 4 and self.rng.random() < arrival_p:
                 self.ev_sessions.append(self.rng.uniform(1800, 3 * 3600))
             return 11_000 * len(self.ev_sessions) * noise + 15
-        if role == "pv-production":
+        if role == PV_ROLE:
             day = local.timetuple().tm_yday
             # Espoo: ~19 h of daylight at midsummer, ~6 h at midwinter.
             half_day = 6.25 + 3.25 * math.cos(2 * math.pi * (day - 172) / 365)
@@ -174,7 +172,7 @@ class SimEnergyMeter(SimDevice):
             "voltage_v": round(voltage, 1),
             "current_a": round(current, 2),
         }
-        if self.device.role == "pv-production":
+        if self.device.role == PV_ROLE:
             values["energy_export_kwh"] = round(self.export_kwh, 3)
         return values
 
@@ -302,9 +300,7 @@ class SimHeatMeter(SimDevice):
         super().__init__(device, site, seed, tz)
         self.heat_kwh = round(self.rng.uniform(50_000, 900_000), 1)
         self.volume_m3 = round(self.rng.uniform(1_000, 20_000), 2)
-        self.size = (
-            1.0 if (device.role or "district-heat-supply") == "district-heat-supply" else 0.3
-        )
+        self.size = 1.0 if (device.role or HEAT_SUPPLY_ROLE) == HEAT_SUPPLY_ROLE else 0.3
 
     def step(self, time_ms: int, dt_s: float) -> Values:
         local = self.local(time_ms)
@@ -458,8 +454,8 @@ class SimCatalogueDevice(SimDevice):
     def step(self, time_ms: int, dt_s: float) -> Values:
         values: Values = {}
         fields = self.device.spec.fields
-        for name, (value, low, high) in self.state.items():
-            value = min(high, max(low, value + self.rng.gauss(0, (high - low) * 0.001)))
+        for name, (last, low, high) in self.state.items():
+            value = min(high, max(low, last + self.rng.gauss(0, (high - low) * 0.001)))
             self.state[name] = (value, low, high)
             values[name] = round(value) if fields[name].type == "int" else round(value, 3)
         return values

@@ -14,7 +14,7 @@ from typing import IO, Any, Protocol
 from devices import Registry
 from devices.contract import status_topic
 from firmware_sim.faults import Faults, FaultState
-from firmware_sim.fleet import SimDevice, SimReading, SimWasteBin, build_fleet
+from firmware_sim.fleet import SimDevice, SimReading, SimWasteBin, Values, build_fleet
 from firmware_sim.formats import Encoder, Format
 
 
@@ -134,6 +134,49 @@ def _text(payload: bytes) -> str:
     return payload.decode("utf-8", "replace")
 
 
+def _faulted(
+    state: FaultState,
+    device_id: str,
+    time_ms: int,
+    values: Values,
+    summary: Summary,
+    online: Callable[[str], None],
+    gone: Callable[[str], None],
+) -> tuple[int, Values, int, bool] | None:
+    """What a faulty device sends instead of `values` (time, values, copies, cut in half), or
+    None when it sends nothing: dead, offline, or going offline now (its last will)."""
+    if state.dead:
+        return None
+    if state.offline_until:
+        if time_ms < state.offline_until:
+            summary.faults["missed_offline"] += 1
+            return None
+        state.offline_until = 0
+        online(device_id)
+    verdict = state.apply(time_ms, values)
+    if state.dead or verdict.outage_ms:
+        state.offline_until = time_ms + verdict.outage_ms if verdict.outage_ms else 0
+        gone(device_id)
+        return None
+    if verdict.values is None:
+        return None
+    return time_ms + state.skew_ms, verdict.values, verdict.copies, verdict.break_json
+
+
+def _emptyings(fleet: list[SimDevice]) -> list[dict[str, Any]]:
+    """The bins' ledger of emptyings, in time order."""
+    return sorted(
+        (
+            {"device": d.device.id, "fraction": d.device.fraction.value, "time_ms": t,
+             "fill_before_pct": round(fill, 2),
+             "volume_l": round(fill / 100 * (d.device.volume_l or 0.0), 3)}
+            for d in fleet if isinstance(d, SimWasteBin)
+            for t, fill in d.ledger
+        ),
+        key=lambda e: (e["time_ms"], e["device"]),
+    )  # fmt: skip
+
+
 def run(
     registry: Registry,
     sink: Sink,
@@ -196,23 +239,10 @@ def run(
         time_ms, values, copies, broken = reading.time_ms, reading.values, 1, False
         state = states.get(device_id)
         if state is not None:
-            if state.dead:
+            faulted = _faulted(state, device_id, time_ms, values, summary, online, gone)
+            if faulted is None:
                 continue
-            if state.offline_until:
-                if time_ms < state.offline_until:
-                    summary.faults["missed_offline"] += 1
-                    continue
-                state.offline_until = 0
-                online(device_id)
-            verdict = state.apply(time_ms, values)
-            if state.dead or verdict.outage_ms:
-                state.offline_until = time_ms + verdict.outage_ms if verdict.outage_ms else 0
-                gone(device_id)
-                continue
-            if verdict.values is None:
-                continue
-            values, copies, broken = verdict.values, verdict.copies, verdict.break_json
-            time_ms += state.skew_ms
+            time_ms, values, copies, broken = faulted
         topic, body = encoders[device_id].encode(time_ms, values)
         payload = Encoder.dumps(body)
         if broken:
@@ -234,16 +264,7 @@ def run(
     sink.close()
     summary.network = dict(sink.counts)
     summary.online = 0
-    summary.emptyings = sorted(
-        (
-            {"device": d.device.id, "fraction": d.device.fraction.value, "time_ms": t,
-             "fill_before_pct": round(fill, 2),
-             "volume_l": round(fill / 100 * (d.device.volume_l or 0.0), 3)}
-            for d in fleet if isinstance(d, SimWasteBin)
-            for t, fill in d.ledger
-        ),
-        key=lambda e: (e["time_ms"], e["device"]),
-    )  # fmt: skip
+    summary.emptyings = _emptyings(fleet)
     if on_progress is not None:
         on_progress(summary)
     return summary

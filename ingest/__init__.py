@@ -9,10 +9,10 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from ingest.observability.counters import Stats
     from ingest.reading import Decoded, Reading, Reason, Rejected
     from ingest.service import Ingestor
     from ingest.settings import IngestSettings, load_settings
-    from ingest.stats import Stats
 
 _WHERE = {
     "Decoded": "ingest.reading",
@@ -22,7 +22,7 @@ _WHERE = {
     "Ingestor": "ingest.service",
     "IngestSettings": "ingest.settings",
     "load_settings": "ingest.settings",
-    "Stats": "ingest.stats",
+    "Stats": "ingest.observability.counters",
 }
 
 __all__ = [

@@ -210,7 +210,7 @@ class MqttConsumer:
         try:
             topic = msg.topic
         except UnicodeDecodeError:
-            topic = repr(msg._topic)
+            topic = repr(msg._topic)  # noqa: SLF001 - paho keeps the undecodable bytes only here
         self._handler(
             topic, bytes(msg.payload), msg.mid if msg.qos else 0, time.time_ns() // 1_000_000
         )

@@ -10,13 +10,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from devices import Registry, UnknownFields
 from ingest.codecs import Router
-from ingest.lineproto import LineEncoder
+from ingest.observability.counters import RejectionLog, Stats
 from ingest.reading import DeadLetter, Decoded, NoReading, Reading, Reason, Rejected
-from ingest.stats import RejectionLog, Stats
+from ingest.storage.batch import Batch
+from ingest.storage.lineproto import LineEncoder
 from ingest.validate import Validator
 
 log = logging.getLogger(__name__)
@@ -83,6 +83,12 @@ class Pipeline:
         counting and dead-lettering as a message. `origin` stands in for the topic."""
         return self._verdict(origin, raw, received_ms, decoded)
 
+    def _too_large(self, payload: bytes) -> None:
+        raise Rejected(
+            Reason.PAYLOAD_TOO_LARGE,
+            f"{len(payload)} bytes is over the {self._max_payload}-byte limit",
+        )
+
     def _verdict(
         self, topic: str, payload: bytes, received_ms: int, decoded: list[Decoded] | None
     ) -> list[str] | DeadLetter:
@@ -92,10 +98,7 @@ class Pipeline:
             unknown_fields: UnknownFields = "ignore"
             if decoded is None:
                 if len(payload) > self._max_payload:
-                    raise Rejected(
-                        Reason.PAYLOAD_TOO_LARGE,
-                        f"{len(payload)} bytes is over the {self._max_payload}-byte limit",
-                    )
+                    self._too_large(payload)
                 route = self._router.route(topic)
                 unknown_fields = route.unknown_fields
                 decoded = route.decode(topic, payload, self._site, received_ms)
@@ -165,20 +168,6 @@ class Pipeline:
                     self.observe(r)
             except Exception:  # an alerting bug must not cost the reading
                 log.exception("alert evaluation failed on %r", topic[:200])
-
-
-@dataclass(slots=True)
-class Batch:
-    lines: list[str] = field(default_factory=list)
-    # MQTT packet ids to acknowledge once the lines are stored, in arrival order (MQTT wants
-    # PUBACKs in order), rejected messages' ids included.
-    acks: list[int] = field(default_factory=list)
-    # Packet ids are only meaningful on the connection that delivered them.
-    generation: int = 0
-    # Rejected messages, kept as dead letters before the batch is acknowledged.
-    rejects: list[DeadLetter] = field(default_factory=list)
-    # Another retention policy (v1) or bucket (v2) than the readings': the rollups'.
-    place: str | None = None
 
 
 class Batcher:

@@ -8,29 +8,48 @@ import contextlib
 import json
 import logging
 import signal
-import time
-from collections.abc import Callable
+from collections.abc import Coroutine
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from devices import Registry
 from devices.contract import deadletter_topic
-from ingest.alert_delivery import AlertDelivery
-from ingest.alerts import AlertEngine
-from ingest.deadletter import DeadLetters
-from ingest.health import HealthServer
-from ingest.influx import InfluxTarget, V1Transport, make_transport
+from ingest.alerts.engine import AlertEngine
+from ingest.alerts.evaluator import Evaluator, every
 from ingest.mqtt import MqttConsumer, parse_mqtt_url
-from ingest.pipeline import Batch, Batcher, Pipeline
-from ingest.pipeline_stats import PipelineStats
-from ingest.reading import Reading
-from ingest.rollups import EmissionFactors, Rollups, load_readings
+from ingest.observability.counters import Stats
+from ingest.observability.health import HealthServer, HealthView
+from ingest.observability.pipeline_measurement import PipelineMeasurement
+from ingest.pipeline import Batcher, Pipeline
+from ingest.rollups import EmissionFactors, Rollups
 from ingest.serial import SerialSources
 from ingest.settings import IngestSettings
-from ingest.spool import Spool
-from ingest.stats import Stats
-from ingest.writer import BatchWriter
+from ingest.storage.batch import Batch
+from ingest.storage.deadletter import DeadLetters
+from ingest.storage.spool import Spool
+from ingest.storage.transports import InfluxTarget, V1Transport, V2Transport, make_transport
+from ingest.storage.writer import BatchWriter
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class _Run:
+    """What one run built, taken apart by `_shutdown`."""
+
+    transport: V1Transport | V2Transport
+    spool: Spool
+    writer: BatchWriter
+    batcher: Batcher
+    consumer: MqttConsumer
+    own: PipelineMeasurement
+    # The writer, the replay and the consumer: they only end by failing, which ends the run.
+    core: list[asyncio.Task[None]] = field(default_factory=list)
+    # Periodic and optional work, cancelled first at shutdown.
+    side: list[asyncio.Task[None]] = field(default_factory=list)
+
+    def write_own(self) -> None:
+        self.writer.submit(Batch(self.own.lines()))
 
 
 class Ingestor:
@@ -58,8 +77,7 @@ class Ingestor:
         self.writer: BatchWriter | None = None
         self.health: HealthServer | None = None
         self.serial: SerialSources | None = None
-        self.alerts: AlertEngine | None = None
-        self.rollups: Rollups | None = None
+        self.evaluator: Evaluator | None = None
         # Read now, so a bad factor file stops the start before anything is opened.
         self._factors = EmissionFactors.from_impact(self.registry.site.impact)
         # Set once subscribed to the broker for the first time.
@@ -81,10 +99,51 @@ class Ingestor:
             raise TimeoutError(f"ingestor not subscribed within {ready_within_s} s")
         return task
 
+    @property
+    def alerts(self) -> AlertEngine | None:
+        return self.evaluator.alerts if self.evaluator is not None else None
+
+    @property
+    def rollups(self) -> Rollups | None:
+        return self.evaluator.rollups if self.evaluator is not None else None
+
     async def run(self, stop: asyncio.Event | None = None) -> Stats:
         """Run until `stop` is set (or SIGTERM/SIGINT when run from the command line)."""
         stop = stop or asyncio.Event()
-        s = self.settings
+        run = await self._build()
+        if self.evaluator is not None:
+            await self.evaluator.seed()
+        self._start_tasks(run)
+        try:
+            await self._until_stopped(stop, run.core)
+        finally:
+            await self._shutdown(run)
+        return self.stats
+
+    def health_view(self) -> HealthView:
+        """The read-only state `/healthz` and `/metrics` report, taken now."""
+        consumer, writer = self.consumer, self.writer
+        view = HealthView(
+            broker_connected=consumer is not None and consumer.connected,
+            reconnects=consumer.reconnects if consumer is not None else 0,
+        )
+        if writer is None:
+            return view
+        spool = writer.spool
+        return replace(
+            view,
+            writer_healthy=writer.healthy,
+            writer_error=writer.last_error,
+            queue_batches=writer.queue.qsize(),
+            spool_records=spool.pending_records,
+            spool_bytes=spool.pending_bytes,
+            spool_max_bytes=spool.max_bytes,
+            spool_full=writer.spool_full,
+        )
+
+    # -- build: open storage, wire the hot path, the evaluator and the consumer ------------------
+
+    async def _open_storage(self) -> tuple[V1Transport | V2Transport, Spool]:
         transport = make_transport(self._target)
         await transport.start()
         if isinstance(transport, V1Transport):
@@ -92,66 +151,93 @@ class Ingestor:
                 await transport.create_database()
             except Exception as exc:  # the writer creates it later on "database not found"
                 log.warning("InfluxDB not reachable at start (%s); will retry on write", exc)
-
-        spool_dir = s.spool_path()
-        spool = Spool(spool_dir, max_bytes=s.spool_max_bytes)
+        spool = Spool(self.settings.spool_path(), max_bytes=self.settings.spool_max_bytes)
         try:
             await asyncio.to_thread(spool.open)
         except BaseException:
             await transport.close()
             raise
+        return transport, spool
+
+    async def _build(self) -> _Run:
+        s = self.settings
         site = self.registry.site
+        transport, spool = await self._open_storage()
         dead_letters = DeadLetters(
-            spool_dir,
+            spool.directory,
             max_bytes=s.dead_letter_max_bytes,
             quarantine=site.unknown_devices == "quarantine",
         )
         pipeline = Pipeline(
             self.registry, self.stats, s.max_payload_bytes, s.max_future_s, s.max_age_s
         )
-        delivery: AlertDelivery | None = None
-        if s.alerts:
-            delivery = AlertDelivery(
-                site.site,
-                site.alerts,
-                lambda topic, body: consumer.publish(topic, body, qos=1, retain=True),
-                lambda line: writer.submit(Batch([line])),
-            )
-            self.alerts = AlertEngine(
-                self.registry, site.alerts.rules, delivery.notify, spool_dir / "alerts.json"
-            )
-            # The evaluator also keeps the rollups: both need every reading of a device.
-            self.rollups = Rollups(
-                self.registry,
-                lambda lines: writer.submit(Batch(lines, place=s.rollups_rp)),
-                self._factors,
-            )
-            alerts_observe, rollups_observe = self.alerts.observe, self.rollups.observe
-
-            def evaluate(reading: Reading) -> None:
-                alerts_observe(reading)
-                rollups_observe(reading)
-
-            if not s.mqtt_share_group:
-                pipeline.observe = evaluate
-
-        def ack(batch: Batch) -> None:
-            consumer.ack(batch.acks, batch.generation)
-
-        topic = deadletter_topic(site.site)
-
-        def publish_rejected(entries: list[dict[str, Any]]) -> None:
-            for e in entries:
-                consumer.publish(topic, json.dumps(e, ensure_ascii=False).encode())
-
+        # The writer acknowledges through the consumer, which is built after it (it feeds the
+        # writer): the writer's callbacks are methods that find the consumer when called.
         writer = BatchWriter(
-            transport, spool, dead_letters, self.stats, ack, on_rejected=publish_rejected
+            transport, spool, dead_letters, self.stats, self._ack, on_rejected=self._dead_letter
         )
         self.writer = writer
+        if s.alerts:
+            self.evaluator = Evaluator(
+                self.registry, s, self._factors, writer.submit, self._publish_retained
+            )
+            if s.mqtt_share_group:
+                # A shared subscription gives this replica only its share of the readings; the
+                # evaluator needs every device's, so it gets a subscription of its own.
+                self.evaluator.subscribe_all(self._mqtt, pipeline.filters)
+            else:
+                pipeline.observe = self.evaluator.observe
         batcher = Batcher(writer.submit, s.batch_size, s.flush_interval_s)
-        handle = pipeline.handle
-        add = batcher.add
-        stats = self.stats
+        consumer = self._consumer(pipeline, batcher, writer)
+        self.serial = SerialSources(
+            site,
+            pipeline,
+            self.stats,
+            lambda result: batcher.add(result, 0, consumer.generation),
+            lambda topic, payload: consumer.publish(topic, payload, qos=1),
+        )
+        if s.health_port:
+            self.health = HealthServer(self.stats, self.health_view, s.health_host, s.health_port)
+            try:
+                await self.health.start()
+            except OSError as exc:
+                spool.close()
+                await transport.close()
+                raise OSError(
+                    f"cannot serve /healthz on {s.health_host}:{s.health_port}: {exc}"
+                ) from exc
+        log.info(
+            "ingesting site %r (%d devices) from %s into %s %s/%s; spool %s",
+            self.registry.site_id,
+            len(self.registry),
+            self._mqtt,
+            s.influx_api,
+            self._target.url.split("@")[-1],
+            s.influx_db,
+            spool.directory,
+        )
+        own = PipelineMeasurement(
+            self.stats, site.site, s.mqtt_client_id, spool, frozenset(d.id for d in self.registry)
+        )
+        return _Run(transport, spool, writer, batcher, consumer, own)
+
+    def _ack(self, batch: Batch) -> None:
+        assert self.consumer is not None
+        self.consumer.ack(batch.acks, batch.generation)
+
+    def _dead_letter(self, entries: list[dict[str, Any]]) -> None:
+        assert self.consumer is not None
+        topic = deadletter_topic(self.registry.site_id)
+        for e in entries:
+            self.consumer.publish(topic, json.dumps(e, ensure_ascii=False).encode())
+
+    def _publish_retained(self, topic: str, payload: bytes) -> None:
+        assert self.consumer is not None
+        self.consumer.publish(topic, payload, qos=1, retain=True)
+
+    def _consumer(self, pipeline: Pipeline, batcher: Batcher, writer: BatchWriter) -> MqttConsumer:
+        s = self.settings
+        handle, add, stats = pipeline.handle, batcher.add, self.stats
 
         def on_message(topic: str, payload: bytes, mid: int, received_ms: int) -> None:
             result = handle(topic, payload, received_ms)
@@ -175,183 +261,85 @@ class Ingestor:
             on_connected=self.ready.set,
         )
         self.consumer = consumer
-        serial = self.serial = SerialSources(
-            site,
-            pipeline,
-            stats,
-            lambda result: add(result, 0, consumer.generation),
-            lambda topic, payload: consumer.publish(topic, payload, qos=1),
-        )
-        if s.health_port:
-            self.health = HealthServer(self, s.health_host, s.health_port)
-            try:
-                await self.health.start()
-            except OSError as exc:
-                spool.close()
-                await transport.close()
-                raise OSError(
-                    f"cannot serve /healthz on {s.health_host}:{s.health_port}: {exc}"
-                ) from exc
-        log.info(
-            "ingesting site %r (%d devices) from %s into %s %s/%s; spool %s",
-            self.registry.site_id,
-            len(self.registry),
-            self._mqtt,
-            s.influx_api,
-            self._target.url.split("@")[-1],
-            s.influx_db,
-            spool_dir,
-        )
-        if self.rollups is not None:
-            await self._seed_rollups(self.rollups)
-        loop = asyncio.get_running_loop()
-        writer_task = asyncio.create_task(writer.run(), name="influx-writer")
-        replay_task = asyncio.create_task(writer.replay(), name="spool-replay")
-        mqtt_task = asyncio.create_task(consumer.run(), name="mqtt-consumer")
-        stats_task = asyncio.create_task(self._log_stats(), name="stats")
-        own_stats = PipelineStats(
-            self.stats, site.site, s.mqtt_client_id, spool, frozenset(d.id for d in self.registry)
-        )
-        own_task = asyncio.create_task(
-            self._write_own_stats(own_stats, writer, s.pipeline_interval_s), name="pipeline-stats"
-        )
-        serial_tasks = [asyncio.create_task(job, name="serial") for job in serial.jobs()]
-        alert_tasks = []
-        observer: MqttConsumer | None = None
-        if self.alerts is not None and delivery is not None:
-            alert_tasks = [
-                asyncio.create_task(delivery.run(), name="alert-webhooks"),
-                asyncio.create_task(self._alert_ticks(self.alerts), name="alert-ticks"),
-            ]
-            if self.rollups is not None:
-                alert_tasks.append(
-                    asyncio.create_task(self._rollup_flushes(self.rollups), name="rollups")
-                )
-            if s.mqtt_share_group:
-                # A shared subscription gives this replica only its share of the readings; the
-                # alert engine needs every device's, so it gets a subscription of its own.
-                observer = self._alert_observer(pipeline.filters, evaluate)
-                alert_tasks.append(asyncio.create_task(observer.run(), name="alert-observer"))
+        return consumer
+
+    # -- run ------------------------------------------------------------------------------------
+
+    def _start_tasks(self, run: _Run) -> None:
+        def task(job: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+            return asyncio.create_task(job, name=name)
+
+        writer = run.writer
+        run.core = [
+            task(writer.run(), "influx-writer"),
+            task(writer.replay(), "spool-replay"),
+            task(run.consumer.run(), "mqtt-consumer"),
+        ]
+        run.side = [
+            task(self._log_stats(), "stats"),
+            task(every(self.settings.pipeline_interval_s, run.write_own), "pipeline-stats"),
+        ]
+        assert self.serial is not None
+        run.side += [task(job, "serial") for job in self.serial.jobs()]
+        if self.evaluator is not None:
+            run.side += [task(job, "evaluator") for job in self.evaluator.jobs()]
+
+    @staticmethod
+    async def _until_stopped(stop: asyncio.Event, core: list[asyncio.Task[None]]) -> None:
+        """Wait for the stop signal; a core task that ends first (it only ends by failing) ends
+        the run with its error."""
         stop_task = asyncio.create_task(stop.wait())
         try:
-            done, _ = await asyncio.wait(
-                {stop_task, writer_task, replay_task, mqtt_task},
-                return_when=asyncio.FIRST_COMPLETED,
-            )
-            for task in done:
-                if task is not stop_task and task.exception() is not None:
-                    raise task.exception()  # type: ignore[misc]
+            done, _ = await asyncio.wait({stop_task, *core}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            deadline = loop.time() + s.shutdown_timeout_s
             stop_task.cancel()
-            stats_task.cancel()
-            own_task.cancel()
-            for task in serial_tasks + alert_tasks:
-                task.cancel()
-            # Stop taking messages, store what was taken (InfluxDB or spool), acknowledge it,
-            # then leave. Whatever misses the deadline stays unacknowledged: the broker
-            # redelivers it to the next run.
-            consumer.pause()
-            batcher.flush()
-            if self.rollups is not None:
-                self.rollups.flush()
-            writer.submit(Batch(own_stats.lines()))  # the last interval's counts too
-            try:
-                await asyncio.wait_for(writer.drain(), timeout=s.shutdown_timeout_s)
-            except TimeoutError:
-                log.error(
-                    "shutdown deadline passed with %d batches unstored; the broker will "
-                    "redeliver them",
-                    writer.queue.qsize(),
-                )
-            await consumer.stop(timeout_s=max(0.5, deadline - loop.time()))
-            if observer is not None:
-                await observer.stop(timeout_s=1.0)
-            self.stats.reconnects = consumer.reconnects
-            for task in (writer_task, replay_task, mqtt_task):
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
-            if self.health is not None:
-                await self.health.stop()
-            spool.close()
-            await transport.close()
-            if not spool.empty:
-                log.warning(
-                    "%d spooled batches (%d bytes) wait in %s for the next run",
-                    spool.pending_records,
-                    spool.pending_bytes,
-                    spool_dir,
-                )
-            log.info("stopped: %s", self.stats.snapshot())
-        return self.stats
+        for task in done:
+            if task is not stop_task and (exc := task.exception()) is not None:
+                raise exc
 
-    def _alert_observer(
-        self, filters: list[str], evaluate: Callable[[Reading], None]
-    ) -> MqttConsumer:
-        """Every reading, validated like the writing path but only shown to the alert engine;
-        acknowledged at once, because nothing is stored from here."""
+    # -- shutdown ---------------------------------------------------------------------------------
+
+    async def _shutdown(self, run: _Run) -> None:
+        """Stop taking messages, store what was taken (InfluxDB or spool), acknowledge it, then
+        leave. Whatever misses the deadline stays unacknowledged: the broker redelivers it to the
+        next run."""
         s = self.settings
-        judge = Pipeline(
-            self.registry, Stats(), s.max_payload_bytes, s.max_future_s, s.max_age_s,
-            observe=evaluate, judge_only=True,
-        )  # fmt: skip
-
-        def on_message(topic: str, payload: bytes, mid: int, received_ms: int) -> None:
-            judge.handle(topic, payload, received_ms)
-            if mid:
-                observer.ack([mid], observer.generation)
-
-        observer = MqttConsumer(
-            self._mqtt,
-            f"{s.mqtt_client_id}-alerts",
-            filters,
-            on_message,
-            session_expiry_s=0,
-            receive_maximum=s.mqtt_receive_maximum,
-        )
-        return observer
-
-    async def _seed_rollups(self, rollups: Rollups) -> None:
-        """Load the live window's readings back from InfluxDB, so the hours around a restart are
-        computed from all their readings, not only from those that arrive after it."""
-        s = self.settings
-        now = int(time.time() * 1000)
-        token = s.influx_token.get_secret_value() if s.influx_token else None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + s.shutdown_timeout_s
+        for task in run.side:
+            task.cancel()
+        run.consumer.pause()
+        run.batcher.flush()
+        if self.evaluator is not None:
+            await self.evaluator.stop()
+        run.write_own()  # the last interval's counts too
+        writer = run.writer
         try:
-            n = await load_readings(
-                self.registry, s.influx_url, s.influx_db, now - rollups.window_ms, now,
-                rollups.observe, token,
-            )  # fmt: skip
-        except Exception as exc:  # InfluxDB down: rollups start from live readings alone
-            rollups.reset()
-            log.warning(
-                "could not load the last %.0f h of readings for the rollups (%s); the hours "
-                "around this start may be partial until `kera-ingest rollups` recomputes them",
-                rollups.window_ms / 3_600_000,
-                exc,
+            await asyncio.wait_for(writer.drain(), timeout=s.shutdown_timeout_s)
+        except TimeoutError:
+            log.error(
+                "shutdown deadline passed with %d batches unstored; the broker will redeliver them",
+                writer.queue.qsize(),
             )
-            return
-        rollups.flush(write=False)
-        log.info("rollups: loaded %d readings of the last window from InfluxDB", n)
-
-    @staticmethod
-    async def _rollup_flushes(rollups: Rollups, every_s: float = 30.0) -> None:
-        while True:
-            await asyncio.sleep(every_s)
-            rollups.flush()
-
-    @staticmethod
-    async def _alert_ticks(engine: AlertEngine, every_s: float = 5.0) -> None:
-        while True:
-            await asyncio.sleep(every_s)
-            engine.tick(time.time_ns() // 1_000_000)
-
-    @staticmethod
-    async def _write_own_stats(own: PipelineStats, writer: BatchWriter, every_s: float) -> None:
-        while True:
-            await asyncio.sleep(every_s)
-            writer.submit(Batch(own.lines()))
+        await run.consumer.stop(timeout_s=max(0.5, deadline - loop.time()))
+        self.stats.reconnects = run.consumer.reconnects
+        for task in run.core:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self.health is not None:
+            await self.health.stop()
+        spool = run.spool
+        spool.close()
+        await run.transport.close()
+        if not spool.empty:
+            log.warning(
+                "%d spooled batches (%d bytes) wait in %s for the next run",
+                spool.pending_records,
+                spool.pending_bytes,
+                spool.directory,
+            )
+        log.info("stopped: %s", self.stats.snapshot())
 
     async def _log_stats(self) -> None:
         while True:

@@ -10,8 +10,9 @@ from __future__ import annotations
 import os
 import re
 import socket
+from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import (
@@ -21,11 +22,12 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+# The settings file `load_settings` was given, read by the TOML source while it builds them.
+_SETTINGS_FILE: ContextVar[Path | None] = ContextVar("settings_file", default=None)
+
 
 class IngestSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="KERA_", extra="ignore")
-
-    _file: ClassVar[Path | None] = None
 
     mqtt_url: str = Field(
         "mqtt://127.0.0.1:1883",
@@ -134,8 +136,9 @@ class IngestSettings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        if cls._file is not None:
-            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=cls._file))
+        settings_file = _SETTINGS_FILE.get()
+        if settings_file is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=settings_file))
         return tuple(sources)
 
     def as_env(self) -> dict[str, str]:
@@ -144,9 +147,8 @@ class IngestSettings(BaseSettings):
         for name, value in self.model_dump().items():
             if value is None:
                 continue
-            if isinstance(value, SecretStr):
-                value = value.get_secret_value()
-            env[f"KERA_{name.upper()}"] = str(value)
+            plain = value.get_secret_value() if isinstance(value, SecretStr) else value
+            env[f"KERA_{name.upper()}"] = str(plain)
         return env
 
     def spool_path(self) -> Path:
@@ -179,8 +181,8 @@ def load_settings(settings_file: Path | None = None, **overrides: Any) -> Ingest
     )
     if path is not None and not path.is_file():
         raise FileNotFoundError(f"settings file {path} does not exist")
-    IngestSettings._file = path
+    token = _SETTINGS_FILE.set(path)
     try:
         return IngestSettings(**{k: v for k, v in overrides.items() if v is not None})
     finally:
-        IngestSettings._file = None
+        _SETTINGS_FILE.reset(token)

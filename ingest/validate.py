@@ -199,8 +199,11 @@ class Validator:
                 ignored.append(name[:64])
                 continue
             if units is not None and name in units:
-                value = _in_unit(field_spec, value, units[name], device_id)
-            fields[name] = _convert(field_spec, value, device_id)
+                fields[name] = _convert(
+                    field_spec, _in_unit(field_spec, value, units[name], device_id), device_id
+                )
+            else:
+                fields[name] = _convert(field_spec, value, device_id)
         for name in spec.required:
             if name not in fields:
                 raise Rejected(

@@ -23,9 +23,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from devices import Registry
 from devstack.services import free_port
-from ingest.influx import influxql
 from ingest.service import Ingestor
 from ingest.settings import IngestSettings
+from ingest.storage.query import influxql
 
 T = TypeVar("T")
 

@@ -11,8 +11,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from devices import Registry
-from ingest.influx import influxql
 from ingest.rollups import HOUR_MS, ROLLUP_MEASUREMENTS, qualified, week_bounds
+from ingest.storage.query import influxql
 
 WEEK_MS = 7 * 24 * HOUR_MS
 
@@ -171,7 +171,7 @@ async def load_week(
         start_ms=lo,
         end_ms=hi,
         factor_source=site.impact.emission_factor_source,
-        influx=f"{url.split('@')[-1]} database {database}",
+        influx=f"{url.rsplit('@', maxsplit=1)[-1]} database {database}",
         heat_factor_source=site.impact.heat_emission_factor_source,
     )
     data.totals = await _totals(r, lo, hi)

@@ -40,7 +40,9 @@ def print_pdf(html_path: Path, pdf_path: Path, timeout_s: float = 120.0) -> None
             "--virtual-time-budget=10000", f"--print-to-pdf={pdf_path}", html_path.as_uri(),
         ]  # fmt: skip
         try:
-            done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s)
+            done = subprocess.run(
+                argv, check=False, capture_output=True, text=True, timeout=timeout_s
+            )
         except subprocess.TimeoutExpired:
             raise PdfError(f"Chromium did not print {html_path} within {timeout_s:.0f} s") from None
     if done.returncode != 0 or not pdf_path.is_file() or pdf_path.stat().st_size == 0:

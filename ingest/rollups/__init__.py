@@ -2,9 +2,7 @@
 space use and data completeness, computed in the pipeline so they work the same on every
 InfluxDB version (docs/impact.md)."""
 
-from ._calendar import day_bounds, parse_week, week_bounds, week_of
-from ._energy import HOUR_MS, emissions_kg, hourly_kwh
-from ._engine import (
+from devices.contract import (
     DEVICE_DAILY,
     ENERGY_DAILY,
     ENERGY_HOURLY,
@@ -14,10 +12,13 @@ from ._engine import (
     SPACE_HOURLY,
     WASTE_DAILY,
     WASTE_EMPTYING,
-    Rollups,
-    qualified,
 )
+
+from ._calendar import day_bounds, parse_week, week_bounds, week_of
+from ._energy import HOUR_MS, emissions_kg, hourly_kwh
+from ._engine import Rollups
 from ._factors import EmissionFactors, FactorFileError, parse_factor_csv
+from ._kinds import qualified
 from ._storage import load_readings, recompute
 from ._waste import Emptying, detect_emptyings
 

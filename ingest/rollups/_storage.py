@@ -10,24 +10,17 @@ from typing import Any
 
 from devices import AnyDevice, Registry
 from devices.contract import DEVICE_TAG, SITE_TAG
-from ingest.influx import influxql
 from ingest.reading import FieldValue, Reading
+from ingest.storage.query import influxql
 
 from ._energy import HOUR_MS
 from ._engine import Rollups
 from ._factors import EmissionFactors
+from ._kinds import READ_FIELDS
 
 log = logging.getLogger(__name__)
 
 DAY_MS = 24 * HOUR_MS
-# The fields the rollups read, per measurement.
-ROLLUP_FIELDS = {
-    "energy": ("energy_kwh", "power_w"),
-    "heat": ("heat_energy_kwh", "heat_power_kw"),
-    "water": ("volume_m3", "flow_m3h"),
-    "occupancy": ("people", "co2_ppm"),
-    "waste_bin": ("fill_pct",),
-}
 
 
 async def load_readings(
@@ -47,7 +40,7 @@ async def load_readings(
     day = start_ms
     while day < end_ms:
         until = min(end_ms, day + DAY_MS)
-        for measurement, fields in ROLLUP_FIELDS.items():
+        for measurement, fields in READ_FIELDS.items():
             cols = ", ".join(f'"{f}"' for f in fields)
             q = (
                 f'SELECT {cols} FROM "{measurement}" WHERE "{SITE_TAG}" = \'{site}\' '

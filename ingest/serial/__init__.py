@@ -20,13 +20,13 @@ from zoneinfo import ZoneInfo
 from devices import Site
 from devices.contract import status_topic, telemetry_topic
 from devices.site import LinePort, ModbusBus, P1Port, _SerialPort
+from ingest.observability.counters import Stats
 from ingest.pipeline import Pipeline
 from ingest.reading import DeadLetter, Decoded
 from ingest.serial import p1
 from ingest.serial._stream import SerialStream
 from ingest.serial.lines import LineFramer
 from ingest.serial.modbus import ModbusPoller
-from ingest.stats import Stats
 
 Deliver = Callable[[list[str] | DeadLetter], None]
 Publish = Callable[[str, bytes], None]

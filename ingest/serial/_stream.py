@@ -17,7 +17,7 @@ from collections.abc import Callable
 import serial
 
 from devices.site import _SerialPort
-from ingest.stats import Stats
+from ingest.observability.counters import Stats
 
 log = logging.getLogger(__name__)
 

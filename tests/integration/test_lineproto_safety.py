@@ -14,9 +14,10 @@ from hypothesis import strategies as st
 
 from devices import Registry, Site
 from devstack.services import InfluxDB
-from ingest.influx import InfluxTarget, V1Transport, influxql
+from ingest.observability.counters import Stats
 from ingest.pipeline import Pipeline
-from ingest.stats import Stats
+from ingest.storage.query import influxql
+from ingest.storage.transports import InfluxTarget, V1Transport
 
 # What the site file allows in a tag value: any text without control characters or backslash.
 tag_text = st.text(
@@ -90,16 +91,20 @@ def test_accepted_reading_reads_back_as_exactly_itself(
     ts = next(_times)
     payload = json.dumps({"ts": ts, **values}).encode()
     lines = Pipeline(registry, Stats()).handle(f"kera/kera/d{device_suffix}/telemetry", payload, ts)
-    assert isinstance(lines, list) and len(lines) == 1
+    assert isinstance(lines, list)
+    assert len(lines) == 1
     asyncio.run(_write(url, database, lines))
 
     measurement = registry.get(f"d{device_suffix}").spec.measurement  # type: ignore[union-attr]
     series = asyncio.run(
         influxql(url, f'SELECT * FROM "{measurement}" WHERE time = {ts}ms', database)
     )
-    assert len(series) == 1 and len(series[0]["values"]) == 1  # exactly one point
+    assert len(series) == 1
+    assert len(series[0]["values"]) == 1
     row = dict(zip(series[0]["columns"], series[0]["values"][0], strict=True))
-    assert row["site"] == "kera" and row["space"] == space and row["device"] == f"d{device_suffix}"
+    assert row["site"] == "kera"
+    assert row["space"] == space
+    assert row["device"] == f"d{device_suffix}"
     for name, value in values.items():
         assert row[name] == value, name
     tag_keys = asyncio.run(influxql(url, f'SHOW TAG KEYS FROM "{measurement}"', database))

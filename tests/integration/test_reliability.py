@@ -127,8 +127,10 @@ async def test_influxdb_outage_spools_and_drains(
                 rss.append(ingest.rss())
             health = await ingest.health()
             metrics = await ingest.metrics()
-            assert health["status"] == "degraded" and health["http_status"] == 200
-            assert not health["writer_healthy"] and health["broker_connected"]
+            assert health["status"] == "degraded"
+            assert health["http_status"] == 200
+            assert not health["writer_healthy"]
+            assert health["broker_connected"]
             assert health["spool"]["records"] > 100
             assert metrics["kera_ingest_points_spooled_total"] > rate * (outage_s - 15)
             db.start()
@@ -201,7 +203,8 @@ async def test_spool_overflow_stops_acknowledging_and_alerts(
             await wait_until(full, timeout=30)
             await asyncio.sleep(1)
             health = await ingest.health()
-            assert health["status"] == "failing" and health["http_status"] == 503
+            assert health["status"] == "failing"
+            assert health["http_status"] == 503
             metrics = await ingest.metrics()
             assert metrics["kera_ingest_spool_full"] == 1
             assert metrics["kera_ingest_spool_full_events_total"] >= 1
@@ -234,7 +237,8 @@ async def test_spool_overflow_stops_acknowledging_and_alerts(
             metrics = await ingest.metrics()
             assert metrics["kera_ingest_spool_full_events_total"] == 1
             log = ingest.log()
-            assert log.count("spool full (") == 1 and log.count("spool has room again") == 1
+            assert log.count("spool full (") == 1
+            assert log.count("spool has room again") == 1
         assert ingest.terminate() == 0
 
 

@@ -137,7 +137,8 @@ async def test_p1_telegrams_land_and_bad_crc_is_rejected(
 
         await wait_until(landed, timeout=20)
         events = ingestor.stats.serial["han"]
-        assert events["bad_crc"] == 2 and events["telegrams"] == 4
+        assert events["bad_crc"] == 2
+        assert events["telegrams"] == 4
     got = sorted((r["time"], r) for r in await rows(settings, "energy"))
     # The meter's clock has a one-second resolution.
     for (t, r), (sent_t, v) in zip(got, good, strict=True):
@@ -203,13 +204,17 @@ async def test_concentrator_lines_with_faults_and_an_unplug(
 
         await wait_until(landed, timeout=20)
         events = ingestor.stats.serial["radio-gw"]
-    assert link.counts["unplugged"] == 1 and events["disconnects"] == 1
-    assert sim.counts["bad_checksum"] and sim.counts["cut"] and sim.counts["noise"]
+    assert link.counts["unplugged"] == 1
+    assert events["disconnects"] == 1
+    assert sim.counts["bad_checksum"]
+    assert sim.counts["cut"]
+    assert sim.counts["noise"]
     # Every good line and nothing else was read as a reading; each damaged one was counted
     # (a cut line runs into the next, and the two fail as one).
     assert events["lines"] == len(sim.sent)
     assert events["bad_checksum"] >= sim.counts["bad_checksum"] - sim.counts["cut"]
-    assert events["bad_frame"] > 0 and events["bad_checksum"] > 0
+    assert events["bad_frame"] > 0
+    assert events["bad_checksum"] > 0
     series = await query(settings, 'SELECT count("fill_pct") FROM "waste_bin"')
     assert series[0]["values"][0][1] == by_measurement["waste_bin"]
 

@@ -66,6 +66,7 @@ async def test_v2_api_writes_through_influxdb_client(
 
                 await wait_until(landed)
                 assert ingestor.stats.write_retries >= 1
-    assert seen[0]["bucket"] == database and seen[0]["org"] == "kera-org"
+    assert seen[0]["bucket"] == database
+    assert seen[0]["org"] == "kera-org"
     assert seen[0]["precision"] == "ms"
     assert all(s["auth"] == "Token tk-1" for s in seen)

@@ -17,14 +17,15 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from devices import Registry, parse_site
 from devstack.services import InfluxDB, Mosquitto
-from ingest.deadletter import DeadLetters
-from ingest.influx import InfluxTarget, V1Transport, influxql
-from ingest.lineproto import LineEncoder
-from ingest.pipeline import Batch
+from ingest.observability.counters import Stats
 from ingest.reading import Reading
-from ingest.spool import Spool
-from ingest.stats import Stats
-from ingest.writer import BatchWriter
+from ingest.storage.batch import Batch
+from ingest.storage.deadletter import DeadLetters
+from ingest.storage.lineproto import LineEncoder
+from ingest.storage.query import influxql
+from ingest.storage.spool import Spool
+from ingest.storage.transports import InfluxTarget, V1Transport
+from ingest.storage.writer import BatchWriter
 from tests.helpers import count, http_server, local_settings, running_ingestor, wait_until
 
 AWKWARD = [
@@ -156,7 +157,8 @@ async def test_refused_points_are_dead_lettered_exactly(
     assert all(letter["detail"].startswith("HTTP 400") for letter in letters)
     assert {letter["reason"] for letter in letters} == {"influx_refused"}
     assert writer.stats.points_dead_lettered == 3
-    assert writer.spool.empty and writer.healthy
+    assert writer.spool.empty
+    assert writer.healthy
     series = await influxql(influx.url, 'SELECT count("power_w") FROM "energy"', database)
     assert series[0]["values"][0][1] == 1 + len(good)
 
@@ -182,7 +184,8 @@ async def test_429_is_spooled_and_replayed_after_retry_after(tmp_path: Path) -> 
         writer.submit(Batch(lines, acks=[7], generation=1))
         await asyncio.wait_for(writer.drain(), 5)
         assert [b.acks for b in acked] == [[7]]  # acknowledged once spooled, before the write
-        assert writer.stats.points_spooled == 10 and not stored
+        assert writer.stats.points_spooled == 10
+        assert not stored
 
         def replayed() -> bool:
             return bool(stored) and writer.spool.empty

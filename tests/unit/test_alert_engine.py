@@ -7,7 +7,7 @@ from pathlib import Path
 
 from devices import Registry, parse_site
 from devices.site import DEFAULT_RULES, AlertRule
-from ingest.alerts import AlertEngine, Transition
+from ingest.alerts.engine import AlertEngine, Transition
 from ingest.reading import Reading
 
 REG = Registry(

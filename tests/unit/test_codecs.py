@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 from devices import Registry, parse_site
 from ingest.codecs import Router, topic_matches
 from ingest.codecs._time import parse_time_ms
+from ingest.observability.counters import Stats
 from ingest.pipeline import Pipeline
 from ingest.reading import DeadLetter, NoReading, Reason, Rejected
-from ingest.stats import Stats
 from ingest.validate import Validator
 from tests.strategies import json_values
 
@@ -407,12 +407,16 @@ def test_a_message_is_all_or_nothing() -> None:
     pipeline = Pipeline(REG, stats)
     bad_second = [{"bn": "em-main/", "n": "power_w", "v": 1}, {"n": "energy_kwh", "v": -5}]
     result = pipeline.handle(SENML_TOPIC, json.dumps(bad_second).encode(), NOW)
-    assert isinstance(result, DeadLetter) and result.reason is Reason.OUT_OF_RANGE
+    assert isinstance(result, DeadLetter)
+    assert result.reason is Reason.OUT_OF_RANGE
     lines = pipeline.handle(TTS_TOPIC, json.dumps(TTS_UPLINK).encode(), NOW)
-    assert isinstance(lines, list) and len(lines) == 2
+    assert isinstance(lines, list)
+    assert len(lines) == 2
     assert lines[0].startswith("waste_bin,")
     assert lines[1].startswith("device_status,")
-    assert stats.messages == 2 and stats.accepted == 1 and stats.rejected == {"out_of_range": 1}
+    assert stats.messages == 2
+    assert stats.accepted == 1
+    assert stats.rejected == {"out_of_range": 1}
 
 
 def test_site_file_checks_sources_and_field_maps() -> None:
@@ -445,11 +449,12 @@ def _verdict(topic: str, payload: bytes) -> None:
     try:
         for measurement, _device, time_ms, fields in readings(topic, payload):
             assert measurement in {"energy", "occupancy", "waste_bin", "device_status"}
-            assert fields and isinstance(time_ms, int)
+            assert fields
+            assert isinstance(time_ms, int)
     except Rejected as exc:
-        assert isinstance(exc.reason, Reason)
+        assert isinstance(exc.reason, Reason)  # noqa: PT017 - either outcome is valid; a typed error is the property
     except NoReading as none:
-        assert none.detail
+        assert none.detail  # noqa: PT017 - either outcome is valid; a typed error is the property
 
 
 @settings(max_examples=300)
@@ -569,7 +574,8 @@ def _v3(body: dict[str, Any]) -> list[Any]:
 def test_chirpstack_v3_uplink_from_its_documentation() -> None:
     body = dict(CS3_UP, data="AQ==")  # the docs' "..." stands for the payload
     reading, status = _v3(body)
-    assert reading.device.id == "garden-sensor" and reading.measurement == "indoor_air"
+    assert reading.device.id == "garden-sensor"
+    assert reading.measurement == "indoor_air"
     assert reading.fields == {"temperature_c": 25.0, "humidity_pct": 32.0}
     assert reading.time_ms == parse_time_ms("2019-11-08T13:59:25.048Z")
     assert status.fields == {"rssi_dbm": -48.0, "snr_db": 9.0, "gateways": 1, "frame_counter": 10}
@@ -584,7 +590,8 @@ def test_chirpstack_v3_legacy_json_marshaler() -> None:
     bad = dict(CS3_UP, objectJSON="{not json")
     with pytest.raises(Rejected) as info:
         _v3(bad)
-    assert info.value.reason is Reason.BAD_FORMAT and "v3" in info.value.detail
+    assert info.value.reason is Reason.BAD_FORMAT
+    assert "v3" in info.value.detail
 
 
 def test_neither_chirpstack_version_says_so() -> None:
@@ -599,10 +606,13 @@ def test_radio_status_is_kept_when_the_reading_is_rejected() -> None:
     broken = copy.deepcopy(TTS_UPLINK)
     broken["uplink_message"]["decoded_payload"] = {"distance": "far", "battery": 87}
     result = pipeline.handle(TTS_TOPIC, json.dumps(broken).encode(), NOW)
-    assert isinstance(result, DeadLetter) and result.reason is Reason.WRONG_TYPE
-    assert len(result.kept) == 1 and result.kept[0].startswith("device_status,")
-    assert "rssi_dbm=-97.0" in result.kept[0] and "frame_counter=1234i" in result.kept[0]
-    from ingest.deadletter import entry
+    assert isinstance(result, DeadLetter)
+    assert result.reason is Reason.WRONG_TYPE
+    assert len(result.kept) == 1
+    assert result.kept[0].startswith("device_status,")
+    assert "rssi_dbm=-97.0" in result.kept[0]
+    assert "frame_counter=1234i" in result.kept[0]
+    from ingest.storage.deadletter import entry
 
     assert entry(result)["stored"] == ["device_status"]
 
@@ -647,5 +657,6 @@ def test_the_alert_observers_judge_encodes_nothing_and_logs_nothing(
         assert judge.handle(TTS_TOPIC, json.dumps(TTS_UPLINK).encode(), NOW) == []
         bad = judge.handle("kera/kera/occ-cafe/telemetry", b'{"people": "many"}', NOW)
     assert seen == ["waste_bin", "device_status"]
-    assert isinstance(bad, DeadLetter) and stats.rejected == {"wrong_type": 1}
+    assert isinstance(bad, DeadLetter)
+    assert stats.rejected == {"wrong_type": 1}
     assert not caplog.records

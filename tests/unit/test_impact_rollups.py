@@ -197,7 +197,9 @@ def test_a_bin_emptied_at_a_known_fill() -> None:
     r.flush()
     p = sink.get("waste_emptying", MON + 7 * HOUR_MS, device="b-bio")
     assert float(p["volume_l"]) == pytest.approx(159.0)
-    assert p["too_early"] == "false" and p["too_late"] == "false" and p["retracted"] == "false"
+    assert p["too_early"] == "false"
+    assert p["too_late"] == "false"
+    assert p["retracted"] == "false"
     assert sink.num("waste_daily", MON, "volume_l", device="b-bio") == pytest.approx(159.0)
     assert sink.get("waste_daily", MON, device="b-bio")["emptyings"] == "1i"
 
@@ -224,8 +226,10 @@ def test_early_and_late_emptyings_and_the_sorting_rate() -> None:
     r.flush()
     bio = sink.get("waste_emptying", MON + 3 * HOUR_MS, device="b-bio")
     mixed = sink.get("waste_emptying", MON + 5 * HOUR_MS, device="b-mixed")
-    assert bio["too_early"] == "true" and bio["too_late"] == "false"
-    assert mixed["too_early"] == "false" and mixed["too_late"] == "true"
+    assert bio["too_early"] == "true"
+    assert bio["too_late"] == "false"
+    assert mixed["too_early"] == "false"
+    assert mixed["too_late"] == "true"
     bio_l, mixed_l = 0.28 * 240, 0.96 * 660
     assert sink.num("impact_daily", MON, "waste_l") == pytest.approx(bio_l + mixed_l)
     assert sink.num("impact_daily", MON, "sorted_l") == pytest.approx(bio_l)
@@ -249,7 +253,8 @@ def test_an_emptying_that_later_readings_disprove_is_retracted() -> None:
         r.observe(fill(reg, "b-bio", t, 60.0))
     r.flush()
     p = sink.get("waste_emptying", times[6], device="b-bio")
-    assert p["retracted"] == "true" and float(p["volume_l"]) == 0.0
+    assert p["retracted"] == "true"
+    assert float(p["volume_l"]) == 0.0
     assert sink.num("waste_daily", MON, "volume_l", device="b-bio") == 0.0
 
 
@@ -410,7 +415,8 @@ def test_a_recompute_reads_before_its_first_day_but_writes_from_it() -> None:
         r.observe(Reading(x.measurement, reg.get(x.device.id), x.time_ms, x.fields))  # type: ignore[arg-type]
     r.flush()
     assert r.too_late == 0
-    assert sink.points and min(t for _, t in sink.points) >= floor
+    assert sink.points
+    assert min(t for _, t in sink.points) >= floor
     for key, fields in sink.points.items():
         if key[0].startswith(("energy_hourly", "space_hourly", "waste_emptying")):
             assert ",".join(f"{f}={v}" for f, v in sorted(fields.items())) == everything[key], key

@@ -5,7 +5,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from devices import Registry, parse_site
-from ingest.lineproto import (
+from ingest.reading import FieldValue, Reading
+from ingest.storage.lineproto import (
     LineEncoder,
     escape_key,
     escape_measurement,
@@ -15,7 +16,6 @@ from ingest.lineproto import (
     series_key,
     split_lines,
 )
-from ingest.reading import FieldValue, Reading
 
 
 @pytest.mark.parametrize(
@@ -128,23 +128,25 @@ def test_split_lines_undoes_joining(
 def test_ignored_vendor_field_names_become_safe_tags() -> None:
     """A vendor's field name is a tag of the unknown_fields measurement: whatever a payload
     puts in it, the line stays one well-formed point."""
-    from ingest.pipeline_stats import PipelineStats
-    from ingest.stats import Stats
+    from ingest.observability.counters import Stats
+    from ingest.observability.pipeline_measurement import PipelineMeasurement
 
     stats = Stats()
     stats.ignore("em-main", ("x=1,device=em-solar power_w", "ok_name", "a\nb", "é" * 80))
-    pipeline_stats = PipelineStats(stats, "kera", "i1")
+    pipeline_stats = PipelineMeasurement(stats, "kera", "i1")
     lines = pipeline_stats.lines()
     unknown = [line for line in lines if line.startswith("unknown_fields,")]
     assert len(unknown) == 4
     for line in unknown:
         key, fields, _ = line.split(" ")
         assert fields == "count=1i"
-        assert "\n" not in line and key.count(",") == 3
+        assert "\n" not in line
+        assert key.count(",") == 3
     assert any("field=ok_name" in line for line in unknown)
     assert any("field=x_1_device_em-solar_power_w" in line for line in unknown)
     # Deltas: the next interval writes none until a field is ignored again.
     assert not [x for x in pipeline_stats.lines() if x.startswith("unknown_fields,")]
     stats.ignore("em-main", ("ok_name",))
     again = [x for x in pipeline_stats.lines() if x.startswith("unknown_fields,")]
-    assert len(again) == 1 and "field=ok_name" in again[0]
+    assert len(again) == 1
+    assert "field=ok_name" in again[0]

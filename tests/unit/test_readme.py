@@ -28,8 +28,8 @@ def readme_commands() -> list[list[str]]:
     text = README.read_text("utf-8")
     out: list[list[str]] = []
     for block in re.findall(r"```sh\n(.*?)```", text, re.S):
-        for line in block.splitlines():
-            line = line.strip()
+        for raw in block.splitlines():
+            line = raw.strip()
             if not line or line.startswith(("#", "export ")):
                 continue
             argv = shlex.split(line, comments=True)

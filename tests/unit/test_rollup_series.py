@@ -41,5 +41,7 @@ def test_series_is_a_sorted_dict_whose_last_write_wins(
 def test_absent_secondary_is_nan_inside() -> None:
     s = Series()
     s.put(5, 1.0, None)
-    assert math.isnan(s.secondary[0]) and s.secondary_at(0) is None
-    assert s.index(5) == 0 and s.index(6) == 1
+    assert math.isnan(s.secondary[0])
+    assert s.secondary_at(0) is None
+    assert s.index(5) == 0
+    assert s.index(6) == 1

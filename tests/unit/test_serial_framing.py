@@ -28,7 +28,8 @@ HELSINKI = ZoneInfo("Europe/Helsinki")
 def test_dsmr5_example_parses_to_its_values() -> None:
     counts: Counter[str] = Counter()
     d = p1.parse(DSMR5, "dsmr5", "em-main", counts, AMSTERDAM)
-    assert d is not None and counts == {"telegrams": 1}
+    assert d is not None
+    assert counts == {"telegrams": 1}
     assert d.values == {
         "energy_kwh": 246913.578,  # 1.8.1 + 1.8.2
         "energy_export_kwh": 246913.578,
@@ -59,7 +60,8 @@ def test_finnish_han_telegram_round_trip() -> None:
     values = meter_values(_meter_state("han", 1, "main-supply"), 1_795_800_000_000, 10, 3)
     text = p1_telegram(values, 1_795_800_000_000, HELSINKI).decode()
     d = p1.parse(text, "nordic", "em-main", Counter(), HELSINKI)
-    assert d is not None and d.time_ms == 1_795_800_000_000
+    assert d is not None
+    assert d.time_ms == 1_795_800_000_000
     assert d.values["energy_kwh"] == round(values["energy_kwh"], 3)
     assert d.values["power_w"] == round(values["power_w"] / 1000, 3) * 1000
 

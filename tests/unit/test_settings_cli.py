@@ -19,7 +19,8 @@ def test_precedence_file_env_flag(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert s.influx_db == "from-env"  # env beats file
     assert s.batch_size == 100  # file beats default
     assert s.influx_url == "http://127.0.0.1:8086"  # None flags are ignored
-    assert s.influx_token is not None and "tk" not in repr(s)
+    assert s.influx_token is not None
+    assert "tk" not in repr(s)
 
 
 def test_bad_site_file_stops_start_up_with_a_precise_message(tmp_path: Path) -> None:
@@ -28,13 +29,16 @@ def test_bad_site_file_stops_start_up_with_a_precise_message(tmp_path: Path) -> 
     exe = Path(sys.executable).with_name("kera-ingest")
     r = subprocess.run(
         [str(exe), "run", "--config", str(site), "--mqtt-url", "mqtt://127.0.0.1:1"],
+        check=False,
         capture_output=True,
         text=True,
         timeout=60,
     )
     assert r.returncode == 2
     out = " ".join(r.stderr.split())
-    assert str(site) in out and "bin-9" in out and "depth_mm" in out
+    assert str(site) in out
+    assert "bin-9" in out
+    assert "depth_mm" in out
 
 
 def test_factor_series_beside_the_site_file_is_read_and_checked(tmp_path: Path) -> None:
@@ -48,11 +52,15 @@ def test_factor_series_beside_the_site_file_is_read_and_checked(tmp_path: Path) 
         "devices:\n  - {id: m1, kind: energy_meter, space: hall}\n"
     )
     exe = Path(sys.executable).with_name("kera-ingest")
-    ok = subprocess.run([str(exe), "check-site", str(site)], capture_output=True, text=True)
+    ok = subprocess.run(
+        [str(exe), "check-site", str(site)], check=False, capture_output=True, text=True
+    )
     assert ok.returncode == 0, ok.stderr
     assert "emission factors: 1 hours from the CSV, 2026-11-23 00:00 UTC" in ok.stdout
     csv.write_text("startTime;value\n2026-11-23T00:00:00Z;forty\n")
-    bad = subprocess.run([str(exe), "check-site", str(site)], capture_output=True, text=True)
+    bad = subprocess.run(
+        [str(exe), "check-site", str(site)], check=False, capture_output=True, text=True
+    )
     assert bad.returncode == 2
     assert f"{csv}:2: could not convert string to float" in "".join(bad.stderr.splitlines())
 
@@ -71,7 +79,7 @@ def test_check_site_runs_a_mapping_on_an_example(tmp_path: Path) -> None:
     exe = Path(sys.executable).with_name("kera-ingest")
     run = subprocess.run(
         [str(exe), "check-site", str(site), "--example", str(example), "--device", "air-1"],
-        capture_output=True, text=True, timeout=60,
+        check=False, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert run.returncode == 0, run.stderr
     (line,) = run.stdout.splitlines()
@@ -82,22 +90,25 @@ def test_check_site_runs_a_mapping_on_an_example(tmp_path: Path) -> None:
     frame.write_text("017564 03671801 04686D 077DC501\n")
     raw = subprocess.run(
         [str(exe), "check-site", str(site), "--example", str(frame), "--device", "am103"],
-        capture_output=True, text=True, timeout=60,
+        check=False, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert raw.returncode == 0, raw.stderr
     assert "temperature_c=28.0,humidity_pct=54.5,co2_ppm=453.0,battery_pct=100.0" in raw.stdout
     example.write_text('{"pir": "sideways"}')
     bad = subprocess.run(
         [str(exe), "check-site", str(site), "--example", str(example), "--device", "air-1"],
-        capture_output=True, text=True, timeout=60,
+        check=False, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
-    assert bad.returncode == 1 and "mapping_failed" in bad.stderr and "sideways" in bad.stderr
+    assert bad.returncode == 1
+    assert "mapping_failed" in bad.stderr
+    assert "sideways" in bad.stderr
     missing = subprocess.run(
         [str(exe), "check-site", str(site), "--example", str(tmp_path / "no.json"),
          "--device", "air-1"],
-        capture_output=True, text=True, timeout=60,
+        check=False, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
-    assert missing.returncode == 2 and "cannot read the example" in missing.stderr
+    assert missing.returncode == 2
+    assert "cannot read the example" in missing.stderr
     assert "Traceback" not in missing.stderr + bad.stderr
 
 
@@ -106,9 +117,10 @@ def test_an_unreachable_broker_is_two_lines_not_a_traceback() -> None:
     for args in (["send", "occ-cafe", "people=4"], ["watch", "--timeout", "2"]):
         run = subprocess.run(
             [str(exe), *args, "--mqtt-url", "mqtt://127.0.0.1:9"],
-            capture_output=True, text=True, timeout=60,
+            check=False, capture_output=True, text=True, timeout=60,
         )  # fmt: skip
         assert run.returncode == 2, run.stderr
         assert "could not reach the MQTT broker at 127.0.0.1:9" in run.stderr
-        assert "KERA_MQTT_URL" in run.stderr and "Traceback" not in run.stderr
+        assert "KERA_MQTT_URL" in run.stderr
+        assert "Traceback" not in run.stderr
         assert "rejected" not in run.stderr

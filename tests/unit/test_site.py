@@ -70,7 +70,8 @@ def test_error_names_file_device_and_field() -> None:
 )
 def test_bad_device_fields(device: str, field: str) -> None:
     msg = _error(f"site: kera\ndevices:\n  - {device}\n")
-    assert "devices[0]" in msg and field in msg
+    assert "devices[0]" in msg
+    assert field in msg
 
 
 def test_duplicate_ids_and_bad_yaml() -> None:

@@ -1,4 +1,4 @@
-"""Talking to InfluxDB: sending line protocol and asking InfluxQL questions.
+"""Sending line protocol to InfluxDB.
 
 Two write APIs, one behaviour:
 - `v1` (default): `POST /write?db=...&precision=ms`. Served by InfluxDB 1.x and, through their
@@ -10,7 +10,6 @@ Both raise `WriteError`, which says whether trying the same batch again can succ
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -65,7 +64,7 @@ def _classify(status: int, body: str, retry_after: str | None) -> WriteError:
     )
 
 
-def _split_credentials(url: str) -> tuple[str, aiohttp.BasicAuth | None]:
+def split_credentials(url: str) -> tuple[str, aiohttp.BasicAuth | None]:
     parts = urlsplit(url)
     if parts.username is None:
         return url.rstrip("/"), None
@@ -92,7 +91,7 @@ class V1Transport:
 
     def __init__(self, target: InfluxTarget) -> None:
         self._target = target
-        self._base, self._auth = _split_credentials(target.url)
+        self._base, self._auth = split_credentials(target.url)
         self._headers: dict[str, str] = {}
         if target.token:
             self._headers["Authorization"] = f"Token {target.token}"
@@ -116,7 +115,7 @@ class V1Transport:
             async with self._session.post(
                 self._write_url, params=params, data=body, headers=_TEXT
             ) as r:
-                if r.status == 204 or r.status == 200:
+                if r.status in {204, 200}:
                     return
                 raise _classify(r.status, await r.text(), r.headers.get("Retry-After"))
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
@@ -199,34 +198,3 @@ def make_transport(target: InfluxTarget) -> V1Transport | V2Transport:
             raise ValueError("the v2 API needs KERA_INFLUX_TOKEN and KERA_INFLUX_ORG")
         return V2Transport(target)
     raise ValueError(f"KERA_INFLUX_API must be v1 or v2, not {target.api!r}")
-
-
-async def influxql(
-    url: str, query: str, database: str | None = None, token: str | None = None
-) -> list[dict[str, Any]]:
-    """Run an InfluxQL query over the v1 API and return its series (name, tags, columns,
-    values). For tests, the demo, benchmarks and dashboards' query checks, not the hot path."""
-    base, auth = _split_credentials(url)
-    headers = {"Authorization": f"Token {token}"} if token else {}
-    params = {"q": query, "epoch": "ms"}
-    if database:
-        params["db"] = database
-    async with (
-        aiohttp.ClientSession(auth=auth, headers=headers) as session,
-        session.post(f"{base}/query", data=params) as r,
-    ):
-        payload = await r.json(content_type=None)
-    if r.status != 200:
-        raise RuntimeError(f"InfluxQL {query!r}: HTTP {r.status} {payload}")
-    series: list[dict[str, Any]] = []
-    for result in payload.get("results", []):
-        if "error" in result:
-            raise RuntimeError(f"InfluxQL {query!r}: {result['error']}")
-        series.extend(result.get("series", []))
-    return series
-
-
-def influxql_sync(
-    url: str, query: str, database: str | None = None, token: str | None = None
-) -> list[dict[str, Any]]:
-    return asyncio.run(influxql(url, query, database, token))

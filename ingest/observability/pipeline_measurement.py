@@ -19,16 +19,16 @@ from devices.contract import (
     SITE_TAG,
     UNKNOWN_FIELDS_MEASUREMENT,
 )
-from ingest.lineproto import format_line, series_key
+from ingest.observability.counters import COUNTERS, Stats
 from ingest.reading import FieldValue, Reason
-from ingest.spool import Spool
-from ingest.stats import COUNTERS, Stats
+from ingest.storage.lineproto import format_line, series_key
+from ingest.storage.spool import Spool
 
 # The interval deltas this measurement carries: the counters table's own choice.
 _COUNTERS = tuple(c.name for c in COUNTERS if c.in_pipeline)
 
 
-class PipelineStats:
+class PipelineMeasurement:
     def __init__(
         self,
         stats: Stats,

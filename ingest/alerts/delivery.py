@@ -27,9 +27,9 @@ from devices.contract import (
     alert_topic,
 )
 from devices.site import Alerts
-from ingest.alerts import Transition
-from ingest.lineproto import format_line, series_key
+from ingest.alerts.engine import Transition
 from ingest.reading import FieldValue
+from ingest.storage.lineproto import format_line, series_key
 
 log = logging.getLogger(__name__)
 
@@ -111,8 +111,13 @@ class AlertDelivery:
                 why = f"{type(exc).__name__}: {exc}"
             delay = min(60.0, 0.5 * 2**attempt) * random.uniform(0.5, 1.0)
             log.warning(
-                "alert webhook %s failed (%s); retry in %.1fs", url.split("?")[0], why, delay
+                "alert webhook %s failed (%s); retry in %.1fs",
+                url.split("?", maxsplit=1)[0],
+                why,
+                delay,
             )
             await asyncio.sleep(delay)
         self.failed += 1
-        log.error("alert webhook %s gave up after %d attempts", url.split("?")[0], attempt + 1)
+        log.error(
+            "alert webhook %s gave up after %d attempts", url.split("?", maxsplit=1)[0], attempt + 1
+        )

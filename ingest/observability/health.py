@@ -13,58 +13,68 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from ingest.stats import COUNTERS
-
-if TYPE_CHECKING:
-    from ingest.service import Ingestor
+from ingest.observability.counters import COUNTERS, Stats
 
 log = logging.getLogger(__name__)
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
-def health(ingestor: Ingestor) -> dict[str, Any]:
-    consumer, writer = ingestor.consumer, ingestor.writer
-    connected = consumer is not None and consumer.connected
-    spool = writer.spool if writer is not None else None
-    writer_healthy = writer is not None and writer.healthy
-    spool_full = writer is not None and writer.spool_full
-    if not connected or spool_full:
+@dataclass(frozen=True, slots=True)
+class HealthView:
+    """What the endpoints may know of the ingestor, copied when asked: the server reads this and
+    the counters, never the consumer, writer or spool themselves."""
+
+    broker_connected: bool = False
+    reconnects: int = 0
+    # None until the writer exists (the ingestor is still starting).
+    writer_healthy: bool | None = None
+    writer_error: str | None = None
+    queue_batches: int = 0
+    spool_records: int = 0
+    spool_bytes: int = 0
+    spool_max_bytes: int = 0
+    spool_full: bool = False
+
+
+def health(view: HealthView) -> dict[str, Any]:
+    if not view.broker_connected or view.spool_full:
         status = "failing"
-    elif not writer_healthy or (spool is not None and not spool.empty):
+    elif not view.writer_healthy or view.spool_records:
         status = "degraded"
     else:
         status = "ok"
     return {
         "status": status,
-        "broker_connected": connected,
-        "writer_healthy": writer_healthy,
-        "writer_error": writer.last_error if writer is not None else None,
+        "broker_connected": view.broker_connected,
+        "writer_healthy": bool(view.writer_healthy),
+        "writer_error": view.writer_error,
         "spool": {
-            "records": spool.pending_records if spool else 0,
-            "bytes": spool.pending_bytes if spool else 0,
-            "max_bytes": spool.max_bytes if spool else 0,
-            "full": spool_full,
+            "records": view.spool_records,
+            "bytes": view.spool_bytes,
+            "max_bytes": view.spool_max_bytes,
+            "full": view.spool_full,
         },
     }
 
 
 class _StatsCollector(Collector):
-    def __init__(self, ingestor: Ingestor) -> None:
-        self._ingestor = ingestor
+    def __init__(self, stats: Stats, view: Callable[[], HealthView]) -> None:
+        self._stats = stats
+        self._view = view
 
     def collect(self) -> Iterator[Metric]:
-        ing = self._ingestor
-        s = ing.stats
-        consumer, writer = ing.consumer, ing.writer
+        s = self._stats
+        v = self._view()
 
         def counter(name: str, doc: str, value: float) -> CounterMetricFamily:
             return CounterMetricFamily(f"kera_ingest_{name}", doc, value=value)
@@ -80,14 +90,8 @@ class _StatsCollector(Collector):
         for reason, n in sorted(s.rejected.items()):
             rejected.add_metric([reason], n)
         yield rejected
-        yield gauge(
-            "mqtt_connected",
-            "1 while connected to the broker",
-            bool(consumer and consumer.connected),
-        )
-        yield counter(
-            "mqtt_reconnects", "Reconnections to the broker", consumer.reconnects if consumer else 0
-        )
+        yield gauge("mqtt_connected", "1 while connected to the broker", v.broker_connected)
+        yield counter("mqtt_reconnects", "Reconnections to the broker", v.reconnects)
         serial = CounterMetricFamily(
             "kera_ingest_serial_events",
             "Serial link events and errors (telegrams, polls, lines, garbage, cut_frame, "
@@ -98,29 +102,28 @@ class _StatsCollector(Collector):
             for event, n in sorted(events.items()):
                 serial.add_metric([link, event], n)
         yield serial
-        if writer is not None:
-            spool = writer.spool
+        if v.writer_healthy is not None:
             yield gauge(
-                "writer_healthy", "1 while the last InfluxDB write succeeded", writer.healthy
+                "writer_healthy", "1 while the last InfluxDB write succeeded", v.writer_healthy
             )
-            yield gauge("queue_batches", "Batches waiting for the writer", writer.queue.qsize())
-            yield gauge("spool_records", "Batches in the spool", spool.pending_records)
-            yield gauge("spool_bytes", "Bytes waiting in the spool", spool.pending_bytes)
-            yield gauge("spool_max_bytes", "The spool's size bound", spool.max_bytes)
+            yield gauge("queue_batches", "Batches waiting for the writer", v.queue_batches)
+            yield gauge("spool_records", "Batches in the spool", v.spool_records)
+            yield gauge("spool_bytes", "Bytes waiting in the spool", v.spool_bytes)
+            yield gauge("spool_max_bytes", "The spool's size bound", v.spool_max_bytes)
             yield gauge(
-                "spool_full",
-                "1 while the spool is full and nothing is acknowledged",
-                writer.spool_full,
+                "spool_full", "1 while the spool is full and nothing is acknowledged", v.spool_full
             )
 
 
 class HealthServer:
-    def __init__(self, ingestor: Ingestor, host: str, port: int) -> None:
-        self._ingestor = ingestor
+    """Serves `/healthz` and `/metrics` from the counters and a `HealthView` taken per request."""
+
+    def __init__(self, stats: Stats, view: Callable[[], HealthView], host: str, port: int) -> None:
+        self._view = view
         self._host = host
         self._port = port
         self._registry = CollectorRegistry(auto_describe=False)
-        self._registry.register(_StatsCollector(ingestor))
+        self._registry.register(_StatsCollector(stats, view))
         self._runner: web.AppRunner | None = None
         self.port = port
 
@@ -132,10 +135,9 @@ class HealthServer:
         await self._runner.setup()
         site = web.TCPSite(self._runner, self._host, self._port)
         await site.start()
-        server = site._server
-        sockets = getattr(server, "sockets", None) or []
-        if sockets:
-            self.port = sockets[0].getsockname()[1]
+        addresses = self._runner.addresses
+        if addresses:  # the port the system chose when asked for port 0
+            self.port = addresses[0][1]
         log.info("health and metrics on http://%s:%d/healthz and /metrics", self._host, self.port)
 
     async def stop(self) -> None:
@@ -144,7 +146,7 @@ class HealthServer:
             self._runner = None
 
     async def _healthz(self, request: web.Request) -> web.Response:
-        body = health(self._ingestor)
+        body = health(self._view())
         return web.Response(
             text=json.dumps(body),
             status=503 if body["status"] == "failing" else 200,

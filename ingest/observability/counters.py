@@ -29,7 +29,8 @@ class CounterSpec:
 
 # The one table of counters: /metrics (`kera_ingest_<name>_total`), the stats log line and the
 # `pipeline` measurement all follow it, so a counter cannot be kept and exported nowhere.
-# Rejections per reason, serial events and the gauges have shapes of their own (ingest.health).
+# Rejections per reason, serial events and the gauges have shapes of their own
+# (ingest.observability.health).
 COUNTERS: tuple[CounterSpec, ...] = (
     CounterSpec("messages", "MQTT messages received"),
     CounterSpec("accepted", "Readings that passed decoding and validation"),

@@ -30,29 +30,14 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ingest.deadletter import DeadLetters
-from ingest.influx import V1Transport, V2Transport, WriteError
-from ingest.lineproto import split_lines
-from ingest.pipeline import Batch
-from ingest.spool import Spool, SpoolFull
-from ingest.stats import Stats
+from ingest.observability.counters import Stats
+from ingest.storage.batch import Batch, pack_place, unpack_place
+from ingest.storage.deadletter import DeadLetters
+from ingest.storage.lineproto import split_lines
+from ingest.storage.spool import Spool, SpoolFull
+from ingest.storage.transports import V1Transport, V2Transport, WriteError
 
 log = logging.getLogger(__name__)
-
-# A spooled batch bound for another retention policy or bucket starts with this line; no line
-# of line protocol starts with "#" (measurement names come from the contract).
-_PLACE = b"#place="
-
-
-def pack_place(place: str, body: bytes) -> bytes:
-    return _PLACE + place.encode() + b"\n" + body
-
-
-def unpack_place(record: bytes) -> tuple[str | None, bytes]:
-    if not record.startswith(_PLACE):
-        return None, record
-    head, _, body = record.partition(b"\n")
-    return head[len(_PLACE) :].decode(), body
 
 
 class BatchWriter:
@@ -116,11 +101,12 @@ class BatchWriter:
         if self.spool.empty:
             try:
                 await self._write(lines, body, place)
-                return
             except WriteError as exc:
                 self._failed(exc)
                 self.stats.write_retries += 1
                 log.warning("write of %d points failed (%s); spooling to disk", len(lines), exc)
+            else:
+                return
         if place is not None:
             body = pack_place(place, body)
         while True:

@@ -1,0 +1,136 @@
+"""The evaluating ingestor's own work (`KERA_ALERTS=true`).
+
+The alert engine, its delivery and the impact rollups need every reading of every device, so
+exactly one ingestor per site runs them. Here they are built, fed, run periodically and stopped,
+apart from the service that stores readings. On a shared subscription, where this replica only
+receives its share, the evaluator subscribes to every reading on a connection of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from devices import Registry
+from ingest.alerts.delivery import AlertDelivery
+from ingest.alerts.engine import AlertEngine
+from ingest.mqtt import MqttConsumer, MqttTarget
+from ingest.observability.counters import Stats
+from ingest.pipeline import Pipeline
+from ingest.reading import Reading
+from ingest.rollups import EmissionFactors, Rollups, load_readings
+from ingest.settings import IngestSettings
+from ingest.storage.batch import Batch
+
+log = logging.getLogger(__name__)
+
+# How often open alerts are re-judged without new readings (offline devices, durations), and how
+# often the rollups recompute what new, late or replayed readings touched.
+TICK_S = 5.0
+ROLLUP_FLUSH_S = 30.0
+
+
+class Evaluator:
+    def __init__(
+        self,
+        registry: Registry,
+        settings: IngestSettings,
+        factors: EmissionFactors,
+        submit: Callable[[Batch], None],
+        publish: Callable[[str, bytes], None],
+    ) -> None:
+        self._registry = registry
+        self._settings = settings
+        site = registry.site
+        self.delivery = AlertDelivery(
+            site.site, site.alerts, publish, lambda line: submit(Batch([line]))
+        )
+        self.alerts = AlertEngine(
+            registry, site.alerts.rules, self.delivery.notify, settings.spool_path() / "alerts.json"
+        )
+        self.rollups = Rollups(
+            registry, lambda lines: submit(Batch(lines, place=settings.rollups_rp)), factors
+        )
+        self.observer: MqttConsumer | None = None
+        alerts_observe, rollups_observe = self.alerts.observe, self.rollups.observe
+
+        # Called for every accepted reading: two bound calls, no attribute look-ups.
+        def observe(reading: Reading) -> None:
+            alerts_observe(reading)
+            rollups_observe(reading)
+
+        self.observe = observe
+
+    def subscribe_all(self, mqtt: MqttTarget, filters: list[str]) -> None:
+        """Every reading, validated like the writing path but only shown to the evaluator;
+        acknowledged at once, because nothing is stored from here."""
+        s = self._settings
+        judge = Pipeline(
+            self._registry, Stats(), s.max_payload_bytes, s.max_future_s, s.max_age_s,
+            observe=self.observe, judge_only=True,
+        )  # fmt: skip
+
+        def on_message(topic: str, payload: bytes, mid: int, received_ms: int) -> None:
+            judge.handle(topic, payload, received_ms)
+            if mid:
+                observer.ack([mid], observer.generation)
+
+        observer = MqttConsumer(
+            mqtt,
+            f"{s.mqtt_client_id}-alerts",
+            filters,
+            on_message,
+            session_expiry_s=0,
+            receive_maximum=s.mqtt_receive_maximum,
+        )
+        self.observer = observer
+
+    async def seed(self) -> None:
+        """Load the live window's readings back from InfluxDB, so the hours around a restart are
+        computed from all their readings, not only from those that arrive after it."""
+        s, rollups = self._settings, self.rollups
+        now = int(time.time() * 1000)
+        token = s.influx_token.get_secret_value() if s.influx_token else None
+        try:
+            n = await load_readings(
+                self._registry, s.influx_url, s.influx_db, now - rollups.window_ms, now,
+                rollups.observe, token,
+            )  # fmt: skip
+        except Exception as exc:  # InfluxDB down: rollups start from live readings alone
+            rollups.reset()
+            log.warning(
+                "could not load the last %.0f h of readings for the rollups (%s); the hours "
+                "around this start may be partial until `kera-ingest rollups` recomputes them",
+                rollups.window_ms / 3_600_000,
+                exc,
+            )
+            return
+        rollups.flush(write=False)
+        log.info("rollups: loaded %d readings of the last window from InfluxDB", n)
+
+    def jobs(self) -> list[Coroutine[Any, Any, None]]:
+        alerts, rollups = self.alerts, self.rollups
+        jobs = [
+            self.delivery.run(),
+            every(TICK_S, lambda: alerts.tick(time.time_ns() // 1_000_000)),
+            every(ROLLUP_FLUSH_S, rollups.flush),
+        ]
+        if self.observer is not None:
+            jobs.append(self.observer.run())
+        return jobs
+
+    async def stop(self) -> None:
+        """Close the own subscription, then write the rollups of what arrived since the last
+        flush (the writer is still running and stores them before the service stops)."""
+        if self.observer is not None:
+            await self.observer.stop(timeout_s=1.0)
+        self.rollups.flush()
+
+
+async def every(seconds: float, job: Callable[[], object]) -> None:
+    while True:
+        await asyncio.sleep(seconds)
+        job()

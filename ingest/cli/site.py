@@ -1,0 +1,188 @@
+"""Checking a site file and what it can use: `check-site`, `kinds`, `profiles`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from devices import Registry, SiteConfigError, terminal
+from ingest.cli._common import JsonOut, console, json_lines
+
+
+def check_site(
+    config: Annotated[
+        Path | None, typer.Argument(help="Site file; default: the bundled Kera site")
+    ] = None,
+    example: Annotated[
+        Path | None,
+        typer.Option(
+            help="A JSON payload as the device's decoder emits it (or a bare LoRaWAN frame in "
+            "hex, for a device with a codec): print the points the ingestor would write"
+        ),
+    ] = None,
+    device: Annotated[str | None, typer.Option(help="The device --example is from")] = None,
+    json_out: JsonOut = False,
+) -> None:
+    """Validate a site file: every kind, mapping expression, profile and codec compiles, and
+    the emission factor series reads; list the devices. With --example, run a device's mapping
+    on a payload and print the line-protocol points it would write."""
+    from ingest.codecs._js import CodecError, PayloadCodec
+    from ingest.rollups import EmissionFactors
+
+    try:
+        registry = Registry.load(config)
+        factors = EmissionFactors.from_impact(registry.site.impact)
+        for d in registry:
+            if d.codec_path is not None:
+                PayloadCodec(d.codec_path)
+    except (SiteConfigError, CodecError, ValueError) as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    if example is not None:
+        raise typer.Exit(_run_example(registry, example, device))
+    if json_out:
+        json_lines(
+            [
+                {"device": d.id, "kind": d.kind, "space": d.space,
+                 "interval_s": d.expected_interval_s, "tags": d.extra_tags(),
+                 "profile": d.profile,
+                 "codec": str(d.codec_path) if d.codec_path is not None else None}
+                for d in registry
+            ]
+        )  # fmt: skip
+        return
+    table = Table(title=f"site {registry.site_id}: {len(registry)} devices")
+    for col in ("device", "kind", "space", "interval s", "details"):
+        table.add_column(col)
+    for d in registry:
+        details = [f"{k}={v}" for k, v in d.extra_tags().items()]
+        if d.profile:
+            details.append(f"profile={d.profile}")
+        if d.codec_path is not None:
+            details.append(f"codec={d.codec_path.name}")
+        table.add_row(d.id, d.kind, d.space, f"{d.expected_interval_s:g}", ", ".join(details))
+    terminal.console().print(table)
+    if factors.hourly:
+        from datetime import UTC, datetime
+
+        first, last = (
+            datetime.fromtimestamp(t / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC")
+            for t in (min(factors.hourly), max(factors.hourly))
+        )
+        terminal.console().print(
+            f"emission factors: {len(factors.hourly)} hours from the CSV, {first} to {last}; "
+            f"other hours: {factors.constant} kg/kWh"
+        )
+
+
+def _run_example(registry: Registry, path: Path, device_id: str | None) -> int:
+    """The points a device's payload becomes, on stdout as plain line protocol."""
+    import time
+
+    from ingest.reading import Decoded, NoReading, Rejected
+    from ingest.storage.lineproto import LineEncoder
+    from ingest.validate import Validator
+
+    if device_id is None or registry.get(device_id) is None:
+        console.print(f"[red]--example needs --device, one of: {', '.join(d.id for d in registry)}")
+        return 2
+    try:
+        text = path.read_text("utf-8").strip()
+    except OSError as exc:
+        console.print(f"[red]{path}: cannot read the example: {exc.strerror}[/red]")
+        return 2
+    now = time.time_ns() // 1_000_000
+    decoded: Decoded
+    if text.startswith("{"):
+        try:
+            values = json.loads(text)
+        except ValueError as exc:
+            console.print(f"[red]{path}: not JSON: {exc}[/red]")
+            return 2
+        decoded = Decoded(device_id, None, values)
+    else:
+        try:
+            raw = bytes.fromhex(text.replace(" ", ""))
+        except ValueError:
+            console.print(f"[red]{path}: neither a JSON object nor a frame in hex[/red]")
+            return 2
+        decoded = Decoded(device_id, None, {}, frm_payload=raw, f_port=1)
+    try:
+        reading = Validator(registry).check(decoded, now)
+    except NoReading as exc:
+        console.print(f"no reading: {exc.detail}")
+        return 0
+    except Rejected as exc:
+        console.print(f"[red]rejected {exc.reason.value}[/red]: {exc.detail}")
+        return 1
+    print(LineEncoder(registry.site_id).encode(reading))
+    if reading.ignored:
+        console.print(f"ignored (not mapped): {', '.join(reading.ignored)}")
+    return 0
+
+
+def kinds(
+    markdown: Annotated[
+        bool, typer.Option(help="The field tables of docs/data-model.md, as Markdown")
+    ] = False,
+    config: Annotated[
+        Path | None, typer.Option("--config", help="Site file: its own kinds too")
+    ] = None,
+    json_out: JsonOut = False,
+) -> None:
+    """The device catalogue: every kind, its measurement and fields."""
+    from devices.catalogue_doc import markdown_tables
+
+    try:
+        catalogue = Registry.load(config).site.catalogue
+    except SiteConfigError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    if markdown:
+        print(markdown_tables(catalogue), end="")
+        return
+    if json_out:
+        json_lines(
+            [
+                {"kind": spec.kind, "measurement": spec.measurement,
+                 "extra_tags": list(spec.extra_tags), "default_interval_s": spec.default_interval_s,
+                 "fields": {f.name: {"type": f.type, "unit": f.unit, "min": f.minimum,
+                                     "max": f.maximum, "required": f.required}
+                            for f in spec.fields.values()},
+                 "derived": {d.spec.name: d.expr.source for d in spec.derived}}
+                for spec in catalogue.values()
+            ]
+        )  # fmt: skip
+        return
+    table = Table(title="device kinds")
+    for col in ("kind", "measurement", "fields", "derived"):
+        table.add_column(col)
+    for spec in catalogue.values():
+        table.add_row(
+            spec.kind,
+            spec.measurement,
+            ", ".join(spec.fields),
+            ", ".join(d.spec.name for d in spec.derived),
+        )
+    terminal.console().print(table)
+
+
+def profiles(json_out: JsonOut = False) -> None:
+    """The bundled device profiles (`profile:` on a device in the site file)."""
+    from devices.profiles import load_profile, profile_names
+
+    if json_out:
+        json_lines([load_profile(n).model_dump(mode="json") for n in profile_names()])
+        return
+
+    table = Table(title="device profiles")
+    for col in ("profile", "vendor", "model", "kind", "codec"):
+        table.add_column(col)
+    for name in profile_names():
+        p = load_profile(name)
+        table.add_row(name, p.vendor, p.model, p.kind, p.codec or "")
+    terminal.console().print(table)

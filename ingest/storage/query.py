@@ -1,0 +1,45 @@
+"""Asking InfluxDB InfluxQL questions over the v1-compatible `/query` API (1.x, 2.x and 3.x).
+
+For the rollups' reload, the CLIs, the report, the dashboards' query checks, tests and benchmarks:
+never the hot path, which only writes (`ingest.storage.transports`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import aiohttp
+
+from ingest.storage.transports import split_credentials
+
+
+async def influxql(
+    url: str, query: str, database: str | None = None, token: str | None = None
+) -> list[dict[str, Any]]:
+    """Run an InfluxQL query over the v1 API and return its series (name, tags, columns,
+    values). For tests, the demo, benchmarks and dashboards' query checks, not the hot path."""
+    base, auth = split_credentials(url)
+    headers = {"Authorization": f"Token {token}"} if token else {}
+    params = {"q": query, "epoch": "ms"}
+    if database:
+        params["db"] = database
+    async with (
+        aiohttp.ClientSession(auth=auth, headers=headers) as session,
+        session.post(f"{base}/query", data=params) as r,
+    ):
+        payload = await r.json(content_type=None)
+    if r.status != 200:
+        raise RuntimeError(f"InfluxQL {query!r}: HTTP {r.status} {payload}")
+    series: list[dict[str, Any]] = []
+    for result in payload.get("results", []):
+        if "error" in result:
+            raise RuntimeError(f"InfluxQL {query!r}: {result['error']}")
+        series.extend(result.get("series", []))
+    return series
+
+
+def influxql_sync(
+    url: str, query: str, database: str | None = None, token: str | None = None
+) -> list[dict[str, Any]]:
+    return asyncio.run(influxql(url, query, database, token))
