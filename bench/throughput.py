@@ -10,8 +10,12 @@
 - the serial path's rate (concentrator lines framed and validated, in-process);
 - RSS every 10 s over a soak at a steady rate.
 
-Method, the same for both subscribers so the ratio compares like with like: a persistent MQTT v5
-session is created, N QoS 1 native readings (distinct device/timestamp pairs) are published
+Two methods. The live method (bench/live.py, run here too) is how a user meets the ingestor:
+readings published while it consumes, with default settings and with alerts off, beside a bare
+paho subscriber measured the same way. The drain method below measures the receive path alone.
+
+Drain method, the same for both subscribers so the ratio compares like with like: a persistent
+MQTT v5 session is created, N QoS 1 native readings (distinct device/timestamp pairs) are published
 while the subscriber is away, then the subscriber connects and drains the broker's queue.
 - ceiling: a bare paho-mqtt subscriber (loop_forever, automatic PUBACK, no processing) timed from
   its first to its last message;
@@ -39,6 +43,7 @@ from typing import Any
 
 import paho.mqtt.client as paho
 import psutil
+from live import live
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
@@ -393,6 +398,7 @@ def main() -> None:
     ap.add_argument("--latency-s", type=float, default=20.0, help="per latency rate")
     ap.add_argument("--soak-s", type=float, default=600.0, help="0 skips the soak")
     ap.add_argument("--soak-rate", type=float, default=2000.0)
+    ap.add_argument("--live-messages", type=int, default=50_000, help="0 skips the live method")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = ap.parse_args()
     report: dict[str, Any] = {
@@ -448,6 +454,9 @@ def main() -> None:
                 console.print(f"latency at {rate}/s: p50 {p50:.3f} s, p99 {p99:.3f} s")
 
             report["serial_lines_per_s"] = round(serial_rate())
+            if args.live_messages > 0:
+                console.print("[bold]live publish[/bold]: bare, default, alerts off")
+                report["live"] = live(work, args.live_messages, rounds=2)
             if args.soak_s > 0:
                 samples = soak(broker, db, site, work, args.soak_s, args.soak_rate, args.devices)
                 steady = [r for t, r in samples if t >= 60] or [r for _, r in samples]
@@ -467,6 +476,11 @@ def main() -> None:
     table.add_column("measure")
     table.add_column("value", justify="right")
     for k, v in report.items():
+        if k == "live":
+            for name in ("bare", "default", "alerts_off"):
+                figures = {kk: vv for kk, vv in v[name].items() if kk != "all_rounds"}
+                table.add_row(f"live {name}", str(figures))
+            continue
         shown = {kk: vv for kk, vv in v.items() if kk != "samples"} if k == "soak" else v
         table.add_row(k, f"{shown:,}" if isinstance(shown, int) else str(shown))
     console.print(table)

@@ -26,6 +26,8 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from ingest._paho import lean_properties, queue_pubacks
+
 log = logging.getLogger(__name__)
 
 # (topic, payload, packet id or 0 for QoS 0, receive time in epoch ms)
@@ -49,7 +51,9 @@ class MqttTarget:
 def parse_mqtt_url(url: str) -> MqttTarget:
     parts = urlsplit(url)
     if parts.scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
-        raise ValueError(f"MQTT URL {url.split('@')[-1]!r}: scheme must be mqtt:// or mqtts://")
+        raise ValueError(
+            f"MQTT URL {url.rsplit('@', maxsplit=1)[-1]!r}: scheme must be mqtt:// or mqtts://"
+        )
     tls = parts.scheme in ("mqtts", "ssl")
     if not parts.hostname:
         raise ValueError("MQTT URL has no host")
@@ -115,6 +119,7 @@ class MqttConsumer:
         self._client = self._make_client()
 
     def _make_client(self) -> paho.Client:
+        lean_properties()
         c = paho.Client(
             CallbackAPIVersion.VERSION2,
             client_id=self._client_id,
@@ -275,9 +280,8 @@ class MqttConsumer:
         connection are skipped: the broker resends those messages and may have reused the ids."""
         if generation != self.generation or not self.connected:
             return
-        ack = self._client.ack
-        for mid in mids:
-            ack(mid, 1)
+        if mids:
+            queue_pubacks(self._client, mids)
 
     def publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False) -> None:
         """Publish on the consumer's own connection: QoS 0 fire-and-forget (dead letters) is

@@ -3,11 +3,19 @@
 The size limit is checked before this (Pipeline). json.loads itself is C and linear in the
 input; the risks left are nesting deep enough to hit the recursion limit and objects with
 thousands of keys that later stages would loop over. Both get their own reason code.
+
+orjson parses first: it takes a fifth of json.loads' time on a reading (0.3 µs against 1.6 µs
+with the decode, bench/live.py). Whatever it refuses (not UTF-8, NaN, integers beyond 64 bits,
+lone surrogates, too deep, not JSON) is parsed again by json.loads, so every payload gets the
+verdict and reason code it always had. orjson also reads an integer beyond 64 bits as a float
+where json.loads keeps the integer: a document with a float that large is parsed again too.
 """
 
 from __future__ import annotations
 
 import json
+
+import orjson
 
 from ingest.reading import Reason, Rejected
 
@@ -19,6 +27,19 @@ MAX_KEYS = 2000
 
 
 def load_json(payload: bytes, device_id: str | None = None) -> object:
+    try:
+        obj = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        obj = _load_slowly(payload, device_id)
+    else:
+        if not _check_shape(obj, device_id):
+            return obj
+        obj = _load_slowly(payload, device_id)
+    _check_shape(obj, device_id)
+    return obj
+
+
+def _load_slowly(payload: bytes, device_id: str | None) -> object:
     try:
         # Decoded here, not by json.loads: given bytes, it would also accept UTF-16 and UTF-32,
         # which the contract does not allow.
@@ -33,12 +54,17 @@ def load_json(payload: bytes, device_id: str | None = None) -> object:
         ) from None
     except ValueError as exc:
         raise Rejected(Reason.BAD_JSON, f"payload is not JSON: {exc}", device_id) from None
-    _check_shape(obj, device_id)
     return obj
 
 
-def _check_shape(obj: object, device_id: str | None) -> None:
-    # The common case, a flat object of scalars, costs one pass over its values.
+# Beyond this a float may be an integer literal orjson could not hold in 64 bits.
+_BIG = float(2**63)
+
+
+def _check_shape(obj: object, device_id: str | None) -> bool:
+    """Refuse documents too deep or with too many keys; True when a float of 2**63 or more
+    appears. The common case, a flat object of scalars, costs one pass over its values."""
+    big = isinstance(obj, float) and not -_BIG < obj < _BIG
     keys = 0
     stack: list[tuple[object, int]] = [(obj, 1)]
     while stack:
@@ -67,3 +93,6 @@ def _check_shape(obj: object, device_id: str | None) -> None:
             t = type(child)
             if t is dict or t is list:
                 stack.append((child, depth + 1))
+            elif t is float and not -_BIG < child < _BIG:
+                big = True
+    return big
