@@ -27,6 +27,7 @@ from grafana_foundation_sdk.models import dashboard as dm
 
 from dashboards.influxql import DATASOURCE_TYPE, InfluxQL
 from dashboards.provisioning import DATASOURCE_UID
+from devices.contract import DEVICE_DAILY, ENERGY_HOURLY, IMPACT_DAILY, SPACE_DAILY, WASTE_DAILY
 from ingest.rollups import qualified
 
 DS = dm.DataSourceRef(type_val=DATASOURCE_TYPE, uid=DATASOURCE_UID)
@@ -754,7 +755,7 @@ def impact(rollups_rp: str | None = None) -> db.Dashboard:
             _var(
                 "space",
                 "Space",
-                f'SHOW TAG VALUES FROM {m("space_daily")} WITH KEY = "space" WHERE {SITE}',
+                f'SHOW TAG VALUES FROM {m(SPACE_DAILY)} WITH KEY = "space" WHERE {SITE}',
             )
         )
     )
@@ -765,13 +766,13 @@ def impact(rollups_rp: str | None = None) -> db.Dashboard:
         (
             "Grid energy",
             "kwatth",
-            f'SELECT sum("supply_kwh") FROM {m("impact_daily")} WHERE {site_days}',
+            f'SELECT sum("supply_kwh") FROM {m(IMPACT_DAILY)} WHERE {site_days}',
         ),
-        ("Emissions", "masskg", f'SELECT sum("kgco2e") FROM {m("impact_daily")} WHERE {site_days}'),
+        ("Emissions", "masskg", f'SELECT sum("kgco2e") FROM {m(IMPACT_DAILY)} WHERE {site_days}'),
         (
             "Solar produced",
             "kwatth",
-            f'SELECT sum("pv_kwh") FROM {m("impact_daily")} WHERE {site_days}',
+            f'SELECT sum("pv_kwh") FROM {m(IMPACT_DAILY)} WHERE {site_days}',
         ),
         (
             "Sorting rate",
@@ -782,13 +783,13 @@ def impact(rollups_rp: str | None = None) -> db.Dashboard:
         (
             "Space utilisation",
             "percent",
-            f'SELECT sum("occupied_open_s") / sum("open_s") * 100 FROM {m("space_daily")} '
+            f'SELECT sum("occupied_open_s") / sum("open_s") * 100 FROM {m(SPACE_DAILY)} '
             f"WHERE {space_days}",
         ),
         (
             "Good air (CO2 < 1000 ppm)",
             "percent",
-            f'SELECT sum("co2_good_s") / sum("co2_occupied_s") * 100 FROM {m("space_daily")} '
+            f'SELECT sum("co2_good_s") / sum("co2_occupied_s") * 100 FROM {m(SPACE_DAILY)} '
             f"WHERE {space_days}",
         ),
     ):
@@ -815,7 +816,7 @@ def impact(rollups_rp: str | None = None) -> db.Dashboard:
             _ts(
                 "Emissions per hour (grid supply)",
                 "masskg",
-                f'SELECT sum("kgco2e") FROM {m("energy_hourly")} WHERE {site_days} '
+                f'SELECT sum("kgco2e") FROM {m(ENERGY_HOURLY)} WHERE {site_days} '
                 "AND \"role\" = 'main-supply' GROUP BY time(1h) fill(null)",
             ),
             12,
@@ -828,7 +829,7 @@ def impact(rollups_rp: str | None = None) -> db.Dashboard:
                 "Energy and emissions per space",
                 'SELECT sum("kwh") AS "kWh", sum("kgco2e") AS "kgCO2e", '
                 'sum("supply_kwh") AS "supply kWh", sum("pv_kwh") AS "solar kWh" '
-                f'FROM {m("space_daily")} WHERE {space_days} GROUP BY "space"',
+                f'FROM {m(SPACE_DAILY)} WHERE {space_days} GROUP BY "space"',
             ),
             12,
             8,
@@ -842,7 +843,7 @@ def impact(rollups_rp: str | None = None) -> db.Dashboard:
             .unit("litre")
             .with_target(
                 InfluxQL(
-                    f'SELECT sum("volume_l") FROM {m("waste_daily")} WHERE {space_days} '
+                    f'SELECT sum("volume_l") FROM {m(WASTE_DAILY)} WHERE {space_days} '
                     'GROUP BY "fraction"'
                 ).alias("$tag_fraction")
             ),
@@ -856,7 +857,7 @@ def impact(rollups_rp: str | None = None) -> db.Dashboard:
                 "Emptyings: too early (< 50 %) and too late (overflowing)",
                 'SELECT sum("emptyings") AS "emptyings", sum("too_early") AS "too early", '
                 'sum("too_late") AS "too late", sum("volume_l") AS "litres" '
-                f'FROM {m("waste_daily")} WHERE {space_days} GROUP BY "device"',
+                f'FROM {m(WASTE_DAILY)} WHERE {space_days} GROUP BY "device"',
             ),
             6,
             8,
@@ -870,7 +871,7 @@ def impact(rollups_rp: str | None = None) -> db.Dashboard:
             .unit("h")
             .with_target(
                 InfluxQL(
-                    f'SELECT sum("occupied_s") / 3600 FROM {m("space_daily")} '
+                    f'SELECT sum("occupied_s") / 3600 FROM {m(SPACE_DAILY)} '
                     f'WHERE {space_days} GROUP BY time(1w, 4d), "space" fill(0) {TZ}'
                 ).alias("$tag_space")
             ),
@@ -886,7 +887,7 @@ def impact(rollups_rp: str | None = None) -> db.Dashboard:
                 'sum("people_open_s") / sum("measured_open_s") AS "mean people", '
                 'max("people_peak") AS "peak people", '
                 'sum("co2_good_s") / sum("co2_occupied_s") * 100 AS "good air %" '
-                f'FROM {m("space_daily")} WHERE {space_days} GROUP BY "space"',
+                f'FROM {m(SPACE_DAILY)} WHERE {space_days} GROUP BY "space"',
             ),
             12,
             8,
@@ -898,7 +899,7 @@ def impact(rollups_rp: str | None = None) -> db.Dashboard:
                 "Data completeness per device",
                 'SELECT sum("readings") / sum("expected") * 100 AS "completeness %", '
                 'sum("readings") AS "readings" '
-                f'FROM {m("device_daily")} WHERE {space_days} GROUP BY "device"',
+                f'FROM {m(DEVICE_DAILY)} WHERE {space_days} GROUP BY "device"',
             ),
             12,
             8,

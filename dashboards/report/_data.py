@@ -11,6 +11,15 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from devices import Registry
+from devices.contract import (
+    ALERTS_MEASUREMENT,
+    DEVICE_DAILY,
+    ENERGY_HOURLY,
+    IMPACT_DAILY,
+    SPACE_DAILY,
+    SPACE_HOURLY,
+    WASTE_DAILY,
+)
 from ingest.rollups import HOUR_MS, ROLLUP_MEASUREMENTS, qualified, week_bounds
 from ingest.storage.query import influxql
 
@@ -20,28 +29,30 @@ WEEK_MS = 7 * 24 * HOUR_MS
 # ratios of sums (never means of daily ratios), so a quiet day weighs what it is worth.
 TOTALS: dict[str, tuple[str, str, str]] = {
     # key: (label, unit, SELECT ... FROM ... part)
-    "supply_kwh": ("Grid energy", "kWh", 'sum("supply_kwh") FROM "impact_daily"'),
-    "kgco2e": ("Emissions", "kgCO2e", 'sum("kgco2e") FROM "impact_daily"'),
-    "pv_kwh": ("Solar produced", "kWh", 'sum("pv_kwh") FROM "impact_daily"'),
-    "heat_kwh": ("District heat", "kWh", 'sum("heat_kwh") FROM "impact_daily"'),
-    "heat_kgco2e": ("Heat emissions", "kgCO2e", 'sum("heat_kgco2e") FROM "impact_daily"'),
-    "water_m3": ("Water", "m³", 'sum("water_m3") FROM "impact_daily"'),
-    "waste_l": ("Waste collected", "l", 'sum("waste_l") FROM "impact_daily"'),
+    "supply_kwh": ("Grid energy", "kWh", f'sum("supply_kwh") FROM "{IMPACT_DAILY}"'),
+    "kgco2e": ("Emissions", "kgCO2e", f'sum("kgco2e") FROM "{IMPACT_DAILY}"'),
+    "pv_kwh": ("Solar produced", "kWh", f'sum("pv_kwh") FROM "{IMPACT_DAILY}"'),
+    "heat_kwh": ("District heat", "kWh", f'sum("heat_kwh") FROM "{IMPACT_DAILY}"'),
+    "heat_kgco2e": ("Heat emissions", "kgCO2e", f'sum("heat_kgco2e") FROM "{IMPACT_DAILY}"'),
+    "water_m3": ("Water", "m³", f'sum("water_m3") FROM "{IMPACT_DAILY}"'),
+    "waste_l": ("Waste collected", "l", f'sum("waste_l") FROM "{IMPACT_DAILY}"'),
     "sorting_rate_pct": (
-        "Sorting rate", "%", 'sum("sorted_l") / sum("waste_l") * 100 FROM "impact_daily"'
+        "Sorting rate", "%", f'sum("sorted_l") / sum("waste_l") * 100 FROM "{IMPACT_DAILY}"'
     ),
-    "emptyings": ("Emptyings", "", 'sum("emptyings") FROM "impact_daily"'),
-    "occupied_h": ("Hours of use (all spaces)", "h", 'sum("occupied_s") / 3600 FROM "space_daily"'),
+    "emptyings": ("Emptyings", "", f'sum("emptyings") FROM "{IMPACT_DAILY}"'),
+    "occupied_h": (
+        "Hours of use (all spaces)", "h", f'sum("occupied_s") / 3600 FROM "{SPACE_DAILY}"'
+    ),
     "utilisation_pct": (
         "Space utilisation while open", "%",
-        'sum("occupied_open_s") / sum("open_s") * 100 FROM "space_daily"',
+        f'sum("occupied_open_s") / sum("open_s") * 100 FROM "{SPACE_DAILY}"',
     ),
     "good_air_pct": (
         "Occupied time with CO2 < 1000 ppm", "%",
-        'sum("co2_good_s") / sum("co2_occupied_s") * 100 FROM "space_daily"',
+        f'sum("co2_good_s") / sum("co2_occupied_s") * 100 FROM "{SPACE_DAILY}"',
     ),
     "completeness_pct": (
-        "Data completeness", "%", 'sum("readings") / sum("expected") * 100 FROM "device_daily"'
+        "Data completeness", "%", f'sum("readings") / sum("expected") * 100 FROM "{DEVICE_DAILY}"'
     ),
 }  # fmt: skip
 
@@ -182,10 +193,13 @@ async def load_week(
         r, ['last("energy_kwh") FROM "energy"', 'last("people") FROM "occupancy"'], lo, hi
     )
     data.newest_rollup_ms = await _newest(
-        r, ['last("kwh") FROM "energy_hourly"', 'last("measured_s") FROM "space_hourly"'], lo, hi
+        r,
+        [f'last("kwh") FROM "{ENERGY_HOURLY}"', f'last("measured_s") FROM "{SPACE_HOURLY}"'],
+        lo,
+        hi,
     )
     rows = await r.select(
-        'sum("supply_kwh"), sum("pv_kwh"), sum("kgco2e") FROM "impact_daily"', lo, hi,
+        f'sum("supply_kwh"), sum("pv_kwh"), sum("kgco2e") FROM "{IMPACT_DAILY}"', lo, hi,
         f"GROUP BY time(1d) fill(none) tz('{site.timezone}')",
     )  # fmt: skip
     data.daily = [
@@ -195,7 +209,7 @@ async def load_week(
     ]
     spaces = _by_tag(
         await r.select(
-            'sum("kwh"), sum("kgco2e"), sum("supply_kwh"), sum("pv_kwh") FROM "space_daily"',
+            f'sum("kwh"), sum("kgco2e"), sum("supply_kwh"), sum("pv_kwh") FROM "{SPACE_DAILY}"',
             lo, hi, 'GROUP BY "space"',
         ),
         "space",
@@ -209,7 +223,7 @@ async def load_week(
     fractions = _by_tag(
         await r.select(
             'sum("volume_l"), sum("emptyings"), sum("too_early"), sum("too_late") '
-            'FROM "waste_daily"', lo, hi, 'GROUP BY "fraction"',
+            f'FROM "{WASTE_DAILY}"', lo, hi, 'GROUP BY "fraction"',
         ),
         "fraction",
     )  # fmt: skip
@@ -223,7 +237,7 @@ async def load_week(
     use_sql = (
         'sum("occupied_s") / 3600, sum("occupied_open_s") / sum("open_s") * 100, '
         'sum("people_open_s") / sum("measured_open_s"), max("people_peak"), '
-        'sum("co2_good_s") / sum("co2_occupied_s") * 100 FROM "space_daily"'
+        f'sum("co2_good_s") / sum("co2_occupied_s") * 100 FROM "{SPACE_DAILY}"'
     )
     use = _by_tag(await r.select(use_sql, lo, hi, 'GROUP BY "space"'), "space")
     data.space_use = sorted(
@@ -236,7 +250,7 @@ async def load_week(
         key=lambda row: -row[1],
     )  # fmt: skip
     before = _by_tag(
-        await r.select('sum("occupied_s") / 3600 FROM "space_daily"', lo - WEEK_MS, lo,
+        await r.select(f'sum("occupied_s") / 3600 FROM "{SPACE_DAILY}"', lo - WEEK_MS, lo,
                        'GROUP BY "space"'),
         "space",
     )  # fmt: skip
@@ -244,15 +258,19 @@ async def load_week(
     step("space use")
 
     data.alerts = _alert_summary(
-        await r.select('"firing", "level" FROM "alerts"', lo, hi, 'GROUP BY "rule", "device"'),
+        await r.select(
+            f'"firing", "level" FROM "{ALERTS_MEASUREMENT}"', lo, hi, 'GROUP BY "rule", "device"'
+        ),
         # Firings of the week resolved in the next one still count as resolved, with their time.
-        await r.select('"firing" FROM "alerts"', hi, hi + WEEK_MS, 'GROUP BY "rule", "device"'),
+        await r.select(
+            f'"firing" FROM "{ALERTS_MEASUREMENT}"', hi, hi + WEEK_MS, 'GROUP BY "rule", "device"'
+        ),
     )
     step("alerts")
 
     kinds = {d.id: d.kind for d in registry}
     done = _by_tag(
-        await r.select('sum("readings"), sum("expected") FROM "device_daily"', lo, hi,
+        await r.select(f'sum("readings"), sum("expected") FROM "{DEVICE_DAILY}"', lo, hi,
                        'GROUP BY "device"'),
         "device",
     )  # fmt: skip

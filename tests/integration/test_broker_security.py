@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import paho.mqtt.client as paho
@@ -52,6 +52,21 @@ def secured(tmp_path: Path) -> Iterator[tuple[Mosquitto, dict[str, str]]]:
     broker.stop()
 
 
+def subscribe(c: paho.Client, topics: list[tuple[str, int]]) -> None:
+    """Subscribe and return once the broker's SUBACK is in."""
+    done = threading.Event()
+    c.on_subscribe = lambda *a: done.set()
+    c.subscribe(topics)
+    assert done.wait(5), "no SUBACK"
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.01)
+
+
 def test_devices_publish_only_as_themselves_and_anonymous_is_refused(
     secured: tuple[Mosquitto, dict[str, str]],
 ) -> None:
@@ -65,8 +80,7 @@ def test_devices_publish_only_as_themselves_and_anonymous_is_refused(
     ingest, rc = client(broker.port, INGEST_USER, creds[INGEST_USER], "ingest")
     assert rc == 0
     ingest.on_message = lambda c, u, m: seen.append(m.topic)
-    ingest.subscribe([("$share/g/kera/kera/+/telemetry", 1), ("kera/kera/+/status", 1)])
-    time.sleep(0.3)
+    subscribe(ingest, [("$share/g/kera/kera/+/telemetry", 1), ("kera/kera/+/status", 1)])
 
     dev, rc = client(broker.port, "em-main", creds["em-main"], "em-main")
     assert rc == 0
@@ -75,18 +89,22 @@ def test_devices_publish_only_as_themselves_and_anonymous_is_refused(
     ).wait_for_publish(5)
     dev.publish("kera/kera/em-main/status", b"online", qos=1).wait_for_publish(5)
     dev.publish("kera/kera/occ-cafe/telemetry", b'{"people":99}', qos=1).wait_for_publish(5)
-    time.sleep(0.5)
-    assert sorted(seen) == ["kera/kera/em-main/status", "kera/kera/em-main/telemetry"]
+    # The broker delivers one publisher's messages in order: once this one has arrived, the
+    # refused one would have arrived before it.
+    dev.publish("kera/kera/em-main/status", b"offline", qos=1).wait_for_publish(5)
+    wait_for(lambda: len(seen) >= 3)
+    assert sorted(seen) == ["kera/kera/em-main/status"] * 2 + ["kera/kera/em-main/telemetry"]
     # A device cannot read the others' readings either.
     spy: list[str] = []
     other, rc = client(broker.port, "occ-cafe", creds["occ-cafe"], "occ-cafe")
     other.on_message = lambda c, u, m: spy.append(m.topic)
-    other.subscribe("kera/kera/#", qos=1)
-    time.sleep(0.2)
+    subscribe(other, [("kera/kera/#", 1)])
     dev.publish(
         "kera/kera/em-main/telemetry", b'{"power_w":2,"energy_kwh":1}', qos=1
     ).wait_for_publish(5)
-    time.sleep(0.3)
+    wait_for(lambda: len(seen) >= 4)  # routed: the broker has decided about the spy too
+    # The spy's own acknowledged publish comes back after anything queued for it before.
+    other.publish("kera/kera/occ-cafe/status", b"online", qos=1).wait_for_publish(5)
     assert spy == []
     for c in (ingest, dev, other):
         c.disconnect()

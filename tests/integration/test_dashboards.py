@@ -137,7 +137,14 @@ async def test_every_query_returns_data(
             return await count(settings, "alerts", "level") >= 3
 
         await wait_until(settled, timeout=60)
-        await asyncio.sleep(2.5)  # a pipeline point that counts the rejection
+
+        async def rejection_counted() -> bool:
+            # The pipeline point of the interval with the rejection, and its per-device point.
+            most = await query(settings, 'SELECT max("rejected") FROM "pipeline"')
+            counted = bool(most) and (most[0]["values"][0][1] or 0) > 0
+            return counted and await count(settings, "rejections", "rejected") >= 1
+
+        await wait_until(rejection_counted, timeout=30)
 
     empty: list[str] = []
     checked = 0

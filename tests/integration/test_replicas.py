@@ -54,7 +54,8 @@ async def test_two_replicas_write_every_reading_once(
                 return await count(settings, "energy", "power_w") >= n
 
             await wait_until(landed, timeout=60)
-            await asyncio.sleep(1)
+            # A redelivered reading overwrites its own point (same series and time), so the
+            # count can only reach n, never pass it: n means none lost and none doubled.
             assert await count(settings, "energy", "power_w") == n
             got_a = (await ra.metrics())["kera_ingest_messages_total"]
             got_b = (await rb.metrics())["kera_ingest_messages_total"]

@@ -55,6 +55,9 @@ class Listener:
         self.c = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5)
         self.c.on_message = self._on_message
         self.c.on_connect = lambda c, *a: c.subscribe(topic, qos=1)
+        # Set by the SUBACK: from then on nothing published is missed.
+        self.subscribed = threading.Event()
+        self.c.on_subscribe = lambda *a: self.subscribed.set()
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = 3600
         self.c.reconnect_delay_set(1, 1)
@@ -85,7 +88,7 @@ async def test_fault_counts_match_what_the_broker_delivered(
 ) -> None:
     listener = Listener(broker.port)
     try:
-        await asyncio.sleep(0.3)
+        assert await asyncio.to_thread(listener.subscribed.wait, 10), "no SUBACK"
         result = kera_sim(
             "run", "--duration", str(2 * 86400), "--speed", "0", "--start", "-2d",
             "--seed", "5", "--mqtt-url", broker.url, "--json", "--quiet", *FAULTS,
@@ -133,6 +136,7 @@ async def test_devices_reconnect_and_send_their_buffer_after_a_broker_restart(
 ) -> None:
     broker = Mosquitto(tmp_path / "mosquitto").start()
     listener = Listener(broker.port)
+    assert await asyncio.to_thread(listener.subscribed.wait, 10), "no SUBACK"
     record = tmp_path / "published.jsonl"
     exe = str(Path(sys.executable).with_name("kera-sim"))
     sim = subprocess.Popen(
