@@ -128,3 +128,6 @@ class Reading:
     fields: dict[str, FieldValue]
     # Payload fields the unknown-field policy ignored, counted per device and field.
     ignored: tuple[str, ...] = ()
+    # When the ingestor received it (epoch ms): the alert engine judges silence by this, not by
+    # the reading's own time (a backfill's old timestamps are not silence). 0: not from a source.
+    received_ms: int = 0

@@ -164,7 +164,7 @@ class Validator:
                     device_id,
                 )
         if decoded.status:
-            return self._status(decoded, device, time_ms)
+            return self._status(decoded, device, time_ms, received_ms)
         if decoded.no_reading is not None:
             raise NoReading(decoded.no_reading, device_id)
         spec = device.spec
@@ -222,7 +222,7 @@ class Validator:
             raise Rejected(Reason.MISSING_FIELD, f"no {spec.kind} fields in the message", device_id)
         if spec.derived:
             self._derive(device, fields)
-        return Reading(spec.measurement, device, time_ms, fields, tuple(ignored or ()))
+        return Reading(spec.measurement, device, time_ms, fields, tuple(ignored or ()), received_ms)
 
     def _run_codec(
         self, device: AnyDevice, decoded: Decoded, received_ms: int
@@ -264,7 +264,7 @@ class Validator:
             fields[derived.spec.name] = _convert(derived.spec, value, device.id)
 
     @staticmethod
-    def _status(decoded: Decoded, device: AnyDevice, time_ms: int) -> Reading:
+    def _status(decoded: Decoded, device: AnyDevice, time_ms: int, received_ms: int) -> Reading:
         fields: dict[str, FieldValue] = {}
         for name, value in decoded.values.items():
             field_spec = DEVICE_STATUS_FIELDS.get(name)
@@ -279,4 +279,4 @@ class Validator:
             raise Rejected(
                 Reason.MISSING_FIELD, "no device_status fields in the message", device.id
             )
-        return Reading(DEVICE_STATUS_MEASUREMENT, device, time_ms, fields)
+        return Reading(DEVICE_STATUS_MEASUREMENT, device, time_ms, fields, (), received_ms)

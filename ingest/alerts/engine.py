@@ -98,12 +98,13 @@ class AlertEngine:
                 for rule in self._offline:
                     self._set(rule, device, "critical", None, reading.time_ms, "last will")
             elif online is True:
-                self.last_seen_ms[device] = now_ms()
+                self.last_seen_ms[device] = reading.received_ms or now_ms()
                 for rule in self._offline:
                     self._set(rule, device, "ok", None, reading.time_ms, "back online")
             return
-        # Silence is judged by the wall clock (a backfill's old timestamps are not silence).
-        self.last_seen_ms[device] = now_ms()
+        # Silence is judged by when readings arrive (a backfill's old timestamps are not
+        # silence); the receive time was stamped once, by the transport.
+        self.last_seen_ms[device] = reading.received_ms or now_ms()
         for rule in self._offline:
             st = self._state.get((rule.name, device))
             if st is not None and st.level != "ok":
