@@ -29,6 +29,7 @@ from pydantic import (
 
 from devices.contract import KINDS, CatalogueError, KindSpec, build_kinds
 from devices.mapping import FieldMapper
+from devices.pilots import Pilot, check_against
 
 DEFAULT_SITE_RESOURCE = "kera.yaml"
 
@@ -644,6 +645,9 @@ class Site(BaseModel):
         "catalogue kind; same rules as devices/catalogue.yaml",
     )
     devices: list[Device] = Field(min_length=1)
+    pilots: tuple[Pilot, ...] = Field(
+        (), description="pilot experiments and what they are judged on (docs/pilots.md)"
+    )
 
     _catalogue: dict[str, KindSpec] = PrivateAttr(default_factory=dict)
     # Where relative codec paths are read from: the site file's folder.
@@ -751,6 +755,11 @@ class Site(BaseModel):
                 units = [m.unit for m in link.meters]
                 if len(units) != len(set(units)):
                     raise ValueError(f"serial link {link.name!r}: a unit id appears twice")
+        return self
+
+    @model_validator(mode="after")
+    def _check_pilots(self) -> Site:
+        check_against(self.pilots, self.devices)
         return self
 
     @model_validator(mode="after")

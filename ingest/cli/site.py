@@ -66,6 +66,8 @@ def check_site(
             details.append(f"codec={d.codec_path.name}")
         table.add_row(d.id, d.kind, d.space, f"{d.expected_interval_s:g}", ", ".join(details))
     terminal.console().print(table)
+    if registry.site.pilots:
+        terminal.console().print(_pilots_table(registry))
     if factors.hourly:
         from datetime import UTC, datetime
 
@@ -77,6 +79,23 @@ def check_site(
             f"emission factors: {len(factors.hourly)} hours from the CSV, {first} to {last}; "
             f"other hours: {factors.constant} kg/kWh"
         )
+
+
+def _pilots_table(registry: Registry) -> Table:
+    table = Table(title=f"{len(registry.site.pilots)} pilots")
+    for col in ("pilot", "scope", "metrics", "baseline", "intervention", "control"):
+        table.add_column(col)
+    for p in registry.site.pilots:
+        base = p.baseline_period
+        table.add_row(
+            p.id,
+            ", ".join((*p.scope.spaces, *p.scope.devices)),
+            ", ".join(m.value for m in p.metrics),
+            f"{base.start}..{base.end} ({base.days} d)",
+            f"{p.start}..{p.end or 'running'}",
+            ", ".join(p.control_spaces) or "-",
+        )
+    return table
 
 
 def _run_example(registry: Registry, path: Path, device_id: str | None) -> int:
