@@ -7,7 +7,9 @@ COPY ingest ingest
 COPY firmware_sim firmware_sim
 COPY dashboards dashboards
 COPY devstack devstack
-RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+COPY pilots pilots
+# With the pilots extra: the evaluator's image also judges pilots (OpenDSM, docs/pilots.md).
+RUN pip wheel --no-cache-dir --wheel-dir /wheels ".[pilots]"
 
 FROM python:3.11.11-slim-bookworm
 RUN useradd --system --uid 10001 --home-dir /var/lib/kera --create-home kera

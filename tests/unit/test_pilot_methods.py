@@ -1,0 +1,185 @@
+"""The pilot methods on small fixed data: known effects are recovered inside their intervals,
+no effect gives an interval around zero, shocks common to scope and control cancel, and a
+baseline the weather does not explain gets no number (pilots/)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import date, timedelta
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import pytest
+
+from pilots.energy import weather_normalised_savings
+from pilots.stats import (
+    Verdict,
+    before_after,
+    diff_in_diff,
+    lag1,
+    ratio_before_after,
+    t_quantile,
+)
+
+START = date(2026, 9, 7)  # a Monday
+DAYS = [START + timedelta(i) for i in range(84)]  # 8 weeks of baseline, 4 of pilot
+WEEKDAY = np.array([10.0, 10.5, 11.0, 10.8, 9.5, 4.0, 3.5])
+
+
+def _noise(seed: int, phi: float = 0.5, sd: float = 0.8) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    e = np.zeros(len(DAYS))
+    for i in range(1, len(DAYS)):
+        e[i] = phi * e[i - 1] + rng.normal(0, sd)
+    return e
+
+
+def _split(values: np.ndarray) -> tuple[dict[date, float], dict[date, float]]:
+    return (
+        {d: float(v) for d, v in zip(DAYS[:56], values[:56], strict=True)},
+        {d: float(v) for d, v in zip(DAYS[56:], values[56:], strict=True)},
+    )
+
+
+def _usage(effect_pct: float, seed: int) -> np.ndarray:
+    base = np.array([WEEKDAY[d.weekday()] for d in DAYS])
+    factor = np.array([1 + effect_pct / 100 if i >= 56 else 1.0 for i in range(len(DAYS))])
+    usage: np.ndarray = base * factor + _noise(seed)
+    return usage
+
+
+def test_before_after_recovers_a_known_change() -> None:
+    effect = before_after(*_split(_usage(-20, seed=3)))
+    assert effect.verdict is Verdict.EFFECT
+    assert effect.low is not None
+    assert effect.high is not None
+    assert effect.estimate_pct is not None
+    assert effect.low_pct is not None
+    assert effect.high_pct is not None
+    assert effect.low_pct <= -20 <= effect.high_pct
+    assert effect.high < 0
+    assert abs(effect.estimate_pct + 20) < 5
+    assert (effect.baseline_days, effect.reporting_days) == (56, 28)
+
+
+def test_no_change_gives_an_interval_around_zero() -> None:
+    effect = before_after(*_split(_usage(0, seed=4)))
+    assert effect.verdict is Verdict.NO_EFFECT_DETECTED
+    assert effect.low is not None
+    assert effect.high is not None
+    assert effect.low < 0 < effect.high
+
+
+def test_opening_hours_explain_what_weekdays_do_not() -> None:
+    # A holiday closes the space on some days; occupied hours follow the opening hours.
+    hours = {d: (0.0 if d.day in (1, 15) else 10.0 if d.weekday() < 5 else 4.0) for d in DAYS}
+    used = np.array([0.6 * hours[d] for d in DAYS]) + _noise(5, sd=0.3)
+    base, rep = _split(used)
+    with_hours = before_after(base, rep, hours)
+    assert with_hours.notes[0] == "model: weekday and opening hours"
+    assert with_hours.verdict is Verdict.NO_EFFECT_DETECTED
+    assert with_hours.low is not None
+    assert with_hours.high is not None
+    without = before_after(base, rep)
+    assert without.low is not None
+    assert without.high is not None
+    assert with_hours.high - with_hours.low < without.high - without.low
+
+
+def test_too_little_data_gives_no_number() -> None:
+    base, rep = _split(_usage(0, seed=6))
+    short = before_after(dict(list(base.items())[:10]), rep)
+    assert short.verdict is Verdict.INSUFFICIENT_DATA
+    assert short.estimate is None
+
+
+def test_difference_in_differences_cancels_a_shock_both_see() -> None:
+    scope = _usage(0, seed=7)
+    control = _usage(0, seed=8) * 0.8
+    scope[56:] += 3.0  # a city event fills every space in the pilot weeks ...
+    control[56:] += 3.0
+    scope[56:] -= 2.0  # ... and the pilot takes 2 units a day off the scope's
+    values = {d: float(v) for d, v in zip(DAYS, scope, strict=True)}
+    controls = {d: float(v) for d, v in zip(DAYS, control, strict=True)}
+    did = diff_in_diff(values, controls, DAYS[:56], DAYS[56:])
+    assert did.method == "difference_in_differences"
+    assert did.estimate is not None
+    assert did.low is not None
+    assert did.high is not None
+    assert did.low <= -2.0 <= did.high
+    naive = before_after(*_split(scope))
+    assert naive.estimate is not None
+    assert naive.estimate > 0  # before/after alone credits the event to the pilot
+
+
+def test_rate_change_in_points() -> None:
+    rng = np.random.default_rng(9)
+    rows: dict[date, tuple[float, float]] = {}
+    for i, d in enumerate(DAYS):
+        total = 200.0 if rng.random() < 0.5 else 0.0
+        share = (0.55 if i < 56 else 0.70) + rng.normal(0, 0.03)
+        rows[d] = (total * share, total)
+    base = {d: rows[d] for d in DAYS[:56]}
+    rep = {d: rows[d] for d in DAYS[56:]}
+    effect = ratio_before_after(base, rep)
+    assert effect.verdict is Verdict.EFFECT
+    assert effect.low is not None
+    assert effect.high is not None
+    assert effect.low <= 15 <= effect.high
+    empty = ratio_before_after(base, dict.fromkeys(rep, (0.0, 0.0)))
+    assert empty.verdict is Verdict.INSUFFICIENT_DATA
+
+
+@pytest.mark.parametrize(
+    ("p", "df", "expected"),
+    [(0.95, 5, 2.0150), (0.95, 10, 1.8125), (0.95, 30, 1.6973), (0.975, 20, 2.0860)],
+)
+def test_t_quantiles_match_the_tables(p: float, df: float, expected: float) -> None:
+    assert t_quantile(p, df) == pytest.approx(expected, abs=2e-3)
+
+
+def test_lag1_stays_in_bounds() -> None:
+    assert lag1(np.array([1.0, 1.0, 1.0])) == 0.0
+    assert 0.0 <= lag1(_noise(1, phi=0.0)) < 0.4
+    assert 0.4 < lag1(_noise(1, phi=0.8)) <= 0.95
+
+
+def test_weather_normalised_savings_recover_a_heat_cut() -> None:
+    rng = np.random.default_rng(11)
+    temp = {d: 12 - i * 0.15 + rng.normal(0, 3) for i, d in enumerate(DAYS)}
+    heat = {d: max(0.0, 17 - temp[d]) * 12 + 20 + rng.normal(0, 8) for d in DAYS}
+    for d in DAYS[56:]:
+        heat[d] *= 0.88
+    base = {d: heat[d] for d in DAYS[:56]}
+    rep = {d: heat[d] for d in DAYS[56:]}
+    tz = ZoneInfo("Europe/Helsinki")
+    effect, fit = weather_normalised_savings(base, rep, temp, tz, is_electricity=False)
+    assert fit is not None
+    assert fit.adequate
+    assert effect.verdict is Verdict.EFFECT
+    assert effect.low_pct is not None
+    assert effect.high_pct is not None
+    assert effect.low_pct <= -12 <= effect.high_pct
+    assert any("CalTRACK asks for a year" in n for n in effect.notes)
+    # Energy the weather does not explain: no number, the verdict says why.
+    noise = {d: float(rng.uniform(0, 500)) for d in DAYS}
+    bad, bad_fit = weather_normalised_savings(
+        {d: noise[d] for d in DAYS[:56]}, {d: noise[d] for d in DAYS[56:]}, temp, tz, False
+    )
+    assert bad_fit is not None
+    assert not bad_fit.adequate
+    assert bad.verdict is Verdict.BASELINE_INADEQUATE
+    assert bad.estimate is None
+
+
+def test_the_ingestor_and_simulator_never_load_opendsm() -> None:
+    code = (
+        "import sys, ingest.service, ingest.cli, firmware_sim.cli, devices\n"
+        "loaded = [m for m in ('opendsm', 'pandas', 'pilots.energy') if m in sys.modules]\n"
+        "assert not loaded, loaded\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
