@@ -23,6 +23,7 @@ from firmware_sim.faults import Faults
 from firmware_sim.fleet import scale_site
 from firmware_sim.formats import Format
 from firmware_sim.links import Links
+from firmware_sim.pilots import PilotSpecError, parse_pilot
 from firmware_sim.runner import Summary, run
 
 if TYPE_CHECKING:
@@ -118,7 +119,13 @@ def _simulate(
     fmt: Format,
     record: Path | None,
     quiet: bool,
+    pilots: list[str] | None = None,
 ) -> Summary:
+    try:
+        injected = [parse_pilot(spec, registry.site) for spec in pilots or ()]
+    except PilotSpecError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
     links = Links(target, registry.site_id, client_prefix=f"kera-sim-{os.getpid()}")
     rec = record.open("w", encoding="utf-8") if record is not None else None
     last: dict[str, Any] = {"t": time.monotonic(), "by_kind": Counter()}
@@ -154,6 +161,7 @@ def _simulate(
             fmt=fmt,
             record=rec,
             on_progress=on_progress,
+            pilots=injected,
         )
     except ValueError as exc:
         console.print(f"[red]{exc}[/red]")
@@ -227,6 +235,13 @@ def run_cmd(
     ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print a JSON summary")] = False,
     quiet: Annotated[bool, typer.Option(help="No live view")] = False,
+    pilot: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Inject a known pilot effect, ID:METRIC=CHANGE, for example "
+            "cafe-heat-control:heat_kwh=-12% (repeatable; docs/pilots.md)"
+        ),
+    ] = None,
 ) -> None:
     """Publish plausible readings for every device of the site, optionally with faults."""
     faults = Faults(
@@ -254,6 +269,7 @@ def run_cmd(
         fmt=fmt,
         record=record,
         quiet=quiet,
+        pilots=pilot,
     )
     _report(summary, json_out)
 
@@ -267,6 +283,13 @@ def backfill(
     config: Config = None,
     json_out: Annotated[bool, typer.Option("--json")] = False,
     quiet: Annotated[bool, typer.Option()] = False,
+    pilot: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Inject a known pilot effect, ID:METRIC=CHANGE, for example "
+            "cafe-heat-control:heat_kwh=-12% (repeatable; docs/pilots.md)"
+        ),
+    ] = None,
 ) -> None:
     """Publish `days` of history as fast as the broker and the ingestor take it."""
     span_s = days * 86400
@@ -281,6 +304,7 @@ def backfill(
         fmt=Format.NATIVE,
         record=None,
         quiet=quiet,
+        pilots=pilot,
     )
     _report(summary, json_out)
 

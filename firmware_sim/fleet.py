@@ -7,11 +7,12 @@ readings byte for byte.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import random
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from devices import AnyDevice, Registry
@@ -98,6 +99,10 @@ class SimDevice:
         self.tz = tz
         self.interval_s = device.expected_interval_s
         self.last_ms: int | None = None
+        # An injected pilot effect (firmware_sim.pilots): a factor on what the device measures,
+        # from a local date on.
+        self.effect_from: date | None = None
+        self.effect_factor = 1.0
 
     def next_due(self, now_ms: int) -> int:
         jitter = self.rng.uniform(0.9, 1.1)
@@ -108,6 +113,12 @@ class SimDevice:
 
     def busy(self, local: datetime) -> float:
         return busy_factor(local, self.seed, self.device.space)
+
+    def effect(self, local: datetime) -> float:
+        """The injected pilot's factor at `local`, 1 outside it."""
+        if self.effect_from is not None and local.date() >= self.effect_from:
+            return self.effect_factor
+        return 1.0
 
     def read(self, time_ms: int) -> SimReading:
         dt = 0.0 if self.last_ms is None else (time_ms - self.last_ms) / 1000
@@ -135,7 +146,9 @@ class SimEnergyMeter(SimDevice):
         role = self.device.role or "sub-meter"
         noise = self.rng.gauss(1.0, 0.04)
         if role == SUPPLY_ROLE:
-            return (6_000 + 18_000 * busy) * noise
+            # Pumps, fans and the air handlers' heating coils work harder in the cold.
+            cold = max(0.0, 17.0 - outdoor_temperature(local, self.seed))
+            return (6_000 + 18_000 * busy + 250 * cold) * noise
         if role == "ev-charging":
             self.ev_sessions = [s - dt_s for s in self.ev_sessions if s - dt_s > 0]
             arrival_p = (0.3 if 7 <= hour < 18 else 0.05) * dt_s / 3600
@@ -159,7 +172,10 @@ class SimEnergyMeter(SimDevice):
         return (400 + 3_000 * busy) * noise
 
     def step(self, time_ms: int, dt_s: float) -> Values:
-        power = self._power(self.local(time_ms), dt_s)
+        local = self.local(time_ms)
+        power = self._power(local, dt_s)
+        if power > 0:
+            power *= self.effect(local)
         if power > 0:
             self.energy_kwh += power * dt_s / 3_600_000
         else:
@@ -190,14 +206,22 @@ class SimOccupancy(SimDevice):
         # Each room's popularity, so rooms differ.
         self.popularity = self.rng.uniform(0.4, 0.9)
 
+    def in_use(self, local: datetime, busy: float) -> bool:
+        """Whether the room is in use in this half-hour slot: booked or dropped in on, more
+        likely when the house is busy; seeded per slot so a slot is in use or not as a whole."""
+        slot = local.replace(minute=local.minute - local.minute % 30, second=0, microsecond=0)
+        chance = min(1.0, self.popularity * (0.3 + 0.9 * busy) * self.effect(local))
+        return random.Random(f"{self.seed}:{self.device.id}:{slot.isoformat()}").random() < chance
+
     def step(self, time_ms: int, dt_s: float) -> Values:
-        busy = self.busy(self.local(time_ms))
+        local = self.local(time_ms)
+        busy = self.busy(local)
         target = self.capacity * self.popularity * busy
-        if busy == 0.0:
+        if busy == 0.0 or not self.in_use(local, busy):
             self.people = 0
         else:
             drift = (target - self.people) * 0.3 + self.rng.gauss(0, max(1.0, target * 0.1))
-            self.people = max(0, min(self.capacity * 2, round(self.people + drift)))
+            self.people = max(1, min(self.capacity * 2, round(self.people + drift)))
         # CO2 approaches a steady state set by people per room capacity (time constant ~20 min);
         # ventilation pulls it back to outdoor air when the room empties.
         steady = OUTDOOR_CO2_PPM + 900.0 * self.people / self.capacity
@@ -261,9 +285,8 @@ class SimWasteBin(SimDevice):
             self.ledger.append((time_ms, min(self.fill, 1.0) * 100))
             self.fill = self.rng.uniform(0.0, 0.03)
         busy = self.busy(local)
-        self.fill = min(
-            1.05, self.fill + self.rate * busy * dt_s / 3600 * self.rng.uniform(0.5, 1.5)
-        )
+        rate = self.rate * self.effect(local)
+        self.fill = min(1.05, self.fill + rate * busy * dt_s / 3600 * self.rng.uniform(0.5, 1.5))
         self.battery = max(0.0, self.battery - dt_s / 3600 * self.drain_pct_per_hour)
         depth = self.device.depth_mm
         distance = depth * (1 - self.fill) + self.rng.gauss(0, 8)
@@ -281,13 +304,30 @@ class SimWasteBin(SimDevice):
 
 def outdoor_temperature(local: datetime, seed: int) -> float:
     """Espoo's outdoor air, °C: a seasonal curve (about -5 in February, +17 in July), a daily
-    swing, and a per-day weather offset seeded per day so every device of the site agrees."""
+    swing, and the day's weather, the same for every device of the site."""
     day = local.timetuple().tm_yday
     hour = local.hour + local.minute / 60
     season = 6.0 - 11.0 * math.cos(2 * math.pi * (day - 20) / 365)
     daily = 3.0 * math.cos(2 * math.pi * (hour - 15) / 24)
-    weather = random.Random(f"{seed}:weather:{local.date().isoformat()}").gauss(0, 3.5)
-    return season + daily + weather
+    return season + daily + weather_offset(seed, local.date())
+
+
+# Weather persists: a mild spell or a cold snap lasts days. The day's offset from the seasonal
+# curve is an AR(1) of per-day shocks (each seeded by its date, so any start agrees), truncated
+# after WEATHER_MEMORY_DAYS; sd 3.5 °C overall.
+WEATHER_PERSISTENCE = 0.7
+WEATHER_MEMORY_DAYS = 21
+_WEATHER_SHOCK_SD = 3.5 * math.sqrt(1 - WEATHER_PERSISTENCE**2)
+
+
+@functools.lru_cache(maxsize=4096)
+def weather_offset(seed: int, day: date) -> float:
+    offset = 0.0
+    for back in range(WEATHER_MEMORY_DAYS, -1, -1):
+        shock_day = (day - timedelta(days=back)).isoformat()
+        shock = random.Random(f"{seed}:weather:{shock_day}").gauss(0, _WEATHER_SHOCK_SD)
+        offset = WEATHER_PERSISTENCE * offset + shock
+    return offset
 
 
 class SimHeatMeter(SimDevice):
@@ -307,7 +347,7 @@ class SimHeatMeter(SimDevice):
         outdoor = outdoor_temperature(local, self.seed)
         busy = self.busy(local)
         kw = self.size * (4.0 * max(0.0, 17.0 - outdoor) + 25.0 * busy + 8.0)
-        kw *= self.rng.gauss(1.0, 0.03)
+        kw *= self.rng.gauss(1.0, 0.03) * self.effect(local)
         supply = min(115.0, max(65.0, 75.0 + 1.2 * max(0.0, 5.0 - outdoor)))
         ret = supply - (20.0 + 10.0 * min(1.0, kw / (150.0 * self.size)))
         # Heat carried by water: kW = flow[m³/h] * 4.18 kJ/kgK * 983 kg/m³ * ΔT / 3600.

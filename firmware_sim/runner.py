@@ -7,7 +7,7 @@ import heapq
 import json
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any, Protocol
 
@@ -16,6 +16,8 @@ from devices.contract import status_topic
 from firmware_sim.faults import Faults, FaultState
 from firmware_sim.fleet import SimDevice, SimReading, SimWasteBin, Values, build_fleet
 from firmware_sim.formats import Encoder, Format
+from firmware_sim.pilots import InjectedEffect
+from firmware_sim.pilots import apply as apply_pilots
 
 
 def schedule(fleet: list[SimDevice], start_ms: int, end_ms: int) -> Iterator[SimReading]:
@@ -189,6 +191,7 @@ def run(
     fmt: Format = Format.NATIVE,
     record: IO[str] | None = None,
     on_progress: Callable[[Summary], None] | None = None,
+    pilots: Sequence[InjectedEffect] = (),
 ) -> Summary:
     """Publish the fleet's readings for `duration_s` wall-clock seconds covering
     `duration_s * speed` simulated seconds. With speed <= 0 there is no pacing: `duration_s`
@@ -196,6 +199,7 @@ def run(
     first (its `online`), and disconnects cleanly at the end (its `offline`)."""
     faults = faults or Faults()
     fleet = build_fleet(registry, seed)
+    apply_pilots(pilots, fleet)
     site = registry.site_id
     sim_span_s = duration_s * speed if speed > 0 else duration_s
     end_ms = start_ms + round(sim_span_s * 1000)
