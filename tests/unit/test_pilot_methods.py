@@ -145,32 +145,55 @@ def test_lag1_stays_in_bounds() -> None:
     assert 0.4 < lag1(_noise(1, phi=0.8)) <= 0.95
 
 
-def test_weather_normalised_savings_recover_a_heat_cut() -> None:
-    rng = np.random.default_rng(11)
-    temp = {d: 12 - i * 0.15 + rng.normal(0, 3) for i, d in enumerate(DAYS)}
+def _heat(temp: dict[date, float], seed: int, cut_pct: float) -> dict[date, float]:
+    rng = np.random.default_rng(seed)
     heat = {d: max(0.0, 17 - temp[d]) * 12 + 20 + rng.normal(0, 8) for d in DAYS}
     for d in DAYS[56:]:
-        heat[d] *= 0.88
+        heat[d] *= 1 + cut_pct / 100
+    return heat
+
+
+TZ = ZoneInfo("Europe/Helsinki")
+
+
+def test_weather_normalised_savings_recover_a_heat_cut() -> None:
+    rng = np.random.default_rng(11)
+    # Winter weather that wanders but stays in one range: the baseline sees the pilot's weather.
+    temp = {d: -2 + 4 * np.sin(i / 5) + rng.normal(0, 3) for i, d in enumerate(DAYS)}
+    heat = _heat(temp, 12, -12)
     base = {d: heat[d] for d in DAYS[:56]}
     rep = {d: heat[d] for d in DAYS[56:]}
-    tz = ZoneInfo("Europe/Helsinki")
-    effect, fit = weather_normalised_savings(base, rep, temp, tz, is_electricity=False)
+    effect, fit = weather_normalised_savings(base, rep, temp, TZ, is_electricity=False)
     assert fit is not None
     assert fit.adequate
     assert effect.verdict is Verdict.EFFECT
     assert effect.low_pct is not None
     assert effect.high_pct is not None
     assert effect.low_pct <= -12 <= effect.high_pct
-    assert any("CalTRACK asks for a year" in n for n in effect.notes)
+    assert effect.method == "caltrack_daily_changepoint"
+    assert any("model: weekday+HDD (heating below" in n for n in effect.notes)
     # Energy the weather does not explain: no number, the verdict says why.
     noise = {d: float(rng.uniform(0, 500)) for d in DAYS}
     bad, bad_fit = weather_normalised_savings(
-        {d: noise[d] for d in DAYS[:56]}, {d: noise[d] for d in DAYS[56:]}, temp, tz, False
+        {d: noise[d] for d in DAYS[:56]}, {d: noise[d] for d in DAYS[56:]}, temp, TZ, False
     )
     assert bad_fit is not None
     assert not bad_fit.adequate
     assert bad.verdict is Verdict.BASELINE_INADEQUATE
     assert bad.estimate is None
+
+
+def test_a_baseline_that_never_saw_the_pilots_weather_claims_nothing() -> None:
+    rng = np.random.default_rng(13)
+    temp = {d: 16 - i * 0.25 + rng.normal(0, 1.5) for i, d in enumerate(DAYS)}  # August to October
+    heat = _heat(temp, 14, 0)
+    effect, fit = weather_normalised_savings(
+        {d: heat[d] for d in DAYS[:56]}, {d: heat[d] for d in DAYS[56:]}, temp, TZ, False
+    )
+    assert effect.verdict is Verdict.BASELINE_INADEQUATE
+    assert effect.estimate is None
+    assert fit is None
+    assert "the model would extrapolate" in effect.notes[0]
 
 
 def test_the_ingestor_and_simulator_never_load_opendsm() -> None:
