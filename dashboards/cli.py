@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -140,6 +140,100 @@ def report(
     typer.echo(f"wrote {html_path}")
     if pdf_path is not None:
         typer.echo(f"wrote {pdf_path}")
+
+
+@app.command()
+def pilot(
+    pilot_id: Annotated[
+        str, typer.Argument(help="A pilot of the site file (check-site lists them)")
+    ],
+    config: Annotated[
+        Path | None, typer.Option("--config", help="Site file (KERA_SITE_CONFIG)")
+    ] = None,
+    settings_file: Annotated[Path | None, typer.Option("--settings")] = None,
+    today: Annotated[
+        str | None, typer.Option(help="Judge the days before this date (default: today)")
+    ] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="One JSON object per metric")] = False,
+) -> None:
+    """What a pilot changed so far, per metric: the estimate, its 90 % interval, the method and
+    the verdict, from the rollups in InfluxDB (docs/pilots.md)."""
+    import asyncio
+    import json
+    from datetime import date
+    from zoneinfo import ZoneInfo
+
+    from devices import Registry, SiteConfigError
+    from ingest.settings import load_settings
+
+    console = terminal.console(stderr=True)
+    settings = load_settings(settings_file, site_config=config)
+    try:
+        registry = Registry.load(settings.site_config)
+        day = date.fromisoformat(today) if today else date.today()
+    except (ValueError, SiteConfigError) as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    pilots = {p.id: p for p in registry.site.pilots}
+    chosen = pilots.get(pilot_id)
+    if chosen is None:
+        known = ", ".join(sorted(pilots)) or "none"
+        console.print(f"[red]the site has no pilot {pilot_id!r} (it has: {known})[/red]")
+        raise typer.Exit(2)
+    from pilots.data import load
+    from pilots.energy import MissingExtra
+    from pilots.evaluate import evaluate
+
+    token = settings.influx_token.get_secret_value() if settings.influx_token else None
+    try:
+        data = asyncio.run(
+            load(chosen, registry, settings.influx_url, settings.influx_db, token,
+                 day, settings.rollups_rp)
+        )  # fmt: skip
+        results = evaluate(chosen, data, ZoneInfo(registry.site.timezone), day)
+    except MissingExtra as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    except (OSError, RuntimeError) as exc:
+        console.print(f"[red]cannot read the rollups from {settings.influx_url}: {exc}[/red]")
+        raise typer.Exit(1) from None
+    if json_out:
+        for r in results:
+            e = r.effect
+            print(json.dumps({
+                "pilot": r.pilot, "metric": r.metric.value, "unit": r.unit, "method": e.method,
+                "estimate": e.estimate, "low": e.low, "high": e.high,
+                "estimate_pct": e.estimate_pct, "low_pct": e.low_pct, "high_pct": e.high_pct,
+                "baseline_days": e.baseline_days, "reporting_days": e.reporting_days,
+                "verdict": e.verdict.value, "notes": list(e.notes),
+                "baseline": [str(r.baseline.start), str(r.baseline.end)],
+                "reporting": [str(r.reporting.start), str(r.reporting.end)]
+                if r.reporting else None,
+            }))  # fmt: skip
+        return
+    terminal.console().print(_pilot_table(chosen.title, results))
+
+
+def _pilot_table(title: str, results: list[Any]) -> Any:
+    from rich.table import Table
+
+    table = Table(title=title)
+    for col in ("metric", "change", "90 % interval", "verdict", "method", "days", "notes"):
+        table.add_column(col)
+    for r in results:
+        e = r.effect
+        if e.estimate is None:
+            change, interval = "-", "-"
+        elif e.estimate_pct is not None and e.low_pct is not None and e.high_pct is not None:
+            change = f"{e.estimate:+.2f} {r.unit} ({e.estimate_pct:+.1f} %)"
+            interval = f"{e.low_pct:+.1f} .. {e.high_pct:+.1f} %"
+        else:
+            change, interval = f"{e.estimate:+.2f} {r.unit}", f"{e.low:+.2f} .. {e.high:+.2f}"
+        table.add_row(
+            r.metric.value, change, interval, e.verdict.value, e.method,
+            f"{e.baseline_days} + {e.reporting_days}", "; ".join(e.notes),
+        )  # fmt: skip
+    return table
 
 
 def main() -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from devices.site import parse_site
+from devices.site import SiteConfigError, parse_site
 
 INGEST_USER = "kera-ingest"
 
@@ -67,14 +67,43 @@ def set_password(passwd: Path, user: str, password: str) -> None:
 
 
 def add_device(site_file: Path, device: dict[str, object]) -> None:
-    """Append a device to the site file, refusing anything the site file would not accept."""
+    """Add a device at the end of the site file's `devices:` list, keeping every comment and
+    the sections after it; refuse anything the site file would not accept."""
     text = site_file.read_text(encoding="utf-8")
     raw = yaml.safe_load(text)
     raw["devices"].append(device)
     parse_site(yaml.safe_dump(raw, sort_keys=False), str(site_file))  # raises SiteConfigError
     entry = yaml.safe_dump([device], sort_keys=False, default_flow_style=None)
     block = "".join(f"  {line}\n" for line in entry.splitlines())
-    site_file.write_text(text.rstrip("\n") + "\n" + block, encoding="utf-8")
+    lines = text.splitlines(keepends=True)
+    at = _end_of_devices(lines)
+    head, tail = "".join(lines[:at]).rstrip("\n") + "\n", "".join(lines[at:])
+    # Keep a blank line between the devices and the section after them.
+    gap = "\n" if tail and not tail.startswith("\n") else ""
+    updated = head + block + gap + tail
+    check = yaml.safe_load(updated)
+    if check.get("devices") != raw["devices"] or check.get("pilots") != raw.get("pilots"):
+        raise SiteConfigError(
+            f"{site_file}: could not find where the devices list ends; add {device['id']!r} by "
+            "hand under devices:"
+        )
+    parse_site(updated, str(site_file))
+    site_file.write_text(updated, encoding="utf-8")
+
+
+def _end_of_devices(lines: list[str]) -> int:
+    """The line index just after the top-level `devices:` list: before the next top-level key
+    and the comments that introduce it, or the end of the file."""
+    start = next(i for i, line in enumerate(lines) if line.startswith("devices:"))
+    end = len(lines)
+    for i in range(start + 1, len(lines)):
+        line = lines[i]
+        if line[:1].isalpha():
+            end = i
+            break
+    while end > start + 1 and (lines[end - 1].startswith("#") or not lines[end - 1].strip()):
+        end -= 1
+    return end
 
 
 def new_password() -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable
 from datetime import date, timedelta
-from typing import Annotated, Protocol
+from typing import Annotated, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
@@ -156,7 +156,10 @@ class _Device(Protocol):
     def space(self) -> str: ...
 
 
-def scope_devices(pilot: Pilot, devices: Iterable[_Device]) -> list[_Device]:
+D = TypeVar("D", bound=_Device)
+
+
+def scope_devices(pilot: Pilot, devices: Iterable[D]) -> list[D]:
     """The devices a pilot covers: those named, and every device in a named space."""
     spaces, named = set(pilot.scope.spaces), set(pilot.scope.devices)
     return [d for d in devices if d.id in named or d.space in spaces]

@@ -176,7 +176,10 @@ def _predict(model: _Candidate, temps: Floats, weekdays: Floats) -> Floats:
 
 def _unseen_regime(model: _Candidate, tr: Floats, lo: float, hi: float) -> str | None:
     """Why the reporting weather needs a term the baseline gave no evidence for, if it does."""
-    colder, warmer = float((tr < lo).mean()), float((tr > hi).mean())
+    # Only days where heating (cooling) could matter: below the highest heating balance point
+    # searched, above the lowest cooling one. A mild winter day is not a cooling day.
+    colder = float(((tr < lo) & (tr < HEATING_BALANCE.max())).mean())
+    warmer = float(((tr > hi) & (tr > COOLING_BALANCE.min())).mean())
     if model.heating is None and colder > EXTRAPOLATION_MAX:
         return (
             f"{colder:.0%} of the reporting days are colder than any baseline day, and the "

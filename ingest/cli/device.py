@@ -46,6 +46,9 @@ def device_add(
     except SiteConfigError as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
+    except OSError as exc:
+        console.print(f"[red]cannot update the site file {site_file}: {exc.strerror}[/red]")
+        raise typer.Exit(2) from None
     generated = new_password()  # random per device, shown once, stored only as a hash
     set_password(passwd, device_id, generated)
     site = Registry.load(site_file).site_id

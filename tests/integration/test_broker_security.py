@@ -145,6 +145,17 @@ def test_onboarding_adds_a_valid_device_only(tmp_path: Path) -> None:
     site.write_text(default_site_text())
     add_device(site, {"id": "occ-lobby", "kind": "occupancy", "space": "lobby"})
     assert Registry.load(site).get("occ-lobby") is not None
+    # Into the devices list, before the sections after it, every comment kept.
+    text = site.read_text()
+    assert (
+        text.index("occ-lobby")
+        < text.index("\n# Pilots (docs/pilots.md)")
+        < text.index("\npilots:")
+    )
+    assert len(Registry.load(site).site.pilots) == 3
+    assert [line for line in default_site_text().splitlines() if line.startswith("#")] == [
+        line for line in text.splitlines() if line.startswith("#")
+    ]
     with pytest.raises(SiteConfigError, match="appears more than once"):
         add_device(site, {"id": "occ-lobby", "kind": "occupancy", "space": "lobby"})
     with pytest.raises(SiteConfigError, match="depth_mm"):

@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pytest
 
+from devices.pilots import Metric
 from pilots.energy import weather_normalised_savings
 from pilots.stats import (
     Verdict,
@@ -206,3 +207,42 @@ def test_the_ingestor_and_simulator_never_load_opendsm() -> None:
         [sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0, done.stderr
+
+
+def test_each_metric_goes_to_its_method() -> None:
+    from devices.pilots import Pilot
+    from pilots.evaluate import PilotData, evaluate
+
+    pilot = Pilot.model_validate({
+        "id": "p", "title": "t", "partner": "p", "scope": {"spaces": ["a"]},
+        "metrics": ["utilisation_pct", "sorting_rate_pct", "mixed_waste_l", "heat_kwh"],
+        "start": str(DAYS[56]),
+    })  # fmt: skip
+    rng = np.random.default_rng(2)
+    temp = {d: -2 + 4 * np.sin(i / 5) + rng.normal(0, 3) for i, d in enumerate(DAYS)}
+    data = PilotData(
+        scope={
+            Metric.UTILISATION_PCT: dict(zip(DAYS, _usage(10, 1).tolist(), strict=True)),
+            Metric.MIXED_WASTE_L: dict(zip(DAYS, _usage(-10, 2).tolist(), strict=True)),
+            Metric.HEAT_KWH: _heat(temp, 3, -12),
+        },
+        sorting={d: (60.0, 100.0) if i % 3 == 0 else (0.0, 0.0) for i, d in enumerate(DAYS)},
+        temperature=temp,
+    )
+    tz = ZoneInfo("Europe/Helsinki")
+    results = {r.metric: r for r in evaluate(pilot, data, tz, DAYS[-1] + timedelta(days=1))}
+    assert results[Metric.UTILISATION_PCT].effect.method == "before_after_weekday"
+    assert results[Metric.SORTING_RATE_PCT].effect.method == "rate_before_after"
+    assert results[Metric.MIXED_WASTE_L].effect.method == "before_after_weekday"
+    assert results[Metric.HEAT_KWH].effect.method == "caltrack_daily_changepoint"
+    assert results[Metric.HEAT_KWH].unit == "kWh/day"
+    reporting = results[Metric.UTILISATION_PCT].reporting
+    assert reporting is not None
+    assert reporting.days == 28
+    with_control = pilot.model_copy(update={"control_spaces": ("b",)})
+    data.control[Metric.UTILISATION_PCT] = dict(zip(DAYS, _usage(0, 5).tolist(), strict=True))
+    [did, *_] = evaluate(with_control, data, tz, DAYS[-1] + timedelta(days=1))
+    assert did.effect.method == "difference_in_differences"
+    early = evaluate(pilot, data, tz, DAYS[10])
+    assert all(r.effect.verdict is Verdict.INSUFFICIENT_DATA for r in early)
+    assert early[0].effect.notes == (f"the pilot starts on {DAYS[56]}",)

@@ -1,0 +1,100 @@
+"""One pilot, every metric: which method judges it, on which days (docs/pilots.md).
+
+`evaluate` is pure: it takes the daily series (`PilotData`, from `pilots.data.load` or from a
+simulation) and returns one `MetricResult` per metric. Energy metrics go to the
+weather-normalised method; space metrics to difference-in-differences when the pilot has control
+spaces, else to the weekday-adjusted before/after; the sorting rate to the rate change.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from zoneinfo import ZoneInfo
+
+from devices.pilots import Metric, Period, Pilot
+from pilots.stats import Effect, Verdict, before_after, diff_in_diff, ratio_before_after
+
+UNITS = {
+    Metric.ELECTRICITY_KWH: "kWh/day",
+    Metric.HEAT_KWH: "kWh/day",
+    Metric.KGCO2E: "kgCO2e/day",
+    Metric.SORTING_RATE_PCT: "points",
+    Metric.MIXED_WASTE_L: "l/day",
+    Metric.OCCUPIED_H: "h/day",
+    Metric.UTILISATION_PCT: "points",
+    Metric.GOOD_AIR_PCT: "points",
+}
+# Metrics measured per space, which control spaces can stand in for.
+SPACE_METRICS = frozenset({Metric.OCCUPIED_H, Metric.UTILISATION_PCT, Metric.GOOD_AIR_PCT})
+
+
+@dataclass(slots=True)
+class PilotData:
+    """Daily series by local date: the scope's, the control spaces' (space metrics), the
+    sorting rate's (sorted, collected) litres, the outdoor temperature and the opening hours."""
+
+    scope: dict[Metric, dict[date, float]] = field(default_factory=dict)
+    control: dict[Metric, dict[date, float]] = field(default_factory=dict)
+    sorting: dict[date, tuple[float, float]] = field(default_factory=dict)
+    temperature: dict[date, float] = field(default_factory=dict)
+    open_hours: dict[date, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class MetricResult:
+    pilot: str
+    metric: Metric
+    unit: str
+    effect: Effect
+    baseline: Period
+    reporting: Period | None
+
+
+def _days(period: Period) -> list[date]:
+    return [period.start + timedelta(days=i) for i in range(period.days)]
+
+
+def _within(series: dict[date, float], period: Period) -> dict[date, float]:
+    return {d: v for d, v in series.items() if period.start <= d <= period.end}
+
+
+def evaluate(pilot: Pilot, data: PilotData, tz: ZoneInfo, today: date) -> list[MetricResult]:
+    base = pilot.baseline_period
+    rep = pilot.reporting_period(today)
+    out = []
+    for metric in pilot.metrics:
+        effect = _not_started(pilot) if rep is None else _judge(pilot, metric, data, base, rep, tz)
+        out.append(MetricResult(pilot.id, metric, UNITS[metric], effect, base, rep))
+    return out
+
+
+def _not_started(pilot: Pilot) -> Effect:
+    return Effect("none", None, None, None, None, None, None, 0, 0, Verdict.INSUFFICIENT_DATA,
+                  (f"the pilot starts on {pilot.start}",))  # fmt: skip
+
+
+def _judge(
+    pilot: Pilot, metric: Metric, data: PilotData, base: Period, rep: Period, tz: ZoneInfo
+) -> Effect:
+    if metric is Metric.SORTING_RATE_PCT:
+        rows = data.sorting
+        return ratio_before_after(
+            {d: v for d, v in rows.items() if base.start <= d <= base.end},
+            {d: v for d, v in rows.items() if rep.start <= d <= rep.end},
+        )
+    series = data.scope.get(metric, {})
+    if metric.energy:
+        from pilots.energy import weather_normalised_savings
+
+        effect, _ = weather_normalised_savings(
+            _within(series, base), _within(series, rep), data.temperature, tz,
+            is_electricity=metric is Metric.ELECTRICITY_KWH,
+        )  # fmt: skip
+        return effect
+    hours = data.open_hours or None
+    if metric in SPACE_METRICS and pilot.control_spaces:
+        return diff_in_diff(
+            series, data.control.get(metric, {}), _days(base), _days(rep), open_hours=hours
+        )
+    return before_after(_within(series, base), _within(series, rep), open_hours=hours)
