@@ -155,6 +155,10 @@ def pilot(
         str | None, typer.Option(help="Judge the days before this date (default: today)")
     ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="One JSON object per metric")] = False,
+    write: Annotated[
+        bool,
+        typer.Option(help="Also write the result to the pilot_results measurement (daily timer)"),
+    ] = False,
 ) -> None:
     """What a pilot changed so far, per metric: the estimate, its 90 % interval, the method and
     the verdict, from the rollups in InfluxDB (docs/pilots.md)."""
@@ -197,6 +201,8 @@ def pilot(
     except (OSError, RuntimeError) as exc:
         console.print(f"[red]cannot read the rollups from {settings.influx_url}: {exc}[/red]")
         raise typer.Exit(1) from None
+    if write:
+        _write_results(settings, registry.site.site, results, ZoneInfo(registry.site.timezone))
     if json_out:
         for r in results:
             e = r.effect
@@ -212,6 +218,37 @@ def pilot(
             }))  # fmt: skip
         return
     terminal.console().print(_pilot_table(chosen.title, results))
+
+
+def _write_results(settings: Any, site: str, results: list[Any], tz: Any) -> None:
+    import asyncio
+
+    from ingest.storage.transports import InfluxTarget, WriteError, make_transport
+    from pilots.evaluate import result_lines
+
+    lines = result_lines(site, results, tz)
+    if not lines:
+        return
+    token = settings.influx_token.get_secret_value() if settings.influx_token else None
+    target = InfluxTarget(
+        settings.influx_url, settings.influx_db, settings.influx_api, token, settings.influx_org
+    )
+
+    async def go() -> None:
+        transport = make_transport(target)
+        await transport.start()
+        try:
+            await transport.write("\n".join(lines).encode(), settings.rollups_rp)
+        finally:
+            await transport.close()
+
+    try:
+        asyncio.run(go())
+    except (WriteError, OSError) as exc:
+        terminal.console(stderr=True).print(
+            f"[red]cannot write pilot_results to {settings.influx_url.split('@')[-1]}: {exc}[/red]"
+        )
+        raise typer.Exit(1) from None
 
 
 def _pilot_table(title: str, results: list[Any]) -> Any:

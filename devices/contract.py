@@ -113,6 +113,10 @@ ROLLUP_MEASUREMENTS: Final = (
     WASTE_EMPTYING, WASTE_DAILY, DEVICE_DAILY, IMPACT_DAILY,
     HEAT_HOURLY, HEAT_DAILY, WATER_HOURLY, WATER_DAILY,
 )  # fmt: skip
+# A pilot's effect so far, per metric (pilots/, docs/pilots.md), tagged by pilot and metric.
+PILOT_RESULTS_MEASUREMENT: Final = "pilot_results"
+PILOT_TAG: Final = "pilot"
+METRIC_TAG: Final = "metric"
 # Device roles the rollups treat apart: a supply meter measures the whole building (its
 # sub-meters included), PV is production, not consumption.
 SUPPLY_ROLE: Final = "main-supply"

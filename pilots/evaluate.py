@@ -98,3 +98,34 @@ def _judge(
             series, data.control.get(metric, {}), _days(base), _days(rep), open_hours=hours
         )
     return before_after(_within(series, base), _within(series, rep), open_hours=hours)
+
+
+def result_lines(site: str, results: list[MetricResult], tz: ZoneInfo) -> list[str]:
+    """`pilot_results` points: one per metric judged, at local midnight of its last day."""
+    from datetime import datetime
+
+    from devices.contract import METRIC_TAG, PILOT_RESULTS_MEASUREMENT, PILOT_TAG, SITE_TAG
+    from ingest.reading import FieldValue
+    from ingest.storage.lineproto import format_line, series_key
+
+    lines = []
+    for r in results:
+        if r.reporting is None:
+            continue
+        e = r.effect
+        fields: dict[str, FieldValue] = {
+            "baseline_days": e.baseline_days, "reporting_days": e.reporting_days,
+            "verdict": e.verdict.value, "method": e.method,
+        }  # fmt: skip
+        for name in ("estimate", "low", "high", "estimate_pct", "low_pct", "high_pct"):
+            value = getattr(e, name)
+            if value is not None:
+                fields[name] = float(value)
+        day = r.reporting.end
+        ms = int(datetime(day.year, day.month, day.day, tzinfo=tz).timestamp() * 1000)
+        key = series_key(
+            PILOT_RESULTS_MEASUREMENT,
+            {SITE_TAG: site, PILOT_TAG: r.pilot, METRIC_TAG: r.metric.value},
+        )
+        lines.append(format_line(key, fields, ms))
+    return lines

@@ -24,6 +24,7 @@ from firmware_sim.pilots import parse_pilot
 from ingest.observability.counters import Stats
 from ingest.pipeline import Pipeline
 from ingest.rollups import EmissionFactors, Rollups
+from ingest.storage.query import influxql_sync
 from ingest.storage.transports import InfluxTarget, V1Transport
 
 TZ = ZoneInfo("Europe/Helsinki")
@@ -81,10 +82,12 @@ async def _store(registry: Registry, influx: InfluxDB, database: str) -> None:
     await transport.close()
 
 
-def _judge(pilot: str, site_file: Path, influx: InfluxDB, database: str) -> list[dict[str, Any]]:
+def _judge(
+    pilot: str, site_file: Path, influx: InfluxDB, database: str, *extra: str
+) -> list[dict[str, Any]]:
     done = subprocess.run(
         [str(Path(sys.executable).with_name("kera-dashboards")), "pilot", pilot, "--json",
-         "--today", str(START + timedelta(weeks=1)), "--config", str(site_file)],
+         "--today", str(START + timedelta(weeks=1)), "--config", str(site_file), *extra],
         env={"KERA_INFLUX_URL": influx.url, "KERA_INFLUX_DB": database, "PATH": "/usr/bin:/bin"},
         check=False, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
@@ -100,13 +103,26 @@ def test_a_pilot_is_judged_from_the_rollups(
     registry = Registry(parse_site(_site()))
     asyncio.run(_store(registry, influx, database))
 
-    [heat] = _judge("cafe-heat-control", site_file, influx, database)
+    [heat] = _judge("cafe-heat-control", site_file, influx, database, "--write")
     assert heat["metric"] == "heat_kwh"
     assert heat["method"] == "caltrack_daily_changepoint"
     assert (heat["baseline_days"], heat["reporting_days"]) == (28, 7)
     assert heat["baseline"] == [str(BASELINE), str(START - timedelta(days=1))]
     assert heat["verdict"] == "effect", heat["notes"]
     assert heat["low_pct"] <= -12 <= heat["high_pct"], heat
+
+    # --write stored the same result as a pilot_results point at the last day judged.
+    [stored] = influxql_sync(
+        influx.url,
+        "SELECT * FROM pilot_results WHERE pilot = 'cafe-heat-control'",
+        database,
+    )
+    row = dict(zip(stored["columns"], stored["values"][0], strict=True))
+    last_day = datetime(*(START + timedelta(days=6)).timetuple()[:3], tzinfo=TZ)
+    assert row["time"] == int(last_day.timestamp() * 1000)
+    assert (row["metric"], row["site"], row["verdict"]) == ("heat_kwh", "kera", "effect")
+    assert row["estimate_pct"] == heat["estimate_pct"]
+    assert row["reporting_days"] == 7
 
     use, hours = _judge("coworking-booking", site_file, influx, database)
     assert (use["metric"], hours["metric"]) == ("utilisation_pct", "occupied_h")
