@@ -223,16 +223,13 @@ def pilot(
 def _write_results(settings: Any, site: str, results: list[Any], tz: Any) -> None:
     import asyncio
 
-    from ingest.storage.transports import InfluxTarget, WriteError, make_transport
+    from ingest.storage.transports import WriteError, make_transport
     from pilots.evaluate import result_lines
 
     lines = result_lines(site, results, tz)
     if not lines:
         return
-    token = settings.influx_token.get_secret_value() if settings.influx_token else None
-    target = InfluxTarget(
-        settings.influx_url, settings.influx_db, settings.influx_api, token, settings.influx_org
-    )
+    target = settings.influx_target()
 
     async def go() -> None:
         transport = make_transport(target)

@@ -35,6 +35,13 @@ console = terminal.console(stderr=True)
 
 MqttUrl = Annotated[str | None, typer.Option(help="Broker (KERA_MQTT_URL)")]
 Config = Annotated[Path | None, typer.Option("--config", help="Site file (KERA_SITE_CONFIG)")]
+PilotOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        help="Inject a known pilot effect, ID:METRIC=CHANGE, for example "
+        "cafe-heat-control:heat_kwh=-12% (repeatable; docs/pilots.md)"
+    ),
+]
 
 
 def parse_start(text: str | None) -> int:
@@ -235,13 +242,7 @@ def run_cmd(
     ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print a JSON summary")] = False,
     quiet: Annotated[bool, typer.Option(help="No live view")] = False,
-    pilot: Annotated[
-        list[str] | None,
-        typer.Option(
-            help="Inject a known pilot effect, ID:METRIC=CHANGE, for example "
-            "cafe-heat-control:heat_kwh=-12% (repeatable; docs/pilots.md)"
-        ),
-    ] = None,
+    pilot: PilotOpt = None,
 ) -> None:
     """Publish plausible readings for every device of the site, optionally with faults."""
     faults = Faults(
@@ -283,13 +284,7 @@ def backfill(
     config: Config = None,
     json_out: Annotated[bool, typer.Option("--json")] = False,
     quiet: Annotated[bool, typer.Option()] = False,
-    pilot: Annotated[
-        list[str] | None,
-        typer.Option(
-            help="Inject a known pilot effect, ID:METRIC=CHANGE, for example "
-            "cafe-heat-control:heat_kwh=-12% (repeatable; docs/pilots.md)"
-        ),
-    ] = None,
+    pilot: PilotOpt = None,
 ) -> None:
     """Publish `days` of history as fast as the broker and the ingestor take it."""
     span_s = days * 86400

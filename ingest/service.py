@@ -27,7 +27,7 @@ from ingest.settings import IngestSettings
 from ingest.storage.batch import Batch
 from ingest.storage.deadletter import DeadLetters
 from ingest.storage.spool import Spool
-from ingest.storage.transports import InfluxTarget, V1Transport, V2Transport, make_transport
+from ingest.storage.transports import V1Transport, V2Transport, make_transport
 from ingest.storage.writer import BatchWriter
 
 log = logging.getLogger(__name__)
@@ -57,15 +57,7 @@ class Ingestor:
         self.settings = settings
         self.registry = registry or Registry.load(settings.site_config)
         self.stats = Stats()
-        token = settings.influx_token.get_secret_value() if settings.influx_token else None
-        self._target = InfluxTarget(
-            url=settings.influx_url,
-            database=settings.influx_db,
-            api=settings.influx_api,
-            token=token,
-            org=settings.influx_org,
-            timeout_s=settings.influx_timeout_s,
-        )
+        self._target = settings.influx_target()
         self._mqtt = parse_mqtt_url(settings.mqtt_url)
         if self._mqtt.username is None and not settings.dev_mode:
             raise ValueError(

@@ -12,7 +12,7 @@ import re
 import socket
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import (
@@ -21,6 +21,9 @@ from pydantic_settings import (
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+
+if TYPE_CHECKING:
+    from ingest.storage.transports import InfluxTarget
 
 # The settings file `load_settings` was given, read by the TOML source while it builds them.
 _SETTINGS_FILE: ContextVar[Path | None] = ContextVar("settings_file", default=None)
@@ -140,6 +143,20 @@ class IngestSettings(BaseSettings):
         if settings_file is not None:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=settings_file))
         return tuple(sources)
+
+    def influx_target(self) -> InfluxTarget:
+        """Where and how to write: the ingestor's, `kera-ingest rollups`' and the pilots'."""
+        from ingest.storage.transports import InfluxTarget
+
+        token = self.influx_token.get_secret_value() if self.influx_token else None
+        return InfluxTarget(
+            url=self.influx_url,
+            database=self.influx_db,
+            api=self.influx_api,
+            token=token,
+            org=self.influx_org,
+            timeout_s=self.influx_timeout_s,
+        )
 
     def as_env(self) -> dict[str, str]:
         """These settings as KERA_* environment variables, for a child `kera-ingest run`."""

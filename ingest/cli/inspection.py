@@ -137,7 +137,7 @@ def rollups(
 
     from ingest.rollups import day_bounds, recompute, week_bounds
     from ingest.settings import load_settings
-    from ingest.storage.transports import InfluxTarget, WriteError, make_transport
+    from ingest.storage.transports import WriteError, make_transport
 
     settings = load_settings(settings_file, site_config=config)
 
@@ -161,9 +161,7 @@ def rollups(
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
     token = settings.influx_token.get_secret_value() if settings.influx_token else None
-    target = InfluxTarget(
-        settings.influx_url, settings.influx_db, settings.influx_api, token, settings.influx_org
-    )
+    target = settings.influx_target()
 
     async def go() -> int:
         transport = make_transport(target)
