@@ -194,7 +194,9 @@ def pilot(
             load(chosen, registry, settings.influx_url, settings.influx_db, token,
                  day, settings.rollups_rp)
         )  # fmt: skip
-        results = evaluate(chosen, data, ZoneInfo(registry.site.timezone), day)
+        results = evaluate(
+            chosen, data, ZoneInfo(registry.site.timezone), day, registry.site.impact
+        )
     except MissingExtra as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
@@ -212,6 +214,7 @@ def pilot(
                 "estimate_pct": e.estimate_pct, "low_pct": e.low_pct, "high_pct": e.high_pct,
                 "baseline_days": e.baseline_days, "reporting_days": e.reporting_days,
                 "verdict": e.verdict.value, "notes": list(e.notes),
+                "avoided_kgco2e": r.avoided_kgco2e, "factor_source": r.factor_source,
                 "baseline": [str(r.baseline.start), str(r.baseline.end)],
                 "reporting": [str(r.reporting.start), str(r.reporting.end)]
                 if r.reporting else None,
@@ -265,7 +268,9 @@ def _pilot_table(title: str, results: list[Any]) -> Any:
             change, interval = f"{e.estimate:+.2f} {r.unit}", f"{e.low:+.2f} .. {e.high:+.2f}"
         table.add_row(
             r.metric.value, change, interval, e.verdict.value, e.method,
-            f"{e.baseline_days} + {e.reporting_days}", "; ".join(e.notes),
+            f"{e.baseline_days} + {e.reporting_days}",
+            "; ".join([*e.notes, *([f"avoided {r.avoided_kgco2e:.0f} kgCO2e ({r.factor_source})"]
+                                   if r.avoided_kgco2e is not None else [])]),
         )  # fmt: skip
     return table
 

@@ -13,6 +13,7 @@ from datetime import date, timedelta
 from zoneinfo import ZoneInfo
 
 from devices.pilots import Metric, Period, Pilot
+from devices.site import Impact
 from pilots.stats import Effect, Verdict, before_after, diff_in_diff, ratio_before_after
 
 UNITS = {
@@ -49,6 +50,10 @@ class MetricResult:
     effect: Effect
     baseline: Period
     reporting: Period | None
+    # Energy metrics: the emissions the change avoided over the reporting days (positive when
+    # it saved), with the site's factor, and that factor's source.
+    avoided_kgco2e: float | None = None
+    factor_source: str | None = None
 
 
 def _days(period: Period) -> list[date]:
@@ -59,14 +64,40 @@ def _within(series: dict[date, float], period: Period) -> dict[date, float]:
     return {d: v for d, v in series.items() if period.start <= d <= period.end}
 
 
-def evaluate(pilot: Pilot, data: PilotData, tz: ZoneInfo, today: date) -> list[MetricResult]:
+def evaluate(
+    pilot: Pilot, data: PilotData, tz: ZoneInfo, today: date, impact: Impact | None = None
+) -> list[MetricResult]:
+    """Every metric of `pilot`; with the site's `impact` settings, energy changes are also
+    converted to avoided emissions."""
     base = pilot.baseline_period
     rep = pilot.reporting_period(today)
     out = []
     for metric in pilot.metrics:
         effect = _not_started(pilot) if rep is None else _judge(pilot, metric, data, base, rep, tz)
-        out.append(MetricResult(pilot.id, metric, UNITS[metric], effect, base, rep))
+        avoided, source = _avoided(metric, effect, impact)
+        out.append(
+            MetricResult(pilot.id, metric, UNITS[metric], effect, base, rep, avoided, source)
+        )
     return out
+
+
+def _avoided(
+    metric: Metric, effect: Effect, impact: Impact | None
+) -> tuple[float | None, str | None]:
+    """Avoided kgCO2e = avoided kWh x the site's constant factor: district heat's for heat, the
+    grid's for electricity (an hourly factor series is not applied here: a daily model has no
+    hours to weigh)."""
+    if impact is None or effect.estimate is None:
+        return None, None
+    if metric is Metric.HEAT_KWH:
+        factor, source = impact.heat_emission_factor_kg_per_kwh, impact.heat_emission_factor_source
+    elif metric is Metric.ELECTRICITY_KWH:
+        factor, source = impact.emission_factor_kg_per_kwh, impact.emission_factor_source
+    else:
+        return None, None
+    if factor is None:
+        return None, None
+    return -effect.estimate * effect.reporting_days * factor, source
 
 
 def _not_started(pilot: Pilot) -> Effect:
@@ -121,6 +152,8 @@ def result_lines(site: str, results: list[MetricResult], tz: ZoneInfo) -> list[s
             value = getattr(e, name)
             if value is not None:
                 fields[name] = float(value)
+        if r.avoided_kgco2e is not None:
+            fields["avoided_kgco2e"] = float(r.avoided_kgco2e)
         day = r.reporting.end
         ms = int(datetime(day.year, day.month, day.day, tzinfo=tz).timestamp() * 1000)
         key = series_key(

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import pytest
 import yaml
 
 from devices import Registry, parse_site
@@ -46,8 +47,15 @@ def _site() -> str:
          "metrics": ["utilisation_pct", "occupied_h"], "start": str(START),
          "baseline": {"start": str(BASELINE), "end": str(START - timedelta(days=1))}},
     ]  # fmt: skip
-    site = {"site": "kera", "impact": {"opening_hours": raw["impact"]["opening_hours"]},
-            "devices": devices, "pilots": pilots}  # fmt: skip
+    impact = {
+        key: raw["impact"][key]
+        for key in (
+            "opening_hours",
+            "heat_emission_factor_kg_per_kwh",
+            "heat_emission_factor_source",
+        )
+    }
+    site = {"site": "kera", "impact": impact, "devices": devices, "pilots": pilots}  # fmt: skip
     return yaml.safe_dump(site, sort_keys=False)
 
 
@@ -110,6 +118,12 @@ def test_a_pilot_is_judged_from_the_rollups(
     assert heat["baseline"] == [str(BASELINE), str(START - timedelta(days=1))]
     assert heat["verdict"] == "effect", heat["notes"]
     assert heat["low_pct"] <= -12 <= heat["high_pct"], heat
+    # Avoided emissions: the kWh not used over the pilot's days at the district-heat factor.
+    factor = Registry(parse_site(_site())).site.impact.heat_emission_factor_kg_per_kwh
+    assert factor is not None
+    assert heat["avoided_kgco2e"] == pytest.approx(-heat["estimate"] * 7 * factor)
+    assert heat["avoided_kgco2e"] > 0
+    assert heat["factor_source"].startswith("Fortum")
 
     # --write stored the same result as a pilot_results point at the last day judged.
     [stored] = influxql_sync(
@@ -123,6 +137,7 @@ def test_a_pilot_is_judged_from_the_rollups(
     assert (row["metric"], row["site"], row["verdict"]) == ("heat_kwh", "kera", "effect")
     assert row["estimate_pct"] == heat["estimate_pct"]
     assert row["reporting_days"] == 7
+    assert row["avoided_kgco2e"] == heat["avoided_kgco2e"]
 
     use, hours = _judge("coworking-booking", site_file, influx, database)
     assert (use["metric"], hours["metric"]) == ("utilisation_pct", "occupied_h")
