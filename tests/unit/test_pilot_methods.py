@@ -246,3 +246,24 @@ def test_each_metric_goes_to_its_method() -> None:
     early = evaluate(pilot, data, tz, DAYS[10])
     assert all(r.effect.verdict is Verdict.INSUFFICIENT_DATA for r in early)
     assert early[0].effect.notes == (f"the pilot starts on {DAYS[56]}",)
+
+
+def test_a_year_of_baseline_uses_opendsms_caltrack_model() -> None:
+    rng = np.random.default_rng(21)
+    days = [date(2025, 11, 3) + timedelta(i) for i in range(365 + 28)]
+    temp = {
+        d: 6 - 11 * np.cos(2 * np.pi * (d.timetuple().tm_yday - 20) / 365) + rng.normal(0, 3)
+        for d in days
+    }
+    heat = {d: max(0.0, 17 - temp[d]) * 12 + 20 + rng.normal(0, 8) for d in days}
+    for d in days[365:]:
+        heat[d] *= 0.88
+    effect, fit = weather_normalised_savings(
+        {d: heat[d] for d in days[:365]}, {d: heat[d] for d in days[365:]}, temp, TZ, False
+    )
+    assert effect.method == "caltrack_daily_opendsm"
+    assert fit is not None
+    assert fit.adequate
+    assert effect.low_pct is not None
+    assert effect.high_pct is not None
+    assert effect.low_pct <= -12 <= effect.high_pct, effect
