@@ -29,10 +29,13 @@ RollupsRp = Annotated[
 
 
 def all_dashboards(rollups_rp: str | None = None) -> dict[str, dict[str, object]]:
-    # Only the Impact dashboard reads the rollups, which may live in their own retention policy.
+    # The Impact and Pilots dashboards read the rollups' retention policy, which may be their own.
+    from dashboards.pilot_board import pilots
+
     boards = [
         dashboard_json(impact(rollups_rp) if build is impact else build()) for build in DASHBOARDS
     ]
+    boards.append(dashboard_json(pilots(rollups_rp)))
     return {str(b["uid"]): b for b in boards}
 
 

@@ -20,7 +20,6 @@ from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import dashboard as dm
 from paho.mqtt.enums import CallbackAPIVersion
 
-from dashboards.boards import DASHBOARDS
 from dashboards.cli import all_dashboards
 from dashboards.provisioning import ALERT_RULE_QUERIES, write_tree
 from dashboards.push import push
@@ -148,7 +147,9 @@ async def test_every_query_returns_data(
 
     empty: list[str] = []
     checked = 0
-    boards = all_dashboards()
+    # The Pilots board reads pilot_results, which need weeks of simulated data: its queries
+    # run in tests/integration/test_pilots.py against the results of five simulated weeks.
+    boards = {uid: b for uid, b in all_dashboards().items() if uid != "kera-pilots"}
     named = [(f"{uid} {what}", q) for uid, b in boards.items() for what, q in queries(b)]
     named += [(f"alert rule {uid}", q) for uid, q in ALERT_RULE_QUERIES.items()]
     for name, q in named:
@@ -247,7 +248,7 @@ async def test_push_is_idempotent_by_uid(monkeypatch: pytest.MonkeyPatch) -> Non
     assert "folder created" not in second
     s = grafana.store
     assert {k: len(v) for k, v in s.items()} == {
-        "datasource": 1, "folder": 1, "dashboard": len(DASHBOARDS), "rule": 4, "contact": 1
+        "datasource": 1, "folder": 1, "dashboard": len(all_dashboards()), "rule": 4, "contact": 1
     }  # fmt: skip
     assert s["datasource"]["kera-influxql"]["url"] == "http://influx.internal:8086"
     assert s["contact"]["kera-operators-webhook"]["settings"]["url"] == "https://hooks.example/kera"

@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import yaml
 
+from dashboards.cli import all_dashboards
 from devices import Registry, parse_site
 from devices.site import default_site_text
 from devstack.services import InfluxDB
@@ -27,6 +28,7 @@ from ingest.pipeline import Pipeline
 from ingest.rollups import EmissionFactors, Rollups
 from ingest.storage.query import influxql_sync
 from ingest.storage.transports import InfluxTarget, V1Transport
+from tests.integration.test_dashboards import queries
 
 TZ = ZoneInfo("Europe/Helsinki")
 BASELINE = date(2026, 11, 30)  # a Monday: four weeks of baseline, then the pilot's week
@@ -139,13 +141,24 @@ def test_a_pilot_is_judged_from_the_rollups(
     assert row["reporting_days"] == 7
     assert row["avoided_kgco2e"] == heat["avoided_kgco2e"]
 
-    use, hours = _judge("coworking-booking", site_file, influx, database)
+    use, hours = _judge("coworking-booking", site_file, influx, database, "--write")
     assert (use["metric"], hours["metric"]) == ("utilisation_pct", "occupied_h")
     assert use["method"] == hours["method"] == "difference_in_differences"
     assert use["reporting_days"] == 7
     assert use["estimate"] is not None
     assert use["low"] < use["estimate"] < use["high"]
     assert use["estimate"] > 0  # rooms in use 20 % more often
+
+    # Every query of the Pilots dashboard finds these results.
+    window = f"time >= '{BASELINE}T00:00:00Z' AND time < '{START + timedelta(weeks=2)}T00:00:00Z'"
+    empty = []
+    for what, q in queries(all_dashboards()["kera-pilots"]):
+        sql = q.replace("$timeFilter", window).replace("$site", "kera")
+        sql = sql.replace("$pilot", ".*").replace("$metric", ".*")
+        series = influxql_sync(influx.url, sql, database)
+        if not any(s.get("values") for s in series):
+            empty.append(f"{what}: {sql}")
+    assert not empty, "\n".join(empty)
 
 
 def test_an_unknown_pilot_is_named(tmp_path: Path, influx: InfluxDB, database: str) -> None:

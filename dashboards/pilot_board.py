@@ -1,0 +1,87 @@
+"""The Pilots dashboard: what each pilot changed so far, from the `pilot_results` points that
+`kera-dashboards pilot ID --write` stores daily (docs/pilots.md). InfluxQL only, like the other
+boards; the results live in the rollups' retention policy."""
+
+from __future__ import annotations
+
+from grafana_foundation_sdk.builders import dashboard as db
+
+from dashboards.boards import SITE, Layout, _stat, _table, _ts, _var
+from devices.contract import METRIC_TAG, PILOT_RESULTS_MEASUREMENT, PILOT_TAG
+from ingest.rollups import qualified
+
+PILOT = f'"{PILOT_TAG}" =~ /^$pilot$/'
+METRIC = f'"{METRIC_TAG}" =~ /^$metric$/'
+
+
+def pilots(rollups_rp: str | None = None) -> db.Dashboard:
+    results = qualified(PILOT_RESULTS_MEASUREMENT, rollups_rp)
+    where = f"{SITE} AND {PILOT} AND {METRIC} AND $timeFilter"
+    per_metric = f'GROUP BY "{PILOT_TAG}", "{METRIC_TAG}"'
+    pilot_q = f'SHOW TAG VALUES FROM {results} WITH KEY = "{PILOT_TAG}" WHERE {SITE}'
+    metric_q = f'SHOW TAG VALUES FROM {results} WITH KEY = "{METRIC_TAG}" WHERE {SITE} AND {PILOT}'
+    d = (
+        db.Dashboard("Kera: pilots")
+        .uid("kera-pilots")
+        .tags(["kera", "pilots", "impact"])
+        .time("now-90d", "now")
+        .refresh("1h")
+        .timezone("browser")
+        .editable()
+        .with_variable(_var("site", "Site", f'SHOW TAG VALUES FROM {results} WITH KEY = "site"'))
+        .with_variable(_var("pilot", "Pilot", pilot_q))
+        .with_variable(_var("metric", "Metric", metric_q))
+    )
+    lay = Layout()
+    d.with_panel(
+        lay.place(
+            _table(
+                "Effect so far, per pilot and metric (90 % interval; method and verdict)",
+                f'SELECT last("estimate_pct") AS "change %", last("low_pct") AS "low %", '
+                f'last("high_pct") AS "high %", last("estimate") AS "change", '
+                f'last("reporting_days") AS "days", last("verdict") AS "verdict", '
+                f'last("method") AS "method" FROM {results} WHERE {where} {per_metric}',
+            ),
+            24,
+            8,
+        )
+    )
+    d.with_panel(
+        lay.place(
+            _ts(
+                "Cumulative effect with its 90 % band (% of what the baseline expected)",
+                "percent",
+                f'SELECT last("estimate_pct") AS "change", last("low_pct") AS "low", '
+                f'last("high_pct") AS "high" FROM {results} WHERE {where} '
+                f'GROUP BY time(1d), "{PILOT_TAG}", "{METRIC_TAG}" fill(none)',
+            ),
+            16,
+            9,
+        )
+    )
+    d.with_panel(
+        lay.place(
+            _stat(
+                "Avoided emissions so far",
+                "masskg",
+                f'SELECT sum("last") FROM (SELECT last("avoided_kgco2e") FROM {results} '
+                f"WHERE {where} {per_metric})",
+            ),
+            8,
+            9,
+        )
+    )
+    d.with_panel(
+        lay.place(
+            _ts(
+                "Days of data judged",
+                "d",
+                f'SELECT last("reporting_days") AS "pilot days", last("baseline_days") AS '
+                f'"baseline days" FROM {results} WHERE {where} '
+                f'GROUP BY time(1d), "{PILOT_TAG}", "{METRIC_TAG}" fill(none)',
+            ),
+            24,
+            7,
+        )
+    )
+    return d
