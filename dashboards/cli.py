@@ -148,8 +148,11 @@ def report(
 @app.command()
 def pilot(
     pilot_id: Annotated[
-        str, typer.Argument(help="A pilot of the site file (check-site lists them)")
-    ],
+        str | None, typer.Argument(help="A pilot of the site file (check-site lists them)")
+    ] = None,
+    all_pilots: Annotated[
+        bool, typer.Option("--all", help="Every pilot of the site that has started")
+    ] = False,
     config: Annotated[
         Path | None, typer.Option("--config", help="Site file (KERA_SITE_CONFIG)")
     ] = None,
@@ -159,16 +162,17 @@ def pilot(
     ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="One JSON object per metric")] = False,
     write: Annotated[
-        bool,
-        typer.Option(help="Also write the result to the pilot_results measurement (daily timer)"),
+        bool, typer.Option(help="Also write the results to the pilot_results measurement")
     ] = False,
+    every_h: Annotated[
+        float | None,
+        typer.Option(help="Run again every this many hours, until stopped (a daily job: 24)"),
+    ] = None,
 ) -> None:
     """What a pilot changed so far, per metric: the estimate, its 90 % interval, the method and
     the verdict, from the rollups in InfluxDB (docs/pilots.md)."""
-    import asyncio
-    import json
+    import time
     from datetime import date
-    from zoneinfo import ZoneInfo
 
     from devices import Registry, SiteConfigError
     from ingest.settings import load_settings
@@ -177,29 +181,53 @@ def pilot(
     settings = load_settings(settings_file, site_config=config)
     try:
         registry = Registry.load(settings.site_config)
-        day = date.fromisoformat(today) if today else date.today()
+        fixed_day = date.fromisoformat(today) if today else None
     except (ValueError, SiteConfigError) as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
     pilots = {p.id: p for p in registry.site.pilots}
-    chosen = pilots.get(pilot_id)
-    if chosen is None:
+    if all_pilots == (pilot_id is not None):
+        console.print("[red]name one pilot, or give --all[/red]")
+        raise typer.Exit(2)
+    if pilot_id is not None and pilot_id not in pilots:
         known = ", ".join(sorted(pilots)) or "none"
         console.print(f"[red]the site has no pilot {pilot_id!r} (it has: {known})[/red]")
         raise typer.Exit(2)
+    while True:
+        day = fixed_day or date.today()
+        chosen = [pilots[pilot_id]] if pilot_id else [p for p in pilots.values() if p.start < day]
+        try:
+            for one in chosen:
+                _judge_pilot(one, registry, settings, day, json_out=json_out, write=write)
+        except typer.Exit:
+            if every_h is None:
+                raise
+            console.print(f"[yellow]trying again in {every_h:g} h[/yellow]")
+        if every_h is None:
+            return
+        time.sleep(every_h * 3600)
+
+
+def _judge_pilot(
+    chosen: Any, registry: Any, settings: Any, day: Any, *, json_out: bool, write: bool
+) -> None:
+    import asyncio
+    import json
+    from zoneinfo import ZoneInfo
+
     from pilots.data import load
     from pilots.energy import MissingExtra
     from pilots.evaluate import evaluate
 
+    console = terminal.console(stderr=True)
+    tz = ZoneInfo(registry.site.timezone)
     token = settings.influx_token.get_secret_value() if settings.influx_token else None
     try:
         data = asyncio.run(
             load(chosen, registry, settings.influx_url, settings.influx_db, token,
                  day, settings.rollups_rp)
         )  # fmt: skip
-        results = evaluate(
-            chosen, data, ZoneInfo(registry.site.timezone), day, registry.site.impact
-        )
+        results = evaluate(chosen, data, tz, day, registry.site.impact)
     except MissingExtra as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
@@ -207,7 +235,7 @@ def pilot(
         console.print(f"[red]cannot read the rollups from {settings.influx_url}: {exc}[/red]")
         raise typer.Exit(1) from None
     if write:
-        _write_results(settings, registry.site.site, results, ZoneInfo(registry.site.timezone))
+        _write_results(settings, registry.site.site, results, tz)
     if json_out:
         for r in results:
             e = r.effect
@@ -221,7 +249,7 @@ def pilot(
                 "baseline": [str(r.baseline.start), str(r.baseline.end)],
                 "reporting": [str(r.reporting.start), str(r.reporting.end)]
                 if r.reporting else None,
-            }))  # fmt: skip
+            }), flush=True)  # fmt: skip
         return
     terminal.console().print(_pilot_table(chosen.title, results))
 

@@ -149,6 +149,14 @@ def test_a_pilot_is_judged_from_the_rollups(
     assert use["low"] < use["estimate"] < use["high"]
     assert use["estimate"] > 0  # rooms in use 20 % more often
 
+    # --all judges every pilot that has started, as the daily job does.
+    every = _judge("--all", site_file, influx, database)
+    assert [(r["pilot"], r["metric"]) for r in every] == [
+        ("cafe-heat-control", "heat_kwh"),
+        ("coworking-booking", "utilisation_pct"),
+        ("coworking-booking", "occupied_h"),
+    ]
+
     # Every query of the Pilots dashboard finds these results.
     window = f"time >= '{BASELINE}T00:00:00Z' AND time < '{START + timedelta(weeks=2)}T00:00:00Z'"
     empty = []
@@ -162,11 +170,18 @@ def test_a_pilot_is_judged_from_the_rollups(
 
 
 def test_an_unknown_pilot_is_named(tmp_path: Path, influx: InfluxDB, database: str) -> None:
-    done = subprocess.run(
-        [str(Path(sys.executable).with_name("kera-dashboards")), "pilot", "nope"],
-        env={"KERA_INFLUX_URL": influx.url, "KERA_INFLUX_DB": database, "PATH": "/usr/bin:/bin"},
-        check=False, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+    def pilot(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(Path(sys.executable).with_name("kera-dashboards")), "pilot", *args],
+            env={"KERA_INFLUX_URL": influx.url, "KERA_INFLUX_DB": database,
+                 "PATH": "/usr/bin:/bin"},
+            check=False, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+
+    done = pilot("nope")
     assert done.returncode == 2
     assert "the site has no pilot 'nope'" in done.stderr
     assert "cafe-heat-control" in done.stderr
+    neither = pilot()
+    assert neither.returncode == 2
+    assert "name one pilot, or give --all" in neither.stderr
