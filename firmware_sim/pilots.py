@@ -19,21 +19,16 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
 
-from devices.pilots import Metric, Pilot, scope_devices
+from devices.pilots import METRIC_KINDS, Metric, Pilot, scope_devices
 from devices.site import Site, WasteFraction
 from firmware_sim.fleet import SimDevice, SimWasteBin
 
 _SPEC = re.compile(
     r"^(?P<pilot>[a-z0-9][a-z0-9_-]*):(?P<metric>[a-z_]+)=(?P<change>[+-]?\d+(\.\d+)?)(?P<pct>%?)$"
 )
-_KINDS = {
-    Metric.HEAT_KWH: {"heat_meter"},
-    Metric.ELECTRICITY_KWH: {"energy_meter"},
-    Metric.KGCO2E: {"heat_meter", "energy_meter"},
-    Metric.UTILISATION_PCT: {"occupancy"},
-    Metric.OCCUPIED_H: {"occupancy"},
-    Metric.MIXED_WASTE_L: {"waste_bin"},
-    Metric.SORTING_RATE_PCT: {"waste_bin"},
+# What the simulator can inject: every metric but good air, on the kinds that measure it.
+_KINDS: dict[Metric, frozenset[str]] = {
+    m: kinds for m, kinds in METRIC_KINDS.items() if m is not Metric.GOOD_AIR_PCT
 }
 
 

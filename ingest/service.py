@@ -58,6 +58,7 @@ class Ingestor:
         self.registry = registry or Registry.load(settings.site_config)
         self.stats = Stats()
         self._target = settings.influx_target()
+        self._deadletter_topic = deadletter_topic(self.registry.site_id)
         self._mqtt = parse_mqtt_url(settings.mqtt_url)
         if self._mqtt.username is None and not settings.dev_mode:
             raise ValueError(
@@ -219,9 +220,10 @@ class Ingestor:
 
     def _dead_letter(self, entries: list[dict[str, Any]]) -> None:
         assert self.consumer is not None
-        topic = deadletter_topic(self.registry.site_id)
         for e in entries:
-            self.consumer.publish(topic, json.dumps(e, ensure_ascii=False).encode())
+            self.consumer.publish(
+                self._deadletter_topic, json.dumps(e, ensure_ascii=False).encode()
+            )
 
     def _publish_retained(self, topic: str, payload: bytes) -> None:
         assert self.consumer is not None

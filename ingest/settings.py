@@ -198,8 +198,8 @@ def load_settings(settings_file: Path | None = None, **overrides: Any) -> Ingest
     )
     if path is not None and not path.is_file():
         raise FileNotFoundError(f"settings file {path} does not exist")
-    token = _SETTINGS_FILE.set(path)
+    previous = _SETTINGS_FILE.set(path)
     try:
         return IngestSettings(**{k: v for k, v in overrides.items() if v is not None})
     finally:
-        _SETTINGS_FILE.reset(token)
+        _SETTINGS_FILE.reset(previous)

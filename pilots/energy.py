@@ -40,6 +40,7 @@ from pilots.stats import (
     Floats,
     Verdict,
     t_quantile,
+    verdict_of,
 )
 
 # Guideline 14 states limits for monthly (CV(RMSE) 15 %, NMBE +-5 %) and hourly (30 %, +-10 %)
@@ -290,7 +291,7 @@ def weather_normalised_savings(
                       Verdict.INSUFFICIENT_DATA, tuple(notes)), fit  # fmt: skip
     half = float(spread) / days
     low, high = change - half, change + half
-    verdict = Verdict.NO_EFFECT_DETECTED if low <= 0 <= high else Verdict.EFFECT
+    verdict = verdict_of(low, high)
     return Effect(
         method, change, low, high,
         change / expected * 100, low / expected * 100, high / expected * 100,

@@ -156,7 +156,7 @@ def _effect_se(
     return math.sqrt(variance), max(3.0, n_eff - p - 1), rho
 
 
-def _verdict(low: float, high: float) -> Verdict:
+def verdict_of(low: float, high: float) -> Verdict:
     return Verdict.NO_EFFECT_DETECTED if low <= 0 <= high else Verdict.EFFECT
 
 
@@ -200,7 +200,7 @@ def before_after(
         f"model: {'weekday and opening hours' if hours else 'weekday'}",
         f"lag-1 autocorrelation of the daily residuals {rho:.2f}",
     )
-    return Effect(method, theta, low, high, *pct, nb, nr, _verdict(low, high), notes)
+    return Effect(method, theta, low, high, *pct, nb, nr, verdict_of(low, high), notes)
 
 
 def diff_in_diff(
@@ -267,6 +267,6 @@ def ratio_before_after(
     pct: tuple[float | None, float | None, float | None] = (None, None, None)
     if rate_b:
         pct = (theta / rate_b * 100, low / rate_b * 100, high / rate_b * 100)
-    return Effect(method, theta, low, high, *pct, nb, nr, _verdict(low, high),
+    return Effect(method, theta, low, high, *pct, nb, nr, verdict_of(low, high),
                   (f"rate {rate_b:.1f} % before, {rate_r:.1f} % during",
                    f"lag-1 autocorrelation of the daily terms {rho:.2f}"))  # fmt: skip
