@@ -29,11 +29,17 @@ RollupsRp = Annotated[
 
 
 def all_dashboards(rollups_rp: str | None = None) -> dict[str, dict[str, object]]:
-    # The Impact and Pilots dashboards read the rollups' retention policy, which may be their own.
-    from dashboards.pilot_board import pilots
+    # The Impact and Pilots dashboards read the rollups' retention policy, which may be their own;
+    # so do the pilot periods every other board shows as annotations.
+    from dashboards.pilot_board import periods_annotation, pilots
 
     boards = [
-        dashboard_json(impact(rollups_rp) if build is impact else build()) for build in DASHBOARDS
+        dashboard_json(
+            (impact(rollups_rp) if build is impact else build()).annotation(
+                periods_annotation(rollups_rp)
+            )
+        )
+        for build in DASHBOARDS
     ]
     boards.append(dashboard_json(pilots(rollups_rp)))
     return {str(b["uid"]): b for b in boards}
@@ -162,7 +168,10 @@ def pilot(
     ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="One JSON object per metric")] = False,
     write: Annotated[
-        bool, typer.Option(help="Also write the results to the pilot_results measurement")
+        bool,
+        typer.Option(
+            help="Also write the results to InfluxDB (pilot_results, pilot_daily, pilot_periods)"
+        ),
     ] = False,
     every_h: Annotated[
         float | None,
@@ -235,7 +244,7 @@ def _judge_pilot(
         console.print(f"[red]cannot read the rollups from {settings.influx_url}: {exc}[/red]")
         raise typer.Exit(1) from None
     if write:
-        _write_results(settings, registry.site.site, results, tz)
+        _write_results(settings, registry.site.site, chosen, results, tz)
     if json_out:
         for r in results:
             e = r.effect
@@ -254,15 +263,13 @@ def _judge_pilot(
     terminal.console().print(_pilot_table(chosen.title, results))
 
 
-def _write_results(settings: Any, site: str, results: list[Any], tz: Any) -> None:
+def _write_results(settings: Any, site: str, chosen: Any, results: list[Any], tz: Any) -> None:
     import asyncio
 
     from ingest.storage.transports import WriteError, make_transport
-    from pilots.evaluate import result_lines
+    from pilots.evaluate import period_lines, result_lines
 
-    lines = result_lines(site, results, tz)
-    if not lines:
-        return
+    lines = period_lines(site, chosen, tz) + result_lines(site, results, tz)
     target = settings.influx_target()
 
     async def go() -> None:
@@ -277,7 +284,8 @@ def _write_results(settings: Any, site: str, results: list[Any], tz: Any) -> Non
         asyncio.run(go())
     except (WriteError, OSError) as exc:
         terminal.console(stderr=True).print(
-            f"[red]cannot write pilot_results to {settings.influx_url.split('@')[-1]}: {exc}[/red]"
+            f"[red]cannot write the pilot's results to {settings.influx_url.split('@')[-1]}: "
+            f"{exc}[/red]"
         )
         raise typer.Exit(1) from None
 

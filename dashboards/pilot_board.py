@@ -6,16 +6,36 @@ from __future__ import annotations
 
 from grafana_foundation_sdk.builders import dashboard as db
 
-from dashboards.boards import SITE, Layout, _stat, _table, _ts, _var
-from devices.contract import METRIC_TAG, PILOT_RESULTS_MEASUREMENT, PILOT_TAG
+from dashboards.boards import DS, SITE, Layout, _AnnotationBuilder, _stat, _table, _ts, _var
+from devices.contract import (
+    METRIC_TAG,
+    PILOT_DAILY_MEASUREMENT,
+    PILOT_PERIODS_MEASUREMENT,
+    PILOT_RESULTS_MEASUREMENT,
+    PILOT_TAG,
+)
 from ingest.rollups import qualified
 
 PILOT = f'"{PILOT_TAG}" =~ /^$pilot$/'
 METRIC = f'"{METRIC_TAG}" =~ /^$metric$/'
 
 
+def periods_annotation(rollups_rp: str | None = None) -> db.AnnotationQuery:
+    """Pilot starts and ends, for every dashboard: a change on a graph may be a pilot's."""
+    periods = qualified(PILOT_PERIODS_MEASUREMENT, rollups_rp)
+    return (
+        _AnnotationBuilder()
+        .name("Kera pilots")
+        .datasource(DS)
+        .enable(True)
+        .icon_color("purple")
+        .expr(f'SELECT "text" FROM {periods} WHERE {SITE} AND $timeFilter')
+    )
+
+
 def pilots(rollups_rp: str | None = None) -> db.Dashboard:
     results = qualified(PILOT_RESULTS_MEASUREMENT, rollups_rp)
+    daily = qualified(PILOT_DAILY_MEASUREMENT, rollups_rp)
     where = f"{SITE} AND {PILOT} AND {METRIC} AND $timeFilter"
     per_metric = f'GROUP BY "{PILOT_TAG}", "{METRIC_TAG}"'
     pilot_q = f'SHOW TAG VALUES FROM {results} WITH KEY = "{PILOT_TAG}" WHERE {SITE}'
@@ -28,6 +48,7 @@ def pilots(rollups_rp: str | None = None) -> db.Dashboard:
         .refresh("1h")
         .timezone("browser")
         .editable()
+        .annotation(periods_annotation(rollups_rp))
         .with_variable(_var("site", "Site", f'SHOW TAG VALUES FROM {results} WITH KEY = "site"'))
         .with_variable(_var("pilot", "Pilot", pilot_q))
         .with_variable(_var("metric", "Metric", metric_q))
@@ -44,6 +65,20 @@ def pilots(rollups_rp: str | None = None) -> db.Dashboard:
             ),
             24,
             8,
+        )
+    )
+    d.with_panel(
+        lay.place(
+            _ts(
+                "Baseline against actual: measured per day, and what the baseline expected "
+                "without the pilot (baseline days: the model's fit)",
+                "short",
+                f'SELECT last("observed") AS "measured", last("expected") AS "expected" '
+                f"FROM {daily} WHERE {where} "
+                f'GROUP BY time(1d), "{PILOT_TAG}", "{METRIC_TAG}" fill(none)',
+            ),
+            24,
+            9,
         )
     )
     d.with_panel(

@@ -115,6 +115,11 @@ ROLLUP_MEASUREMENTS: Final = (
 )  # fmt: skip
 # A pilot's effect so far, per metric (pilots/, docs/pilots.md), tagged by pilot and metric.
 PILOT_RESULTS_MEASUREMENT: Final = "pilot_results"
+# Per pilot, metric and local day: measured and what the method expected without the pilot.
+PILOT_DAILY_MEASUREMENT: Final = "pilot_daily"
+# A pilot's start and end as events (the dashboards' annotations), tagged by `event`.
+PILOT_PERIODS_MEASUREMENT: Final = "pilot_periods"
+PILOT_EVENT_TAG: Final = "event"  # start, end
 PILOT_TAG: Final = "pilot"
 METRIC_TAG: Final = "metric"
 # Device roles the rollups treat apart: a supply meter measures the whole building (its

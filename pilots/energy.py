@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -39,6 +39,7 @@ from pilots.stats import (
     Effect,
     Floats,
     Verdict,
+    day_values,
     t_quantile,
     verdict_of,
 )
@@ -267,6 +268,7 @@ def weather_normalised_savings(
             df=_frame(b_days, {"observed": yb, "predicted": fitted_b}, tz), num_model_params=params
         )
         cvrmse, nmbe = float(bm.cvrmse_adj), float(bm.nmbe)
+        daily = day_values(b_days, yb, fitted_b) + day_values(r_days, yr, predicted_r)
         fit = Fit(method, cvrmse, nmbe, cvrmse <= CVRMSE_MAX and abs(nmbe) <= NMBE_MAX)
         notes.append(f"baseline fit: CV(RMSE) {cvrmse:.1%}, NMBE {nmbe:+.1%}")
         if not fit.adequate:
@@ -274,7 +276,9 @@ def weather_normalised_savings(
                 f"Guideline 14 limits (CV(RMSE) <= {CVRMSE_MAX:.0%}, |NMBE| <= {NMBE_MAX:.0%}) "
                 "not met: the weather does not explain the baseline, so no savings are claimed"
             )
-            return _no_number(Verdict.BASELINE_INADEQUATE, nb, nr, notes), fit
+            # The series still show why: how far the fit strays from the baseline.
+            inadequate = _no_number(Verdict.BASELINE_INADEQUATE, nb, nr, notes)
+            return replace(inadequate, daily=daily), fit
         metrics = reporting_metrics(
             baseline_metrics=bm,
             reporting_df=_frame(r_days, {"observed": yr, "predicted": predicted_r}, tz),
@@ -288,14 +292,14 @@ def weather_normalised_savings(
     if spread is None or not math.isfinite(spread) or expected == 0:
         notes.append("the savings uncertainty could not be computed")
         return Effect(method, change, None, None, None, None, None, nb, nr,
-                      Verdict.INSUFFICIENT_DATA, tuple(notes)), fit  # fmt: skip
+                      Verdict.INSUFFICIENT_DATA, tuple(notes), daily), fit  # fmt: skip
     half = float(spread) / days
     low, high = change - half, change + half
     verdict = verdict_of(low, high)
     return Effect(
         method, change, low, high,
         change / expected * 100, low / expected * 100, high / expected * 100,
-        nb, nr, verdict, tuple(notes),
+        nb, nr, verdict, tuple(notes), daily,
     ), fit  # fmt: skip
 
 

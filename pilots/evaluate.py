@@ -119,9 +119,12 @@ def _judge(
         from pilots.energy import weather_normalised_savings
 
         effect, _ = weather_normalised_savings(
-            _within(series, base), _within(series, rep), data.temperature, tz,
+            _within(series, base),
+            _within(series, rep),
+            data.temperature,
+            tz,
             is_electricity=metric is Metric.ELECTRICITY_KWH,
-        )  # fmt: skip
+        )
         return effect
     hours = data.open_hours or None
     if metric in SPACE_METRICS and pilot.control_spaces:
@@ -131,11 +134,22 @@ def _judge(
     return before_after(_within(series, base), _within(series, rep), open_hours=hours)
 
 
-def result_lines(site: str, results: list[MetricResult], tz: ZoneInfo) -> list[str]:
-    """`pilot_results` points: one per metric judged, at local midnight of its last day."""
+def _midnight_ms(day: date, tz: ZoneInfo) -> int:
     from datetime import datetime
 
-    from devices.contract import METRIC_TAG, PILOT_RESULTS_MEASUREMENT, PILOT_TAG, SITE_TAG
+    return int(datetime(day.year, day.month, day.day, tzinfo=tz).timestamp() * 1000)
+
+
+def result_lines(site: str, results: list[MetricResult], tz: ZoneInfo) -> list[str]:
+    """`pilot_results` points, one per metric judged at local midnight of its last day, and
+    `pilot_daily` points, one per metric and day of both periods: measured and expected."""
+    from devices.contract import (
+        METRIC_TAG,
+        PILOT_DAILY_MEASUREMENT,
+        PILOT_RESULTS_MEASUREMENT,
+        PILOT_TAG,
+        SITE_TAG,
+    )
     from ingest.reading import FieldValue
     from ingest.storage.lineproto import format_line, series_key
 
@@ -154,11 +168,42 @@ def result_lines(site: str, results: list[MetricResult], tz: ZoneInfo) -> list[s
                 fields[name] = float(value)
         if r.avoided_kgco2e is not None:
             fields["avoided_kgco2e"] = float(r.avoided_kgco2e)
-        day = r.reporting.end
-        ms = int(datetime(day.year, day.month, day.day, tzinfo=tz).timestamp() * 1000)
-        key = series_key(
-            PILOT_RESULTS_MEASUREMENT,
-            {SITE_TAG: site, PILOT_TAG: r.pilot, METRIC_TAG: r.metric.value},
-        )
-        lines.append(format_line(key, fields, ms))
+        tags = {SITE_TAG: site, PILOT_TAG: r.pilot, METRIC_TAG: r.metric.value}
+        key = series_key(PILOT_RESULTS_MEASUREMENT, tags)
+        lines.append(format_line(key, fields, _midnight_ms(r.reporting.end, tz)))
+        daily_key = series_key(PILOT_DAILY_MEASUREMENT, tags)
+        for day, observed, expected in e.daily:
+            lines.append(
+                format_line(
+                    daily_key,
+                    {
+                        "observed": observed,
+                        "expected": expected,
+                        "reporting": r.reporting.start <= day <= r.reporting.end,
+                    },
+                    _midnight_ms(day, tz),
+                )
+            )
     return lines
+
+
+def period_lines(site: str, pilot: Pilot, tz: ZoneInfo) -> list[str]:
+    """`pilot_periods` points: the pilot's first day and the day after its last, as events the
+    dashboards show as annotations."""
+    from devices.contract import PILOT_EVENT_TAG, PILOT_PERIODS_MEASUREMENT, PILOT_TAG, SITE_TAG
+    from ingest.storage.lineproto import format_line, series_key
+
+    events = [("start", pilot.start, f"Pilot {pilot.id} starts: {pilot.title}")]
+    if pilot.end is not None:
+        events.append(("end", pilot.end + timedelta(days=1), f"Pilot {pilot.id} ended"))
+    return [
+        format_line(
+            series_key(
+                PILOT_PERIODS_MEASUREMENT,
+                {SITE_TAG: site, PILOT_TAG: pilot.id, PILOT_EVENT_TAG: event},
+            ),
+            {"text": text, "partner": pilot.partner},
+            _midnight_ms(day, tz),
+        )
+        for event, day, text in events
+    ]

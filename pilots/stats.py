@@ -21,7 +21,7 @@ from __future__ import annotations
 import enum
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 
 import numpy as np
@@ -58,6 +58,17 @@ class Effect:
     reporting_days: int
     verdict: Verdict
     notes: tuple[str, ...] = ()
+    # Per day of both periods: what was measured and what the method expected without the pilot
+    # (its baseline model's fit on baseline days, its prediction on reporting days): the
+    # dashboard's and the report's baseline-against-actual series.
+    daily: tuple[DayValue, ...] = ()
+
+
+DayValue = tuple[date, float, float]  # local day, observed, expected
+
+
+def day_values(days: Sequence[date], observed: Floats, expected: Floats) -> tuple[DayValue, ...]:
+    return tuple((d, float(o), float(e)) for d, o, e in zip(days, observed, expected, strict=True))
 
 
 def _insufficient(method: str, nb: int, nr: int, why: str) -> Effect:
@@ -200,7 +211,8 @@ def before_after(
         f"model: {'weekday and opening hours' if hours else 'weekday'}",
         f"lag-1 autocorrelation of the daily residuals {rho:.2f}",
     )
-    return Effect(method, theta, low, high, *pct, nb, nr, verdict_of(low, high), notes)
+    daily = day_values(b_days, yb, fitted) + day_values(r_days, yr, expected)
+    return Effect(method, theta, low, high, *pct, nb, nr, verdict_of(low, high), notes, daily)
 
 
 def diff_in_diff(
@@ -218,16 +230,20 @@ def diff_in_diff(
     did = before_after(base, rep, open_hours, method="difference_in_differences")
     if did.estimate is None:
         return did
+    # In the scope's terms: the control's day plus the gap the baseline expected.
+    daily = tuple(
+        (d, scope[d], scope[d] - observed + expected) for d, observed, expected in did.daily
+    )
     # Percent of what the scope would have measured without the pilot.
     actual = float(np.mean([scope[d] for d in rep]))
     counterfactual = actual - did.estimate
     if abs(counterfactual) < 1e-9 or did.low is None or did.high is None:
-        return did
+        return replace(did, daily=daily)
     return Effect(
         did.method, did.estimate, did.low, did.high,
         did.estimate / counterfactual * 100, did.low / counterfactual * 100,
         did.high / counterfactual * 100, did.baseline_days, did.reporting_days, did.verdict,
-        ("scope minus control, by weekday",),
+        ("scope minus control, by weekday",), daily,
     )  # fmt: skip
 
 
@@ -247,6 +263,12 @@ def ratio_before_after(
     rate_b = 100 * b[:, 0].sum() / b[:, 1].sum()
     rate_r = 100 * r[:, 0].sum() / r[:, 1].sum()
     theta = float(rate_r - rate_b)
+    # A day's own rate where something was collected; expected: the baseline's rate.
+    daily = tuple(
+        (d, 100 * num / den, float(rate_b))
+        for d, (num, den) in sorted({**baseline, **reporting}.items())
+        if den > 0
+    )
     # Only days with a denominator (an emptying) say anything about the rate; consecutive ones
     # are what may be correlated. Linearised, a day's share of the rate's error is
     # (num - R*den) / mean(den).
@@ -269,4 +291,4 @@ def ratio_before_after(
         pct = (theta / rate_b * 100, low / rate_b * 100, high / rate_b * 100)
     return Effect(method, theta, low, high, *pct, nb, nr, verdict_of(low, high),
                   (f"rate {rate_b:.1f} % before, {rate_r:.1f} % during",
-                   f"lag-1 autocorrelation of the daily terms {rho:.2f}"))  # fmt: skip
+                   f"lag-1 autocorrelation of the daily terms {rho:.2f}"), daily)  # fmt: skip

@@ -28,7 +28,7 @@ from ingest.pipeline import Pipeline
 from ingest.rollups import EmissionFactors, Rollups
 from ingest.storage.query import influxql_sync
 from ingest.storage.transports import InfluxTarget, V1Transport
-from tests.integration.test_dashboards import queries
+from tests.integration.test_dashboards import PILOTS_ANNOTATION, queries
 
 TZ = ZoneInfo("Europe/Helsinki")
 BASELINE = date(2026, 11, 30)  # a Monday: four weeks of baseline, then the pilot's week
@@ -157,10 +157,38 @@ def test_a_pilot_is_judged_from_the_rollups(
         ("coworking-booking", "occupied_h"),
     ]
 
-    # Every query of the Pilots dashboard finds these results.
+    # --write also stored the daily measured and expected heat, and the pilot's start.
+    [series] = influxql_sync(
+        influx.url,
+        "SELECT observed, expected, reporting FROM pilot_daily WHERE pilot = 'cafe-heat-control'",
+        database,
+    )
+    assert len(series["values"]) == 28 + 7
+    assert sum(1 for v in series["values"] if v[3]) == 7
+    pilot_days = [v[1] - v[2] for v in series["values"] if v[3]]
+    assert sum(pilot_days) / 7 == pytest.approx(heat["estimate"])
+    [event] = influxql_sync(
+        influx.url,
+        'SELECT "text", "event" FROM pilot_periods WHERE pilot = \'cafe-heat-control\'',
+        database,
+    )
+    start = datetime(START.year, START.month, START.day, tzinfo=TZ)
+    assert [v[0] for v in event["values"]] == [int(start.timestamp() * 1000)]
+    assert event["values"][0][1:] == ["Pilot cafe-heat-control starts: Heat control", "start"]
+
+    # Every query of the Pilots dashboard, and the pilot annotation of every other board, finds
+    # these results.
     window = f"time >= '{BASELINE}T00:00:00Z' AND time < '{START + timedelta(weeks=2)}T00:00:00Z'"
     empty = []
-    for what, q in queries(all_dashboards()["kera-pilots"]):
+    boards = all_dashboards()
+    annotations = [
+        (f"{uid} {what}", q)
+        for uid, board in boards.items()
+        for what, q in queries(board)
+        if what == f"annotation {PILOTS_ANNOTATION}"
+    ]
+    assert len(annotations) == len(boards)
+    for what, q in [*queries(boards["kera-pilots"]), *annotations]:
         sql = q.replace("$timeFilter", window).replace("$site", "kera")
         sql = sql.replace("$pilot", ".*").replace("$metric", ".*")
         series = influxql_sync(influx.url, sql, database)

@@ -15,6 +15,7 @@ import pytest
 from devices.pilots import Metric
 from pilots.energy import weather_normalised_savings
 from pilots.stats import (
+    Effect,
     Verdict,
     before_after,
     diff_in_diff,
@@ -52,6 +53,7 @@ def _usage(effect_pct: float, seed: int) -> np.ndarray:
 
 def test_before_after_recovers_a_known_change() -> None:
     effect = before_after(*_split(_usage(-20, seed=3)))
+    _assert_series_match(effect)
     assert effect.verdict is Verdict.EFFECT
     assert effect.low is not None
     assert effect.high is not None
@@ -112,6 +114,22 @@ def test_difference_in_differences_cancels_a_shock_both_see() -> None:
     naive = before_after(*_split(scope))
     assert naive.estimate is not None
     assert naive.estimate > 0  # before/after alone credits the event to the pilot
+    # The expected series is the scope's: what it would have measured without the pilot.
+    assert [d for d, _, _ in did.daily] == DAYS
+    assert [o for _, o, _ in did.daily] == [values[d] for d in DAYS]
+    _assert_series_match(did)
+
+
+def _assert_series_match(effect: Effect) -> None:
+    """The daily series say what the estimate says: on the reporting days, measured minus
+    expected averages to the effect; on the baseline days, to zero (a least-squares fit)."""
+    assert effect.estimate is not None
+    n = effect.reporting_days
+    reporting = [o - e for _, o, e in effect.daily[-n:]]
+    baseline = [o - e for _, o, e in effect.daily[:-n]]
+    assert len(baseline) == effect.baseline_days
+    assert np.mean(reporting) == pytest.approx(effect.estimate)
+    assert np.mean(baseline) == pytest.approx(0.0, abs=1e-6)
 
 
 def test_rate_change_in_points() -> None:
@@ -128,6 +146,11 @@ def test_rate_change_in_points() -> None:
     assert effect.low is not None
     assert effect.high is not None
     assert effect.low <= 15 <= effect.high
+    # Each day with something collected: its own rate against the baseline's.
+    collected = [d for d in DAYS if rows[d][1] > 0]
+    assert [d for d, _, _ in effect.daily] == collected
+    assert len({e for _, _, e in effect.daily}) == 1
+    assert effect.daily[0][2] == pytest.approx(55, abs=2)
     empty = ratio_before_after(base, dict.fromkeys(rep, (0.0, 0.0)))
     assert empty.verdict is Verdict.INSUFFICIENT_DATA
 
@@ -173,6 +196,7 @@ def test_weather_normalised_savings_recover_a_heat_cut() -> None:
     assert effect.low_pct <= -12 <= effect.high_pct
     assert effect.method == "caltrack_daily_changepoint"
     assert any("model: weekday+HDD (heating below" in n for n in effect.notes)
+    _assert_series_match(effect)
     # Energy the weather does not explain: no number, the verdict says why.
     noise = {d: float(rng.uniform(0, 500)) for d in DAYS}
     bad, bad_fit = weather_normalised_savings(
@@ -182,6 +206,7 @@ def test_weather_normalised_savings_recover_a_heat_cut() -> None:
     assert not bad_fit.adequate
     assert bad.verdict is Verdict.BASELINE_INADEQUATE
     assert bad.estimate is None
+    assert len(bad.daily) == len(DAYS)  # the series still show how poorly the model fits
 
 
 def test_a_baseline_that_never_saw_the_pilots_weather_claims_nothing() -> None:
