@@ -177,6 +177,11 @@ def pilot(
         float | None,
         typer.Option(help="Run again every this many hours, until stopped (a daily job: 24)"),
     ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Also write each pilot's report here: HTML, and PDF with Chromium"),
+    ] = None,
+    pdf: Annotated[bool, typer.Option(help="With --out: also print the PDF")] = True,
 ) -> None:
     """What a pilot changed so far, per metric: the estimate, its 90 % interval, the method and
     the verdict, from the rollups in InfluxDB (docs/pilots.md)."""
@@ -207,7 +212,8 @@ def pilot(
         chosen = [pilots[pilot_id]] if pilot_id else [p for p in pilots.values() if p.start < day]
         try:
             for one in chosen:
-                _judge_pilot(one, registry, settings, day, json_out=json_out, write=write)
+                _judge_pilot(one, registry, settings, day, json_out=json_out, write=write,
+                             report=(out, pdf) if out else None)  # fmt: skip
         except typer.Exit:
             if every_h is None:
                 raise
@@ -218,8 +224,9 @@ def pilot(
 
 
 def _judge_pilot(
-    chosen: Any, registry: Any, settings: Any, day: Any, *, json_out: bool, write: bool
-) -> None:
+    chosen: Any, registry: Any, settings: Any, day: Any, *, json_out: bool, write: bool,
+    report: tuple[Path, bool] | None,
+) -> None:  # fmt: skip
     import asyncio
     import json
     from zoneinfo import ZoneInfo
@@ -245,6 +252,8 @@ def _judge_pilot(
         raise typer.Exit(1) from None
     if write:
         _write_results(settings, registry.site.site, chosen, results, tz)
+    if report is not None:
+        _pilot_report(chosen, registry, settings, results, data, *report)
     if json_out:
         for r in results:
             e = r.effect
@@ -261,6 +270,29 @@ def _judge_pilot(
             }), flush=True)  # fmt: skip
         return
     terminal.console().print(_pilot_table(chosen.title, results))
+
+
+def _pilot_report(
+    chosen: Any, registry: Any, settings: Any, results: list[Any], data: Any, out: Path, pdf: bool
+) -> None:
+    from dashboards.report import PdfError, PilotReport, write_pilot_report
+
+    site = registry.site
+    report = PilotReport(
+        site.site, site.name or site.site, site.timezone, chosen, results, data,
+        f"{settings.influx_url.rsplit('@', maxsplit=1)[-1]} database {settings.influx_db}",
+    )  # fmt: skip
+    # Progress and the paths go to stderr: stdout may be --json's.
+    console = terminal.console(stderr=True)
+    try:
+        html_path, pdf_path = write_pilot_report(report, out, pdf=pdf)
+    except PdfError as exc:
+        console.print(f"[red]{exc}[/red]")
+        console.print(f"wrote {out / f'pilot-{site.site}-{chosen.id}.html'}", soft_wrap=True)
+        raise typer.Exit(1) from None
+    for path in (html_path, pdf_path):
+        if path is not None:
+            console.print(f"wrote {path}", soft_wrap=True, highlight=False)
 
 
 def _write_results(settings: Any, site: str, chosen: Any, results: list[Any], tz: Any) -> None:

@@ -60,9 +60,12 @@ async def load(
     hi = int(datetime(end.year, end.month, end.day, tzinfo=tz).timestamp() * 1000)
     when = f"time >= {lo}ms AND time < {hi}ms"
 
+    data = PilotData()
+
     async def select(what: str, measurement: str, where: str, group: str = "") -> list[Any]:
         q = f"SELECT {what} FROM {qualified(measurement, rollups_rp)} WHERE {where} AND {when}"
-        return await influxql(url, f"{q} {group}".strip(), database, token)
+        data.queries.append(f"{q} {group}".strip())
+        return await influxql(url, data.queries[-1], database, token)
 
     async def daily(field: str, measurement: str, devices: set[str]) -> dict[date, float]:
         out: dict[date, float] = defaultdict(float)
@@ -90,7 +93,6 @@ async def load(
     devices = scope_devices(pilot, list(registry))
     ids = {kind: {d.id for d in devices if d.kind == kind} for kind in KINDS}
     meters = {d.id for d in devices if isinstance(d, EnergyMeter) and d.role != PV_ROLE}
-    data = PilotData()
     for metric in pilot.metrics:
         if metric is Metric.HEAT_KWH:
             data.scope[metric] = await daily("kwh", HEAT_DAILY, ids["heat_meter"])
@@ -113,7 +115,7 @@ async def load(
             if pilot.control_spaces:
                 data.control[metric] = await per_space(field, pilot.control_spaces, scale)
     if any(m.energy for m in pilot.metrics):
-        data.temperature = await _temperature(registry, url, database, token, when, tz)
+        data.temperature = await _temperature(registry, url, database, token, when, tz, data)
     data.open_hours = _open_hours(registry, first, until)
     return data
 
@@ -141,19 +143,18 @@ async def _waste(
 
 
 async def _temperature(
-    registry: Registry, url: str, database: str, token: str | None, when: str, tz: ZoneInfo
-) -> dict[date, float]:
+    registry: Registry, url: str, database: str, token: str | None, when: str, tz: ZoneInfo,
+    data: PilotData,
+) -> dict[date, float]:  # fmt: skip
     """The day's mean of the weather stations' hourly means (raw readings, 1 h buckets: a local
     day is 23-25 whole hours in any time zone with whole-hour offsets)."""
     stations = {d.id for d in registry if d.kind == "weather_station"}
     measurement = KINDS["weather_station"].measurement
-    rows = await influxql(
-        url,
+    data.queries.append(
         f'SELECT mean("temperature_c") FROM "{measurement}" WHERE {_any(DEVICE_TAG, stations)} '
-        f"AND {when} GROUP BY time(1h)",
-        database,
-        token,
+        f"AND {when} GROUP BY time(1h)"
     )
+    rows = await influxql(url, data.queries[-1], database, token)
     hours: dict[date, list[float]] = defaultdict(list)
     for series in rows:
         for ts, value in series["values"]:

@@ -26,6 +26,40 @@ UNITS = {
     Metric.UTILISATION_PCT: "points",
     Metric.GOOD_AIR_PCT: "points",
 }
+# What each method does and assumes, in a sentence or two (the pilot report prints it beside
+# every number; docs/pilots.md has the long form).
+METHODS = {
+    "caltrack_daily_changepoint": (
+        "IPMVP Option B/C with the CalTRACK 2.0 daily model form: the baseline's daily energy "
+        "fitted against the day's mean outdoor temperature (heating and cooling degree days, "
+        "balance points searched) and the weekday; the change is measured minus what the model "
+        "predicts for the pilot days' weather. Interval: ASHRAE Guideline 14's savings "
+        "uncertainty (OpenDSM), corrected for autocorrelation. Assumes nothing but the weather "
+        "and the weekday changed the use."
+    ),
+    "caltrack_daily_opendsm": (
+        "IPMVP Option B/C with OpenDSM's CalTRACK daily model fitted on a year of baseline days "
+        "against outdoor temperature (season and weekday splits); the change is measured minus "
+        "predicted. Interval: ASHRAE Guideline 14's savings uncertainty."
+    ),
+    "before_after_weekday": (
+        "Before and after: the baseline's days fit one level per weekday (and the opening "
+        "hours, where they vary); the change is the pilot days' mean difference from that "
+        "pattern. Interval: AR(1)-corrected (day-to-day autocorrelation). Assumes nothing else "
+        "changed between the periods."
+    ),
+    "difference_in_differences": (
+        "Difference in differences: the same weekday model on the daily gap between the "
+        "pilot's spaces and its untouched control spaces, so that whatever changes both (season, "
+        "events) cancels. Interval: AR(1)-corrected. Assumes the gap would have stayed as it was."
+    ),
+    "rate_before_after": (
+        "Rate before and after: all litres collected separately over all litres collected, "
+        "in each period; days without an emptying carry no rate. Interval: linearised, "
+        "AR(1)-corrected. Assumes nothing else changed between the periods."
+    ),
+    "none": "Not judged: the pilot has not started.",
+}
 # Metrics measured per space, which control spaces can stand in for.
 SPACE_METRICS = frozenset({Metric.OCCUPIED_H, Metric.UTILISATION_PCT, Metric.GOOD_AIR_PCT})
 
@@ -40,6 +74,8 @@ class PilotData:
     sorting: dict[date, tuple[float, float]] = field(default_factory=dict)
     temperature: dict[date, float] = field(default_factory=dict)
     open_hours: dict[date, float] = field(default_factory=dict)
+    # The InfluxQL queries the series came from (the report lists them).
+    queries: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)

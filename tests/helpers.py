@@ -18,6 +18,7 @@ from typing import Any, TypeVar, overload
 import aiohttp
 import paho.mqtt.client as paho
 import psutil
+import pytest
 from aiohttp import web
 from paho.mqtt.enums import CallbackAPIVersion
 
@@ -282,3 +283,19 @@ class Publisher:
 
 
 ENERGY_DEVICES = [d.id for d in Registry.load() if d.kind == "energy_meter"]
+
+
+def chromium(*args: str, tmp: Path) -> subprocess.CompletedProcess[str]:
+    """Headless Chromium with the reports' own flags (dashboards.report._pdf)."""
+    from dashboards.report._pdf import chromium as find_chromium
+    from dashboards.report._pdf import chromium_flags
+
+    exe = find_chromium()
+    if exe is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI is missing Debian's chromium (scripts/setup installs it)")
+        pytest.skip("apt-get install chromium")
+    flags = [*chromium_flags(tmp / "chromium-profile"), "--virtual-time-budget=10000"]
+    return subprocess.run(
+        [exe, *flags, *args], check=False, capture_output=True, text=True, timeout=120
+    )

@@ -10,7 +10,6 @@ import asyncio
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -34,6 +33,7 @@ from ingest.settings import IngestSettings
 from ingest.storage.query import influxql_sync
 from tests.helpers import (
     Publisher,
+    chromium,
     count,
     local_settings,
     query,
@@ -253,24 +253,6 @@ async def test_impact_dashboard_queries_have_data(week: Week) -> None:
         ):
             empty.append(f"{what}: {q}")
     assert not empty, "\n".join(empty)
-
-
-def chromium(*args: str, tmp: Path) -> subprocess.CompletedProcess[str]:
-    exe = shutil.which("chromium") or shutil.which("chromium-browser")
-    if exe is None:
-        if os.environ.get("CI"):
-            pytest.fail("CI is missing Debian's chromium (scripts/setup installs it)")
-        pytest.skip("apt-get install chromium")
-    # Root in CI needs --no-sandbox; the network flags keep it from calling home, which this
-    # machine's closed network would refuse at every start.
-    flags = [
-        "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        f"--user-data-dir={tmp / 'chromium-profile'}", "--virtual-time-budget=10000",
-    ]  # fmt: skip
-    return subprocess.run(
-        [exe, *flags, *args], check=False, capture_output=True, text=True, timeout=120
-    )
 
 
 async def test_weekly_report_opens_in_chromium_with_every_figure(

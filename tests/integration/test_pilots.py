@@ -141,6 +141,16 @@ def test_a_pilot_is_judged_from_the_rollups(
     assert row["reporting_days"] == 7
     assert row["avoided_kgco2e"] == heat["avoided_kgco2e"]
 
+    # --out writes the pilot's report beside the JSON, which stays alone on stdout.
+    out = tmp_path / "reports"
+    [again] = _judge("cafe-heat-control", site_file, influx, database, "--out", str(out))
+    assert again == heat
+    page = (out / "pilot-kera-cafe-heat-control.html").read_text()
+    assert f"<td>{heat['estimate_pct']:+.1f} %</td>" in page
+    assert 'data-figure="heat_kwh-daily"' in page
+    assert 'FROM "heat_daily" WHERE' in page.replace("&quot;", '"')
+    assert (out / "pilot-kera-cafe-heat-control.pdf").read_bytes().startswith(b"%PDF")
+
     use, hours = _judge("coworking-booking", site_file, influx, database, "--write")
     assert (use["metric"], hours["metric"]) == ("utilisation_pct", "occupied_h")
     assert use["method"] == hours["method"] == "difference_in_differences"
