@@ -112,7 +112,7 @@ def report(
         raise typer.Exit(2) from None
     token = settings.influx_token.get_secret_value() if settings.influx_token else None
     with Progress(console=console) as progress:
-        steps = 6 + len(FIGURES) + 2
+        steps = 7 + len(FIGURES) + 2
         task = progress.add_task(f"report {week}", total=steps)
 
         def step(name: str) -> None:

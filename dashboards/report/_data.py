@@ -7,6 +7,7 @@ import re
 import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -16,6 +17,9 @@ from devices.contract import (
     DEVICE_DAILY,
     ENERGY_HOURLY,
     IMPACT_DAILY,
+    METRIC_TAG,
+    PILOT_RESULTS_MEASUREMENT,
+    PILOT_TAG,
     SPACE_DAILY,
     SPACE_HOURLY,
     WASTE_DAILY,
@@ -67,6 +71,24 @@ class AlertSummary:
     max_resolve_s: float | None
 
 
+@dataclass(frozen=True, slots=True)
+class PilotLine:
+    """A pilot that ran during the week, per metric: its latest result up to the week's end."""
+
+    pilot: str
+    title: str
+    metric: str
+    estimate: float | None
+    low: float | None
+    high: float | None
+    estimate_pct: float | None
+    low_pct: float | None
+    high_pct: float | None
+    verdict: str | None  # None: not judged yet
+    reporting_days: int | None
+    judged_ms: int | None
+
+
 @dataclass(slots=True)
 class WeekData:
     site: str
@@ -98,6 +120,7 @@ class WeekData:
     daily: list[tuple[int, float | None, float | None, float | None]] = field(
         default_factory=list
     )  # day, grid kWh, pv kWh, kgCO2e; None for a day without data
+    pilots: list[PilotLine] = field(default_factory=list)
 
     @property
     def rollups_behind_h(self) -> float:
@@ -120,7 +143,8 @@ class Reader:
 
     def _from(self, match: re.Match[str]) -> str:
         name = match.group(1)
-        return "FROM " + (qualified(name, self.rp) if name in ROLLUP_MEASUREMENTS else f'"{name}"')
+        own_rp = name in ROLLUP_MEASUREMENTS or name == PILOT_RESULTS_MEASUREMENT
+        return "FROM " + (qualified(name, self.rp) if own_rp else f'"{name}"')
 
     async def select(self, what: str, lo: int, hi: int, group: str = "") -> list[dict[str, Any]]:
         what = re.sub(r'FROM "(\w+)"', self._from, what)
@@ -286,8 +310,57 @@ async def load_week(
         if d.id not in done:
             data.completeness.insert(0, (d.id, d.kind, 0, 7 * 86400 / d.expected_interval_s, 0.0))
     step("data completeness")
+    data.pilots = await _pilots(r, registry, lo, hi)
+    step("pilots")
     data.queries = r.log
     return data
+
+
+# A pilot judged daily has a result from the week's last day; a missed job or two still show.
+PILOT_RESULT_MAX_AGE_MS = 7 * 24 * HOUR_MS
+
+
+async def _pilots(r: Reader, registry: Registry, lo: int, hi: int) -> list[PilotLine]:
+    """Every pilot that ran during the week, with each metric's latest stored result (the whole
+    point, never fields of different days mixed), or none when it was not judged yet."""
+    tz = ZoneInfo(registry.site.timezone)
+    first = datetime.fromtimestamp(lo / 1000, tz).date()
+    last = datetime.fromtimestamp((hi - 1) / 1000, tz).date()
+    running = [
+        p for p in registry.site.pilots if p.start <= last and (p.end is None or p.end >= first)
+    ]
+    if not running:
+        return []
+    rows = await r.select(
+        f'* FROM "{PILOT_RESULTS_MEASUREMENT}"', lo - PILOT_RESULT_MAX_AGE_MS, hi,
+        f'GROUP BY "{PILOT_TAG}", "{METRIC_TAG}" ORDER BY time DESC LIMIT 1',
+    )  # fmt: skip
+    latest = {
+        (s["tags"][PILOT_TAG], s["tags"][METRIC_TAG]): dict(
+            zip(s["columns"], s["values"][0], strict=True)
+        )
+        for s in rows
+        if s.get("values")
+    }
+
+    def num(row: dict[str, Any], key: str) -> float | None:
+        v = row.get(key)
+        return None if v is None else float(v)
+
+    out = []
+    for p in running:
+        for m in p.metrics:
+            row = latest.get((p.id, m.value), {})
+            days = row.get("reporting_days")
+            out.append(
+                PilotLine(
+                    p.id, p.title, m.value, num(row, "estimate"), num(row, "low"),
+                    num(row, "high"), num(row, "estimate_pct"), num(row, "low_pct"),
+                    num(row, "high_pct"), row.get("verdict"),
+                    None if days is None else int(days), row.get("time"),
+                )
+            )  # fmt: skip
+    return out
 
 
 def _alert_summary(week: list[dict[str, Any]], after: list[dict[str, Any]]) -> list[AlertSummary]:

@@ -370,6 +370,14 @@ def render_html(data: WeekData, pngs: dict[str, str], generated: str) -> str:
         "held until the next one (at most three reporting intervals). Utilisation = occupied "
         "time within opening hours / opening hours (site file <code>impact.opening_hours"
         "</code>); good air = occupied time with CO2 under 1000 ppm / occupied time.</p>",
+        "<h2>Pilots</h2>",
+        _pilots_table(data),
+        "<p class='source'>Source: <code>pilot_results</code>, each metric's latest result up to "
+        "the week's end (stored daily by <code>kera-dashboards pilot --all --write</code>). "
+        "Change per day in the metric's unit (points for rates), in percent of what the "
+        "baseline expected, with its 90 % interval. Methods and how to read a result: "
+        "docs/pilots.md; each pilot's own report: <code>kera-dashboards pilot ID --out DIR"
+        "</code>.</p>",
         "<h2>Alerts</h2>",
         _table(
             ["rule", "raised", "resolved", "still open", "median time to resolve", "longest"],
@@ -402,6 +410,31 @@ def render_html(data: WeekData, pngs: dict[str, str], generated: str) -> str:
         "</body></html>",
     ]
     return "\n".join(parts)
+
+
+def _pilots_table(data: WeekData) -> str:
+    if not data.pilots:
+        return "<p class='nodata'>No pilot ran this week.</p>"
+    rows = []
+    for p in data.pilots:
+        if p.verdict is None:
+            rows.append([p.pilot, p.metric, "not judged yet", "-", "-", "-", "-"])
+            continue
+        if p.estimate_pct is not None:
+            change = f"{p.estimate_pct:+.1f} %"
+            interval = f"{_signed(p.low_pct)} .. {_signed(p.high_pct)} %"
+        else:
+            change = _signed(p.estimate, 2)
+            interval = f"{_signed(p.low, 2)} .. {_signed(p.high, 2)}"
+        when = "-" if p.judged_ms is None else _day(p.judged_ms, data)
+        rows.append([p.pilot, p.metric, change, interval, p.verdict.replace("_", " "),
+                     str(p.reporting_days or 0), when])  # fmt: skip
+    return _table(["pilot", "metric", "change", "90 % interval", "verdict", "pilot days",
+                   "judged up to"], rows)  # fmt: skip
+
+
+def _signed(v: float | None, digits: int = 1) -> str:
+    return "-" if v is None else f"{v:+.{digits}f}"
 
 
 def _duration(seconds: float | None) -> str:

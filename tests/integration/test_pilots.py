@@ -159,6 +159,25 @@ def test_a_pilot_is_judged_from_the_rollups(
     assert use["low"] < use["estimate"] < use["high"]
     assert use["estimate"] > 0  # rooms in use 20 % more often
 
+    # The weekly report of the pilot's week shows each metric's latest stored result.
+    week = f"{START.isocalendar().year}-W{START.isocalendar().week:02d}"
+    done = subprocess.run(
+        [str(Path(sys.executable).with_name("kera-dashboards")), "report", "--week", week,
+         "--out", str(out), "--no-pdf", "--config", str(site_file)],
+        env={"KERA_INFLUX_URL": influx.url, "KERA_INFLUX_DB": database, "PATH": "/usr/bin:/bin"},
+        check=False, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    weekly = (out / f"impact-kera-{week}.html").read_text()
+    assert (
+        f"<td>cafe-heat-control</td><td>heat_kwh</td><td>{heat['estimate_pct']:+.1f} %</td>"
+        f"<td>{heat['low_pct']:+.1f} .. {heat['high_pct']:+.1f} %</td><td>effect</td><td>7</td>"
+    ) in weekly
+    assert (
+        f"<td>coworking-booking</td><td>utilisation_pct</td><td>{use['estimate_pct']:+.1f} %"
+        in weekly
+    )
+
     # --all judges every pilot that has started, as the daily job does.
     every = _judge("--all", site_file, influx, database)
     assert [(r["pilot"], r["metric"]) for r in every] == [

@@ -7,8 +7,8 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from dashboards.report import FIGURES, WeekData, write_report
-from dashboards.report._data import _alert_summary
-from dashboards.report._render import _fmt
+from dashboards.report._data import PilotLine, _alert_summary
+from dashboards.report._render import _day, _fmt
 
 H = 3_600_000
 
@@ -49,7 +49,7 @@ def test_rounding() -> None:
 
 
 def week_data() -> WeekData:
-    lo = 1_795_125_600_000  # Monday 2026-11-16 00:00 in Helsinki
+    lo = 1_795_125_600_000  # Friday 2026-11-20 00:00 in Helsinki (any day serves here)
     data = WeekData(
         site="kera", site_name="Kera", week="2026-W47", tz=ZoneInfo("Europe/Helsinki"),
         start_ms=lo, end_ms=lo + 7 * 24 * H, factor_source="Statistics Finland 2025",
@@ -76,8 +76,31 @@ def test_the_report_holds_every_figure_and_its_sources(tmp_path: Path) -> None:
     assert "<td>Grid energy</td><td>1,694 kWh</td><td>1,500 kWh</td><td>+12.9 %</td>" in page
     assert "<td>Sorting rate</td><td>80.1 %</td><td>75.0 %</td><td>+5.1 pp</td>" in page
     assert "factor source: Statistics Finland 2025" in page
-    assert page.count("<p class='source'>Source:") == 6
+    assert page.count("<p class='source'>Source:") == 7
     assert "no alerts were raised this week" in page
+    assert "No pilot ran this week." in page
+
+
+def test_pilots_of_the_week_with_their_latest_result(tmp_path: Path) -> None:
+    data = week_data()
+    judged = data.end_ms - 24 * H
+    data.pilots = [
+        PilotLine("cafe-heat-control", "Heat", "heat_kwh", -33.6, -35.0, -32.1, -12.0, -12.7,
+                  -11.3, "effect", 7, judged),
+        PilotLine("yard-sorting-nudge", "Sorting", "sorting_rate_pct", 4.2, -1.0, 9.4, None,
+                  None, None, "no_effect_detected", 7, judged),
+        PilotLine("coworking-booking", "Booking", "occupied_h", None, None, None, None, None,
+                  None, None, None, None),
+    ]  # fmt: skip
+    page = write_report(data, tmp_path, pdf=False)[0].read_text()
+    day = _day(judged, data)  # the week's last day, local
+    assert day == "Thu 26.11."
+    assert (
+        "<td>cafe-heat-control</td><td>heat_kwh</td><td>-12.0 %</td><td>-12.7 .. -11.3 %</td>"
+        f"<td>effect</td><td>7</td><td>{day}</td>" in page
+    )
+    assert "<td>+4.20</td><td>-1.00 .. +9.40</td><td>no effect detected</td>" in page
+    assert "<td>coworking-booking</td><td>occupied_h</td><td>not judged yet</td>" in page
 
 
 def test_no_data_is_said_never_drawn_as_zero(tmp_path: Path) -> None:
