@@ -14,7 +14,9 @@ from devices import Registry
 from devices.contract import (
     DEVICE_TAG,
     ENERGY_DAILY,
+    ENERGY_HOURLY,
     HEAT_DAILY,
+    HEAT_HOURLY,
     KINDS,
     PV_ROLE,
     SPACE_DAILY,
@@ -25,6 +27,7 @@ from devices.pilots import Metric, Pilot, scope_devices
 from devices.site import EnergyMeter, WasteBin, WasteFraction
 from ingest.rollups import qualified
 from ingest.storage.query import influxql
+from pilots.energy import CALTRACK_MIN_DAYS
 from pilots.evaluate import PilotData
 
 Query = Callable[[str], Any]
@@ -40,6 +43,57 @@ def _any(tag: str, values: Iterable[str]) -> str:
 
 def _local(ms: int, tz: ZoneInfo) -> date:
     return datetime.fromtimestamp(ms / 1000, UTC).astimezone(tz).date()
+
+
+class _Reader:
+    """The pilot's queries over [lo, hi), each logged in `data.queries` for the report."""
+
+    def __init__(self, url: str, database: str, token: str | None, rollups_rp: str | None,
+                 when: str, tz: ZoneInfo, data: PilotData) -> None:  # fmt: skip
+        self.url, self.database, self.token, self.rp = url, database, token, rollups_rp
+        self.when, self.tz, self.data = when, tz, data
+
+    async def select(self, what: str, measurement: str, where: str, group: str = "") -> list[Any]:
+        q = f"SELECT {what} FROM {qualified(measurement, self.rp)} WHERE {where} AND {self.when}"
+        self.data.queries.append(f"{q} {group}".strip())
+        return await influxql(self.url, self.data.queries[-1], self.database, self.token)
+
+    async def daily(self, field: str, measurement: str, devices: set[str]) -> dict[date, float]:
+        out: dict[date, float] = defaultdict(float)
+        if not devices:
+            return out
+        for series in await self.select(f'"{field}"', measurement, _any(DEVICE_TAG, devices)):
+            for ts, value in series["values"]:
+                if value is not None:
+                    out[_local(ts, self.tz)] += float(value)
+        return out
+
+    async def hourly(self, field: str, measurement: str, devices: set[str]) -> dict[int, float]:
+        """The devices' sum per hour; an hour some device lacks is no whole hour, and left out."""
+        sums: dict[int, list[float]] = defaultdict(list)
+        if devices:
+            rows = await self.select(f'"{field}"', measurement, _any(DEVICE_TAG, devices),
+                                     f'GROUP BY "{DEVICE_TAG}"')  # fmt: skip
+            for series in rows:
+                for ts, value in series["values"]:
+                    if value is not None:
+                        sums[int(ts)].append(float(value))
+        return {h: sum(v) for h, v in sums.items() if len(v) == len(devices)}
+
+    async def per_space(
+        self, field: str, spaces: Iterable[str], scale: float = 1.0
+    ) -> dict[date, float]:
+        """The mean over the spaces of each day's value (a sum for hours, via `scale`)."""
+        spaces = list(spaces)
+        sums: dict[date, list[float]] = defaultdict(list)
+        rows = await self.select(
+            f'"{field}"', SPACE_DAILY, _any(SPACE_TAG, spaces), f'GROUP BY "{SPACE_TAG}"'
+        )
+        for series in rows:
+            for ts, value in series["values"]:
+                if value is not None:
+                    sums[_local(ts, self.tz)].append(float(value) * scale)
+        return {d: sum(v) / len(v) for d, v in sums.items() if len(v) == len(spaces)}
 
 
 async def load(
@@ -59,51 +113,22 @@ async def load(
     end = until + timedelta(days=1)
     hi = int(datetime(end.year, end.month, end.day, tzinfo=tz).timestamp() * 1000)
     when = f"time >= {lo}ms AND time < {hi}ms"
-
     data = PilotData()
-
-    async def select(what: str, measurement: str, where: str, group: str = "") -> list[Any]:
-        q = f"SELECT {what} FROM {qualified(measurement, rollups_rp)} WHERE {where} AND {when}"
-        data.queries.append(f"{q} {group}".strip())
-        return await influxql(url, data.queries[-1], database, token)
-
-    async def daily(field: str, measurement: str, devices: set[str]) -> dict[date, float]:
-        out: dict[date, float] = defaultdict(float)
-        if not devices:
-            return out
-        for series in await select(f'"{field}"', measurement, _any(DEVICE_TAG, devices)):
-            for ts, value in series["values"]:
-                if value is not None:
-                    out[_local(ts, tz)] += float(value)
-        return out
-
-    async def per_space(field: str, spaces: Iterable[str], scale: float = 1.0) -> dict[date, float]:
-        """The mean over the spaces of each day's value (a sum for hours, via `scale`)."""
-        spaces = list(spaces)
-        sums: dict[date, list[float]] = defaultdict(list)
-        rows = await select(
-            f'"{field}"', SPACE_DAILY, _any(SPACE_TAG, spaces), f'GROUP BY "{SPACE_TAG}"'
-        )
-        for series in rows:
-            for ts, value in series["values"]:
-                if value is not None:
-                    sums[_local(ts, tz)].append(float(value) * scale)
-        return {d: sum(v) / len(v) for d, v in sums.items() if len(v) == len(spaces)}
-
+    r = _Reader(url, database, token, rollups_rp, when, tz, data)
     devices = scope_devices(pilot, list(registry))
-    ids = {kind: {d.id for d in devices if d.kind == kind} for kind in KINDS}
+    heat_meters = {d.id for d in devices if d.kind == "heat_meter"}
     meters = {d.id for d in devices if isinstance(d, EnergyMeter) and d.role != PV_ROLE}
     for metric in pilot.metrics:
         if metric is Metric.HEAT_KWH:
-            data.scope[metric] = await daily("kwh", HEAT_DAILY, ids["heat_meter"])
+            data.scope[metric] = await r.daily("kwh", HEAT_DAILY, heat_meters)
         elif metric is Metric.ELECTRICITY_KWH:
-            data.scope[metric] = await daily("kwh", ENERGY_DAILY, meters)
+            data.scope[metric] = await r.daily("kwh", ENERGY_DAILY, meters)
         elif metric is Metric.KGCO2E:
-            heat = await daily("kgco2e", HEAT_DAILY, ids["heat_meter"])
-            power = await daily("kgco2e", ENERGY_DAILY, meters)
+            heat = await r.daily("kgco2e", HEAT_DAILY, heat_meters)
+            power = await r.daily("kgco2e", ENERGY_DAILY, meters)
             data.scope[metric] = {d: heat.get(d, 0.0) + power.get(d, 0.0) for d in {*heat, *power}}
         elif metric in (Metric.MIXED_WASTE_L, Metric.SORTING_RATE_PCT):
-            await _waste(pilot, registry, data, select, tz)
+            await _waste(pilot, registry, data, r.select, tz)
         else:
             field, scale = {
                 Metric.OCCUPIED_H: ("occupied_s", 1 / 3600),
@@ -111,9 +136,15 @@ async def load(
                 Metric.GOOD_AIR_PCT: ("co2_good_pct", 1.0),
             }[metric]
             spaces = pilot.scope.spaces or {d.space for d in devices}
-            data.scope[metric] = await per_space(field, spaces, scale)
+            data.scope[metric] = await r.per_space(field, spaces, scale)
             if pilot.control_spaces:
-                data.control[metric] = await per_space(field, pilot.control_spaces, scale)
+                data.control[metric] = await r.per_space(field, pilot.control_spaces, scale)
+    # A year of baseline allows the CalTRACK hourly model (pilots/hourly.py).
+    if pilot.baseline_period.days >= CALTRACK_MIN_DAYS:
+        if Metric.HEAT_KWH in pilot.metrics:
+            data.hourly[Metric.HEAT_KWH] = await r.hourly("kwh", HEAT_HOURLY, heat_meters)
+        if Metric.ELECTRICITY_KWH in pilot.metrics:
+            data.hourly[Metric.ELECTRICITY_KWH] = await r.hourly("kwh", ENERGY_HOURLY, meters)
     if any(m.energy for m in pilot.metrics):
         data.temperature = await _temperature(registry, url, database, token, when, tz, data)
     data.open_hours = _open_hours(registry, first, until)
@@ -160,6 +191,7 @@ async def _temperature(
         for ts, value in series["values"]:
             if value is not None:
                 hours[_local(ts, tz)].append(float(value))
+                data.temperature_hourly[int(ts)] = float(value)
     # A day with fewer than 18 hours measured is not a day's mean.
     return {d: sum(v) / len(v) for d, v in hours.items() if len(v) >= 18}
 

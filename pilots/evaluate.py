@@ -37,6 +37,12 @@ METHODS = {
         "uncertainty (OpenDSM), corrected for autocorrelation. Assumes nothing but the weather "
         "and the weekday changed the use."
     ),
+    "caltrack_hourly_opendsm": (
+        "IPMVP Option B/C with OpenDSM's CalTRACK hourly model, fitted on a year of baseline "
+        "hours: one model per month (weighted with its neighbours) of time of week and outdoor "
+        "temperature bins; the change is measured minus predicted, summed per day. Interval: "
+        "ASHRAE Guideline 14's savings uncertainty for hourly data."
+    ),
     "caltrack_daily_opendsm": (
         "IPMVP Option B/C with OpenDSM's CalTRACK daily model fitted on a year of baseline days "
         "against outdoor temperature (season and weekday splits); the change is measured minus "
@@ -74,6 +80,10 @@ class PilotData:
     sorting: dict[date, tuple[float, float]] = field(default_factory=dict)
     temperature: dict[date, float] = field(default_factory=dict)
     open_hours: dict[date, float] = field(default_factory=dict)
+    # Hourly energy and temperature by hour start (ms), loaded when the baseline is long
+    # enough for the CalTRACK hourly model (pilots/hourly.py).
+    hourly: dict[Metric, dict[int, float]] = field(default_factory=dict)
+    temperature_hourly: dict[int, float] = field(default_factory=dict)
     # The InfluxQL queries the series came from (the report lists them).
     queries: list[str] = field(default_factory=list)
 
@@ -98,6 +108,11 @@ def _days(period: Period) -> list[date]:
 
 def _within(series: dict[date, float], period: Period) -> dict[date, float]:
     return {d: v for d, v in series.items() if period.start <= d <= period.end}
+
+
+def _within_hours(series: dict[int, float], period: Period, tz: ZoneInfo) -> dict[int, float]:
+    lo, hi = _midnight_ms(period.start, tz), _midnight_ms(period.end + timedelta(days=1), tz)
+    return {h: v for h, v in series.items() if lo <= h < hi}
 
 
 def evaluate(
@@ -151,6 +166,16 @@ def _judge(
             {d: v for d, v in rows.items() if rep.start <= d <= rep.end},
         )
     series = data.scope.get(metric, {})
+    if metric.energy and metric in data.hourly:
+        from pilots.hourly import hourly_savings
+
+        energy = data.hourly[metric]
+        hourly = hourly_savings(
+            _within_hours(energy, base, tz), _within_hours(energy, rep, tz),
+            data.temperature_hourly, tz, is_electricity=metric is Metric.ELECTRICITY_KWH,
+        )  # fmt: skip
+        if hourly is not None:
+            return hourly
     if metric.energy:
         from pilots.energy import weather_normalised_savings
 

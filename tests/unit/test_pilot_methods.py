@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -14,6 +15,7 @@ import pytest
 
 from devices.pilots import Metric
 from pilots.energy import weather_normalised_savings
+from pilots.hourly import hourly_savings
 from pilots.stats import (
     Effect,
     Verdict,
@@ -292,3 +294,64 @@ def test_a_year_of_baseline_uses_opendsms_caltrack_model() -> None:
     assert effect.low_pct is not None
     assert effect.high_pct is not None
     assert effect.low_pct <= -12 <= effect.high_pct, effect
+
+
+def _hourly_year(seed: int, cut: float, missing: float = 0.0) -> tuple[Any, ...]:
+    """A heated building by the hour: a year of baseline from 2025-11-03 and four pilot weeks;
+    heat follows the cold and the working hours; a share of hours may be missing."""
+    from devices.pilots import Pilot
+
+    rng = np.random.default_rng(seed)
+    first = datetime(2025, 11, 3, tzinfo=TZ)
+    hours = [int((first + timedelta(hours=i)).timestamp() * 1000) for i in range(24 * (365 + 28))]
+    start_ms = hours[24 * 365]
+    temp, heat = {}, {}
+    for h in hours:
+        at = datetime.fromtimestamp(h / 1000, TZ)
+        season = -11 * np.cos(2 * np.pi * (at.timetuple().tm_yday - 20) / 365)
+        temp[h] = 6 + season + 3 * np.sin(2 * np.pi * at.hour / 24) + rng.normal(0, 2)
+        working = at.weekday() < 5 and 8 <= at.hour < 18
+        heat[h] = max(0.0, 17 - temp[h]) * 0.6 + 1.5 + 2.0 * working + rng.normal(0, 0.4)
+        if h >= start_ms:
+            heat[h] *= 1 + cut / 100
+        if rng.random() < missing:
+            del heat[h]
+    pilot = Pilot.model_validate({
+        "id": "p", "title": "t", "partner": "p", "scope": {"devices": ["hm"]},
+        "metrics": ["heat_kwh"], "start": "2026-11-03",
+        "baseline": {"start": "2025-11-03", "end": "2026-11-02"},
+    })  # fmt: skip
+    return pilot, heat, temp
+
+
+def test_a_year_of_hourly_data_uses_the_caltrack_hourly_model() -> None:
+    from pilots.evaluate import PilotData, evaluate
+
+    pilot, heat, temp = _hourly_year(31, -12)
+    daily_temp: dict[date, list[float]] = {}
+    for h, t in temp.items():
+        daily_temp.setdefault(datetime.fromtimestamp(h / 1000, TZ).date(), []).append(t)
+    data = PilotData(
+        scope={Metric.HEAT_KWH: {}},  # the daily series are not needed when the hourly model runs
+        temperature={d: float(np.mean(v)) for d, v in daily_temp.items()},
+        hourly={Metric.HEAT_KWH: heat},
+        temperature_hourly=temp,
+    )
+    [result] = evaluate(pilot, data, TZ, date(2026, 12, 1))
+    e = result.effect
+    assert e.method == "caltrack_hourly_opendsm"
+    assert e.verdict is Verdict.EFFECT
+    assert e.low_pct is not None
+    assert e.high_pct is not None
+    assert e.low_pct <= -12 <= e.high_pct, e
+    assert (e.baseline_days, e.reporting_days) == (365, 28)
+    assert any("CalTRACK hourly" in n for n in e.notes)
+    # The hourly model's daily series add up to what it claims.
+    assert np.mean([o - x for _, o, x in e.daily[-28:]]) == pytest.approx(e.estimate)
+    # Too many hours missing: not the hourly model's data; the daily method judges instead.
+    pilot, sparse, temp = _hourly_year(32, -12, missing=0.2)
+    data.hourly = {Metric.HEAT_KWH: sparse}
+    data.temperature_hourly = temp
+    assert hourly_savings(sparse, {}, temp, TZ, False) is None
+    [fallback] = evaluate(pilot, data, TZ, date(2026, 12, 1))
+    assert fallback.effect.method == "caltrack_daily_changepoint"
