@@ -229,6 +229,7 @@ def _judge_pilot(
 ) -> None:  # fmt: skip
     import asyncio
     import json
+    from datetime import timedelta
     from zoneinfo import ZoneInfo
 
     from pilots.data import load
@@ -240,8 +241,9 @@ def _judge_pilot(
     token = settings.influx_token.get_secret_value() if settings.influx_token else None
     try:
         data = asyncio.run(
+            # The days before `day`: today is not over, and its hours are not all in.
             load(chosen, registry, settings.influx_url, settings.influx_db, token,
-                 day, settings.rollups_rp)
+                 day - timedelta(days=1), settings.rollups_rp)
         )  # fmt: skip
         results = evaluate(chosen, data, tz, day, registry.site.impact)
     except MissingExtra as exc:
@@ -250,6 +252,8 @@ def _judge_pilot(
     except (OSError, RuntimeError) as exc:
         console.print(f"[red]cannot read the rollups from {settings.influx_url}: {exc}[/red]")
         raise typer.Exit(1) from None
+    for warning in data.warnings:
+        console.print(f"[yellow]{chosen.id}: {warning}[/yellow]", soft_wrap=True)
     if write:
         _write_results(settings, registry.site.site, chosen, results, tz)
     if report is not None:
@@ -264,6 +268,7 @@ def _judge_pilot(
                 "baseline_days": e.baseline_days, "reporting_days": e.reporting_days,
                 "verdict": e.verdict.value, "notes": list(e.notes),
                 "avoided_kgco2e": r.avoided_kgco2e, "factor_source": r.factor_source,
+                "weather": data.weather if r.metric.energy else None,
                 "baseline": [str(r.baseline.start), str(r.baseline.end)],
                 "reporting": [str(r.reporting.start), str(r.reporting.end)]
                 if r.reporting else None,

@@ -198,3 +198,35 @@ def check_against(pilots: Iterable[Pilot], devices: Iterable[_Device]) -> None:
                     f"{where}: {metric.value} is judged against a weather-normalised baseline, "
                     "which needs outdoor temperature: add a weather_station to the site"
                 )
+
+
+class FmiStation(BaseModel):
+    """An FMI open-data weather station that stands in for the site's own on days it has no
+    temperature (pilots/fmi.py). Name it by FMI station id or by a place, for which FMI picks
+    the nearest station."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    fmisid: int | None = Field(None, gt=0, description="FMI station id (FMI's station list)")
+    place: str | None = Field(
+        None, min_length=1, max_length=100, description="a place name; FMI's nearest station"
+    )
+    url: str = Field(
+        "https://opendata.fmi.fi/wfs",
+        pattern=r"^https?://",
+        description="FMI's WFS endpoint; a proxy's in a closed network",
+    )
+
+    @model_validator(mode="after")
+    def _one(self) -> FmiStation:
+        if (self.fmisid is None) == (self.place is None):
+            raise ValueError("weather.fmi names either fmisid or place, not both or neither")
+        return self
+
+
+class Weather(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    fmi: FmiStation | None = Field(
+        None, description="FMI open data for days without the site's own weather readings"
+    )

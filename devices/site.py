@@ -29,7 +29,7 @@ from pydantic import (
 
 from devices.contract import KINDS, CatalogueError, KindSpec, build_kinds
 from devices.mapping import FieldMapper
-from devices.pilots import Pilot, check_against
+from devices.pilots import Pilot, Weather, check_against
 
 DEFAULT_SITE_RESOURCE = "kera.yaml"
 
@@ -647,6 +647,10 @@ class Site(BaseModel):
     devices: list[Device] = Field(min_length=1)
     pilots: tuple[Pilot, ...] = Field(
         (), description="pilot experiments and what they are judged on (docs/pilots.md)"
+    )
+    weather: Weather = Field(
+        default_factory=Weather,
+        description="outdoor temperature beyond the site's own weather station (docs/pilots.md)",
     )
 
     _catalogue: dict[str, KindSpec] = PrivateAttr(default_factory=dict)

@@ -29,6 +29,7 @@ from ingest.rollups import qualified
 from ingest.storage.query import influxql
 from pilots.energy import CALTRACK_MIN_DAYS
 from pilots.evaluate import PilotData
+from pilots.fmi import FmiError, describe, fill_days, hourly_temperature
 
 Query = Callable[[str], Any]
 
@@ -146,7 +147,7 @@ async def load(
         if Metric.ELECTRICITY_KWH in pilot.metrics:
             data.hourly[Metric.ELECTRICITY_KWH] = await r.hourly("kwh", ENERGY_HOURLY, meters)
     if any(m.energy for m in pilot.metrics):
-        data.temperature = await _temperature(registry, url, database, token, when, tz, data)
+        await _temperature(registry, url, database, token, lo, hi, tz, data)
     data.open_hours = _open_hours(registry, first, until)
     return data
 
@@ -173,27 +174,73 @@ async def _waste(
     data.scope[Metric.MIXED_WASTE_L] = {d: v[1] - v[0] for d, v in collected.items()}
 
 
+# A day with fewer hours of temperature than this has no daily mean.
+MIN_TEMPERATURE_HOURS = 18
+
+
 async def _temperature(
-    registry: Registry, url: str, database: str, token: str | None, when: str, tz: ZoneInfo,
-    data: PilotData,
-) -> dict[date, float]:  # fmt: skip
+    registry: Registry, url: str, database: str, token: str | None, lo: int, hi: int,
+    tz: ZoneInfo, data: PilotData,
+) -> None:  # fmt: skip
     """The day's mean of the weather stations' hourly means (raw readings, 1 h buckets: a local
-    day is 23-25 whole hours in any time zone with whole-hour offsets)."""
+    day is 23-25 whole hours in any time zone with whole-hour offsets); days the site's stations
+    missed come from FMI's open data when the site file names a station (`weather.fmi`)."""
     stations = {d.id for d in registry if d.kind == "weather_station"}
     measurement = KINDS["weather_station"].measurement
     data.queries.append(
         f'SELECT mean("temperature_c") FROM "{measurement}" WHERE {_any(DEVICE_TAG, stations)} '
-        f"AND {when} GROUP BY time(1h)"
+        f"AND time >= {lo}ms AND time < {hi}ms GROUP BY time(1h)"
     )
-    rows = await influxql(url, data.queries[-1], database, token)
-    hours: dict[date, list[float]] = defaultdict(list)
-    for series in rows:
+    own: dict[int, float] = {}
+    for series in await influxql(url, data.queries[-1], database, token):
         for ts, value in series["values"]:
             if value is not None:
-                hours[_local(ts, tz)].append(float(value))
-                data.temperature_hourly[int(ts)] = float(value)
-    # A day with fewer than 18 hours measured is not a day's mean.
-    return {d: sum(v) / len(v) for d, v in hours.items() if len(v) >= 18}
+                own[int(ts)] = float(value)
+    fmi_hours: dict[int, float] = {}
+    station = registry.site.weather.fmi
+    if station is not None:
+        for first, last in _missing_runs(own, lo, hi, tz):
+            data.queries.append(
+                f"FMI WFS {station.url}: fmi::observations::weather::simple, t2m hourly, "
+                f"{first} to {last} ({describe(station)})"
+            )
+            try:
+                fmi_hours |= await hourly_temperature(
+                    station, _midnight_ms(first, tz), _midnight_ms(last + timedelta(days=1), tz)
+                )
+            except FmiError as exc:
+                data.warnings.append(f"{exc}; judged with the site's own weather station only")
+                break
+    daily, hourly, filled = fill_days(own, fmi_hours, tz, MIN_TEMPERATURE_HOURS)
+    data.temperature, data.temperature_hourly = daily, hourly
+    if filled and station is not None:
+        data.weather = (
+            f"the site's weather station; {len(filled)} of {len(daily)} days from "
+            f"{describe(station)}"
+        )
+
+
+def _midnight_ms(day: date, tz: ZoneInfo) -> int:
+    return int(datetime(day.year, day.month, day.day, tzinfo=tz).timestamp() * 1000)
+
+
+def _missing_runs(
+    hours: dict[int, float], lo: int, hi: int, tz: ZoneInfo
+) -> list[tuple[date, date]]:
+    """The runs of consecutive local days in [lo, hi) with fewer than MIN_TEMPERATURE_HOURS."""
+    counts: dict[date, int] = defaultdict(int)
+    for h in hours:
+        counts[_local(h, tz)] += 1
+    runs: list[tuple[date, date]] = []
+    day, last = _local(lo, tz), _local(hi - 1, tz)
+    while day <= last:
+        if counts[day] < MIN_TEMPERATURE_HOURS:
+            if runs and runs[-1][1] == day - timedelta(days=1):
+                runs[-1] = (runs[-1][0], day)
+            else:
+                runs.append((day, day))
+        day += timedelta(days=1)
+    return runs
 
 
 def _open_hours(registry: Registry, first: date, last: date) -> dict[date, float]:

@@ -86,6 +86,9 @@ class PilotData:
     temperature_hourly: dict[int, float] = field(default_factory=dict)
     # The InfluxQL queries the series came from (the report lists them).
     queries: list[str] = field(default_factory=list)
+    # Where the outdoor temperature came from, and what went wrong on the way (shown, not fatal).
+    weather: str = "the site's weather station"
+    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)

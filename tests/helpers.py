@@ -101,12 +101,15 @@ def point_field(measurement: str) -> str:
 
 @contextlib.asynccontextmanager
 async def http_server(
-    path: str, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    path: str,
+    handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+    method: str = "POST",
 ) -> AsyncIterator[str]:
-    """A real HTTP server on a free loopback port answering POST `path`; yields its base URL.
-    For InfluxDB behaviour 1.6 cannot show (the v2 API, 429 with Retry-After)."""
+    """A real HTTP server on a free loopback port answering `method` `path`; yields its base
+    URL. For InfluxDB behaviour 1.6 cannot show (the v2 API, 429 with Retry-After), and for
+    services this machine cannot reach (FMI), answering with recorded responses."""
     app = web.Application()
-    app.router.add_post(path, handler)
+    app.router.add_route(method, path, handler)
     runner = web.AppRunner(app)
     await runner.setup()
     port = free_port()

@@ -150,6 +150,8 @@ def render_pilot_html(report: PilotReport, pngs: dict[str, str], generated: str)
         ["control spaces", ", ".join(p.control_spaces) or "none"],
         ["baseline", f"{period} ({p.baseline_period.days} days)"],
         ["pilot", f"{p.start} to {p.end or 'open'}; judged: {during}"],
+        *([["outdoor temperature", report.data.weather]] if any(m.energy for m in p.metrics)
+          else []),
         ["expected effect", "-" if p.expected_effect_pct is None
                             else f"{p.expected_effect_pct:+g} (% or points)"],
     ]  # fmt: skip

@@ -6,12 +6,17 @@ pilots/evaluate.py, docs/pilots.md)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import subprocess
 import sys
-from datetime import date, datetime, timedelta
+import threading
+from collections.abc import Callable, Iterator
+from datetime import UTC, date, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlparse
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -37,7 +42,7 @@ KEEP = {"ws-roof": 900, "hm-cafe": 900, "occ-coworking": 600, "occ-meeting-1": 6
         "occ-meeting-2": 600}  # fmt: skip
 
 
-def _site() -> str:
+def _site(fmi_url: str | None = None) -> str:
     raw = yaml.safe_load(default_site_text())
     devices = [{**d, "interval_s": KEEP[d["id"]]} for d in raw["devices"] if d["id"] in KEEP]
     pilots = [
@@ -58,10 +63,19 @@ def _site() -> str:
         )
     }
     site = {"site": "kera", "impact": impact, "devices": devices, "pilots": pilots}  # fmt: skip
+    if fmi_url:
+        site["weather"] = {"fmi": {"place": "Espoo", "url": fmi_url}}
     return yaml.safe_dump(site, sort_keys=False)
 
 
-async def _store(registry: Registry, influx: InfluxDB, database: str) -> None:
+# The site's weather station is down for the baseline's first days: FMI's open data (served from
+# loopback, as FMI's server formats it) stands in for them.
+STATION_DOWN_DAYS = 3
+
+
+async def _store(registry: Registry, influx: InfluxDB, database: str) -> dict[int, float]:
+    """Five simulated weeks into InfluxDB; returns the weather station's hourly means of the days
+    it is down, which only FMI knows."""
     sink = MemorySink()
     start_ms = (
         int(datetime(BASELINE.year, BASELINE.month, BASELINE.day, tzinfo=TZ).timestamp()) * 1000
@@ -73,10 +87,16 @@ async def _store(registry: Registry, influx: InfluxDB, database: str) -> None:
     rollups = Rollups(registry, lines.extend, EmissionFactors())
     pipeline = Pipeline(registry, Stats(), 65536, 300, 400 * 86400, observe=rollups.observe)
     next_flush = start_ms
+    down_until = start_ms + STATION_DOWN_DAYS * 86_400_000
+    fmi: dict[int, list[float]] = {}
     for event, _, topic, payload in sink.events:
         if event != "publish":
             continue
-        ts = json.loads(payload)["ts"]
+        reading = json.loads(payload)
+        ts = reading["ts"]
+        if "/ws-roof/" in topic and ts < down_until:
+            fmi.setdefault(ts - ts % 3_600_000, []).append(reading["temperature_c"])
+            continue
         if ts >= next_flush:
             rollups.flush()
             next_flush = ts + 3_600_000
@@ -90,6 +110,55 @@ async def _store(registry: Registry, influx: InfluxDB, database: str) -> None:
     for i in range(0, len(lines), 5000):
         await transport.write("\n".join(lines[i : i + 5000]).encode())
     await transport.close()
+    assert len(fmi) == STATION_DOWN_DAYS * 24
+    return {h: sum(v) / len(v) for h, v in fmi.items()}
+
+
+@contextlib.contextmanager
+def _fmi_server(hours: dict[int, float], asked: list[dict[str, str]]) -> Iterator[str]:
+    """FMI's WFS on loopback, in a thread: the CLI under test runs as a child process."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            query = {k: v[0] for k, v in parse_qs(urlparse(self.path).query).items()}
+            asked.append(query)
+            body = _fmi_answer(hours, query["starttime"], query["endtime"]).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/xml")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/wfs"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _fmi_answer(hours: dict[int, float], start: str, end: str) -> str:
+    """The hours asked for, in the layout of FMI's `simple` response (tests/data/fmi)."""
+    lo = int(datetime.fromisoformat(start.replace("Z", "+00:00")).timestamp() * 1000)
+    hi = int(datetime.fromisoformat(end.replace("Z", "+00:00")).timestamp() * 1000)
+    members = "".join(
+        "<wfs:member><BsWfs:BsWfsElement><BsWfs:Time>"
+        f"{datetime.fromtimestamp(h / 1000, UTC).strftime('%Y-%m-%dT%H:%M:%SZ')}</BsWfs:Time>"
+        f"<BsWfs:ParameterName>t2m</BsWfs:ParameterName><BsWfs:ParameterValue>{v:.1f}"
+        "</BsWfs:ParameterValue></BsWfs:BsWfsElement></wfs:member>"
+        for h, v in sorted(hours.items())
+        if lo <= h <= hi
+    )
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?><wfs:FeatureCollection '
+        'xmlns:wfs="http://www.opengis.net/wfs/2.0" xmlns:BsWfs="http://xml.fmi.fi/schema/wfs/2.0">'
+        f"{members}</wfs:FeatureCollection>"
+    )
 
 
 def _judge(
@@ -105,15 +174,33 @@ def _judge(
     return [json.loads(line) for line in done.stdout.splitlines()]
 
 
-def test_a_pilot_is_judged_from_the_rollups(
-    influx: InfluxDB, database: str, tmp_path: Path
-) -> None:
-    site_file = tmp_path / "site.yaml"
-    site_file.write_text(_site())
-    registry = Registry(parse_site(_site()))
-    asyncio.run(_store(registry, influx, database))
+@pytest.fixture
+def fmi_server() -> Iterator[Callable[[dict[int, float], list[dict[str, str]]], str]]:
+    """Starts FMI's stand-in with the hours it knows; stopped after the test."""
+    with contextlib.ExitStack() as stack:
+        yield lambda hours, asked: stack.enter_context(_fmi_server(hours, asked))
 
+
+def test_a_pilot_is_judged_from_the_rollups(
+    influx: InfluxDB, database: str, tmp_path: Path,
+    fmi_server: Callable[[dict[int, float], list[dict[str, str]]], str],
+) -> None:  # fmt: skip
+    registry = Registry(parse_site(_site()))
+    asked: list[dict[str, str]] = []
+    fmi_url = fmi_server(asyncio.run(_store(registry, influx, database)), asked)
+    site_file = tmp_path / "site.yaml"
+    site_file.write_text(_site(fmi_url))
     [heat] = _judge("cafe-heat-control", site_file, influx, database, "--write")
+    # The days the station missed came from FMI, and the result says so.
+    assert heat["weather"] == (
+        f"the site's weather station; {STATION_DOWN_DAYS} of 35 days from FMI open data, "
+        "CC BY 4.0, nearest station to Espoo"
+    )
+    # FMI was asked only for the days the station missed: one request for the three.
+    first_utc = datetime(BASELINE.year, BASELINE.month, BASELINE.day, tzinfo=TZ).astimezone(UTC)
+    assert [(q["starttime"], q["place"]) for q in asked] == [
+        (first_utc.strftime("%Y-%m-%dT%H:%M:%SZ"), "Espoo")
+    ]
     assert heat["metric"] == "heat_kwh"
     assert heat["method"] == "caltrack_daily_changepoint"
     assert (heat["baseline_days"], heat["reporting_days"]) == (28, 7)
@@ -148,6 +235,7 @@ def test_a_pilot_is_judged_from_the_rollups(
     page = (out / "pilot-kera-cafe-heat-control.html").read_text()
     assert f"<td>{heat['estimate_pct']:+.1f} %</td>" in page
     assert 'data-figure="heat_kwh-daily"' in page
+    assert f"{STATION_DOWN_DAYS} of 35 days from FMI open data, CC BY 4.0" in page
     assert 'FROM "heat_daily" WHERE' in page.replace("&quot;", '"')
     assert (out / "pilot-kera-cafe-heat-control.pdf").read_bytes().startswith(b"%PDF")
 
@@ -187,14 +275,14 @@ def test_a_pilot_is_judged_from_the_rollups(
     ]
 
     # --write also stored the daily measured and expected heat, and the pilot's start.
-    [series] = influxql_sync(
+    [stored_daily] = influxql_sync(
         influx.url,
         "SELECT observed, expected, reporting FROM pilot_daily WHERE pilot = 'cafe-heat-control'",
         database,
     )
-    assert len(series["values"]) == 28 + 7
-    assert sum(1 for v in series["values"] if v[3]) == 7
-    pilot_days = [v[1] - v[2] for v in series["values"] if v[3]]
+    assert len(stored_daily["values"]) == 28 + 7
+    assert sum(1 for v in stored_daily["values"] if v[3]) == 7
+    pilot_days = [v[1] - v[2] for v in stored_daily["values"] if v[3]]
     assert sum(pilot_days) / 7 == pytest.approx(heat["estimate"])
     [event] = influxql_sync(
         influx.url,
