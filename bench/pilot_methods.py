@@ -9,12 +9,16 @@ Pipeline and impact Rollups, in-process:
 - heat: the café's heat meter, with `--pilot`'s -12 % from week 9 or without it; judged by the
   CalTRACK daily model (OpenDSM) against the weather station's daily mean temperature;
 - utilisation: the coworking room, with +20 % more use from week 9 or without it, judged by
-  difference-in-differences against the two meeting rooms.
+  difference-in-differences against the two meeting rooms;
+- sorting rate: the yard's bins, with 10 more points of waste sorted from week 9 or without it,
+  judged by the rate's before/after change.
 
 Reported per method: how many of the seeds' 90 % intervals contain the true effect, the mean
-estimate, and with no effect how many intervals contain zero. The true heat effect is -12 % by
-construction. The true utilisation effect is measured, not assumed: the same seed run with and
-without the pilot gives the pilot's own change in utilisation percentage points.
+estimate, with no effect how many intervals contain zero, and the calibration: the standard
+deviation of (estimate - truth) / standard error over every run, which is 1 when the intervals
+are as wide as the errors they must cover. The true heat effect is -12 % by construction. The
+true utilisation and sorting effects are measured, not assumed: the same seed run with and
+without the pilot gives the pilot's own change in percentage points.
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ from ingest.observability.counters import Stats
 from ingest.pipeline import Pipeline
 from ingest.rollups import EmissionFactors, Rollups
 from pilots.energy import weather_normalised_savings
-from pilots.stats import diff_in_diff
+from pilots.stats import diff_in_diff, ratio_before_after, t_quantile
 
 TZ = ZoneInfo("Europe/Helsinki")
 # Two seasons: the heating season, where eight baseline weeks see the temperatures of the four
@@ -51,6 +55,9 @@ PILOT_START = START + timedelta(weeks=8)
 WEEKS = 12
 HEAT = "cafe-heat-control:heat_kwh=-12%"
 USE = "coworking-booking:utilisation_pct=+20%"
+SORT = "yard-sorting-nudge:sorting_rate_pct=+10"
+BINS = ("bin-mixed-1", "bin-bio-1", "bin-cardboard-1", "bin-plastic-1", "bin-glass-1",
+        "bin-metal-1")  # fmt: skip
 
 
 def bench_site() -> str:
@@ -58,7 +65,7 @@ def bench_site() -> str:
     starting in week 9; longer intervals than the real devices', to keep 20 seeds quick."""
     raw = yaml.safe_load(default_site_text())
     keep = {"ws-roof": 600, "hm-cafe": 600, "occ-coworking": 300, "occ-meeting-1": 300,
-            "occ-meeting-2": 300}  # fmt: skip
+            "occ-meeting-2": 300, **dict.fromkeys(BINS, 1800)}  # fmt: skip
     site = {
         "site": "bench",
         "timezone": raw["timezone"],
@@ -74,13 +81,17 @@ def bench_site() -> str:
              "scope": {"spaces": ["coworking"]},
              "control_spaces": ["meeting-room-1", "meeting-room-2"],
              "metrics": ["utilisation_pct"], "start": PILOT_START.isoformat()},
+            {"id": "yard-sorting-nudge", "title": "sorting", "partner": "bench",
+             "scope": {"spaces": ["yard"]}, "metrics": ["sorting_rate_pct"],
+             "start": PILOT_START.isoformat()},
         ],
     }  # fmt: skip
     return yaml.safe_dump(site, sort_keys=False)
 
 
 def simulate(registry: Registry, seed: int, pilots: list[str]) -> dict[str, Any]:
-    """Daily heat (kWh), utilisation per space (%) and mean outdoor temperature (°C)."""
+    """Daily heat (kWh), utilisation per space (%), litres (sorted, collected) and mean outdoor
+    temperature (°C)."""
     sink = MemorySink()
     start_ms = int(datetime.combine(START, datetime.min.time(), TZ).timestamp() * 1000)
     run(
@@ -113,6 +124,7 @@ def simulate(registry: Registry, seed: int, pilots: list[str]) -> dict[str, Any]
     rollups.flush()
     heat: dict[date, float] = {}
     use: dict[str, dict[date, float]] = defaultdict(dict)
+    waste: dict[date, list[float]] = defaultdict(lambda: [0.0, 0.0])
     for (head, ts), fields in points.items():
         day = datetime.fromtimestamp(int(ts) / 1000, UTC).astimezone(TZ).date()
         values = dict(f.split("=", 1) for f in fields.split(","))
@@ -121,12 +133,18 @@ def simulate(registry: Registry, seed: int, pilots: list[str]) -> dict[str, Any]
         elif head.startswith("space_daily,") and "utilisation_pct" in values:
             space = next(t.split("=", 1)[1] for t in head.split(",") if t.startswith("space="))
             use[space][day] = float(values["utilisation_pct"])
+        elif head.startswith("waste_daily,") and "volume_l" in values:
+            litres = float(values["volume_l"])
+            waste[day][1] += litres
+            if "fraction=mixed" not in head:
+                waste[day][0] += litres
     # Whole days only: the first and last are cut by the run's edges.
     days = [START + timedelta(i) for i in range(1, WEEKS * 7 - 1)]
     return {
         "heat": {d: heat[d] for d in days if d in heat},
         "use": {s: {d: v[d] for d in days if d in v} for s, v in use.items()},
         "temp": {d: statistics.fmean(temps[d]) for d in days if temps.get(d)},
+        "waste": {d: (waste[d][0], waste[d][1]) for d in days},
     }
 
 
@@ -148,17 +166,30 @@ def judge(data: dict[str, Any]) -> dict[str, Any]:
         use["coworking"], control,
         [d for d in days if d < PILOT_START], [d for d in days if d >= PILOT_START],
     )  # fmt: skip
+    waste = data["waste"]
+    rate = ratio_before_after(
+        {d: v for d, v in waste.items() if d < PILOT_START},
+        {d: v for d, v in waste.items() if d >= PILOT_START},
+    )
     return {
         "heat": {"pct": heat.estimate_pct, "low": heat.low_pct, "high": heat.high_pct,
                  "verdict": heat.verdict.value, "cvrmse": fit.cvrmse if fit else None},
         "use": {"points": did.estimate, "low": did.low, "high": did.high,
                 "verdict": did.verdict.value},
+        "sorting": {"points": rate.estimate, "low": rate.low, "high": rate.high,
+                    "verdict": rate.verdict.value},
     }  # fmt: skip
 
 
 def _mean_use(data: dict[str, Any]) -> float:
     days = [d for d in data["use"]["coworking"] if d >= PILOT_START]
     return statistics.fmean(data["use"]["coworking"][d] for d in days)
+
+
+def _rate(data: dict[str, Any]) -> float:
+    """The pilot weeks' sorting rate, in percent."""
+    rows = [v for d, v in data["waste"].items() if d >= PILOT_START]
+    return float(100 * sum(r[0] for r in rows) / sum(r[1] for r in rows))
 
 
 def main() -> None:
@@ -175,9 +206,10 @@ def main() -> None:
     t0 = time.monotonic()
     for seed in range(1, args.seeds + 1):
         plain = simulate(registry, seed, [])
-        piloted = simulate(registry, seed, [HEAT, USE])
+        piloted = simulate(registry, seed, [HEAT, USE, SORT])
         row = {"seed": seed, "with": judge(piloted), "without": judge(plain),
-               "true_use_points": _mean_use(piloted) - _mean_use(plain)}  # fmt: skip
+               "true_use_points": _mean_use(piloted) - _mean_use(plain),
+               "true_sorting_points": _rate(piloted) - _rate(plain)}  # fmt: skip
         rows.append(row)
         print(json.dumps(row), flush=True)
     summary = summarise(rows)
@@ -198,6 +230,8 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
     heat_without = [r["without"]["heat"] for r in rows]
     use_with = [(r["with"]["use"], r["true_use_points"]) for r in rows]
     use_without = [r["without"]["use"] for r in rows]
+    sort_with = [(r["with"]["sorting"], r["true_sorting_points"]) for r in rows]
+    sort_without = [r["without"]["sorting"] for r in rows]
     return {
         "seeds": n,
         "heat": {
@@ -211,13 +245,30 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
                 h["verdict"] == "baseline_inadequate" for h in heat_with + heat_without
             ),
         },
-        "utilisation": {
-            "mean_true_points": round(statistics.fmean(t for _, t in use_with), 2),
-            "covered": sum(inside(u, t) for u, t in use_with),
-            "mean_estimate_points": round(statistics.fmean(u["points"] for u, _ in use_with), 2),
-            "no_effect_contains_zero": sum(inside(u, 0.0) for u in use_without),
-        },
-    }  # fmt: skip
+        "utilisation": _summary(use_with, use_without),
+        "sorting_rate": _summary(sort_with, sort_without),
+    }
+
+
+def _summary(
+    with_: list[tuple[dict[str, Any], float]], without: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """Coverage, mean, and calibration of a points metric's intervals (see the docstring)."""
+    q = t_quantile(0.95, 30)  # the intervals' own quantile varies with their df; near this
+    z = [(r["points"] - t) / ((r["high"] - r["low"]) / 2 / q)
+         for r, t in with_ if r["low"] is not None]  # fmt: skip
+    z += [r["points"] / ((r["high"] - r["low"]) / 2 / q) for r in without if r["low"] is not None]
+    return {
+        "mean_true_points": round(statistics.fmean(t for _, t in with_), 2),
+        "covered": sum(r["low"] is not None and r["low"] <= t <= r["high"] for r, t in with_),
+        "mean_estimate_points": round(
+            statistics.fmean(r["points"] for r, _ in with_ if r["points"] is not None), 2
+        ),
+        "no_effect_contains_zero": sum(
+            r["low"] is not None and r["low"] <= 0 <= r["high"] for r in without
+        ),
+        "calibration_sd": round(statistics.pstdev(z), 2) if len(z) > 1 else None,
+    }
 
 
 if __name__ == "__main__":

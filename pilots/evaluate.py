@@ -61,8 +61,9 @@ METHODS = {
     ),
     "rate_before_after": (
         "Rate before and after: all litres collected separately over all litres collected, "
-        "in each period; days without an emptying carry no rate. Interval: linearised, "
-        "AR(1)-corrected. Assumes nothing else changed between the periods."
+        "in each period; days without an emptying carry no rate. Interval: linearised over "
+        "weekly totals, which are nearly independent where days are not (a bin emptied today "
+        "is not emptied tomorrow). Assumes nothing else changed between the periods."
     ),
     "none": "Not judged: the pilot has not started.",
 }

@@ -6,7 +6,8 @@ autocorrelation (docs/pilots.md explains the choices).
   that model expected for them.
 - `diff_in_diff`: the same on the daily difference between the pilot's scope and its control
   spaces, so that what changes both (weather, season, events) cancels.
-- `ratio_before_after`: for rates (sorting rate): the change in sum numerator/sum denominator.
+- `ratio_before_after`: for rates (sorting rate): the change in sum numerator/sum denominator,
+  with an interval over weekly totals (collections are not independent from day to day).
 
 Intervals treat the daily residuals as AR(1): their variance is inflated by (1+rho)/(1-rho), the
 effective sample size n' = n(1-rho)/(1+rho) that ASHRAE Guideline 14 uses for savings uncertainty,
@@ -247,12 +248,19 @@ def diff_in_diff(
     )  # fmt: skip
 
 
+# The sorting rate's unit of independence: a week. Collections are a renewal process (a bin
+# emptied today is not emptied tomorrow), so days are strongly negatively correlated and an
+# interval over days was 12 times too wide (docs/pilots.md); weekly totals are nearly independent.
+RATE_BLOCK_DAYS = 7
+
+
 def ratio_before_after(
     baseline: Mapping[date, tuple[float, float]],
     reporting: Mapping[date, tuple[float, float]],
 ) -> Effect:
     """The change in 100 x sum numerator / sum denominator (points), for rates such as the sorting
-    rate, whose days without a denominator (no emptying) carry no rate of their own."""
+    rate, whose days without a denominator (no emptying) carry no rate of their own. The interval
+    treats each period's weeks (from its first day) as independent blocks."""
     method = "rate_before_after"
     b_days, r_days = sorted(baseline), sorted(reporting)
     nb, nr = len(b_days), len(r_days)
@@ -269,26 +277,32 @@ def ratio_before_after(
         for d, (num, den) in sorted({**baseline, **reporting}.items())
         if den > 0
     )
-    # Only days with a denominator (an emptying) say anything about the rate; consecutive ones
-    # are what may be correlated. Linearised, a day's share of the rate's error is
-    # (num - R*den) / mean(den).
-    b, r = b[b[:, 1] > 0], r[r[:, 1] > 0]
-    kb, kr = len(b), len(r)
-    if kb < 3 or kr < 3:
-        return _insufficient(method, nb, nr, f"{kb} and {kr} days with something collected")
-    u_b = 100 * (b[:, 0] - rate_b / 100 * b[:, 1]) / b[:, 1].mean()
-    u_r = 100 * (r[:, 0] - rate_r / 100 * r[:, 1]) / r[:, 1].mean()
-    rho = lag1(np.concatenate([u_b, u_r]))
-    inflate = (1 + rho) / (1 - rho)
-    var_b = float((u_b**2).sum()) / (kb * (kb - 1))
-    var_r = float((u_r**2).sum()) / (kr * (kr - 1))
-    variance = inflate * (var_b + var_r)
-    df = max(3.0, (kb + kr) * (1 - rho) / (1 + rho) - 2)
-    half = t_quantile((1 + LEVEL) / 2, df) * math.sqrt(variance)
+    wb, wr = _blocks(b_days, b), _blocks(r_days, r)
+    kb, kr = len(wb), len(wr)
+    if kb < 2 or kr < 2:
+        why = f"{kb} and {kr} weeks with something collected: the rate needs two in each period"
+        return _insufficient(method, nb, nr, why)
+    # Linearised: a week's share of the rate's error is (num - R*den) / mean(den).
+    u_b = 100 * (wb[:, 0] - rate_b / 100 * wb[:, 1]) / wb[:, 1].mean()
+    u_r = 100 * (wr[:, 0] - rate_r / 100 * wr[:, 1]) / wr[:, 1].mean()
+    variance = float(u_b.var(ddof=1)) / kb + float(u_r.var(ddof=1)) / kr
+    half = t_quantile((1 + LEVEL) / 2, max(2.0, kb + kr - 2)) * math.sqrt(variance)
     low, high = theta - half, theta + half
     pct: tuple[float | None, float | None, float | None] = (None, None, None)
     if rate_b:
         pct = (theta / rate_b * 100, low / rate_b * 100, high / rate_b * 100)
     return Effect(method, theta, low, high, *pct, nb, nr, verdict_of(low, high),
                   (f"rate {rate_b:.1f} % before, {rate_r:.1f} % during",
-                   f"lag-1 autocorrelation of the daily terms {rho:.2f}"), daily)  # fmt: skip
+                   f"interval over {kb} + {kr} weekly totals"), daily)  # fmt: skip
+
+
+def _blocks(days: Sequence[date], rows: Floats) -> Floats:
+    """(numerator, denominator) summed per block of RATE_BLOCK_DAYS from the first day; blocks
+    with nothing collected are left out."""
+    sums: dict[int, list[float]] = {}
+    for d, (num, den) in zip(days, rows, strict=True):
+        block = sums.setdefault((d - days[0]).days // RATE_BLOCK_DAYS, [0.0, 0.0])
+        block[0] += num
+        block[1] += den
+    out: Floats = np.array([v for v in sums.values() if v[1] > 0], dtype=np.float64)
+    return out.reshape(-1, 2)
