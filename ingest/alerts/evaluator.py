@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Generator
 from typing import Any
 
 from devices import Registry
@@ -31,6 +31,10 @@ log = logging.getLogger(__name__)
 # often the rollups recompute what new, late or replayed readings touched.
 TICK_S = 5.0
 ROLLUP_FLUSH_S = 30.0
+# A rollup flush runs on the event loop in slices this long, so that /healthz, the MQTT
+# keep-alive and the receive window are served between them (a flush after a burst of readings
+# can take seconds at district scale: docs/performance.md).
+FLUSH_SLICE_S = 0.02
 
 
 class Evaluator:
@@ -108,19 +112,24 @@ class Evaluator:
                 exc,
             )
             return
-        rollups.flush(write=False)
+        await run_in_slices(rollups.flush_steps(write=False))
         log.info("rollups: loaded %d readings of the last window from InfluxDB", n)
 
     def jobs(self) -> list[Coroutine[Any, Any, None]]:
-        alerts, rollups = self.alerts, self.rollups
+        alerts = self.alerts
         jobs = [
             self.delivery.run(),
             every(TICK_S, lambda: alerts.tick(time.time_ns() // 1_000_000)),
-            every(ROLLUP_FLUSH_S, rollups.flush),
+            self._flush_rollups(),
         ]
         if self.observer is not None:
             jobs.append(self.observer.run())
         return jobs
+
+    async def _flush_rollups(self) -> None:
+        while True:
+            await asyncio.sleep(ROLLUP_FLUSH_S)
+            await run_in_slices(self.rollups.flush_steps())
 
     async def stop(self) -> None:
         """Close the own subscription, then write the rollups of what arrived since the last
@@ -128,6 +137,23 @@ class Evaluator:
         if self.observer is not None:
             await self.observer.stop(timeout_s=1.0)
         self.rollups.flush()
+
+
+async def run_in_slices(steps: Generator[None, None, int], budget_s: float = FLUSH_SLICE_S) -> int:
+    """Runs `steps` to the end, giving the event loop a turn whenever a slice of `budget_s`
+    is used up; returns what the generator returns."""
+    try:
+        deadline = time.perf_counter() + budget_s
+        while True:
+            try:
+                next(steps)
+            except StopIteration as done:
+                return int(done.value)
+            if time.perf_counter() >= deadline:
+                await asyncio.sleep(0)
+                deadline = time.perf_counter() + budget_s
+    finally:
+        steps.close()
 
 
 async def every(seconds: float, job: Callable[[], object]) -> None:

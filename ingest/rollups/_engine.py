@@ -15,7 +15,7 @@ window is counted in `too_late` and left to `kera-ingest rollups` (a recompute f
 from __future__ import annotations
 
 import bisect
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from zoneinfo import ZoneInfo
 
 from devices import AnyDevice, Registry
@@ -80,6 +80,9 @@ class Rollups(Days):
         self._newest: dict[str, int] = {}
         self._dirty: dict[str, int] = {}
         self._kept_from: dict[str, int] = {}
+        # Where a flush under way will move each horizon: readings that arrive while it is
+        # suspended (flush_steps) are judged late against it, as they will be after it.
+        self._pending_from: dict[str, int] = {}
         self._energy: dict[str, dict[int, EnergyHour]] = {}
         self._counts: dict[str, dict[int, int]] = {}
         self._spaces: dict[str, dict[int, SpaceHour]] = {}
@@ -109,7 +112,7 @@ class Rollups(Days):
         if values[0] is None:
             return
         t = reading.time_ms
-        if t < self._horizon(device.id):
+        if t < self._horizon(device.id) or t < self._pending_from.get(device.id, t):
             self.too_late += 1
             return
         series = self._raw.get(device.id)
@@ -128,8 +131,8 @@ class Rollups(Days):
     def reset(self) -> None:
         """Forget every reading and computed value (a start-up reload that failed half-way
         must not be taken for the whole window)."""
-        for state in (self._raw, self._newest, self._dirty, self._kept_from, self._energy,
-                      self._counts, self._spaces, self._emptyings):  # fmt: skip
+        for state in (self._raw, self._newest, self._dirty, self._kept_from, self._pending_from,
+                      self._energy, self._counts, self._spaces, self._emptyings):  # fmt: skip
             state.clear()
 
     def _horizon(self, device_id: str) -> int:
@@ -138,22 +141,53 @@ class Rollups(Days):
         flushes more than a window of readings may arrive (a backfill)."""
         return self._kept_from.get(device_id, -(2**62))
 
-    def _advance_horizon(self, device_id: str) -> int:
+    def _next_horizon(self, device_id: str) -> int:
         h = self._newest[device_id] - self.window_ms
-        kept = max(self._horizon(device_id), h - h % HOUR_MS)
-        self._kept_from[device_id] = kept
-        return kept
+        return max(self._horizon(device_id), h - h % HOUR_MS)
 
     # --- output ------------------------------------------------------------------------------
 
     def flush(self, write: bool = True) -> int:
-        """Recompute what changed since the last flush. write=False only fills the caches, for
-        readings loaded from storage at start-up that are already rolled up."""
+        """Recompute what changed since the last flush, all at once. write=False only fills the
+        caches, for readings loaded from storage at start-up that are already rolled up."""
+        steps = self.flush_steps(write)
+        while True:
+            try:
+                next(steps)
+            except StopIteration as done:
+                return int(done.value)
+
+    def flush_steps(self, write: bool = True) -> Generator[None, None, int]:
+        """`flush` in small steps: it yields after each device and each aggregate point, so that
+        an event loop can answer between them (ingest/alerts/evaluator.py runs it in slices of
+        a few milliseconds). Readings observed meanwhile wait for the next flush."""
+        dirty, self._dirty = self._dirty, {}
+        self._pending_from = {d: self._next_horizon(d) for d in dirty if d in self._newest}
+        done = False
+        try:
+            n = yield from self._flush(dirty, write)
+            done = True
+            return n
+        finally:
+            pending, self._pending_from = self._pending_from, {}
+            if done:
+                for device_id, kept in pending.items():
+                    self._kept_from[device_id] = kept
+                    # Keep the window, plus enough earlier readings for an interval or a median.
+                    raw = self._raw[device_id]
+                    raw.drop_first(raw.index(kept) - SPAN - 1)
+            else:
+                # Abandoned half-way (the service stopping): the next flush does it all again.
+                for device_id, since in dirty.items():
+                    self._dirty[device_id] = min(self._dirty.get(device_id, since), since)
+
+    def _flush(self, dirty: dict[str, int], write: bool) -> Generator[None, None, int]:
         lines: list[str] = []
         device_days: set[tuple[str, int]] = set()
         space_hours: set[tuple[str, int]] = set()
         changed_emptyings: list[tuple[WasteBin, Emptying, bool]] = []
-        for device_id, since in self._dirty.items():
+        for device_id, since in dirty.items():
+            yield
             device = self._registry.get(device_id)
             if device is None:
                 continue
@@ -183,8 +217,6 @@ class Rollups(Days):
                 counts[hour] = j - i
                 i = j
                 device_days.add((device_id, self._day(hour)))
-        advance = list(self._dirty)
-        self._dirty.clear()
 
         for bin_, e, retracted in changed_emptyings:
             lines.append(self._emptying_line(bin_, e, retracted))
@@ -193,24 +225,25 @@ class Rollups(Days):
         aggregates: list[str | None] = []
         space_days: set[tuple[str, int]] = set()
         for space, hour in sorted(space_hours):
+            yield
             aggregates.append(self._space_hour_line(space, hour))
             space_days.add((space, self._day(hour)))
         days: set[int] = set()
         for device_id, day in sorted(device_days):
+            yield
             device = self._registry.get(device_id)
             assert device is not None
             lines += self._device_day_lines(device, day)
             space_days.add((device.space, day))
             days.add(day)
         for space, day in sorted(space_days):
+            yield
             aggregates.append(self._space_day_line(space, day))
             days.add(day)
-        aggregates += [self._impact_day_line(day) for day in sorted(days)]
+        for day in sorted(days):
+            yield
+            aggregates.append(self._impact_day_line(day))
         lines += [line for line in aggregates if line is not None]
-        for device_id in advance:
-            # Keep the window, plus enough earlier readings for an interval or a median.
-            raw = self._raw[device_id]
-            raw.drop_first(raw.index(self._advance_horizon(device_id)) - SPAN - 1)
         self._prune()
         floor = self._floor_ms
         if floor is not None:

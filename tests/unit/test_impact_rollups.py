@@ -405,6 +405,62 @@ def test_more_than_a_window_between_two_flushes_loses_nothing(flush_every: int) 
     assert final_points(readings, flush_every, window_h=2) == final_points(readings, 0)
 
 
+def sliced_points(
+    readings: list[Reading], between: int, abandon_every: int = 0
+) -> dict[tuple[str, int], str]:
+    """As `final_points`, but every flush runs in steps with readings observed between its steps
+    (as the ingestor's event loop interleaves them); with `abandon_every`, some flushes are
+    abandoned half-way (the service stopping) and left to the next one."""
+    reg = registry()
+    sink = Sink()
+    r = Rollups(reg, sink.write, EmissionFactors(0.1), window_h=2)
+    pending = iter(readings)
+    flushes = 0
+    for x in pending:
+        r.observe(Reading(x.measurement, reg.get(x.device.id), x.time_ms, x.fields))  # type: ignore[arg-type]
+        if x.time_ms % (between * MIN) >= MIN:
+            continue
+        flushes += 1
+        steps = r.flush_steps()
+        for i, _ in enumerate(steps):
+            if abandon_every and flushes % abandon_every == 0 and i == 3:
+                steps.close()
+                break
+            y = next(pending, None)  # a reading arrives while the flush is suspended
+            if y is not None:
+                r.observe(Reading(y.measurement, reg.get(y.device.id), y.time_ms, y.fields))  # type: ignore[arg-type]
+    r.flush()
+    return {
+        k: ",".join(f"{f}={v}" for f, v in sorted(fields.items()))
+        for k, fields in sink.points.items()
+        if fields.get("retracted") != "true"
+    }
+
+
+@pytest.mark.parametrize(("between", "abandon_every"), [(30, 0), (90, 0), (30, 3)])
+def test_a_flush_in_slices_with_readings_between_them_gives_the_same_points(
+    between: int, abandon_every: int
+) -> None:
+    readings = sorted(scenario(registry()), key=lambda x: x.time_ms)
+    assert sliced_points(readings, between, abandon_every) == final_points(readings, 0)
+
+
+def test_a_reading_behind_a_flushs_new_horizon_is_late_at_once() -> None:
+    reg = registry()
+    r = Rollups(reg, Sink().write, window_h=2)
+    for i in range(5 * 4):  # five hours of a meter, every 15 minutes
+        r.observe(energy(reg, "m2", MON + i * 15 * MIN, 10.0 + i, 100.0))
+    steps = r.flush_steps()
+    next(steps)
+    # The flush will keep the raw readings from 02:00 on; a reading of 00:30 is already late.
+    r.observe(energy(reg, "m2", MON + 30 * MIN, 10.5, 100.0))
+    assert r.too_late == 1
+    for _ in steps:
+        pass
+    r.observe(energy(reg, "m2", MON + 45 * MIN, 10.7, 100.0))
+    assert r.too_late == 2
+
+
 def test_a_recompute_reads_before_its_first_day_but_writes_from_it() -> None:
     readings = sorted(scenario(registry()), key=lambda x: x.time_ms)
     everything = final_points(readings, 0)
