@@ -104,7 +104,7 @@ def _cpu(p: psutil.Process) -> float:
     return t.user + t.system
 
 
-def one_scale(work: Path, scale: int, days: float) -> dict[str, Any]:
+def one_scale(work: Path, scale: int, days: float, ingest_from: Path | None) -> dict[str, Any]:
     work.mkdir(parents=True, exist_ok=True)
     site = work / "site.yaml"
     site.write_text(subprocess.run([str(BIN / "kera-sim"), "site", "--scale", str(scale)],
@@ -115,20 +115,28 @@ def one_scale(work: Path, scale: int, days: float) -> dict[str, Any]:
     env = dict(os.environ, KERA_MQTT_URL=broker.url, KERA_INFLUX_URL=db.url,
                KERA_SITE_CONFIG=str(site), KERA_STATE_DIR=str(work / "state"),
                KERA_HEALTH_PORT=str(health), KERA_DEV_MODE="true")  # fmt: skip
+    # Only the ingestor may come from another checkout: the simulator stays this one.
+    ingest_env = dict(env, PYTHONPATH=str(ingest_from)) if ingest_from else env
     log = (work / "ingest.log").open("w")
-    proc = subprocess.Popen([str(BIN / "kera-ingest"), "run"], env=env, stdout=log,
+    proc = subprocess.Popen([str(BIN / "kera-ingest"), "run"], env=ingest_env, stdout=log,
                             stderr=subprocess.STDOUT)  # fmt: skip
     try:
         ps = psutil.Process(proc.pid)
-        _wait_connected(health, proc)
+        try:
+            _wait_connected(health, proc)
+        except RuntimeError:
+            log.flush()
+            console.print((work / "ingest.log").read_text()[-3000:])
+            raise
         time.sleep(2)  # start-up work (the rollups' reload) is not the backfill's
         rss0, cpu0 = ps.memory_info().rss, _cpu(ps)
         poller = Poller(health, ps)
         poller.start()
         t0 = time.perf_counter()
         sim = subprocess.run(
+            # The bundled site scaled here is the file the ingestor was given.
             [str(BIN / "kera-sim"), "backfill", "--days", str(days), "--scale", str(scale),
-             "--config", str(site), "--json", "--quiet", "--mqtt-url", broker.url],
+             "--json", "--quiet", "--mqtt-url", broker.url],
             env=env, check=True, capture_output=True, text=True,
         )  # fmt: skip
         summary = json.loads(sim.stdout.strip().splitlines()[-1])
@@ -215,16 +223,23 @@ def main() -> None:
     ap.add_argument("--scales", type=int, nargs="+", default=[5, 20])
     ap.add_argument("--days", type=float, default=2.0)
     ap.add_argument("--out", type=Path, default=None, help="write the JSON here as well")
+    ap.add_argument(
+        "--ingest-from", type=Path, default=None,
+        help="run the ingestor from this checkout (a before/after comparison); the simulator "
+        "is always this one",
+    )  # fmt: skip
     args = ap.parse_args()
     runs = []
     with tempfile.TemporaryDirectory(prefix="kera-district-") as tmp:
         for scale in args.scales:
             console.print(f"scale {scale}: backfilling {args.days:g} days")
-            runs.append(one_scale(Path(tmp) / f"scale-{scale}", scale, args.days))
+            work = Path(tmp) / f"scale-{scale}"
+            runs.append(one_scale(work, scale, args.days, args.ingest_from))
             console.print(runs[-1])
     result = {
         "machine": f"{platform.node()} {os.cpu_count()} CPUs, Python {platform.python_version()}",
         "days": args.days, "runs": runs, "mb_per_device": per_device(runs),
+        "ingest_from": str(args.ingest_from or "this checkout"),
     }  # fmt: skip
     if args.out:
         args.out.write_text(json.dumps(result, indent=2))

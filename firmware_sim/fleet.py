@@ -526,7 +526,13 @@ def scale_site(site: Site, n: int) -> Site:
             if d.dev_eui is not None:
                 changes["dev_eui"] = f"{int(d.dev_eui, 16) ^ (k << 40):016x}"
             devices.append(d.model_copy(update=changes))
-    return site.model_copy(update={"devices": devices})
+    # A pilot scoped to devices covers every copy of them (its spaces stay as they are).
+    pilots = tuple(
+        p.model_copy(update={"scope": p.scope.model_copy(update={"devices": tuple(
+            f"{d}-{k:03d}" for d in p.scope.devices for k in range(1, n + 1))})})
+        for p in site.pilots
+    )  # fmt: skip
+    return site.model_copy(update={"devices": devices, "pilots": pilots})
 
 
 def build_fleet(registry: Registry, seed: int) -> list[SimDevice]:

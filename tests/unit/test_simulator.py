@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import itertools
 import json
+import subprocess
+import sys
 from collections import Counter, defaultdict
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 
-from devices import Registry
+from devices import Registry, parse_site
 from firmware_sim import Faults, Format, MemorySink, build_fleet, run, scale_site, schedule
 from firmware_sim.faults import FaultState
 from firmware_sim.fleet import event_hours
@@ -229,6 +232,15 @@ def test_scaled_fleet() -> None:
     assert registry.get("em-main-002") is not None
     euis = [d.dev_eui for d in registry if d.dev_eui]
     assert len(euis) == len(set(euis)) == sum(1 for d in bundled if d.dev_eui) * 3
+    # `kera-sim site --scale 3` writes a file the ingestor loads: pilots follow their devices.
+    done = subprocess.run(
+        [str(Path(sys.executable).with_name("kera-sim")), "site", "--scale", "3"],
+        check=True, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    scaled = parse_site(done.stdout)
+    heat = next(p for p in scaled.pilots if p.id == "cafe-heat-control")
+    assert heat.scope.devices == ("hm-cafe-001", "hm-cafe-002", "hm-cafe-003")
+    assert len(scaled.devices) == len(bundled) * 3
 
 
 def test_faults_for_one_device_only() -> None:
