@@ -134,20 +134,24 @@ def one_scale(work: Path, scale: int, days: float, ingest_from: Path | None) -> 
         poller.start()
         t0 = time.perf_counter()
         sim = subprocess.run(
-            # The bundled site scaled here is the file the ingestor was given.
-            [str(BIN / "kera-sim"), "backfill", "--days", str(days), "--scale", str(scale),
+            # The scaled file the ingestor was given, as it is (--scale would scale it again).
+            [str(BIN / "kera-sim"), "backfill", "--days", str(days), "--config", str(site),
              "--json", "--quiet", "--mqtt-url", broker.url],
             env=env, check=True, capture_output=True, text=True,
         )  # fmt: skip
         summary = json.loads(sim.stdout.strip().splitlines()[-1])
         published, by_kind = int(summary["published"]), dict(summary["by_kind"])
-        deadline = time.monotonic() + 3600
+        progressed, last = time.monotonic(), -1
         with Progress(console=console, transient=True) as progress:
             task = progress.add_task(f"scale {scale}: stored", total=published)
             while (stored := _stored(db, by_kind)) < published:
                 progress.update(task, completed=stored)
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise RuntimeError(f"the ingestor stalled; see {work / 'ingest.log'}")
+                if stored > last:
+                    progressed, last = time.monotonic(), stored
+                if time.monotonic() - progressed > 120 or proc.poll() is not None:
+                    log.flush()
+                    console.print((work / "ingest.log").read_text()[-3000:])
+                    raise RuntimeError(f"the ingestor stored {stored} of {published} and stalled")
                 time.sleep(1)
         elapsed = time.perf_counter() - t0
         cpu = _cpu(ps) - cpu0
