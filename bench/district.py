@@ -248,7 +248,7 @@ def main() -> None:
     if args.out:
         args.out.write_text(json.dumps(result, indent=2))
     print(json.dumps(result))
-    console.print(markdown(runs))
+    console.print(markdown(runs), soft_wrap=True)
 
 
 if __name__ == "__main__":

@@ -34,6 +34,10 @@ log = logging.getLogger(__name__)
 MessageHandler = Callable[[str, bytes, int, int], None]
 
 
+# How long one readiness event may read messages before the event loop gets a turn.
+READ_SLICE_S = 0.003
+
+
 @dataclass(frozen=True, slots=True)
 class MqttTarget:
     host: str
@@ -188,18 +192,27 @@ class MqttConsumer:
 
     def _on_readable(self) -> None:
         # paho's loop_read() handles one packet per call; a bounded burst per readiness event
-        # saves an event-loop round trip per message while still letting the writer run.
+        # saves an event-loop round trip per message while still letting the writer run. The
+        # burst is bounded in time too: every loop turn waits for the bursts of both
+        # subscriptions (writing and evaluating), and /healthz needs a few turns to answer.
         client = self._client
+        deadline = time.perf_counter() + READ_SLICE_S
         for _ in range(self._read_burst):
             before = self._received
             rc = client.loop_read()
             if rc != MQTTErrorCode.MQTT_ERR_SUCCESS or self._received == before:
                 break
+            if time.perf_counter() >= deadline:
+                self._again_if_pending()
+                break
         else:
-            pending = getattr(self._sock, "pending", None)
-            if pending is not None and pending() and self._loop is not None:
-                # TLS may hold decrypted bytes the selector cannot see.
-                self._loop.call_soon(self._on_readable)
+            self._again_if_pending()
+
+    def _again_if_pending(self) -> None:
+        pending = getattr(self._sock, "pending", None)
+        if pending is not None and pending() and self._loop is not None:
+            # TLS may hold decrypted bytes the selector cannot see.
+            self._loop.call_soon(self._on_readable)
 
     def _misc_tick(self) -> None:
         self._misc = None
