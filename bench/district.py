@@ -53,6 +53,7 @@ class Poller:
     port: int
     process: psutil.Process
     answers: list[float] = field(default_factory=list)
+    asked_at: list[float] = field(default_factory=list)  # perf_counter() of each question
     failures: int = 0
     rss: list[int] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -80,6 +81,7 @@ class Poller:
                 if not isinstance(exc, urllib.error.HTTPError):
                     self.failures += 1
             self.answers.append(time.perf_counter() - t0)
+            self.asked_at.append(t0)
             with contextlib.suppress(psutil.Error):
                 self.rss.append(self.process.memory_info().rss)
             self._stop.wait(max(0.0, POLL_S - (time.perf_counter() - t0)))
@@ -164,6 +166,8 @@ def one_scale(work: Path, scale: int, days: float, ingest_from: Path | None) -> 
         broker.stop()
         db.stop()
     answers = sorted(poller.answers)
+    slow = [(round(at - t0, 1), round(a, 3)) for at, a in zip(poller.asked_at, poller.answers,
+                                                               strict=True) if a > 0.1]  # fmt: skip
     return {
         "scale": scale,
         "devices": int(summary["devices"]),
@@ -179,6 +183,8 @@ def one_scale(work: Path, scale: int, days: float, ingest_from: Path | None) -> 
         "healthz_median_s": round(statistics.median(answers), 4) if answers else None,
         "healthz_polls": len(answers),
         "healthz_unanswered": poller.failures,
+        # When the slow answers came (seconds into the backfill): periodic work shows here.
+        "healthz_over_100ms": slow,
     }
 
 

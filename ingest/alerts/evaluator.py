@@ -34,7 +34,7 @@ ROLLUP_FLUSH_S = 30.0
 # A rollup flush runs on the event loop in slices this long, so that /healthz, the MQTT
 # keep-alive and the receive window are served between them (a flush after a burst of readings
 # can take seconds at district scale: docs/performance.md).
-FLUSH_SLICE_S = 0.02
+FLUSH_SLICE_S = 0.005
 
 
 class Evaluator:

@@ -15,7 +15,8 @@ window is counted in `too_late` and left to `kera-ingest rollups` (a recompute f
 from __future__ import annotations
 
 import bisect
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Mapping, MutableMapping
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from devices import AnyDevice, Registry
@@ -166,17 +167,17 @@ class Rollups(Days):
         done = False
         try:
             n = yield from self._flush(dirty, write)
+            for device_id, kept in self._pending_from.items():
+                yield
+                self._kept_from[device_id] = kept
+                # Keep the window, plus enough earlier readings for an interval or a median.
+                raw = self._raw[device_id]
+                raw.drop_first(raw.index(kept) - SPAN - 1)
             done = True
             return n
         finally:
-            pending, self._pending_from = self._pending_from, {}
-            if done:
-                for device_id, kept in pending.items():
-                    self._kept_from[device_id] = kept
-                    # Keep the window, plus enough earlier readings for an interval or a median.
-                    raw = self._raw[device_id]
-                    raw.drop_first(raw.index(kept) - SPAN - 1)
-            else:
+            self._pending_from = {}
+            if not done:
                 # Abandoned half-way (the service stopping): the next flush does it all again.
                 for device_id, since in dirty.items():
                     self._dirty[device_id] = min(self._dirty.get(device_id, since), since)
@@ -218,9 +219,18 @@ class Rollups(Days):
                 i = j
                 device_days.add((device_id, self._day(hour)))
 
+        # Emptyings are written here, with no step between: the cache that says what was
+        # written, and what is stored, change together even if this flush is abandoned later.
+        emptying_lines = []
         for bin_, e, retracted in changed_emptyings:
-            lines.append(self._emptying_line(bin_, e, retracted))
+            emptying_lines.append(self._emptying_line(bin_, e, retracted))
             device_days.add((bin_.id, self._day(e.time_ms)))
+            cache = self._emptyings.setdefault(bin_.id, {})
+            if retracted:
+                cache.pop(e.time_ms, None)
+            else:
+                cache[e.time_ms] = e
+        written = self._emit(emptying_lines, write)
         # A space or day with nothing to say gets no point, rather than a made-up zero.
         aggregates: list[str | None] = []
         space_days: set[tuple[str, int]] = set()
@@ -244,7 +254,10 @@ class Rollups(Days):
             yield
             aggregates.append(self._impact_day_line(day))
         lines += [line for line in aggregates if line is not None]
-        self._prune()
+        yield from self._prune()
+        return written + self._emit(lines, write)
+
+    def _emit(self, lines: list[str], write: bool) -> int:
         floor = self._floor_ms
         if floor is not None:
             lines = [line for line in lines if int(line.rsplit(" ", 1)[1]) >= floor]
@@ -253,11 +266,15 @@ class Rollups(Days):
             self.written += len(lines)
         return len(lines) if write else 0
 
-    def _prune(self) -> None:
+    def _prune(self) -> Generator[None, None, None]:
         newest = max(self._newest.values(), default=0)
         oldest = newest - self._keep_ms
-        for caches in (self._energy, self._counts, self._spaces, self._emptyings):
-            for cache in caches.values():
+        groups: tuple[Mapping[str, MutableMapping[int, Any]], ...] = (
+            self._energy, self._counts, self._spaces, self._emptyings,
+        )  # fmt: skip
+        for caches in groups:
+            for cache in list(caches.values()):
+                yield
                 for key in [k for k in cache if k < oldest]:
                     del cache[key]
         for day in [d for d in self._open_cache if d < oldest]:
@@ -323,16 +340,17 @@ class Rollups(Days):
     ) -> list[tuple[WasteBin, Emptying, bool]]:
         fills = list(zip(raw.times, raw.primary, strict=True))
         found = {e.time_ms: e for e in detect_emptyings(fills) if e.time_ms >= horizon}
-        cache = self._emptyings.setdefault(device.id, {})
+        cache = self._emptyings.get(device.id, {})
         changes: list[tuple[WasteBin, Emptying, bool]] = []
         for t, e in found.items():
             if cache.get(t) != e:
-                cache[t] = e
                 changes.append((device, e, False))
         for t in [t for t in cache if t >= horizon and t not in found]:
             # A later reading showed this was no emptying (say, two false echoes in a row):
             # the stored point is overwritten as retracted, with nothing collected.
-            changes.append((device, cache.pop(t), True))
+            changes.append((device, cache[t], True))
+        # The cache learns of a change only when its point is written (`_flush`'s end): a flush
+        # abandoned before that must not leave the next one thinking it was.
         return changes
 
     def _bin_flags(self, device: WasteBin, e: Emptying) -> tuple[bool, bool]:
