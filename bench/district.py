@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+from live import wait_connected
 from rich.console import Console
 from rich.progress import Progress
 
@@ -125,7 +126,7 @@ def one_scale(work: Path, scale: int, days: float, ingest_from: Path | None) -> 
     try:
         ps = psutil.Process(proc.pid)
         try:
-            _wait_connected(health, proc)
+            wait_connected(health, proc, timeout_s=60)
         except RuntimeError:
             log.flush()
             console.print((work / "ingest.log").read_text()[-3000:])
@@ -186,21 +187,6 @@ def one_scale(work: Path, scale: int, days: float, ingest_from: Path | None) -> 
         # When the slow answers came (seconds into the backfill): periodic work shows here.
         "healthz_over_100ms": slow,
     }
-
-
-def _wait_connected(port: int, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError("the ingestor exited at start")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as r:
-                if json.load(r)["broker_connected"]:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError("the ingestor did not connect within 60 s")
 
 
 def per_device(runs: list[dict[str, Any]]) -> float | None:

@@ -189,7 +189,7 @@ def run_ingestor(
     with (work / f"{name}.log").open("w") as log:
         proc = subprocess.Popen([exe, "run"], env=env, stdout=log, stderr=subprocess.STDOUT)
         try:
-            _wait_connected(health, proc)
+            wait_connected(health, proc)
             ps = psutil.Process(proc.pid)
             cpu0, t0, peak = _cpu(ps), time.perf_counter(), 0
             pub = _publish(broker, n)
@@ -207,8 +207,8 @@ def run_ingestor(
     return _figures(n, elapsed, cpu1 - cpu0, peak)
 
 
-def _wait_connected(port: int, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 30
+def wait_connected(port: int, proc: subprocess.Popen[bytes], timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError("the ingestor exited at start")
@@ -219,7 +219,7 @@ def _wait_connected(port: int, proc: subprocess.Popen[bytes]) -> None:
         except OSError:
             pass
         time.sleep(0.1)
-    raise RuntimeError("the ingestor did not connect within 30 s")
+    raise RuntimeError(f"the ingestor did not connect within {timeout_s:.0f} s")
 
 
 def live(work: Path, n: int, rounds: int) -> dict[str, Any]:

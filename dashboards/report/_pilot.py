@@ -13,8 +13,18 @@ from zoneinfo import ZoneInfo
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
-from dashboards.report._pdf import print_pdf
-from dashboards.report._render import BLUE, CSS, GREEN, GREY, ORANGE, SCRIPT, _h, _png, _table
+from dashboards.report._render import (
+    BLUE,
+    CSS,
+    GREEN,
+    GREY,
+    ORANGE,
+    SCRIPT,
+    _h,
+    _png,
+    _table,
+    save,
+)
 from devices.pilots import Metric, Pilot
 from pilots.evaluate import METHODS, MetricResult, PilotData
 
@@ -236,11 +246,4 @@ def write_pilot_report(
                 plt.close(figure)
         step(f"figures {r.metric.value}")
     html_path = out / f"pilot-{report.site}-{report.pilot.id}.html"
-    html_path.write_text(render_pilot_html(report, pngs, generated), "utf-8")
-    step("html")
-    if not pdf:
-        return html_path, None
-    pdf_path = html_path.with_suffix(".pdf")
-    print_pdf(html_path, pdf_path)
-    step("pdf")
-    return html_path, pdf_path
+    return save(html_path, render_pilot_html(report, pngs, generated), step, pdf)

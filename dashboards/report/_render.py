@@ -461,7 +461,15 @@ def write_report(
             plt.close(figure)
         step(f"figure {name}")
     html_path = out / f"impact-{data.site}-{data.week}.html"
-    html_path.write_text(render_html(data, pngs, generated), "utf-8")
+    return save(html_path, render_html(data, pngs, generated), step, pdf)
+
+
+def save(
+    html_path: Path, page: str, step: Callable[[str], None], pdf: bool
+) -> tuple[Path, Path | None]:
+    """A report's page, and with `pdf` the page printed beside it (PdfError without Chromium,
+    after the HTML is written)."""
+    html_path.write_text(page, "utf-8")
     step("html")
     if not pdf:
         return html_path, None
