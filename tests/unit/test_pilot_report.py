@@ -12,10 +12,10 @@ from zoneinfo import ZoneInfo
 import numpy as np
 
 from dashboards.report import PilotReport, write_pilot_report
-from dashboards.report._pilot import FIGURES, METHODS, SOURCES
+from dashboards.report._pilot import FIGURES, SOURCES
 from devices import Registry
 from devices.pilots import Metric
-from pilots.evaluate import PilotData, evaluate
+from pilots.evaluate import METHODS, PilotData, evaluate
 from tests.helpers import chromium
 
 TZ = ZoneInfo("Europe/Helsinki")
