@@ -52,6 +52,14 @@ def push(
 ) -> Counter[str]:
     """Upload everything; returns how many objects were created and updated, by kind."""
     api = GrafanaApi.from_url(url, credential=token)
+    try:
+        return _push(api, dashboards, database)
+    finally:
+        # Its connections, not left to the garbage collector (an unclosed-socket warning).
+        api.client.s.close()
+
+
+def _push(api: Any, dashboards: dict[str, dict[str, Any]], database: str) -> Counter[str]:
     done: Counter[str] = Counter()
 
     ds = _env(datasource(database)["datasources"][0])
