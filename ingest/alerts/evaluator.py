@@ -59,6 +59,7 @@ class Evaluator:
             registry, lambda lines: submit(Batch(lines, place=settings.rollups_rp)), factors
         )
         self.observer: MqttConsumer | None = None
+        self._flushing: Generator[None, None, int] | None = None
         alerts_observe, rollups_observe = self.alerts.observe, self.rollups.observe
 
         # Called for every accepted reading: two bound calls, no attribute look-ups.
@@ -129,26 +130,35 @@ class Evaluator:
     async def _flush_rollups(self) -> None:
         while True:
             await asyncio.sleep(ROLLUP_FLUSH_S)
-            await run_in_slices(self.rollups.flush_steps())
+            self._flushing = steps = self.rollups.flush_steps()
+            try:
+                await run_in_slices(steps)
+            finally:
+                self._flushing = None
 
     async def stop(self) -> None:
         """Close the own subscription, then write the rollups of what arrived since the last
         flush (the writer is still running and stores them before the service stops)."""
         if self.observer is not None:
             await self.observer.stop(timeout_s=1.0)
+        if self._flushing is not None:
+            # A sliced flush under way hands its work back before the last flush does it all:
+            # two flushes must never interleave.
+            self._flushing.close()
         self.rollups.flush()
 
 
-async def run_in_slices(steps: Generator[None, None, int], budget_s: float = FLUSH_SLICE_S) -> int:
+async def run_in_slices(steps: Generator[None, None, int], budget_s: float | None = None) -> int:
     """Runs `steps` to the end, giving the event loop a turn whenever a slice of `budget_s`
-    is used up; returns what the generator returns."""
+    (default FLUSH_SLICE_S) is used up; returns what the generator returns."""
+    budget_s = FLUSH_SLICE_S if budget_s is None else budget_s
     try:
         deadline = time.perf_counter() + budget_s
         while True:
             try:
                 next(steps)
             except StopIteration as done:
-                return int(done.value)
+                return int(done.value or 0)  # None: closed by stop()
             if time.perf_counter() >= deadline:
                 await asyncio.sleep(0)
                 deadline = time.perf_counter() + budget_s
