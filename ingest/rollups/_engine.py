@@ -81,9 +81,10 @@ class Rollups(Days):
         self._newest: dict[str, int] = {}
         self._dirty: dict[str, int] = {}
         self._kept_from: dict[str, int] = {}
-        # Where a flush under way will move each horizon: readings that arrive while it is
-        # suspended (flush_steps) are judged late against it, as they will be after it.
-        self._pending_from: dict[str, int] = {}
+        # What `observe` calls late: the horizon, or where a flush under way will move it, so
+        # that readings arriving while it is suspended (flush_steps) are judged as after it.
+        # One look-up per reading.
+        self._late_before: dict[str, int] = {}
         self._energy: dict[str, dict[int, EnergyHour]] = {}
         self._counts: dict[str, dict[int, int]] = {}
         self._spaces: dict[str, dict[int, SpaceHour]] = {}
@@ -113,7 +114,7 @@ class Rollups(Days):
         if values[0] is None:
             return
         t = reading.time_ms
-        if t < self._horizon(device.id) or t < self._pending_from.get(device.id, t):
+        if t < self._late_before.get(device.id, t):
             self.too_late += 1
             return
         series = self._raw.get(device.id)
@@ -132,7 +133,7 @@ class Rollups(Days):
     def reset(self) -> None:
         """Forget every reading and computed value (a start-up reload that failed half-way
         must not be taken for the whole window)."""
-        for state in (self._raw, self._newest, self._dirty, self._kept_from, self._pending_from,
+        for state in (self._raw, self._newest, self._dirty, self._kept_from, self._late_before,
                       self._energy, self._counts, self._spaces, self._emptyings):  # fmt: skip
             state.clear()
 
@@ -163,11 +164,12 @@ class Rollups(Days):
         an event loop can answer between them (ingest/alerts/evaluator.py runs it in slices of
         a few milliseconds). Readings observed meanwhile wait for the next flush."""
         dirty, self._dirty = self._dirty, {}
-        self._pending_from = {d: self._next_horizon(d) for d in dirty if d in self._newest}
+        pending = {d: self._next_horizon(d) for d in dirty if d in self._newest}
+        self._late_before.update(pending)
         done = False
         try:
             n = yield from self._flush(dirty, write)
-            for device_id, kept in self._pending_from.items():
+            for device_id, kept in pending.items():
                 yield
                 self._kept_from[device_id] = kept
                 # Keep the window, plus enough earlier readings for an interval or a median.
@@ -176,11 +178,15 @@ class Rollups(Days):
             done = True
             return n
         finally:
-            self._pending_from = {}
             if not done:
                 # Abandoned half-way (the service stopping): the next flush does it all again.
                 for device_id, since in dirty.items():
                     self._dirty[device_id] = min(self._dirty.get(device_id, since), since)
+                for device_id in pending:
+                    if device_id in self._kept_from:
+                        self._late_before[device_id] = self._kept_from[device_id]
+                    else:
+                        self._late_before.pop(device_id, None)
 
     def _flush(self, dirty: dict[str, int], write: bool) -> Generator[None, None, int]:
         lines: list[str] = []
