@@ -6,6 +6,7 @@ always the sum of its hours, also once its readings have left the window.
 
 from __future__ import annotations
 
+from typing import TypeVar
 from zoneinfo import ZoneInfo
 
 from devices import AnyDevice, Registry
@@ -26,6 +27,7 @@ from ingest.storage.lineproto import device_tags, format_line, series_key
 
 from ._calendar import local_day, next_day
 from ._energy import HOUR_MS
+from ._hours import Hours
 from ._kinds import (
     COUNTERS,
     CounterMeter,
@@ -39,6 +41,8 @@ from ._kinds import (
 from ._space import SpaceHour, open_intervals
 from ._waste import Emptying
 
+T = TypeVar("T")
+
 
 class Days:
     """The daily half of `Rollups`, which inherits it; the state below is the engine's."""
@@ -48,9 +52,9 @@ class Days:
     _impact: Impact
     _tz: ZoneInfo
     _open_cache: dict[int, float]
-    _energy: dict[str, dict[int, EnergyHour]]
-    _counts: dict[str, dict[int, int]]
-    _spaces: dict[str, dict[int, SpaceHour]]
+    _energy: dict[str, Hours[EnergyHour]]
+    _counts: dict[str, Hours[int]]
+    _spaces: dict[str, Hours[SpaceHour]]
     _emptyings: dict[str, dict[int, Emptying]]
 
     def _bin_flags(self, device: WasteBin, e: Emptying) -> tuple[bool, bool]:
@@ -58,6 +62,12 @@ class Days:
 
     def _space_energy(self, space: str, start: int, end: int) -> dict[str, FieldValue]:
         raise NotImplementedError
+
+    @staticmethod
+    def _hours(caches: dict[str, Hours[T]], key: str, start: int, end: int) -> list[T]:
+        """The computed hours of `key` (a device or space) in [start, end)."""
+        hours = caches.get(key)
+        return [] if hours is None else hours.values(start, end)
 
     def _day(self, ms: int) -> int:
         return local_day(ms, self._tz)
@@ -69,7 +79,7 @@ class Days:
         end = self._day_end(day)
         tags = device_tags(self._site, device)
         lines: list[str] = []
-        readings = sum(n for h, n in self._counts.get(device.id, {}).items() if day <= h < end)
+        readings = sum(self._hours(self._counts, device.id, day, end))
         expected = (end - day) / 1000 / device.expected_interval_s
         lines.append(
             format_line(
@@ -80,7 +90,7 @@ class Days:
             )
         )  # fmt: skip
         if isinstance(device, CounterMeter):
-            hours = [e for h, e in self._energy.get(device.id, {}).items() if day <= h < end]
+            hours = self._hours(self._energy, device.id, day, end)
             if hours:
                 kind = COUNTERS[type(device)]
                 lines.append(
@@ -103,7 +113,7 @@ class Days:
 
     def _space_day_line(self, space: str, day: int) -> str | None:
         end = self._day_end(day)
-        hours = [sh for h, sh in self._spaces.get(space, {}).items() if day <= h < end]
+        hours = self._hours(self._spaces, space, day, end)
         fields: dict[str, FieldValue] = space_fields(hours) if hours else {}
         if hours:
             # Opening hours of the whole day, also for hours no reading has reached yet.
@@ -133,7 +143,7 @@ class Days:
             ("heat", supply_ids(heat, HEAT_SUPPLY_ROLE), "kwh"),
             ("water", supply_ids(water, SUPPLY_ROLE), "m3"),
         ):
-            hours = [e for d in ids for h, e in self._energy.get(d, {}).items() if day <= h < end]
+            hours = [e for d in ids for e in self._hours(self._energy, d, day, end)]
             if hours:
                 fields[f"{prefix}_{unit}"] = rounded(sum(e.kwh for e in hours))
                 co2 = [e.kgco2e for e in hours if e.kgco2e is not None]
@@ -150,9 +160,7 @@ class Days:
             d for d in meters if d.role != PV_ROLE
         ]
         for name, group in (("supply", supply), ("pv", [d for d in meters if d.role == PV_ROLE])):
-            hours = [
-                e for d in group for h, e in self._energy.get(d.id, {}).items() if day <= h < end
-            ]
+            hours = [e for d in group for e in self._hours(self._energy, d.id, day, end)]
             if hours:
                 fields[f"{name}_kwh"] = rounded(sum(e.kwh for e in hours))
                 co2 = [e.kgco2e for e in hours if e.kgco2e is not None]
@@ -172,9 +180,7 @@ class Days:
             fields.update(waste_l=rounded(waste, 3), sorted_l=rounded(sorted_l, 3), **counts)
             if waste > 0:
                 fields["sorting_rate_pct"] = rounded(100 * sorted_l / waste, 2)
-        spaces = [hs for hs in (
-            [sh for h, sh in per.items() if day <= h < end] for per in self._spaces.values()
-        ) if hs]  # fmt: skip
+        spaces = [hs for hs in (per.values(day, end) for per in self._spaces.values()) if hs]
         if spaces:
             open_s = self._open_s(day, end)
             occupied_open = sum(sh.occupied_open_s for hs in spaces for sh in hs)

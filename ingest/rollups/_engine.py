@@ -15,7 +15,7 @@ window is counted in `too_late` and left to `kera-ingest rollups` (a recompute f
 from __future__ import annotations
 
 import bisect
-from collections.abc import Callable, Generator, Mapping, MutableMapping
+from collections.abc import Callable, Generator, Mapping
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -34,12 +34,14 @@ from ingest.storage.lineproto import device_tags, format_line, series_key
 from ._days import Days
 from ._energy import HOUR_MS, hourly_kwh
 from ._factors import EmissionFactors
+from ._hours import Hours
 from ._kinds import (
     COUNTERS,
     OVERFLOW_PCT,
     CounterMeter,
     EnergyHour,
     Values,
+    count_of,
     hour_of,
     num,
     rounded,
@@ -85,9 +87,9 @@ class Rollups(Days):
         # that readings arriving while it is suspended (flush_steps) are judged as after it.
         # One look-up per reading.
         self._late_before: dict[str, int] = {}
-        self._energy: dict[str, dict[int, EnergyHour]] = {}
-        self._counts: dict[str, dict[int, int]] = {}
-        self._spaces: dict[str, dict[int, SpaceHour]] = {}
+        self._energy: dict[str, Hours[EnergyHour]] = {}
+        self._counts: dict[str, Hours[int]] = {}
+        self._spaces: dict[str, Hours[SpaceHour]] = {}
         self._emptyings: dict[str, dict[int, Emptying]] = {}
         self._space_devices: dict[str, list[AnyDevice]] = {}
         for d in registry:
@@ -217,11 +219,13 @@ class Rollups(Days):
             else:
                 assert isinstance(device, WasteBin)
                 changed_emptyings += self._bin_emptyings(device, raw, horizon)
-            counts = self._counts.setdefault(device_id, {})
+            counts = self._counts.get(device_id)
+            if counts is None:
+                counts = self._counts[device_id] = Hours(1, count_of)
             i = bisect.bisect_left(times, start)
             for hour in range(start, hour_of(times[-1]) + 1, HOUR_MS):
                 j = bisect.bisect_left(times, hour + HOUR_MS, lo=i)
-                counts[hour] = j - i
+                counts.put(hour, (j - i,))
                 i = j
                 device_days.add((device_id, self._day(hour)))
 
@@ -275,14 +279,15 @@ class Rollups(Days):
     def _prune(self) -> Generator[None, None, None]:
         newest = max(self._newest.values(), default=0)
         oldest = newest - self._keep_ms
-        groups: tuple[Mapping[str, MutableMapping[int, Any]], ...] = (
-            self._energy, self._counts, self._spaces, self._emptyings,
-        )  # fmt: skip
+        groups: tuple[Mapping[str, Hours[Any]], ...] = (self._energy, self._counts, self._spaces)
         for caches in groups:
-            for cache in list(caches.values()):
+            for hours in list(caches.values()):
                 yield
-                for key in [k for k in cache if k < oldest]:
-                    del cache[key]
+                hours.prune(oldest)
+        for cache in list(self._emptyings.values()):
+            yield
+            for key in [k for k in cache if k < oldest]:
+                del cache[key]
         for day in [d for d in self._open_cache if d < oldest]:
             del self._open_cache[day]
 
@@ -300,7 +305,9 @@ class Rollups(Days):
         i = max(0, raw.index(start) - 1)
         part = raw.times[i:]
         counter = list(zip(part, raw.primary[i:], strict=True))
-        cache = self._energy.setdefault(device.id, {})
+        cache = self._energy.get(device.id)
+        if cache is None:
+            cache = self._energy[device.id] = Hours(8, EnergyHour.unpack)
         done: list[int] = []
         for h in hourly_kwh(counter, max_gap_s=max(3600.0, 3 * device.expected_interval_s)):
             if h.hour_ms < start:
@@ -309,7 +316,7 @@ class Rollups(Days):
             k = bisect.bisect_left(part, h.hour_ms + HOUR_MS)
             powers = [p for x in range(i + j, i + k) if (p := raw.secondary_at(x)) is not None]
             factor = self._factor(device, h.hour_ms)
-            cache[h.hour_ms] = EnergyHour(
+            e = EnergyHour(
                 kwh=h.kwh,
                 kgco2e=None if factor is None else h.kwh * factor,
                 factor=factor,
@@ -319,11 +326,13 @@ class Rollups(Days):
                 power_n=len(powers),
                 power_peak=max(powers) if powers else None,
             )
+            cache.put(h.hour_ms, e.pack())
             done.append(h.hour_ms)
         return done
 
     def _energy_line(self, device: CounterMeter, hour: int) -> str:
-        e = self._energy[device.id][hour]
+        e = self._energy[device.id].get(hour)
+        assert e is not None
         kind = COUNTERS[type(device)]
         fields: dict[str, FieldValue] = {
             kind.amount: rounded(e.kwh),
@@ -386,7 +395,10 @@ class Rollups(Days):
     def _space_hour_line(self, space: str, hour: int) -> str | None:
         sensors = [d for d in self._space_devices.get(space, ()) if isinstance(d, OccupancySensor)]
         fields: dict[str, FieldValue] = {}
-        cached = self._spaces.get(space, {}).get(hour)
+        cache = self._spaces.get(space)
+        if cache is None:
+            cache = self._spaces[space] = Hours(10, SpaceHour.unpack)
+        cached = cache.get(hour)
         if sensors and any(hour < self._horizon(d.id) for d in sensors):
             # Its readings are gone from the window: keep what was computed while they were here.
             if cached is not None:
@@ -405,7 +417,7 @@ class Rollups(Days):
                 at = raw.secondary_at
                 series.append([(raw.times[x], int(raw.primary[x]), at(x)) for x in range(lo, hi)])
             sh = space_hour(series, hour, hold, open_intervals(self._impact, self._tz, hour))
-            self._spaces.setdefault(space, {})[hour] = sh
+            cache.put(hour, sh.pack())
             fields.update(space_fields([sh]))
         fields.update(self._space_energy(space, hour, hour + HOUR_MS))
         key = series_key(SPACE_HOURLY, {SITE_TAG: self._site, SPACE_TAG: space})
@@ -417,10 +429,9 @@ class Rollups(Days):
             if not isinstance(d, EnergyMeter):
                 continue
             prefix = {SUPPLY_ROLE: "supply_", PV_ROLE: "pv_"}.get(d.role or "", "")
-            for hour, e in self._energy.get(d.id, {}).items():
-                if start <= hour < end:
-                    sums[prefix + "kwh"] = sums.get(prefix + "kwh", 0.0) + e.kwh
-                    if e.kgco2e is not None:
-                        key = prefix + "kgco2e"
-                        sums[key] = sums.get(key, 0.0) + e.kgco2e
+            for e in self._hours(self._energy, d.id, start, end):
+                sums[prefix + "kwh"] = sums.get(prefix + "kwh", 0.0) + e.kwh
+                if e.kgco2e is not None:
+                    key = prefix + "kgco2e"
+                    sums[key] = sums.get(key, 0.0) + e.kgco2e
         return {k: rounded(v) for k, v in sums.items()}

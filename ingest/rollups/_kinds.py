@@ -3,6 +3,8 @@ of such a meter, the fields read from the readings, and the arithmetic shared by
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -83,6 +85,33 @@ class EnergyHour:
     power_sum: float
     power_n: int
     power_peak: float | None
+
+    def pack(self) -> tuple[float, ...]:
+        """As a row of `Hours` (None as NaN)."""
+        return (
+            self.kwh, nan_for(self.kgco2e), nan_for(self.factor), float(self.interpolated),
+            float(self.resets), self.power_sum, float(self.power_n), nan_for(self.power_peak),
+        )  # fmt: skip
+
+    @staticmethod
+    def unpack(_hour: int, row: Sequence[float]) -> EnergyHour:
+        kwh, co2, factor, interpolated, resets, power_sum, power_n, peak = row
+        return EnergyHour(
+            kwh, none_for(co2), none_for(factor), bool(interpolated), int(resets), power_sum,
+            int(power_n), none_for(peak),
+        )  # fmt: skip
+
+
+def nan_for(x: float | None) -> float:
+    return math.nan if x is None else x
+
+
+def none_for(x: float) -> float | None:
+    return None if math.isnan(x) else x
+
+
+def count_of(_hour: int, row: Sequence[float]) -> int:
+    return int(row[0])
 
 
 def rounded(x: float, digits: int = 6) -> float:

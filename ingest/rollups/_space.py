@@ -40,6 +40,19 @@ class SpaceHour:
     co2_occupied_s: float  # occupied with a CO2 value
     co2_good_s: float  # of those, CO2 under CO2_GOOD_PPM
 
+    def pack(self) -> tuple[float, ...]:
+        """As a row of `Hours` (the hour is the row's place)."""
+        return (
+            self.open_s, self.measured_s, self.occupied_s, self.occupied_open_s, self.people_s,
+            self.measured_open_s, self.people_open_s, float(self.people_peak),
+            self.co2_occupied_s, self.co2_good_s,
+        )  # fmt: skip
+
+    @staticmethod
+    def unpack(hour: int, row: Sequence[float]) -> SpaceHour:
+        o, m, occ, occ_open, ps, m_open, p_open, peak, co2_occ, good = row
+        return SpaceHour(hour, o, m, occ, occ_open, ps, m_open, p_open, int(peak), co2_occ, good)
+
 
 def open_intervals(impact: Impact, tz: ZoneInfo, hour_ms: int) -> list[tuple[int, int]]:
     """The parts of the clock hour at `hour_ms` that fall inside opening hours, as ms ranges."""

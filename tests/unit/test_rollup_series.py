@@ -1,4 +1,5 @@
-"""The rollups' per-device reading arrays against a plain dict: in order, late, duplicated."""
+"""The rollups' per-device arrays against plain dicts: the readings (in order, late, duplicated)
+and the computed hours (set, replaced, cleared, pruned, in any order)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,11 @@ import math
 from hypothesis import given
 from hypothesis import strategies as st
 
+from ingest.rollups._energy import HOUR_MS
+from ingest.rollups._hours import Hours
+from ingest.rollups._kinds import EnergyHour
 from ingest.rollups._series import Series
+from ingest.rollups._space import SpaceHour
 
 
 @given(
@@ -45,3 +50,49 @@ def test_absent_secondary_is_nan_inside() -> None:
     assert s.secondary_at(0) is None
     assert s.index(5) == 0
     assert s.index(6) == 1
+
+
+HourOp = tuple[str, int, float]
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["put", "put", "put", "clear", "prune"]),
+            st.integers(-30, 300),
+            st.floats(-1e9, 1e9, allow_nan=False),
+        ),
+        max_size=120,
+    ),
+    st.integers(-40, 320),
+    st.integers(-40, 320),
+)
+def test_hours_is_a_dict_of_hours(ops: list[HourOp], start: int, end: int) -> None:
+    hours = Hours(2, lambda h, row: (h, row[0], row[1]))
+    model: dict[int, tuple[int, float, float]] = {}
+    for op, n, v in ops:
+        hour = n * HOUR_MS
+        if op == "put":
+            hours.put(hour, (v, -v))
+            model[hour] = (hour, v, -v)
+        elif op == "clear":
+            hours.clear(hour, hour + 5 * HOUR_MS)
+            model = {h: x for h, x in model.items() if not hour <= h < hour + 5 * HOUR_MS}
+        else:
+            hours.prune(hour)
+            model = {h: x for h, x in model.items() if h >= hour}
+        assert [hours.get(h) for h in range(-40 * HOUR_MS, 320 * HOUR_MS, HOUR_MS)] == [
+            model.get(h) for h in range(-40 * HOUR_MS, 320 * HOUR_MS, HOUR_MS)
+        ]
+    # Bounds that are not on the hour (a day starting at a half-hour offset) round up.
+    lo, hi = start * HOUR_MS - HOUR_MS // 2, end * HOUR_MS + 1
+    assert list(hours.items(lo, hi)) == sorted((h, x) for h, x in model.items() if lo <= h < hi)
+
+
+def test_records_survive_their_rows() -> None:
+    e = EnergyHour(1.5, None, None, True, 2, 10.0, 3, None)
+    assert EnergyHour.unpack(0, e.pack()) == e
+    e = EnergyHour(0.25, 0.0125, 0.05, False, 0, 0.0, 0, 712.5)
+    assert EnergyHour.unpack(0, e.pack()) == e
+    sh = SpaceHour(HOUR_MS, 3600.0, 3500.0, 1200.0, 900.0, 4000.0, 3000.0, 3500.0, 7, 600.0, 500.0)
+    assert SpaceHour.unpack(HOUR_MS, sh.pack()) == sh
