@@ -12,6 +12,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Coroutine, Generator
+from datetime import UTC, datetime
 from typing import Any
 
 from devices import Registry
@@ -21,7 +22,14 @@ from ingest.mqtt import MqttConsumer, MqttTarget
 from ingest.observability.counters import Stats
 from ingest.pipeline import Pipeline
 from ingest.reading import Reading
-from ingest.rollups import EmissionFactors, Rollups, load_readings
+from ingest.rollups import (
+    EmissionFactors,
+    InfluxReadings,
+    Repair,
+    Rollups,
+    load_readings,
+    repair_late,
+)
 from ingest.settings import IngestSettings
 from ingest.storage.batch import Batch
 
@@ -60,6 +68,10 @@ class Evaluator:
         )
         self.observer: MqttConsumer | None = None
         self._flushing: Generator[None, None, int] | None = None
+        # Late readings taken at the last flush, repaired before the next one (_flush_rollups),
+        # and the repair under way.
+        self._due: list[Repair] = []
+        self._repairing: tuple[list[Repair], Generator[None, None, int]] | None = None
         alerts_observe, rollups_observe = self.alerts.observe, self.rollups.observe
 
         # Called for every accepted reading: two bound calls, no attribute look-ups.
@@ -93,28 +105,33 @@ class Evaluator:
         )
         self.observer = observer
 
+    def _token(self) -> str | None:
+        s = self._settings
+        return s.influx_token.get_secret_value() if s.influx_token else None
+
     async def seed(self) -> None:
-        """Load the live window's readings back from InfluxDB, so the hours around a restart are
-        computed from all their readings, not only from those that arrive after it."""
+        """Compute the hours of the days a late reading may still reach (`Rollups.seed_from`)
+        from the readings in InfluxDB, so the hours and days around a restart are computed from
+        all their readings, not only from those that arrive after it. A day at a time, each
+        flushed without writing, so the raw window stays short while loading."""
         s, rollups = self._settings, self.rollups
         now = int(time.time() * 1000)
-        token = s.influx_token.get_secret_value() if s.influx_token else None
+        since = rollups.seed_from(now)
         try:
             n = await load_readings(
-                self._registry, s.influx_url, s.influx_db, now - rollups.window_ms, now,
-                rollups.observe, token,
+                self._registry, s.influx_url, s.influx_db, since, now, rollups.observe,
+                self._token(), after_day=lambda: run_in_slices(rollups.flush_steps(write=False)),
             )  # fmt: skip
         except Exception as exc:  # InfluxDB down: rollups start from live readings alone
             rollups.reset()
             log.warning(
                 "could not load the last %.0f h of readings for the rollups (%s); the hours "
                 "around this start may be partial until `kera-ingest rollups` recomputes them",
-                rollups.window_ms / 3_600_000,
+                (now - since) / 3_600_000,
                 exc,
             )
             return
-        await run_in_slices(rollups.flush_steps(write=False))
-        log.info("rollups: loaded %d readings of the last window from InfluxDB", n)
+        log.info("rollups: loaded %d readings since %s from InfluxDB", n, _utc(since))
 
     def jobs(self) -> list[Coroutine[Any, Any, None]]:
         alerts = self.alerts
@@ -128,13 +145,44 @@ class Evaluator:
         return jobs
 
     async def _flush_rollups(self) -> None:
+        rollups = self.rollups
         while True:
             await asyncio.sleep(ROLLUP_FLUSH_S)
-            self._flushing = steps = self.rollups.flush_steps()
+            if self._due:
+                await self._repair()
+            self._flushing = steps = rollups.flush_steps()
             try:
                 await run_in_slices(steps)
             finally:
                 self._flushing = None
+            # Repaired after the next sleep: by then everything the repair reads back (accepted
+            # before this flush) has been stored.
+            self._due = rollups.take_late()
+
+    async def _repair(self) -> None:
+        s, rollups = self._settings, self.rollups
+        due, self._due = self._due, []
+        source = InfluxReadings(self._registry.site_id, s.influx_url, s.influx_db, self._token())
+
+        async def run(steps: Generator[None, None, int]) -> int:
+            self._repairing = (due, steps)
+            try:
+                return await run_in_slices(steps)
+            finally:
+                self._repairing = None
+
+        try:
+            await repair_late(rollups, due, source, run)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # InfluxDB unreachable: held again, tried after the next flush
+            log.warning(
+                "rollups: could not read back the neighbours of %d late readings (%s); "
+                "trying again in %.0f s",
+                rollups.late,
+                exc,
+                ROLLUP_FLUSH_S,
+            )
 
     async def stop(self) -> None:
         """Close the own subscription, then write the rollups of what arrived since the last
@@ -145,7 +193,19 @@ class Evaluator:
             # A sliced flush under way hands its work back before the last flush does it all:
             # two flushes must never interleave.
             self._flushing.close()
+        due = self._due
+        if self._repairing is not None:
+            # Likewise a repair (its readings are stored; `kera-ingest rollups` rolls them up).
+            due = due + self._repairing[0]
+            self._repairing[1].close()
         self.rollups.flush()
+        waiting = self.rollups.late + sum(r.readings for r in due)
+        if waiting:
+            log.warning(
+                "rollups: %d late readings were not rolled up before stopping; they are stored, "
+                "and `kera-ingest rollups` for their days rolls them up",
+                waiting,
+            )
 
 
 async def run_in_slices(steps: Generator[None, None, int], budget_s: float | None = None) -> int:
@@ -164,6 +224,10 @@ async def run_in_slices(steps: Generator[None, None, int], budget_s: float | Non
                 deadline = time.perf_counter() + budget_s
     finally:
         steps.close()
+
+
+def _utc(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 async def every(seconds: float, job: Callable[[], object]) -> None:

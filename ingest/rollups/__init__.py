@@ -16,10 +16,10 @@ from devices.contract import (
 
 from ._calendar import day_bounds, parse_week, week_bounds, week_of
 from ._energy import HOUR_MS, emissions_kg, hourly_kwh
-from ._engine import Rollups
+from ._engine import Repair, Rollups
 from ._factors import EmissionFactors, FactorFileError, parse_factor_csv
 from ._kinds import qualified
-from ._storage import load_readings, recompute
+from ._storage import InfluxReadings, StoredReadings, load_readings, recompute, repair_late
 from ._waste import Emptying, detect_emptyings
 
 __all__ = [
@@ -36,7 +36,10 @@ __all__ = [
     "EmissionFactors",
     "Emptying",
     "FactorFileError",
+    "InfluxReadings",
+    "Repair",
     "Rollups",
+    "StoredReadings",
     "day_bounds",
     "detect_emptyings",
     "emissions_kg",
@@ -46,6 +49,7 @@ __all__ = [
     "parse_week",
     "qualified",
     "recompute",
+    "repair_late",
     "week_bounds",
     "week_of",
 ]

@@ -7,15 +7,22 @@ falls in, a replayed one must not count twice, and an emptying is only certain o
 readings confirm it. Recomputing a window from the readings themselves gives the same points
 whatever order the readings came in.
 
-Raw readings are kept for `window_h` per device; older hours and days live on as computed
-values (kept `keep_days`), so a day is always the sum of its hours. A reading older than the
-window is counted in `too_late` and left to `kera-ingest rollups` (a recompute from InfluxDB).
+Raw readings are kept for `window_h` per device (an hour, longer for slow devices), so memory
+per device does not grow with how late a reading may be; older hours and days live on as
+computed values (kept `keep_days`), so a day is always the sum of its hours. A reading that
+would change a final hour, but at most `repair_h` older than its device's newest, is held apart
+(`take_late`) until the evaluator reads its neighbours back from InfluxDB and recomputes the
+hours it touches (`repair_steps`, driven by `repair_late` in _storage.py): the same points as if
+it had come in order. Older readings are counted in `too_late` and left to `kera-ingest
+rollups` (a recompute from InfluxDB).
 """
 
 from __future__ import annotations
 
 import bisect
-from collections.abc import Callable, Generator, Mapping
+import logging
+from collections.abc import Callable, Generator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -51,6 +58,44 @@ from ._series import Series
 from ._space import OccupancySeries, SpaceHour, open_intervals, space_hour
 from ._waste import SPAN, TOO_EARLY_PCT, Emptying, detect_emptyings
 
+log = logging.getLogger(__name__)
+
+WINDOW_H = 1.0
+REPAIR_H = 48.0
+# Late readings held for repair, at most (24 bytes each); beyond that they count as too late.
+MAX_LATE = 200_000
+
+
+@dataclass(frozen=True, slots=True)
+class Repair:
+    """Late readings whose hours are recomputed together: a device's, or for occupancy every
+    sensor of the space (a space's hour combines its sensors)."""
+
+    devices: tuple[AnyDevice, ...]  # whose stored readings the repair reads
+    since_ms: int  # the earliest late reading
+    late: dict[str, Series]  # by device id
+
+    @property
+    def readings(self) -> int:
+        return sum(len(s) for s in self.late.values())
+
+
+def rolled_values(reading: Reading) -> Values | None:
+    """What the rollups keep of a reading: the counter and its rate, people and CO2, or the
+    fill level; None for readings that are not rolled up."""
+    device = reading.device
+    if reading.measurement != device.spec.measurement:
+        return None  # device_status and the like are not rolled up
+    f = reading.fields
+    counter = COUNTERS.get(type(device))
+    if counter is not None:
+        return num(f.get(counter.counter)), num(f.get(counter.rate))
+    if isinstance(device, OccupancySensor):
+        return num(f.get("people")), num(f.get("co2_ppm"))
+    if isinstance(device, WasteBin):
+        return num(f.get("fill_pct")), None
+    return None  # air, weather and people counters have no rollups (yet)
+
 
 class Rollups(Days):
     """Feed it every accepted reading (`observe`, cheap) and call `flush` now and then: it
@@ -61,8 +106,9 @@ class Rollups(Days):
         registry: Registry,
         write_lines: Callable[[list[str]], None],
         factors: EmissionFactors | None = None,
-        window_h: float = 48.0,
+        window_h: float = WINDOW_H,
         keep_days: int = 9,
+        repair_h: float = REPAIR_H,
         floor_ms: int | None = None,
     ) -> None:
         self._registry = registry
@@ -70,6 +116,8 @@ class Rollups(Days):
         self._factors = factors or EmissionFactors()
         self.window_ms = round(window_h * HOUR_MS)
         self._keep_ms = keep_days * 24 * HOUR_MS
+        self._repair_ms = round(repair_h * HOUR_MS)
+        self._oldest = -(2**62)  # computed hours before this were pruned
         # Nothing before floor_ms is written: a recompute reads a day before its first one, so
         # that day starts complete, but must not write that partial day over the stored one.
         self._floor_ms = floor_ms
@@ -83,10 +131,12 @@ class Rollups(Days):
         self._newest: dict[str, int] = {}
         self._dirty: dict[str, int] = {}
         self._kept_from: dict[str, int] = {}
-        # What `observe` calls late: the horizon, or where a flush under way will move it, so
-        # that readings arriving while it is suspended (flush_steps) are judged as after it.
-        # One look-up per reading.
+        # What `observe` calls late: a reading at or before the first one at or after the
+        # horizon (or where a flush under way will move it, so that readings arriving while it
+        # is suspended are judged as after it). Such a reading changes an interval, a hold or a
+        # median that reaches into a final hour, so it goes to a repair. One look-up a reading.
         self._late_before: dict[str, int] = {}
+        self._windows: dict[str, int] = {}
         self._energy: dict[str, Hours[EnergyHour]] = {}
         self._counts: dict[str, Hours[int]] = {}
         self._spaces: dict[str, Hours[SpaceHour]] = {}
@@ -94,38 +144,39 @@ class Rollups(Days):
         self._space_devices: dict[str, list[AnyDevice]] = {}
         for d in registry:
             self._space_devices.setdefault(d.space, []).append(d)
+        self._late: dict[str, Series] = {}
+        self._late_n = 0
         self.too_late = 0
+        self.repaired = 0  # late readings rolled up by a repair
         self.written = 0  # points handed to write_lines, rewrites of an hour or day included
 
     # --- input -------------------------------------------------------------------------------
 
     def observe(self, reading: Reading) -> None:
+        values = rolled_values(reading)
+        if values is None or values[0] is None:
+            return
         device = reading.device
-        if reading.measurement != device.spec.measurement:
-            return  # device_status and the like are not rolled up
-        f = reading.fields
-        counter = COUNTERS.get(type(device))
-        if counter is not None:
-            values: Values = (num(f.get(counter.counter)), num(f.get(counter.rate)))
-        elif isinstance(device, OccupancySensor):
-            values = (num(f.get("people")), num(f.get("co2_ppm")))
-        elif isinstance(device, WasteBin):
-            values = (num(f.get("fill_pct")), None)
-        else:
-            return  # air, weather and people counters have no rollups (yet)
-        if values[0] is None:
-            return
         t = reading.time_ms
-        if t < self._late_before.get(device.id, t):
-            self.too_late += 1
+        if t <= self._late_before.get(device.id, -(2**62)):
+            if t < self._newest[device.id] - self._repair_ms or self._late_n >= MAX_LATE:
+                self.too_late += 1
+                return
+            late = self._late.get(device.id)
+            if late is None:
+                late = self._late[device.id] = Series()
+            self._late_n += late.put(t, values[0], values[1])
             return
-        series = self._raw.get(device.id)
+        self._put(device.id, t, values[0], values[1])
+
+    def _put(self, device_id: str, t: int, primary: float, secondary: float | None) -> None:
+        series = self._raw.get(device_id)
         if series is None:
-            series = self._raw[device.id] = Series()
-        series.put(t, values[0], values[1])
-        if t > self._newest.get(device.id, t - 1):
-            self._newest[device.id] = t
-        self._dirty[device.id] = min(self._dirty.get(device.id, t), t)
+            series = self._raw[device_id] = Series()
+        series.put(t, primary, secondary)
+        if t > self._newest.get(device_id, t - 1):
+            self._newest[device_id] = t
+        self._dirty[device_id] = min(self._dirty.get(device_id, t), t)
 
     @property
     def window_readings(self) -> int:
@@ -136,8 +187,18 @@ class Rollups(Days):
         """Forget every reading and computed value (a start-up reload that failed half-way
         must not be taken for the whole window)."""
         for state in (self._raw, self._newest, self._dirty, self._kept_from, self._late_before,
-                      self._energy, self._counts, self._spaces, self._emptyings):  # fmt: skip
+                      self._energy, self._counts, self._spaces, self._emptyings,
+                      self._late):  # fmt: skip
             state.clear()
+        self._late_n = 0
+
+    def seed_from(self, now_ms: int) -> int:
+        """Where a start-up reload begins: the local midnight of the oldest day a late reading
+        (up to `repair_h` old) may still change, so that every hour of it is computed."""
+        return self._day(now_ms - self._repair_ms)
+
+    def horizon(self, device_id: str) -> int:
+        return self._horizon(device_id)
 
     def _horizon(self, device_id: str) -> int:
         """Hours from here on are recomputed from raw readings; earlier ones are final. It
@@ -145,8 +206,19 @@ class Rollups(Days):
         flushes more than a window of readings may arrive (a backfill)."""
         return self._kept_from.get(device_id, -(2**62))
 
+    def _window(self, device_id: str) -> int:
+        window = self._windows.get(device_id)
+        if window is None:
+            # At least 4 x SPAN readings: an emptying is decided about 2 x SPAN readings after
+            # the step, and must still be inside the window then (five hours for a bin read
+            # every 15 minutes).
+            device = self._registry.get(device_id)
+            interval_ms = 0.0 if device is None else device.expected_interval_s * 1000
+            window = self._windows[device_id] = max(self.window_ms, round(4 * SPAN * interval_ms))
+        return window
+
     def _next_horizon(self, device_id: str) -> int:
-        h = self._newest[device_id] - self.window_ms
+        h = self._newest[device_id] - self._window(device_id)
         return max(self._horizon(device_id), h - h % HOUR_MS)
 
     # --- output ------------------------------------------------------------------------------
@@ -167,7 +239,10 @@ class Rollups(Days):
         a few milliseconds). Readings observed meanwhile wait for the next flush."""
         dirty, self._dirty = self._dirty, {}
         pending = {d: self._next_horizon(d) for d in dirty if d in self._newest}
-        self._late_before.update(pending)
+        before = {d: self._late_before.get(d) for d in pending}
+        for device_id, kept in pending.items():
+            raw = self._raw[device_id]
+            self._late_before[device_id] = raw.times[raw.index(kept)]
         done = False
         try:
             n = yield from self._flush(dirty, write)
@@ -184,11 +259,11 @@ class Rollups(Days):
                 # Abandoned half-way (the service stopping): the next flush does it all again.
                 for device_id, since in dirty.items():
                     self._dirty[device_id] = min(self._dirty.get(device_id, since), since)
-                for device_id in pending:
-                    if device_id in self._kept_from:
-                        self._late_before[device_id] = self._kept_from[device_id]
-                    else:
+                for device_id, was in before.items():
+                    if was is None:
                         self._late_before.pop(device_id, None)
+                    else:
+                        self._late_before[device_id] = was
 
     def _flush(self, dirty: dict[str, int], write: bool) -> Generator[None, None, int]:
         lines: list[str] = []
@@ -229,19 +304,36 @@ class Rollups(Days):
                 i = j
                 device_days.add((device_id, self._day(hour)))
 
-        # Emptyings are written here, with no step between: the cache that says what was
-        # written, and what is stored, change together even if this flush is abandoned later.
-        emptying_lines = []
-        for bin_, e, retracted in changed_emptyings:
-            emptying_lines.append(self._emptying_line(bin_, e, retracted))
+        written = self._write_emptyings(changed_emptyings, device_days, write)
+        lines += yield from self._aggregate_lines(device_days, space_hours)
+        yield from self._prune()
+        return written + self._emit(lines, write)
+
+    def _write_emptyings(
+        self,
+        changes: list[tuple[WasteBin, Emptying, bool]],
+        device_days: set[tuple[str, int]],
+        write: bool,
+    ) -> int:
+        # Written here, with no step between: the cache that says what was written, and what
+        # is stored, change together even if the flush or repair is abandoned later.
+        lines = []
+        for bin_, e, retracted in changes:
+            lines.append(self._emptying_line(bin_, e, retracted))
             device_days.add((bin_.id, self._day(e.time_ms)))
             cache = self._emptyings.setdefault(bin_.id, {})
             if retracted:
                 cache.pop(e.time_ms, None)
             else:
                 cache[e.time_ms] = e
-        written = self._emit(emptying_lines, write)
+        return self._emit(lines, write)
+
+    def _aggregate_lines(
+        self, device_days: set[tuple[str, int]], space_hours: set[tuple[str, int]]
+    ) -> Generator[None, None, list[str]]:
+        """The points made of computed hours: space hours, and device, space and site days."""
         # A space or day with nothing to say gets no point, rather than a made-up zero.
+        lines: list[str] = []
         aggregates: list[str | None] = []
         space_days: set[tuple[str, int]] = set()
         for space, hour in sorted(space_hours):
@@ -263,9 +355,7 @@ class Rollups(Days):
         for day in sorted(days):
             yield
             aggregates.append(self._impact_day_line(day))
-        lines += [line for line in aggregates if line is not None]
-        yield from self._prune()
-        return written + self._emit(lines, write)
+        return lines + [line for line in aggregates if line is not None]
 
     def _emit(self, lines: list[str], write: bool) -> int:
         floor = self._floor_ms
@@ -278,7 +368,7 @@ class Rollups(Days):
 
     def _prune(self) -> Generator[None, None, None]:
         newest = max(self._newest.values(), default=0)
-        oldest = newest - self._keep_ms
+        oldest = self._oldest = newest - self._keep_ms
         groups: tuple[Mapping[str, Hours[Any]], ...] = (self._energy, self._counts, self._spaces)
         for caches in groups:
             for hours in list(caches.values()):
@@ -290,6 +380,161 @@ class Rollups(Days):
                 del cache[key]
         for day in [d for d in self._open_cache if d < oldest]:
             del self._open_cache[day]
+
+    # --- late readings ---------------------------------------------------------------------
+
+    @property
+    def late(self) -> int:
+        """Late readings held for a repair."""
+        return self._late_n
+
+    def take_late(self) -> list[Repair]:
+        """The late readings held so far, grouped into repairs; they are the caller's now."""
+        late, self._late, self._late_n = self._late, {}, 0
+        groups: dict[str, list[str]] = {}
+        for device_id in late:
+            device = self._registry.get(device_id)
+            if device is None:
+                continue
+            key = f"space:{device.space}" if isinstance(device, OccupancySensor) else device_id
+            groups.setdefault(key, []).append(device_id)
+        repairs = []
+        for key, ids in groups.items():
+            devices: tuple[AnyDevice, ...]
+            if key.startswith("space:"):
+                space = key.removeprefix("space:")
+                devices = tuple(
+                    d for d in self._space_devices[space] if isinstance(d, OccupancySensor)
+                )
+            else:
+                devices = tuple(d for i in ids if (d := self._registry.get(i)) is not None)
+            since = min(late[i].times[0] for i in ids)
+            repairs.append(Repair(devices, since, {i: late[i] for i in ids}))
+        return repairs
+
+    def give_back(self, repairs: Sequence[Repair]) -> None:
+        """Late readings a repair could not finish (InfluxDB unreachable): held again."""
+        for repair in repairs:
+            for device_id, series in repair.late.items():
+                held = self._late.get(device_id)
+                if held is None:
+                    held = self._late[device_id] = Series()
+                for i in range(len(series)):
+                    t = series.times[i]
+                    self._late_n += held.put(t, series.primary[i], series.secondary_at(i))
+
+    def repair_steps(
+        self, repair: Repair, since_hour: int, stored: Mapping[str, Sequence[Reading]]
+    ) -> Generator[None, None, int]:
+        """Recompute the hours from `since_hour` to each device's horizon from `stored` (their
+        readings from InfluxDB: from the SPAN + 1 before `since_hour` to the horizon), the live
+        window and the late readings, and write what changed with the days they are part of.
+        `since_hour` is the hour of the SPAN + 1-th stored reading before the earliest late
+        one: that far back a late reading can change an interval, a hold or a median. In steps,
+        like `flush_steps`; never run the two at the same time."""
+        if self._day(since_hour) < self._oldest:
+            # The other hours of that day are gone: only a recompute can give it whole.
+            self.too_late += repair.readings
+            log.warning(
+                "rollups: %d readings of %s came later than the %d days the rollups keep; "
+                "`kera-ingest rollups` recomputes their days",
+                repair.readings, ", ".join(sorted(repair.late)), self._keep_ms // (24 * HOUR_MS),
+            )  # fmt: skip
+            return 0
+        temp = Rollups(self._registry, _discard, self._factors, window_h=10**6, keep_days=10**4)
+        for d in repair.devices:
+            for reading in stored.get(d.id, ()):
+                values = rolled_values(reading)
+                if values is not None and values[0] is not None:
+                    temp._put(d.id, reading.time_ms, values[0], values[1])
+            for series in (self._raw.get(d.id), repair.late.get(d.id)):
+                for i in range(len(series or ())):
+                    assert series is not None
+                    temp._put(d.id, series.times[i], series.primary[i], series.secondary_at(i))
+        yield
+        yield from temp.flush_steps(write=False)
+
+        lines: list[str] = []
+        device_days: set[tuple[str, int]] = set()
+        space_hours: set[tuple[str, int]] = set()
+        emptyings: list[tuple[WasteBin, Emptying, bool]] = []
+        for d in repair.devices:
+            yield
+            lines += self._import_device(d, temp, since_hour, device_days, space_hours, emptyings)
+            self._restore_window(d.id, temp._raw.get(d.id), repair.late.get(d.id))
+        occupancy = [d for d in repair.devices if isinstance(d, OccupancySensor)]
+        if occupancy:
+            space = occupancy[0].space
+            end = max(self._horizon(d.id) for d in occupancy)
+            if space in temp._spaces:
+                _replace(self._spaces, space, temp._spaces[space], since_hour, end)
+            for hour in range(since_hour, end, HOUR_MS):
+                space_hours.add((space, hour))
+        written = self._write_emptyings(emptyings, device_days, True)
+        lines += yield from self._aggregate_lines(device_days, space_hours)
+        self.repaired += repair.readings
+        return written + self._emit(lines, True)
+
+    def _import_device(
+        self,
+        d: AnyDevice,
+        temp: Rollups,
+        since_hour: int,
+        device_days: set[tuple[str, int]],
+        space_hours: set[tuple[str, int]],
+        emptyings: list[tuple[WasteBin, Emptying, bool]],
+    ) -> list[str]:
+        """A repair's hours of one device, from `temp` into the live caches; its hourly lines."""
+        end = self._horizon(d.id)
+        lines: list[str] = []
+        for caches, fresh in ((self._counts, temp._counts), (self._energy, temp._energy)):
+            if d.id in fresh:
+                _replace(caches, d.id, fresh[d.id], since_hour, end)
+        if d.id in temp._counts:
+            for hour, _ in temp._counts[d.id].rows(since_hour, end):
+                device_days.add((d.id, self._day(hour)))
+        if isinstance(d, CounterMeter) and d.id in temp._energy:
+            for hour, _ in temp._energy[d.id].rows(since_hour, end):
+                lines.append(self._energy_line(d, hour))
+                device_days.add((d.id, self._day(hour)))
+                if isinstance(d, EnergyMeter):
+                    space_hours.add((d.space, hour))
+        elif isinstance(d, WasteBin):
+            fresh_e = {t: e for t, e in temp._emptyings.get(d.id, {}).items()
+                       if since_hour <= t < end}  # fmt: skip
+            known = self._emptyings.get(d.id, {})
+            emptyings += [(d, e, False) for t, e in fresh_e.items() if known.get(t) != e]
+            emptyings += [(d, e, True) for t, e in known.items()
+                          if since_hour <= t < end and t not in fresh_e]  # fmt: skip
+        return lines
+
+    def _restore_window(self, device_id: str, known: Series | None, late: Series | None) -> None:
+        """The live window again holds every reading from the SPAN + 1 before the horizon on:
+        late readings there, and those they needed from storage, change hours the next flush
+        computes from the window (those from the horizon on, and the interval or hold that
+        crosses it). A reading the window already has stays, unless a late one replaces it:
+        the window may have received newer values while the repair read storage."""
+        if known is None:
+            return
+        raw = self._raw.get(device_id)
+        if raw is None:
+            raw = self._raw[device_id] = Series()
+        since = None
+        for i in range(max(0, known.index(self._horizon(device_id)) - SPAN - 1), len(known)):
+            t = known.times[i]
+            j = raw.index(t)
+            if j < len(raw) and raw.times[j] == t:
+                continue
+            raw.put(t, known.primary[i], known.secondary_at(i))
+            since = t if since is None else min(since, t)
+        for i in range(len(late or ())):
+            assert late is not None
+            t = late.times[i]
+            if t >= raw.times[0]:
+                raw.put(t, late.primary[i], late.secondary_at(i))
+                since = t if since is None else min(since, t)
+        if since is not None:
+            self._dirty[device_id] = min(self._dirty.get(device_id, since), since)
 
     # --- energy ------------------------------------------------------------------------------
 
@@ -435,3 +680,19 @@ class Rollups(Days):
                     key = prefix + "kgco2e"
                     sums[key] = sums.get(key, 0.0) + e.kgco2e
         return {k: rounded(v) for k, v in sums.items()}
+
+
+def _discard(_lines: list[str]) -> None:
+    pass
+
+
+def _replace(
+    caches: dict[str, Hours[Any]], key: str, fresh: Hours[Any], start: int, end: int
+) -> None:
+    """The hours [start, end) of `key` become those of `fresh`."""
+    hours = caches.get(key)
+    if hours is None:
+        hours = caches[key] = fresh.empty()
+    hours.clear(start, end)
+    for hour, row in fresh.rows(start, end):
+        hours.put(hour, row)

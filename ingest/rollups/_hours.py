@@ -73,6 +73,20 @@ class Hours(Generic[T]):
                 hour = first + i * HOUR_MS
                 yield hour, self._unpack(hour, [col[i] for col in cols])
 
+    def rows(self, start: int, end: int) -> Iterator[tuple[int, tuple[float, ...]]]:
+        """As `items`, the rows as stored."""
+        cols = self._cols
+        first = self._first
+        lo = max(0, -(-(start - first) // HOUR_MS))
+        hi = min(len(cols[0]), -(-(end - first) // HOUR_MS))
+        for i in range(lo, hi):
+            if not math.isnan(cols[0][i]):
+                yield first + i * HOUR_MS, tuple(col[i] for col in cols)
+
+    def empty(self) -> Hours[T]:
+        """A table of the same shape with nothing in it."""
+        return Hours(len(self._cols), self._unpack)
+
     def values(self, start: int, end: int) -> list[T]:
         return [v for _, v in self.items(start, end)]
 

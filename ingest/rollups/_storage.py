@@ -5,8 +5,8 @@ readings that arrived later than the live window, or after a change of factor or
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Generator, Sequence
+from typing import Any, Protocol
 
 from devices import AnyDevice, Registry
 from devices.contract import DEVICE_TAG, SITE_TAG
@@ -14,13 +14,88 @@ from ingest.reading import FieldValue, Reading
 from ingest.storage.query import influxql
 
 from ._energy import HOUR_MS
-from ._engine import Rollups
+from ._engine import Repair, Rollups
 from ._factors import EmissionFactors
-from ._kinds import READ_FIELDS
+from ._kinds import READ_FIELDS, hour_of
+from ._waste import SPAN
 
 log = logging.getLogger(__name__)
 
 DAY_MS = 24 * HOUR_MS
+
+
+class StoredReadings(Protocol):
+    """Where a repair reads a device's readings back: InfluxDB (`InfluxReadings`)."""
+
+    async def before(self, device: AnyDevice, t: int, n: int) -> list[Reading]:
+        """The last `n` readings of `device` before `t`, oldest first."""
+        ...
+
+    async def between(self, device: AnyDevice, start: int, end: int) -> list[Reading]:
+        """The readings of `device` in [start, end), in time order."""
+        ...
+
+
+class InfluxReadings:
+    def __init__(self, site: str, url: str, database: str, token: str | None = None) -> None:
+        self._site, self._url, self._db, self._token = site, url, database, token
+
+    async def _select(self, device: AnyDevice, where: str, tail: str = "") -> list[Reading]:
+        measurement = device.spec.measurement
+        fields = READ_FIELDS.get(measurement)
+        if fields is None:
+            return []
+        cols = ", ".join(f'"{f}"' for f in fields)
+        # Site and device ids are [a-z0-9_-] only (devices.site): safe inside quotes.
+        q = (
+            f'SELECT {cols} FROM "{measurement}" WHERE "{SITE_TAG}" = \'{self._site}\' '
+            f"AND \"{DEVICE_TAG}\" = '{device.id}' AND {where}{tail}"
+        )
+        out: list[Reading] = []
+        for series in await influxql(self._url, q, self._db, self._token):
+            out += _readings(measurement, device, series)
+        return out
+
+    async def before(self, device: AnyDevice, t: int, n: int) -> list[Reading]:
+        found = await self._select(device, f"time < {t}ms", f" ORDER BY time DESC LIMIT {n}")
+        return found[::-1]
+
+    async def between(self, device: AnyDevice, start: int, end: int) -> list[Reading]:
+        return await self._select(device, f"time >= {start}ms AND time < {end}ms")
+
+
+async def repair_late(
+    rollups: Rollups,
+    repairs: Sequence[Repair],
+    source: StoredReadings,
+    run_steps: Callable[[Generator[None, None, int]], Awaitable[int]],
+) -> int:
+    """Roll up late readings (`Rollups.take_late`): read their neighbours back from `source`
+    and recompute the hours they touch. Run it before a flush, on readings taken after the
+    previous one, so that what the repair reads was accepted at least a flush ago and is
+    stored. If reading fails, what is left is held again for the next time, and the error
+    raised. Returns the points written."""
+    written = 0
+    for k, repair in enumerate(repairs):
+        try:
+            first = min(
+                (d for d in repair.devices if d.id in repair.late),
+                key=lambda d: repair.late[d.id].times[0],
+            )
+            # As far back as a late reading can change an interval, a hold or a median.
+            pre = await source.before(first, repair.since_ms, SPAN + 1)
+            since = hour_of(pre[0].time_ms if pre else repair.since_ms)
+            stored: dict[str, list[Reading]] = {}
+            for d in repair.devices:
+                stored[d.id] = await source.before(d, since, SPAN + 1) + await source.between(
+                    d, since, rollups.horizon(d.id)
+                )
+            written += await run_steps(rollups.repair_steps(repair, since, stored))
+        except BaseException:
+            # Done again later from the start: a repair gives the same points twice.
+            rollups.give_back(repairs[k:])
+            raise
+    return written
 
 
 async def load_readings(
@@ -31,9 +106,11 @@ async def load_readings(
     end_ms: int,
     sink: Callable[[Reading], None],
     token: str | None = None,
+    after_day: Callable[[], Awaitable[object]] | None = None,
 ) -> int:
     """Hand `sink` the readings rollups need, of registered devices, in [start_ms, end_ms), a
-    day at a time, so memory does not grow with the range. Returns how many."""
+    day at a time, so memory does not grow with the range (`after_day` is awaited after each,
+    say to flush them). Returns how many."""
     n = 0
     devices = {d.id: d for d in registry}
     site = registry.site_id  # [a-z0-9_-] only (devices.site.SiteId): safe inside quotes
@@ -53,6 +130,8 @@ async def load_readings(
                 for reading in _readings(measurement, device, series):
                     sink(reading)
                     n += 1
+        if after_day is not None:
+            await after_day()
         day = until
     return n
 

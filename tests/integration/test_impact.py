@@ -352,3 +352,57 @@ async def test_a_restart_reloads_the_window_so_its_hour_stays_whole(
     # 0.1 kWh a minute: 6 kWh in each whole hour, the second one across the restart.
     assert kwh[base] == pytest.approx(6.0)
     assert kwh[base + 3_600_000] == pytest.approx(6.0)
+
+
+async def test_readings_later_than_the_window_are_repaired_from_storage(
+    settings: IngestSettings, broker: Mosquitto, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A gateway resends an hour it had buffered, two hours late: behind the live window, so
+    the evaluator reads the neighbours back from InfluxDB and recomputes the hours, their day
+    and the site's day, as if the readings had come in order."""
+    # Flush (and repair) every half second instead of every 30 s, so the test waits seconds.
+    monkeypatch.setattr("ingest.alerts.evaluator.ROLLUP_FLUSH_S", 0.5)
+    now = int(time.time() * 1000)
+    base = now - now % 3_600_000 - 4 * 3_600_000
+    pub = Publisher(broker.port, "late-meter")
+
+    def send(minutes: range) -> None:
+        for i in minutes:
+            body = {"ts": base + i * 60_000, "energy_kwh": 100 + i / 10, "power_w": 6000.0}
+            pub.client.publish("kera/kera/em-workshop/telemetry", json.dumps(body), qos=1)
+
+    async def hour_1(field: str) -> Any:
+        rows = await query(
+            settings,
+            f'SELECT "{field}" FROM "energy_hourly" WHERE "device" = \'em-workshop\' '
+            f"AND time = {base + 3_600_000}ms",
+        )
+        return rows[0]["values"][0][1] if rows else None
+
+    try:
+        async with running_ingestor(settings) as ingestor:
+            rollups = ingestor.rollups
+            assert rollups is not None
+            send(range(0, 61))  # 00:00-01:00, then nothing heard until 02:06
+            send(range(126, 241))  # 02:06-04:00
+            await wait_until(lambda: rollups.written > 0 and not rollups.late, timeout=30)
+
+            async def interpolated(expected: bool) -> bool:
+                return await hour_1("interpolated") is expected
+
+            await wait_until(lambda: interpolated(True), timeout=30)
+            # The window is an hour (03:00-04:00): 01:01-02:05 come late, and are repaired.
+            send(range(61, 126))
+            await wait_until(lambda: rollups.repaired == 65, timeout=60)
+            await wait_until(lambda: interpolated(False), timeout=30)
+            assert rollups.too_late == 0
+    finally:
+        pub.client.loop_stop()
+        pub.client.disconnect()
+    assert await hour_1("kwh") == pytest.approx(6.0)  # 0.1 kWh a minute
+    assert await hour_1("readings") == 60
+    # Every reading counted once, in its local day (the four hours may straddle midnight).
+    days = await query(
+        settings, 'SELECT sum("readings") FROM "device_daily" WHERE "device" = \'em-workshop\''
+    )
+    assert days[0]["values"][0][1] == 241

@@ -5,22 +5,27 @@ readings arrive in, and however flushes fall between them, the stored points end
 
 from __future__ import annotations
 
+import asyncio
+import bisect
 import random
+from collections.abc import Generator
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from devices import Registry
+from devices import AnyDevice, Registry
 from devices.site import parse_site
 from ingest.reading import Reading
 from ingest.rollups import (
     HOUR_MS,
     EmissionFactors,
     FactorFileError,
+    Repair,
     Rollups,
     detect_emptyings,
     parse_factor_csv,
+    repair_late,
 )
 
 MIN = 60_000
@@ -72,6 +77,49 @@ class Sink:
 
     def num(self, measurement: str, t: int, field: str, **tags: str) -> float:
         return float(self.get(measurement, t, **tags)[field].rstrip("i"))
+
+
+class Stored:
+    """Every reading observed so far, as InfluxDB holds them (the last write of a time wins):
+    what a repair reads back. `StoredReadings` over a dict, not a stand-in for InfluxDB, whose
+    queries tests/integration/test_impact.py runs."""
+
+    def __init__(self) -> None:
+        self.by_device: dict[str, dict[int, Reading]] = {}
+
+    def add(self, reading: Reading) -> None:
+        self.by_device.setdefault(reading.device.id, {})[reading.time_ms] = reading
+
+    def _sorted(self, device: AnyDevice) -> list[Reading]:
+        return [r for _, r in sorted(self.by_device.get(device.id, {}).items())]
+
+    async def before(self, device: AnyDevice, t: int, n: int) -> list[Reading]:
+        rs = self._sorted(device)
+        return rs[max(0, bisect.bisect_left([r.time_ms for r in rs], t) - n) :][:n] if n else []
+
+    async def between(self, device: AnyDevice, start: int, end: int) -> list[Reading]:
+        return [r for r in self._sorted(device) if start <= r.time_ms < end]
+
+
+async def _exhaust(steps: Generator[None, None, int]) -> int:
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return int(done.value)
+
+
+def repair(r: Rollups, due: list[Repair], stored: Stored) -> int:
+    """What the evaluator does before a flush with the late readings taken at the last one."""
+    return asyncio.run(repair_late(r, due, stored, _exhaust))
+
+
+def settle(r: Rollups, stored: Stored) -> None:
+    """The evaluator's next rounds: flush, then repair what came late, until nothing is left."""
+    r.flush()
+    while due := r.take_late():
+        repair(r, due, stored)
+        r.flush()
 
 
 def reading(reg: Registry, device: str, t: int, **fields: float | int) -> Reading:
@@ -155,15 +203,38 @@ def test_space_energy_separates_supply_consumption_and_production() -> None:
     assert sink.num("impact_daily", MON, "pv_kwh") == pytest.approx(2.0)
 
 
-def test_a_reading_older_than_the_window_is_counted_not_rolled_up() -> None:
-    reg, sink = registry(), Sink()
-    r = Rollups(reg, sink.write, window_h=2)
-    r.observe(energy(reg, "m2", MON + 10 * HOUR_MS, 1.0))
-    r.observe(energy(reg, "m2", MON + 5 * HOUR_MS, 0.5))  # not yet: nothing was flushed
+def test_a_reading_behind_the_window_is_repaired_and_one_older_than_repair_h_counted() -> None:
+    reg, sink, stored = registry(), Sink(), Stored()
+    r = Rollups(reg, sink.write, window_h=1, repair_h=30)
+
+    def observe(x: Reading) -> None:
+        stored.add(x)
+        r.observe(x)
+
+    # A meter read every 15 min: its window is 20 readings (5 h), whatever window_h says. It
+    # was not heard from 10:00 to 12:00: the gap's 2 kWh are spread evenly, marked interpolated.
+    for i in range(4 * 24 + 1):  # Monday 00:00 to Tuesday 00:00, +0.25 kWh each
+        if not 40 < i < 48:
+            observe(energy(reg, "m2", MON + i * 15 * MIN, 100 + i / 4))
     r.flush()
-    assert r.too_late == 0
-    r.observe(energy(reg, "m2", MON + 6 * HOUR_MS, 0.7))  # 4 h before the newest, after a flush
-    assert r.too_late == 1
+    hour_10 = ("energy_hourly", MON + 10 * HOUR_MS)
+    assert sink.num(*hour_10, "kwh", device="m2") == pytest.approx(1.0)
+    assert sink.get(*hour_10, device="m2")["interpolated"] == "true"
+    # Late in the evening the gateway resends what it buffered: at 11:00 the counter stood at
+    # 111.5. Hour 10 is final, so the reading is held for a repair, not lost nor too late.
+    observe(energy(reg, "m2", MON + 11 * HOUR_MS, 111.5))
+    assert (r.late, r.too_late) == (1, 0)
+    settle(r, stored)
+    assert (r.late, r.too_late, r.repaired) == (0, 0, 1)
+    assert sink.num(*hour_10, "kwh", device="m2") == pytest.approx(1.5)
+    assert sink.get(*hour_10, device="m2")["interpolated"] == "false"
+    assert sink.num("energy_hourly", MON + 11 * HOUR_MS, "kwh", device="m2") == pytest.approx(0.5)
+    assert sink.num("device_daily", MON, "readings", device="m2") == 4 * 24 - 7 + 1
+    assert sink.num("space_hourly", MON + 10 * HOUR_MS, "kwh", space="cafe") == pytest.approx(1.5)
+    assert sink.num("energy_daily", MON, "kwh", device="m2") == pytest.approx(24.0)
+    # 31 h before the newest reading, with repair_h 30: left to `kera-ingest rollups`.
+    observe(energy(reg, "m2", MON - 7 * HOUR_MS, 99.0))
+    assert (r.late, r.too_late) == (0, 1)
 
 
 # --- waste -------------------------------------------------------------------------------------
@@ -367,16 +438,25 @@ def scenario(reg: Registry) -> list[Reading]:
 
 
 def final_points(
-    readings: list[Reading], flush_every: int, window_h: float = 48.0
+    readings: list[Reading], flush_every: int, window_h: float = 1.0
 ) -> dict[tuple[str, int], str]:
+    """The stored points after `readings` went through the evaluator's rounds: a flush every
+    `flush_every` readings, the late ones repaired before the next flush, as
+    `Evaluator._flush_rollups` does."""
     reg = registry()
-    sink = Sink()
+    sink, stored = Sink(), Stored()
     r = Rollups(reg, sink.write, EmissionFactors(0.1), window_h=window_h)
+    due: list[Repair] = []
     for i, x in enumerate(readings):
-        r.observe(Reading(x.measurement, reg.get(x.device.id), x.time_ms, x.fields))  # type: ignore[arg-type]
+        y = Reading(x.measurement, reg.get(x.device.id), x.time_ms, x.fields)  # type: ignore[arg-type]
+        stored.add(y)
+        r.observe(y)
         if flush_every and i % flush_every == flush_every - 1:
+            repair(r, due, stored)
             r.flush()
-    r.flush()
+            due = r.take_late()
+    repair(r, due, stored)
+    settle(r, stored)
     return {
         k: ",".join(f"{f}={v}" for f, v in sorted(fields.items()))
         for k, fields in sink.points.items()
@@ -448,17 +528,18 @@ def test_a_flush_in_slices_with_readings_between_them_gives_the_same_points(
 def test_a_reading_behind_a_flushs_new_horizon_is_late_at_once() -> None:
     reg = registry()
     r = Rollups(reg, Sink().write, window_h=2)
-    for i in range(5 * 4):  # five hours of a meter, every 15 minutes
+    for i in range(10 * 4):  # ten hours of a meter, every 15 minutes
         r.observe(energy(reg, "m2", MON + i * 15 * MIN, 10.0 + i, 100.0))
     steps = r.flush_steps()
     next(steps)
-    # The flush will keep the raw readings from 02:00 on; a reading of 00:30 is already late.
+    # The flush will keep the raw readings from 04:00 on (20 readings of a 15-minute meter): a
+    # reading of 00:30 is already held for a repair, not put into the window it is leaving.
     r.observe(energy(reg, "m2", MON + 30 * MIN, 10.5, 100.0))
-    assert r.too_late == 1
+    assert (r.late, r.too_late) == (1, 0)
     for _ in steps:
         pass
     r.observe(energy(reg, "m2", MON + 45 * MIN, 10.7, 100.0))
-    assert r.too_late == 2
+    assert (r.late, r.too_late) == (2, 0)
 
 
 def test_a_recompute_reads_before_its_first_day_but_writes_from_it() -> None:
