@@ -9,7 +9,7 @@ CO2 of them (the worst air in the space).
 
 from __future__ import annotations
 
-import bisect
+import heapq
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -80,33 +80,55 @@ def _overlap(a: int, b: int, intervals: list[tuple[int, int]]) -> int:
 def space_hour(
     sensors: Sequence[OccupancySeries], hour_ms: int, hold_ms: int, opening: list[tuple[int, int]]
 ) -> SpaceHour:
+    """One sweep over the hour: each reading holds from its time until the sensor's next
+    reading or `hold_ms`, whichever comes first; between two cuts the space's people are the
+    sum over the sensors holding a value, its CO2 the highest of them (a heap). Linear in the
+    readings, whatever the number of sensors: an open-plan hall may have sixty desk sensors."""
     end_ms = hour_ms + HOUR_MS
-    times = [[r[0] for r in s] for s in sensors]
+    # The cuts are every reading's time and hold end inside the hour, also where a later
+    # reading came first: the segments, and so the float sums, do not depend on the method.
     cuts = {hour_ms, end_ms}
     for lo, hi in opening:
         cuts.update((lo, hi))
-    for series in sensors:
-        for t, _, _ in series:
+    starts: dict[int, list[tuple[int, int, int, float | None]]] = {}
+    ends: dict[int, list[tuple[int, int]]] = {}
+    seq = 0
+    for s, series in enumerate(sensors):
+        for i, (t, count, ppm) in enumerate(series):
             for c in (t, t + hold_ms):
                 if hour_ms < c < end_ms:
                     cuts.add(c)
+            stop = t + hold_ms if i + 1 == len(series) else min(t + hold_ms, series[i + 1][0])
+            if stop <= hour_ms or t >= end_ms:
+                continue
+            seq += 1
+            starts.setdefault(max(t, hour_ms), []).append((s, seq, count, ppm))
+            if stop < end_ms:
+                ends.setdefault(stop, []).append((s, seq))
+    holding: dict[int, tuple[int, int]] = {}  # sensor: (its segment, people)
+    total = 0
+    highest: list[tuple[float, int, int]] = []  # (-ppm, sensor, segment), stale ones popped late
     measured = occupied = occupied_open = people_s = co2_occ = co2_good = 0.0
     measured_open = people_open = 0.0
     peak = 0
-    edges = sorted(cuts)
-    for a, b in itertools.pairwise(edges):
-        people: int | None = None
-        co2: float | None = None
-        for series, ts in zip(sensors, times, strict=True):
-            i = bisect.bisect_right(ts, a) - 1
-            if i < 0 or a >= ts[i] + hold_ms:
-                continue
-            _, count, ppm = series[i]
-            people = (people or 0) + count
+    for a, b in itertools.pairwise(sorted(cuts)):
+        for s, segment in ends.pop(a, ()):
+            held = holding.get(s)
+            if held is not None and held[0] == segment:
+                del holding[s]
+                total -= held[1]
+        for s, segment, count, ppm in starts.pop(a, ()):
+            held = holding.get(s)
+            total += count - (held[1] if held is not None else 0)
+            holding[s] = (segment, count)
             if ppm is not None:
-                co2 = ppm if co2 is None else max(co2, ppm)
-        if people is None:
+                heapq.heappush(highest, (-ppm, s, segment))
+        if not holding:
             continue
+        while highest and holding.get(highest[0][1], (0, 0))[0] != highest[0][2]:
+            heapq.heappop(highest)
+        people = total
+        co2 = -highest[0][0] if highest else None
         seconds = (b - a) / 1000
         open_seconds = _overlap(a, b, opening) / 1000
         measured += seconds
