@@ -18,7 +18,7 @@ gives the same result as data that came in order.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 HOUR_MS = 3_600_000
@@ -39,7 +39,11 @@ def hourly_kwh(
     by_time: dict[int, float] = {}
     for t, kwh in readings:
         by_time[t] = kwh  # a later duplicate wins, as a point overwrite does
-    points = sorted(by_time.items())
+    return hourly_kwh_sorted(sorted(by_time.items()), max_gap_s)
+
+
+def hourly_kwh_sorted(points: Sequence[tuple[int, float]], max_gap_s: float) -> list[HourEnergy]:
+    """`hourly_kwh` of readings already in time order, one per time (the engine's window)."""
     kwh_by_hour: dict[int, float] = {}
     gap_hours: set[int] = set()
     resets: dict[int, int] = {}

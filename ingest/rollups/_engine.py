@@ -23,6 +23,7 @@ import bisect
 import logging
 from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass
+from math import isnan
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -39,7 +40,7 @@ from ingest.reading import FieldValue, Reading
 from ingest.storage.lineproto import device_tags, format_line, series_key
 
 from ._days import Days
-from ._energy import HOUR_MS, hourly_kwh
+from ._energy import HOUR_MS, hourly_kwh_sorted
 from ._factors import EmissionFactors
 from ._hours import Hours
 from ._kinds import (
@@ -554,12 +555,13 @@ class Rollups(Days):
         if cache is None:
             cache = self._energy[device.id] = Hours(8, EnergyHour.unpack)
         done: list[int] = []
-        for h in hourly_kwh(counter, max_gap_s=max(3600.0, 3 * device.expected_interval_s)):
+        max_gap_s = max(3600.0, 3 * device.expected_interval_s)
+        for h in hourly_kwh_sorted(counter, max_gap_s):
             if h.hour_ms < start:
                 continue
             j = bisect.bisect_left(part, h.hour_ms)
             k = bisect.bisect_left(part, h.hour_ms + HOUR_MS)
-            powers = [p for x in range(i + j, i + k) if (p := raw.secondary_at(x)) is not None]
+            powers = [p for p in raw.secondary[i + j : i + k] if not isnan(p)]  # NaN: none
             factor = self._factor(device, h.hour_ms)
             e = EnergyHour(
                 kwh=h.kwh,
