@@ -209,19 +209,21 @@ class Evaluator:
 
 
 async def run_in_slices(steps: Generator[None, None, int], budget_s: float | None = None) -> int:
-    """Runs `steps` to the end, giving the event loop a turn whenever a slice of `budget_s`
-    (default FLUSH_SLICE_S) is used up; returns what the generator returns."""
+    """Runs `steps` to the end in slices of `budget_s` (default FLUSH_SLICE_S), each followed by
+    a rest as long as the slice took: the rest of the event loop (MQTT, /healthz, the writer)
+    keeps at least half of it, however long the work is. Returns what the generator returns."""
     budget_s = FLUSH_SLICE_S if budget_s is None else budget_s
     try:
-        deadline = time.perf_counter() + budget_s
+        began = time.perf_counter()
         while True:
             try:
                 next(steps)
             except StopIteration as done:
                 return int(done.value or 0)  # None: closed by stop()
-            if time.perf_counter() >= deadline:
-                await asyncio.sleep(0)
-                deadline = time.perf_counter() + budget_s
+            used = time.perf_counter() - began
+            if used >= budget_s:
+                await asyncio.sleep(used)
+                began = time.perf_counter()
     finally:
         steps.close()
 
