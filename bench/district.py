@@ -11,7 +11,9 @@ process's RSS; the run ends when InfluxDB holds every reading the simulator publ
 Reported per scale: devices, readings, seconds to store them all, readings per second, the
 ingestor's CPU per reading, RSS before the backfill, its peak and at the end, and the longest and
 99th-percentile `/healthz` answer. Between scales: the memory cost per device (the difference of
-the end RSS over the difference of devices).
+the end RSS over the difference of devices). Then the ingestor is stopped (its last flush) and
+its rollups are compared, point by point, with a recompute of the same days from every stored
+reading (`kera-ingest rollups`).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +41,7 @@ from live import wait_connected
 from rich.console import Console
 from rich.progress import Progress
 
-from devices.contract import KINDS
+from devices.contract import KINDS, ROLLUP_MEASUREMENTS
 from devstack.services import InfluxDB, Mosquitto, free_port
 from ingest.storage.query import influxql_sync
 
@@ -107,6 +110,66 @@ def _cpu(p: psutil.Process) -> float:
     return t.user + t.system
 
 
+def _rollups(db: InfluxDB) -> dict[tuple[str, str, int], dict[str, Any]]:
+    """Every stored rollup point, by measurement, tags and time (retracted emptyings left out)."""
+    out = {}
+    for m in ROLLUP_MEASUREMENTS:
+        for x in influxql_sync(db.url, f'SELECT * FROM "{m}"', "kera"):
+            cols = x["columns"]
+            for v in x["values"]:
+                row = dict(zip(cols, v, strict=True))
+                if row.get("retracted"):
+                    continue
+                tags = ",".join(f"{k}={row.pop(k)}" for k in ("site", "space", "device")
+                                if row.get(k) is not None)  # fmt: skip
+                out[(m, tags, row.pop("time"))] = row
+    return out
+
+
+def _differences(
+    live: dict[tuple[str, str, int], dict[str, Any]],
+    again: dict[tuple[str, str, int], dict[str, Any]],
+) -> list[str]:
+    out = [f"only live: {k}" for k in live.keys() - again.keys()]
+    out += [f"only recomputed: {k}" for k in again.keys() - live.keys()]
+    for key in live.keys() & again.keys():
+        for name, value in live[key].items():
+            other = again[key].get(name)
+            same = (
+                isinstance(other, float) and abs(other - value) <= 1e-6 * max(1.0, abs(value))
+                if isinstance(value, float)
+                else other == value
+            )
+            if not same:
+                out.append(f"{key} {name}: live {value}, recomputed {other}")
+    return out
+
+
+def check_rollups(db: InfluxDB, env: dict[str, str], days: float) -> dict[str, Any]:
+    """The live rollups against a recompute of the same days from every stored reading (which
+    holds every reading of a chunk in memory, as the rollups did before issue 19)."""
+    live = _rollups(db)
+    for m in ROLLUP_MEASUREMENTS:
+        influxql_sync(db.url, f'DROP MEASUREMENT "{m}"', "kera")
+    today = datetime.now(UTC).date()
+    first = today - timedelta(days=int(days) + 2)
+    t0 = time.perf_counter()
+    subprocess.run(
+        [str(BIN / "kera-ingest"), "rollups", "--from", first.isoformat(),
+         "--to", (today + timedelta(days=2)).isoformat()],
+        env=env, check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    recomputed_s = time.perf_counter() - t0
+    differences = _differences(live, _rollups(db))
+    return {
+        "rollup_points": len(live),
+        "rollups_equal_to_recompute": not differences,
+        "rollup_differences": len(differences),
+        "rollup_difference_examples": sorted(differences)[:10],
+        "recompute_s": round(recomputed_s, 1),
+    }
+
+
 def one_scale(work: Path, scale: int, days: float, ingest_from: Path | None) -> dict[str, Any]:
     work.mkdir(parents=True, exist_ok=True)
     site = work / "site.yaml"
@@ -160,6 +223,12 @@ def one_scale(work: Path, scale: int, days: float, ingest_from: Path | None) -> 
         cpu = _cpu(ps) - cpu0
         poller.stop()
         rss_end = ps.memory_info().rss
+        # A graceful stop writes the rollups of what came since the last flush.
+        proc.terminate()
+        proc.wait(120)
+        with Progress(console=console, transient=True) as progress:
+            progress.add_task(f"scale {scale}: live rollups against a recompute", total=None)
+            checked = check_rollups(db, env, days)
     finally:
         proc.terminate()
         proc.wait(60)
@@ -186,7 +255,14 @@ def one_scale(work: Path, scale: int, days: float, ingest_from: Path | None) -> 
         "healthz_unanswered": poller.failures,
         # When the slow answers came (seconds into the backfill): periodic work shows here.
         "healthz_over_100ms": slow,
+        "late_repairs": _logged(work / "ingest.log", "rollups: could not", "came later than"),
+        **checked,
     }
+
+
+def _logged(path: Path, *needles: str) -> list[str]:
+    """The ingestor's log lines about late readings it could not roll up (none expected)."""
+    return [line for line in path.read_text().splitlines() if any(n in line for n in needles)]
 
 
 def per_device(runs: list[dict[str, Any]]) -> float | None:
@@ -208,6 +284,12 @@ def markdown(runs: list[dict[str, Any]]) -> str:
             f"{r['rss_peak_mb']} / {r['rss_end_mb']} MB | {r['healthz_max_s']} s "
             f"| {r['healthz_p99_s']} s |"
         )
+    for r in runs:
+        if "rollup_points" in r:
+            verdict = "equal" if r["rollups_equal_to_recompute"] else (
+                f"{r['rollup_differences']} differences")  # fmt: skip
+            rows.append(f"\n`--scale {r['scale']}`: {r['rollup_points']:,} rollup points, "
+                        f"{verdict} to a recompute from every stored reading.")  # fmt: skip
     cost = per_device(runs)
     if cost is not None:
         rows.append(f"\nMemory per device (end RSS): {cost} MB.")

@@ -125,9 +125,17 @@ def rollups(
         Path | None, typer.Option("--config", help="Site file (KERA_SITE_CONFIG)")
     ] = None,
     settings_file: Annotated[Path | None, typer.Option("--settings")] = None,
+    shards: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="the site's days per shard, as evaluators with KERA_ALERTS_SHARD=k/N write "
+            "them (default: N of KERA_ALERTS_SHARD, else 1)",
+        ),
+    ] = None,
 ) -> None:
     """Recompute the impact rollups of whole local days from the readings in InfluxDB, and
-    write them over the stored ones: for readings that came later than the live window (48 h),
+    write them over the stored ones: for readings later than the live rollups repair (48 h),
     a changed emission factor or site file, or rollups of data from before they existed."""
     import asyncio
     from datetime import date
@@ -162,6 +170,7 @@ def rollups(
         raise typer.Exit(2) from None
     token = settings.influx_token.get_secret_value() if settings.influx_token else None
     target = settings.influx_target()
+    shard = settings.shard()
 
     async def go() -> int:
         transport = make_transport(target)
@@ -182,6 +191,7 @@ def rollups(
                     write,
                     token,
                     on_day=lambda t: progress.update(task, completed=t - lo),
+                    shards=shards or (shard.count if shard is not None else 1),
                 )
         finally:
             await transport.close()
