@@ -80,6 +80,9 @@ def _fields(*specs: FieldSpec) -> dict[str, FieldSpec]:
 SITE_TAG: Final = "site"
 SPACE_TAG: Final = "space"
 DEVICE_TAG: Final = "device"
+# On `impact_daily` when the site's evaluation is split (KERA_ALERTS_SHARD): the evaluator's
+# number. The site's day is the sum over its shards.
+SHARD_TAG: Final = "shard"
 
 DEVICE_STATUS_MEASUREMENT: Final = "device_status"
 # The ingestor's own counts, one point per interval per instance

@@ -14,13 +14,15 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+
+from ingest.alerts.shard import Shard
 
 if TYPE_CHECKING:
     from ingest.storage.transports import InfluxTarget
@@ -90,6 +92,12 @@ class IngestSettings(BaseSettings):
         True,
         description="Evaluate the site's alert rules in this ingestor (KERA_ALERTS). With "
         "several replicas, exactly one evaluates: see docs/operators.md",
+    )
+    alerts_shard: str | None = Field(
+        None,
+        description="This evaluator's share of the site (KERA_ALERTS_SHARD), as k/n: the spaces "
+        "whose id hashes to k of n, with their devices' alerts and rollups; one evaluator per "
+        "k (docs/deployment.md). Empty: the whole site",
     )
     rollups_rp: str | None = Field(
         None,
@@ -167,6 +175,14 @@ class IngestSettings(BaseSettings):
             plain = value.get_secret_value() if isinstance(value, SecretStr) else value
             env[f"KERA_{name.upper()}"] = str(plain)
         return env
+
+    @field_validator("alerts_shard")
+    @classmethod
+    def _shard(cls, value: str | None) -> str | None:
+        return None if not value else str(Shard.parse(value))
+
+    def shard(self) -> Shard | None:
+        return None if self.alerts_shard is None else Shard.parse(self.alerts_shard)
 
     def spool_path(self) -> Path:
         if self.spool_dir is not None:

@@ -63,8 +63,12 @@ class Evaluator:
         self.alerts = AlertEngine(
             registry, site.alerts.rules, self.delivery.notify, settings.spool_path() / "alerts.json"
         )
+        shard = self.shard = settings.shard()
         self.rollups = Rollups(
-            registry, lambda lines: submit(Batch(lines, place=settings.rollups_rp)), factors
+            registry,
+            lambda lines: submit(Batch(lines, place=settings.rollups_rp)),
+            factors,
+            shard=shard,
         )
         self.observer: MqttConsumer | None = None
         self._flushing: Generator[None, None, int] | None = None
@@ -80,6 +84,21 @@ class Evaluator:
             rollups_observe(reading)
 
         self.observe = observe
+        if shard is not None:
+            mine = shard.devices(registry)
+
+            def observe_shard(reading: Reading) -> None:
+                if reading.device.id in mine:
+                    alerts_observe(reading)
+                    rollups_observe(reading)
+
+            self.observe = observe_shard
+            log.info(
+                "evaluating shard %s: %d of %d devices, %d of %d spaces",
+                shard, len(mine), len(registry),
+                len({d.space for d in registry if d.id in mine}),
+                len({d.space for d in registry}),
+            )  # fmt: skip
 
     def subscribe_all(self, mqtt: MqttTarget, filters: list[str]) -> None:
         """Every reading, validated like the writing path but only shown to the evaluator;
@@ -95,6 +114,8 @@ class Evaluator:
             if mid:
                 observer.ack([mid], observer.generation)
 
+        if self.shard is not None:
+            filters = self.shard.filters(self._registry)
         observer = MqttConsumer(
             mqtt,
             f"{s.mqtt_client_id}-alerts",

@@ -52,6 +52,7 @@ class Days:
     _impact: Impact
     _tz: ZoneInfo
     _open_cache: dict[int, float]
+    _impact_tags: dict[str, str]
     _energy: dict[str, Hours[EnergyHour]]
     _counts: dict[str, Hours[int]]
     _spaces: dict[str, Hours[SpaceHour]]
@@ -190,5 +191,5 @@ class Days:
             fields["open_h"] = rounded(open_s / 3600, 3)
             if open_s:
                 fields["utilisation_pct"] = rounded(100 * occupied_open / (open_s * len(spaces)), 2)
-        key = series_key(IMPACT_DAILY, {SITE_TAG: self._site})
+        key = series_key(IMPACT_DAILY, self._impact_tags)
         return format_line(key, fields, day) if fields else None

@@ -28,7 +28,15 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from devices import AnyDevice, Registry
-from devices.contract import PV_ROLE, SITE_TAG, SPACE_HOURLY, SPACE_TAG, SUPPLY_ROLE, WASTE_EMPTYING
+from devices.contract import (
+    PV_ROLE,
+    SHARD_TAG,
+    SITE_TAG,
+    SPACE_HOURLY,
+    SPACE_TAG,
+    SUPPLY_ROLE,
+    WASTE_EMPTYING,
+)
 from devices.site import (
     EnergyMeter,
     HeatMeter,
@@ -36,6 +44,7 @@ from devices.site import (
     WasteBin,
     WaterMeter,
 )
+from ingest.alerts.shard import Shard
 from ingest.reading import FieldValue, Reading
 from ingest.storage.lineproto import device_tags, format_line, series_key
 
@@ -111,6 +120,7 @@ class Rollups(Days):
         keep_days: int = 9,
         repair_h: float = REPAIR_H,
         floor_ms: int | None = None,
+        shard: Shard | None = None,
     ) -> None:
         self._registry = registry
         self._write = write_lines
@@ -127,6 +137,12 @@ class Rollups(Days):
         self._impact = site.impact
         self._heat_factor = site.impact.heat_emission_factor_kg_per_kwh
         self._tz = ZoneInfo(site.timezone)
+        # With KERA_ALERTS_SHARD, only the shard's spaces' devices, and a share of the site's
+        # day tagged with the shard (the site's figures are sums over shards).
+        self._only = None if shard is None else shard.devices(registry)
+        self._impact_tags = {SITE_TAG: self._site}
+        if shard is not None:
+            self._impact_tags[SHARD_TAG] = str(shard.index)
         self._raw: dict[str, Series] = {}
         self._open_cache: dict[int, float] = {}
         self._newest: dict[str, int] = {}
@@ -158,6 +174,8 @@ class Rollups(Days):
         if values is None or values[0] is None:
             return
         device = reading.device
+        if self._only is not None and device.id not in self._only:
+            return
         t = reading.time_ms
         if t <= self._late_before.get(device.id, -(2**62)):
             if t < self._newest[device.id] - self._repair_ms or self._late_n >= MAX_LATE:
@@ -178,6 +196,10 @@ class Rollups(Days):
         if t > self._newest.get(device_id, t - 1):
             self._newest[device_id] = t
         self._dirty[device_id] = min(self._dirty.get(device_id, t), t)
+
+    def rolls_up(self, device_id: str) -> bool:
+        """Whether this instance takes the device's readings (all, or its shard's)."""
+        return self._only is None or device_id in self._only
 
     @property
     def window_readings(self) -> int:

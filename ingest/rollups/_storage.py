@@ -10,6 +10,7 @@ from typing import Any, Protocol
 
 from devices import AnyDevice, Registry
 from devices.contract import DEVICE_TAG, SITE_TAG
+from ingest.alerts.shard import Shard
 from ingest.reading import FieldValue, Reading
 from ingest.storage.query import influxql
 
@@ -160,10 +161,12 @@ async def recompute(
     token: str | None = None,
     chunk_days: int = 7,
     on_day: Callable[[int], None] | None = None,
+    shards: int = 1,
 ) -> int:
     """Recompute and write every rollup point in [start_ms, end_ms), a chunk of days at a time
-    (both ends should be local midnights, so every written day is complete). Returns the number
-    of points written."""
+    (both ends should be local midnights, so every written day is complete). With `shards`,
+    the site's days come per shard, as evaluators with KERA_ALERTS_SHARD write them. Returns
+    the number of points written."""
     factors = EmissionFactors.from_impact(registry.site.impact)
     written = 0
     chunk = start_ms
@@ -171,13 +174,25 @@ async def recompute(
         until = min(end_ms, chunk + chunk_days * DAY_MS)
         lines: list[str] = []
         window_h = (until - chunk) / HOUR_MS + 48
-        rollups = Rollups(registry, lines.extend, factors, window_h=window_h, floor_ms=chunk)
+        parts = [
+            Rollups(registry, lines.extend, factors, window_h=window_h, floor_ms=chunk,
+                    shard=Shard(k, shards) if shards > 1 else None)
+            for k in range(shards)
+        ]  # fmt: skip
+        by_device = {d.id: r for r in parts for d in registry if r.rolls_up(d.id)}
+
+        def observe(reading: Reading, by_device: dict[str, Rollups] = by_device) -> None:
+            part = by_device.get(reading.device.id)
+            if part is not None:
+                part.observe(reading)
+
         # A day before the chunk gives its first hour the interval into it and its first
         # emptying the readings before; an hour after it gives the last hour its end.
         await load_readings(
-            registry, url, database, chunk - DAY_MS, until + HOUR_MS, rollups.observe, token
+            registry, url, database, chunk - DAY_MS, until + HOUR_MS, observe, token
         )
-        rollups.flush()
+        for part in parts:
+            part.flush()
         kept = [line for line in lines if int(line.rsplit(" ", 1)[1]) < until]
         for i in range(0, len(kept), 5000):
             await write_lines(kept[i : i + 5000])

@@ -1,0 +1,121 @@
+"""A site's evaluation split over two evaluators (`KERA_ALERTS_SHARD=0/2` and `1/2`), each a
+replica of a shared subscription that also writes its share of the readings: together their
+rollups are the whole site's. Device and space points equal a recompute from every stored
+reading, and the site's days, one point per shard, add up to the recompute's."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from devices import Registry
+from devstack.services import Mosquitto
+from firmware_sim import Links, run
+from ingest.mqtt import parse_mqtt_url
+from ingest.rollups import ROLLUP_MEASUREMENTS, recompute
+from ingest.settings import IngestSettings
+from tests.helpers import count, query, running_ingestor, wait_until
+
+HOURS = 5
+
+
+async def stored_rollups(s: IngestSettings) -> dict[tuple[str, str, int], dict[str, Any]]:
+    out = {}
+    for m in ROLLUP_MEASUREMENTS:
+        keys = [v[0] for x in await query(s, f'SHOW TAG KEYS FROM "{m}"') for v in x["values"]]
+        for x in await query(s, f'SELECT * FROM "{m}"'):
+            cols = x["columns"]
+            for v in x["values"]:
+                row = dict(zip(cols, v, strict=True))
+                if row.get("retracted"):
+                    continue
+                tags = {k: row.pop(k) for k in keys}
+                t = row.pop("time")
+                # A field this point does not have comes back as None (others of the series do).
+                out[(m, _tags(tags), t)] = {k: v for k, v in row.items() if v is not None}
+    return out
+
+
+def _tags(tags: dict[str, Any]) -> str:
+    return ",".join(f"{k}={v}" for k, v in sorted(tags.items()) if v is not None)
+
+
+def parsed(lines: list[str]) -> dict[tuple[str, str, int], dict[str, Any]]:
+    """Line protocol as `stored_rollups` gives stored points: floats, ints and booleans."""
+    out: dict[tuple[str, str, int], dict[str, Any]] = {}
+    for line in lines:
+        key, fields, t = line.split(" ")
+        m, _, tags = key.partition(",")
+        row: dict[str, Any] = {}
+        for f in fields.split(","):
+            name, value = f.split("=", 1)
+            row[name] = (
+                value == "true" if value in ("true", "false")
+                else int(value[:-1]) if value.endswith("i") else float(value)
+            )  # fmt: skip
+        if not row.get("retracted"):
+            out[(m, _tags(dict(p.split("=", 1) for p in tags.split(","))), int(t))] = row
+    return out
+
+
+async def test_two_shards_roll_up_the_whole_site(
+    settings: IngestSettings, broker: Mosquitto, tmp_path: Path
+) -> None:
+    registry = Registry.load()
+    shared = settings.model_copy(update={"mqtt_share_group": "kera-shards"})
+    shards = [
+        shared.model_copy(update={
+            "mqtt_client_id": f"shard-{k}", "spool_dir": tmp_path / f"spool-{k}",
+            "alerts_shard": f"{k}/2",
+        })
+        for k in range(2)
+    ]  # fmt: skip
+    start = int(time.time() * 1000) - HOURS * 3_600_000
+    async with running_ingestor(shards[0]) as a, running_ingestor(shards[1]) as b:
+        links = Links(parse_mqtt_url(settings.mqtt_url), "kera", client_prefix="shard-sim")
+        summary = await asyncio.to_thread(
+            run, registry, links, seed=3, start_ms=start, duration_s=HOURS * 3600, speed=0
+        )
+
+        async def stored() -> bool:
+            return await count(settings, "energy", "energy_kwh") == summary.by_kind["energy_meter"]
+
+        await wait_until(stored, timeout=120)
+        halves = [a.rollups, b.rollups]
+        assert all(r is not None for r in halves)
+    # Each evaluator rolled up its own spaces' devices only, and together all of them.
+    mine = [{d.id for d in registry if r.rolls_up(d.id)} for r in halves if r is not None]
+    assert mine[0].isdisjoint(mine[1])
+    assert mine[0] | mine[1] == {d.id for d in registry}
+    live = await stored_rollups(settings)
+    lines: list[str] = []
+
+    async def collect(batch: list[str]) -> None:
+        lines.extend(batch)
+
+    day = 86_400_000
+    await recompute(
+        registry, settings.influx_url, settings.influx_db, start - start % day - day,
+        start - start % day + 3 * day, collect,
+    )  # fmt: skip
+    whole = parsed(lines)
+    site = {k: v for k, v in whole.items() if k[0] == "impact_daily"}
+    assert site
+    points = {k: v for k, v in live.items() if k[0] != "impact_daily"}
+    assert points.keys() == {k for k in whole if k[0] != "impact_daily"}
+    for key, row in points.items():
+        assert row.keys() == whole[key].keys(), key
+        for name, value in row.items():
+            assert value == pytest.approx(whole[key][name], rel=1e-9, abs=1e-9), (key, name)
+    for (_, _, t), fields in site.items():
+        shares = [v for (m, tags, tt), v in live.items() if m == "impact_daily" and tt == t]
+        assert len(shares) == 2  # both shards have devices every day
+        for name in ("supply_kwh", "kgco2e", "pv_kwh", "heat_kwh", "water_m3", "waste_l",
+                     "sorted_l", "emptyings", "occupied_h"):  # fmt: skip
+            if name in fields:
+                got = sum(s.get(name) or 0 for s in shares)
+                assert got == pytest.approx(fields[name], rel=1e-6, abs=1e-6), (t, name)
