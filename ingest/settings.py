@@ -99,6 +99,15 @@ class IngestSettings(BaseSettings):
         "whose id hashes to k of n, with their devices' alerts and rollups; one evaluator per "
         "k (docs/deployment.md). Empty: the whole site",
     )
+    rollups_window_h: float = Field(
+        1.0,
+        gt=0,
+        le=48,
+        description="Hours of raw readings the rollups keep per device (KERA_ROLLUPS_WINDOW_H; "
+        "at least 20 readings of a slow device). A reading older than that is repaired from "
+        "InfluxDB before the next flush (docs/impact.md): raise it for devices that always "
+        "arrive that late, at 24 bytes a reading",
+    )
     rollups_rp: str | None = Field(
         None,
         description="Where the impact rollups are written (KERA_ROLLUPS_RP): a retention "

@@ -68,6 +68,7 @@ class Evaluator:
             registry,
             lambda lines: submit(Batch(lines, place=settings.rollups_rp)),
             factors,
+            window_h=settings.rollups_window_h,
             shard=shard,
         )
         self.observer: MqttConsumer | None = None

@@ -9,11 +9,13 @@ import zlib
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from devices import Registry
 from ingest.alerts.shard import Shard
 from ingest.reading import Reading
 from ingest.rollups import EmissionFactors, Rollups
+from ingest.settings import IngestSettings
 from tests.unit.test_impact_rollups import Sink, registry, scenario
 
 
@@ -94,3 +96,13 @@ def test_the_shards_rollups_add_up_to_the_sites() -> None:
             if name in fields:
                 total = sum(float(f.get(name, "0").rstrip("i")) for f in shares.values())
                 assert total == pytest.approx(float(fields[name].rstrip("i"))), name
+
+
+def test_the_setting_is_checked_where_it_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KERA_ALERTS_SHARD", "1/3")
+    assert IngestSettings().shard() == Shard(1, 3)
+    monkeypatch.setenv("KERA_ALERTS_SHARD", "3/3")
+    with pytest.raises(ValidationError, match="the number must be 0 to 2"):
+        IngestSettings()
+    monkeypatch.setenv("KERA_ALERTS_SHARD", "")
+    assert IngestSettings().shard() is None
