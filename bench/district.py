@@ -19,6 +19,7 @@ reading (`kera-ingest rollups`).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import json
 import os
@@ -43,6 +44,7 @@ from rich.progress import Progress
 
 from devices.contract import KINDS, ROLLUP_MEASUREMENTS
 from devstack.services import InfluxDB, Mosquitto, free_port
+from ingest.rollups import RollupKey, read_rollups
 from ingest.storage.query import influxql_sync
 
 console = Console(stderr=True)
@@ -110,25 +112,13 @@ def _cpu(p: psutil.Process) -> float:
     return t.user + t.system
 
 
-def _rollups(db: InfluxDB) -> dict[tuple[str, str, int], dict[str, Any]]:
-    """Every stored rollup point, by measurement, tags and time (retracted emptyings left out)."""
-    out = {}
-    for m in ROLLUP_MEASUREMENTS:
-        for x in influxql_sync(db.url, f'SELECT * FROM "{m}"', "kera"):
-            cols = x["columns"]
-            for v in x["values"]:
-                row = dict(zip(cols, v, strict=True))
-                if row.get("retracted"):
-                    continue
-                tags = ",".join(f"{k}={row.pop(k)}" for k in ("site", "space", "device")
-                                if row.get(k) is not None)  # fmt: skip
-                out[(m, tags, row.pop("time"))] = row
-    return out
+def _rollups(db: InfluxDB) -> dict[RollupKey, dict[str, Any]]:
+    return asyncio.run(read_rollups(db.url, "kera"))
 
 
 def _differences(
-    live: dict[tuple[str, str, int], dict[str, Any]],
-    again: dict[tuple[str, str, int], dict[str, Any]],
+    live: dict[RollupKey, dict[str, Any]],
+    again: dict[RollupKey, dict[str, Any]],
 ) -> list[str]:
     out = [f"only live: {k}" for k in live.keys() - again.keys()]
     out += [f"only recomputed: {k}" for k in again.keys() - live.keys()]

@@ -19,7 +19,15 @@ from ._energy import HOUR_MS, emissions_kg, hourly_kwh
 from ._engine import Repair, Rollups
 from ._factors import EmissionFactors, FactorFileError, parse_factor_csv
 from ._kinds import qualified
-from ._storage import InfluxReadings, StoredReadings, load_readings, recompute, repair_late
+from ._storage import (
+    InfluxReadings,
+    RollupKey,
+    StoredReadings,
+    load_readings,
+    read_rollups,
+    recompute,
+    repair_late,
+)
 from ._waste import Emptying, detect_emptyings
 
 __all__ = [
@@ -38,6 +46,7 @@ __all__ = [
     "FactorFileError",
     "InfluxReadings",
     "Repair",
+    "RollupKey",
     "Rollups",
     "StoredReadings",
     "day_bounds",
@@ -48,6 +57,7 @@ __all__ = [
     "parse_factor_csv",
     "parse_week",
     "qualified",
+    "read_rollups",
     "recompute",
     "repair_late",
     "week_bounds",

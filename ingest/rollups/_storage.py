@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable, Generator, Sequence
 from typing import Any, Protocol
 
 from devices import AnyDevice, Registry
-from devices.contract import DEVICE_TAG, SITE_TAG
+from devices.contract import DEVICE_TAG, ROLLUP_MEASUREMENTS, SITE_TAG
 from ingest.alerts.shard import Shard
 from ingest.reading import FieldValue, Reading
 from ingest.storage.query import influxql
@@ -17,7 +17,7 @@ from ingest.storage.query import influxql
 from ._energy import HOUR_MS
 from ._engine import Repair, Rollups
 from ._factors import EmissionFactors
-from ._kinds import READ_FIELDS, hour_of
+from ._kinds import READ_FIELDS, hour_of, qualified
 from ._waste import SPAN
 
 log = logging.getLogger(__name__)
@@ -97,6 +97,37 @@ async def repair_late(
             rollups.give_back(repairs[k:])
             raise
     return written
+
+
+RollupKey = tuple[str, str, int]  # measurement, its tags as "k=v,..." sorted, epoch ms
+
+
+async def read_rollups(
+    url: str, database: str, where: str = "", rp: str | None = None, token: str | None = None
+) -> dict[RollupKey, dict[str, Any]]:
+    """Every stored rollup point (`where`: an InfluxQL condition, e.g. a time range), with the
+    fields it has; retracted emptyings left out. To compare rollups: live against a recompute,
+    one implementation against another."""
+    out: dict[RollupKey, dict[str, Any]] = {}
+    condition = f" WHERE {where}" if where else ""
+    for m in ROLLUP_MEASUREMENTS:
+        keys = [
+            v[0]
+            for x in await influxql(url, f"SHOW TAG KEYS FROM {qualified(m, rp)}", database, token)
+            for v in x["values"]
+        ]
+        for x in await influxql(url, f"SELECT * FROM {qualified(m, rp)}{condition}", database,
+                                token):  # fmt: skip
+            cols = x["columns"]
+            for v in x["values"]:
+                row = dict(zip(cols, v, strict=True))
+                if row.get("retracted"):
+                    continue
+                tags = ",".join(f"{k}={row.pop(k)}" for k in sorted(keys) if row.get(k) is not None)
+                t = row.pop("time")
+                # A field this point lacks comes back as None (other points of it have it).
+                out[(m, tags, t)] = {k: v for k, v in row.items() if v is not None}
+    return out
 
 
 async def load_readings(

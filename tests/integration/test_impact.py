@@ -28,7 +28,14 @@ from devstack.services import InfluxDB, Mosquitto
 from firmware_sim import Links, run
 from firmware_sim.runner import Summary
 from ingest.mqtt import parse_mqtt_url
-from ingest.rollups import ROLLUP_MEASUREMENTS, qualified, week_bounds, week_of
+from ingest.rollups import (
+    ROLLUP_MEASUREMENTS,
+    RollupKey,
+    qualified,
+    read_rollups,
+    week_bounds,
+    week_of,
+)
 from ingest.settings import IngestSettings
 from ingest.storage.query import influxql_sync
 from tests.helpers import (
@@ -194,19 +201,8 @@ async def test_emptyings_match_the_simulators_ledger(week: Week) -> None:
     assert sorted_l == pytest.approx(waste - rolled.get("mixed", [0.0])[0], rel=1e-6)
 
 
-async def snapshot(s: IngestSettings, week: Week) -> dict[tuple[str, str, int], dict[str, Any]]:
-    out = {}
-    for m in ROLLUP_MEASUREMENTS:
-        for x in await query(s, f"SELECT * FROM {r(m)} WHERE {in_week(week)}"):
-            cols = x["columns"]
-            for v in x["values"]:
-                row = dict(zip(cols, v, strict=True))
-                if row.get("retracted"):
-                    continue
-                tags = ",".join(f"{k}={row.pop(k)}" for k in ("site", "space", "device")
-                                if row.get(k) is not None)  # fmt: skip
-                out[(m, tags, row.pop("time"))] = row
-    return out
+async def snapshot(s: IngestSettings, week: Week) -> dict[RollupKey, dict[str, Any]]:
+    return await read_rollups(s.influx_url, s.influx_db, in_week(week), RP)
 
 
 async def test_recompute_from_storage_reproduces_the_live_rollups(week: Week) -> None:
