@@ -216,9 +216,10 @@ class Rollups(Days):
         self._late_n = 0
 
     def seed_from(self, now_ms: int) -> int:
-        """Where a start-up reload begins: the local midnight of the oldest day a late reading
-        (up to `repair_h` old) may still change, so that every hour of it is computed."""
-        return self._day(now_ms - self._repair_ms)
+        """Where a start-up reload begins: an hour before the local midnight of the oldest day
+        a late reading (up to `repair_h` old) may still change, so that every hour of that day
+        is computed, its first one with the interval into it."""
+        return self._day(now_ms - self._repair_ms) - HOUR_MS
 
     def horizon(self, device_id: str) -> int:
         return self._horizon(device_id)

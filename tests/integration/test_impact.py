@@ -348,6 +348,12 @@ async def test_a_restart_reloads_the_window_so_its_hour_stays_whole(
     # 0.1 kWh a minute: 6 kWh in each whole hour, the second one across the restart.
     assert kwh[base] == pytest.approx(6.0)
     assert kwh[base + 3_600_000] == pytest.approx(6.0)
+    # The day's point after the restart counts the readings from before it too: the reload
+    # computed every hour of the day, not only the live window's.
+    days = await query(
+        settings, 'SELECT sum("readings") FROM "device_daily" WHERE "device" = \'em-workshop\''
+    )
+    assert days[0]["values"][0][1] == 121
 
 
 async def test_readings_later_than_the_window_are_repaired_from_storage(
