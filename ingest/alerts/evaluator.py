@@ -43,6 +43,11 @@ ROLLUP_FLUSH_S = 30.0
 # keep-alive and the receive window are served between them (a flush after a burst of readings
 # can take seconds at district scale: docs/performance.md).
 FLUSH_SLICE_S = 0.005
+# The start-up reload asks InfluxDB for an hour of this many devices at a time: one answer of
+# 500 energy meters read every 10 s is 180,000 rows (about 10 MB of JSON); a day of 5,000 would
+# be 17 million.
+SEED_CHUNK_MS = 3_600_000
+SEED_DEVICES_PER_QUERY = 500
 
 
 class Evaluator:
@@ -134,15 +139,17 @@ class Evaluator:
     async def seed(self) -> None:
         """Compute the hours of the days a late reading may still reach (`Rollups.seed_from`)
         from the readings in InfluxDB, so the hours and days around a restart are computed from
-        all their readings, not only from those that arrive after it. A day at a time, each
-        flushed without writing, so the raw window stays short while loading."""
+        all their readings, not only from those that arrive after it. An hour at a time, each
+        flushed without writing, so the raw window stays short while loading, and in groups
+        of devices, so no answer of InfluxDB is larger than a few MB."""
         s, rollups = self._settings, self.rollups
         now = int(time.time() * 1000)
         since = rollups.seed_from(now)
         try:
             n = await load_readings(
                 self._registry, s.influx_url, s.influx_db, since, now, rollups.observe,
-                self._token(), after_day=lambda: run_in_slices(rollups.flush_steps(write=False)),
+                self._token(), after_chunk=lambda: run_in_slices(rollups.flush_steps(False)),
+                chunk_ms=SEED_CHUNK_MS, per_query=SEED_DEVICES_PER_QUERY,
             )  # fmt: skip
         except Exception as exc:  # InfluxDB down: rollups start from live readings alone
             rollups.reset()

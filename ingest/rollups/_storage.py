@@ -138,33 +138,45 @@ async def load_readings(
     end_ms: int,
     sink: Callable[[Reading], None],
     token: str | None = None,
-    after_day: Callable[[], Awaitable[object]] | None = None,
+    after_chunk: Callable[[], Awaitable[object]] | None = None,
+    chunk_ms: int = DAY_MS,
+    per_query: int | None = None,
 ) -> int:
     """Hand `sink` the readings rollups need, of registered devices, in [start_ms, end_ms), a
-    day at a time, so memory does not grow with the range (`after_day` is awaited after each,
-    say to flush them). Returns how many."""
+    chunk of `chunk_ms` at a time (`after_chunk` is awaited after each, say to flush them), and
+    with `per_query`, that many devices of a kind per query: what one answer holds, and so
+    memory, does not grow with the range or the fleet. A device's readings come in time order.
+    Returns how many."""
     n = 0
     devices = {d.id: d for d in registry}
     site = registry.site_id  # [a-z0-9_-] only (devices.site.SiteId): safe inside quotes
-    day = start_ms
-    while day < end_ms:
-        until = min(end_ms, day + DAY_MS)
+    groups: dict[str, list[list[str]]] = {}
+    for measurement in READ_FIELDS:
+        ids = sorted(d.id for d in registry if d.spec.measurement == measurement)
+        size = per_query or max(1, len(ids))
+        groups[measurement] = [ids[i : i + size] for i in range(0, len(ids), size)]
+    chunk = start_ms
+    while chunk < end_ms:
+        until = min(end_ms, chunk + chunk_ms)
         for measurement, fields in READ_FIELDS.items():
             cols = ", ".join(f'"{f}"' for f in fields)
-            q = (
-                f'SELECT {cols} FROM "{measurement}" WHERE "{SITE_TAG}" = \'{site}\' '
-                f'AND time >= {day}ms AND time < {until}ms GROUP BY "{DEVICE_TAG}"'
-            )
-            for series in await influxql(url, q, database, token):
-                device = devices.get(series.get("tags", {}).get(DEVICE_TAG, ""))
-                if device is None:
-                    continue
-                for reading in _readings(measurement, device, series):
-                    sink(reading)
-                    n += 1
-        if after_day is not None:
-            await after_day()
-        day = until
+            for ids in groups[measurement] if per_query else [[]]:
+                # Device ids are [a-z0-9_-] only (devices.site.DeviceId): safe in a regex.
+                only = f' AND "{DEVICE_TAG}" =~ /^({"|".join(ids)})$/' if ids else ""
+                q = (
+                    f'SELECT {cols} FROM "{measurement}" WHERE "{SITE_TAG}" = \'{site}\'{only} '
+                    f'AND time >= {chunk}ms AND time < {until}ms GROUP BY "{DEVICE_TAG}"'
+                )
+                for series in await influxql(url, q, database, token):
+                    device = devices.get(series.get("tags", {}).get(DEVICE_TAG, ""))
+                    if device is None:
+                        continue
+                    for reading in _readings(measurement, device, series):
+                        sink(reading)
+                        n += 1
+        if after_chunk is not None:
+            await after_chunk()
+        chunk = until
     return n
 
 

@@ -311,10 +311,12 @@ async def test_weekly_report_opens_in_chromium_with_every_figure(
 
 
 async def test_a_restart_reloads_the_window_so_its_hour_stays_whole(
-    settings: IngestSettings, broker: Mosquitto
+    settings: IngestSettings, broker: Mosquitto, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """An hour whose readings straddle an ingestor restart is computed from all of them: the
-    restarted ingestor reloads the last 48 h from InfluxDB before it takes new readings."""
+    restarted ingestor reloads the days a repair may reach from InfluxDB before it takes new
+    readings (an hour and, here, one device per query at a time)."""
+    monkeypatch.setattr("ingest.alerts.evaluator.SEED_DEVICES_PER_QUERY", 1)
     now = int(time.time() * 1000)
     base = now - now % 3_600_000 - 3 * 3_600_000
     pub = Publisher(broker.port, "restart-meter")
