@@ -209,38 +209,75 @@ async def recompute(
     """Recompute and write every rollup point in [start_ms, end_ms), a chunk of days at a time
     (both ends should be local midnights, so every written day is complete). With `shards`,
     the site's days come per shard, as evaluators with KERA_ALERTS_SHARD write them. Returns
-    the number of points written."""
+    the number of points written.
+
+    The readings are read an hour of 500 devices at a time, in time order, through the live
+    engine with its short window, flushed after each hour; a point is written once, when it is
+    two days behind the readings read (nothing changes it after that), so memory holds two days
+    of points and an hour of readings however long the range and large the site."""
     factors = EmissionFactors.from_impact(registry.site.impact)
     written = 0
     chunk = start_ms
     while chunk < end_ms:
         until = min(end_ms, chunk + chunk_days * DAY_MS)
-        lines: list[str] = []
-        window_h = (until - chunk) / HOUR_MS + 48
-        parts = [
-            Rollups(registry, lines.extend, factors, window_h=window_h, floor_ms=chunk,
-                    shard=Shard(k, shards) if shards > 1 else None)
-            for k in range(shards)
-        ]  # fmt: skip
-        by_device = {d.id: r for r in parts for d in registry if r.rolls_up(d.id)}
-
-        def observe(reading: Reading, by_device: dict[str, Rollups] = by_device) -> None:
-            part = by_device.get(reading.device.id)
-            if part is not None:
-                part.observe(reading)
-
+        part = _Chunk(registry, factors, chunk, until, shards, write_lines)
         # A day before the chunk gives its first hour the interval into it and its first
         # emptying the readings before; an hour after it gives the last hour its end.
         await load_readings(
-            registry, url, database, chunk - DAY_MS, until + HOUR_MS, observe, token
-        )
-        for part in parts:
-            part.flush()
-        kept = [line for line in lines if int(line.rsplit(" ", 1)[1]) < until]
-        for i in range(0, len(kept), 5000):
-            await write_lines(kept[i : i + 5000])
-        written += len(kept)
+            registry, url, database, chunk - DAY_MS, until + HOUR_MS, part.observe, token,
+            after_chunk=part.hour_read, chunk_ms=HOUR_MS, per_query=500,
+        )  # fmt: skip
+        written += part.written + await part.write_final(until)
         if on_day is not None:
             on_day(until)
         chunk = until
     return written
+
+
+class _Chunk:
+    """A recompute's chunk of days: its readings through the live engine (a part per shard),
+    and the points not written yet, each in its latest version."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        factors: EmissionFactors,
+        floor: int,
+        until: int,
+        shards: int,
+        write_lines: Callable[[list[str]], Awaitable[None]],
+    ) -> None:
+        self._parts = [
+            Rollups(registry, self._keep, factors, floor_ms=floor,
+                    shard=Shard(k, shards) if shards > 1 else None)
+            for k in range(shards)
+        ]  # fmt: skip
+        self._by_device = {d.id: r for r in self._parts for d in registry if r.rolls_up(d.id)}
+        self._pending: dict[tuple[str, int], str] = {}  # by series and time
+        self._read_to = floor - DAY_MS
+        self._until = until
+        self._write = write_lines
+        self.written = 0
+
+    def _keep(self, lines: list[str]) -> None:
+        for line in lines:
+            self._pending[(line.split(" ", 1)[0], int(line.rsplit(" ", 1)[1]))] = line
+
+    def observe(self, reading: Reading) -> None:
+        part = self._by_device.get(reading.device.id)
+        if part is not None:
+            part.observe(reading)
+
+    async def hour_read(self) -> None:
+        for part in self._parts:
+            part.flush()
+        self._read_to += HOUR_MS
+        # Two days behind the readings, nothing changes a point any more.
+        self.written += await self.write_final(min(self._until, self._read_to - 2 * DAY_MS))
+
+    async def write_final(self, before: int) -> int:
+        """Write the points before `before` (and forget them); how many."""
+        batch = [self._pending.pop(k) for k in sorted(k for k in self._pending if k[1] < before)]
+        for i in range(0, len(batch), 5000):
+            await self._write(batch[i : i + 5000])
+        return len(batch)
