@@ -1,6 +1,8 @@
 """Rollups from what InfluxDB already holds: the evaluator's start-up (so the first hours after a
-restart are not computed from half their readings) and `kera-ingest rollups`, the recompute for
-readings that arrived later than the live window, or after a change of factor or site file."""
+restart are not computed from half their readings), its repairs of readings later than the live
+window (their neighbours read back), and `kera-ingest rollups`, the recompute for readings later
+than a repair reaches, or after a change of factor or site file. Also reading stored rollup
+points back, to compare them."""
 
 from __future__ import annotations
 
