@@ -191,7 +191,6 @@ class Evaluator:
     async def _repair(self) -> None:
         s, rollups = self._settings, self.rollups
         due, self._due = self._due, []
-        source = InfluxReadings(self._registry.site_id, s.influx_url, s.influx_db, self._token())
 
         async def run(steps: Generator[None, None, int]) -> int:
             self._repairing = (due, steps)
@@ -201,7 +200,10 @@ class Evaluator:
                 self._repairing = None
 
         try:
-            await repair_late(rollups, due, source, run)
+            async with InfluxReadings(
+                self._registry.site_id, s.influx_url, s.influx_db, self._token()
+            ) as source:
+                await repair_late(rollups, due, source, run)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # InfluxDB unreachable: held again, tried after the next flush

@@ -10,11 +10,13 @@ import logging
 from collections.abc import Awaitable, Callable, Generator, Sequence
 from typing import Any, Protocol
 
+import aiohttp
+
 from devices import AnyDevice, Registry
 from devices.contract import DEVICE_TAG, ROLLUP_MEASUREMENTS, SITE_TAG
 from ingest.alerts.shard import Shard
 from ingest.reading import FieldValue, Reading
-from ingest.storage.query import influxql
+from ingest.storage.query import influx_session, influxql
 
 from ._energy import HOUR_MS
 from ._engine import Repair, Rollups
@@ -40,8 +42,19 @@ class StoredReadings(Protocol):
 
 
 class InfluxReadings:
+    """`StoredReadings` from InfluxDB, over one connection: use it as `async with`."""
+
     def __init__(self, site: str, url: str, database: str, token: str | None = None) -> None:
         self._site, self._url, self._db, self._token = site, url, database, token
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> InfluxReadings:
+        self._session = influx_session(self._token)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._session is not None:
+            await self._session.close()
 
     async def _select(self, device: AnyDevice, where: str, tail: str = "") -> list[Reading]:
         measurement = device.spec.measurement
@@ -55,7 +68,7 @@ class InfluxReadings:
             f"AND \"{DEVICE_TAG}\" = '{device.id}' AND {where}{tail}"
         )
         out: list[Reading] = []
-        for series in await influxql(self._url, q, self._db, self._token):
+        for series in await influxql(self._url, q, self._db, self._token, self._session):
             out += _readings(measurement, device, series)
         return out
 
@@ -148,37 +161,38 @@ async def load_readings(
     chunk of `chunk_ms` at a time (`after_chunk` is awaited after each, say to flush them), and
     with `per_query`, that many devices of a kind per query: what one answer holds, and so
     memory, does not grow with the range or the fleet. A device's readings come in time order.
-    Returns how many."""
-    n = 0
+    One connection for all the queries. Returns how many."""
     devices = {d.id: d for d in registry}
+    queries: list[tuple[str, str]] = []  # (measurement, the query without its time range)
     site = registry.site_id  # [a-z0-9_-] only (devices.site.SiteId): safe inside quotes
-    groups: dict[str, list[list[str]]] = {}
-    for measurement in READ_FIELDS:
+    for measurement, fields in READ_FIELDS.items():
+        cols = ", ".join(f'"{f}"' for f in fields)
+        head = f'SELECT {cols} FROM "{measurement}" WHERE "{SITE_TAG}" = \'{site}\''
         ids = sorted(d.id for d in registry if d.spec.measurement == measurement)
-        size = per_query or max(1, len(ids))
-        groups[measurement] = [ids[i : i + size] for i in range(0, len(ids), size)]
-    chunk = start_ms
-    while chunk < end_ms:
-        until = min(end_ms, chunk + chunk_ms)
-        for measurement, fields in READ_FIELDS.items():
-            cols = ", ".join(f'"{f}"' for f in fields)
-            for ids in groups[measurement] if per_query else [[]]:
-                # Device ids are [a-z0-9_-] only (devices.site.DeviceId): safe in a regex.
-                only = f' AND "{DEVICE_TAG}" =~ /^({"|".join(ids)})$/' if ids else ""
-                q = (
-                    f'SELECT {cols} FROM "{measurement}" WHERE "{SITE_TAG}" = \'{site}\'{only} '
-                    f'AND time >= {chunk}ms AND time < {until}ms GROUP BY "{DEVICE_TAG}"'
-                )
-                for series in await influxql(url, q, database, token):
+        if per_query is None:
+            queries.append((measurement, head))
+            continue
+        for k in range(0, len(ids), per_query):
+            # Device ids are [a-z0-9_-] only (devices.site.DeviceId): safe in a regex.
+            group = "|".join(ids[k : k + per_query])
+            queries.append((measurement, f'{head} AND "{DEVICE_TAG}" =~ /^({group})$/'))
+    n = 0
+    async with influx_session(token) as session:
+        chunk = start_ms
+        while chunk < end_ms:
+            until = min(end_ms, chunk + chunk_ms)
+            for measurement, head in queries:
+                q = f'{head} AND time >= {chunk}ms AND time < {until}ms GROUP BY "{DEVICE_TAG}"'
+                for series in await influxql(url, q, database, token, session):
                     device = devices.get(series.get("tags", {}).get(DEVICE_TAG, ""))
                     if device is None:
                         continue
                     for reading in _readings(measurement, device, series):
                         sink(reading)
                         n += 1
-        if after_chunk is not None:
-            await after_chunk()
-        chunk = until
+            if after_chunk is not None:
+                await after_chunk()
+            chunk = until
     return n
 
 

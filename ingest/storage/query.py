@@ -7,6 +7,7 @@ never the hot path, which only writes (`ingest.storage.transports`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 import aiohttp
@@ -15,19 +16,23 @@ from ingest.storage.transports import split_credentials
 
 
 async def influxql(
-    url: str, query: str, database: str | None = None, token: str | None = None
+    url: str,
+    query: str,
+    database: str | None = None,
+    token: str | None = None,
+    session: aiohttp.ClientSession | None = None,
 ) -> list[dict[str, Any]]:
     """Run an InfluxQL query over the v1 API and return its series (name, tags, columns,
-    values). For tests, the demo, benchmarks and dashboards' query checks, not the hot path."""
+    values). For tests, the demo, benchmarks and dashboards' query checks, not the hot path.
+    Many queries in a row give a `session` (`influx_session`): one connection, not one each."""
     base, auth = split_credentials(url)
-    headers = {"Authorization": f"Token {token}"} if token else {}
     params = {"q": query, "epoch": "ms"}
     if database:
         params["db"] = database
-    async with (
-        aiohttp.ClientSession(auth=auth, headers=headers) as session,
-        session.post(f"{base}/query", data=params) as r,
-    ):
+    async with contextlib.AsyncExitStack() as stack:
+        if session is None:
+            session = await stack.enter_async_context(influx_session(token))
+        r = await stack.enter_async_context(session.post(f"{base}/query", data=params, auth=auth))
         payload = await r.json(content_type=None)
     if r.status != 200:
         raise RuntimeError(f"InfluxQL {query!r}: HTTP {r.status} {payload}")
@@ -37,6 +42,13 @@ async def influxql(
             raise RuntimeError(f"InfluxQL {query!r}: {result['error']}")
         series.extend(result.get("series", []))
     return series
+
+
+def influx_session(token: str | None = None) -> aiohttp.ClientSession:
+    """A session for `influxql` calls, with the token (a URL's user and password go with
+    each query)."""
+    headers = {"Authorization": f"Token {token}"} if token else {}
+    return aiohttp.ClientSession(headers=headers)
 
 
 def influxql_sync(

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -67,10 +68,25 @@ async def test_two_replicas_write_every_reading_once(
         assert rb.terminate() == 0
 
 
+def free_pair() -> int:
+    """A port that is free with the next one: a free port's neighbour may be a client
+    connection's ephemeral port (CI saw a worker fail to bind port + 1 five times)."""
+    for _ in range(50):
+        port = free_port()
+        with socket.socket() as a, socket.socket() as b:
+            try:
+                a.bind(("127.0.0.1", port))
+                b.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no two free ports in a row on 127.0.0.1")
+
+
 async def test_workers_option_starts_a_shared_group(
     settings: IngestSettings, broker: Mosquitto, tmp_path: Path
 ) -> None:
-    port = free_port()
+    port = free_pair()  # worker k serves /healthz on port + k
     s = settings.model_copy(
         update={"mqtt_client_id": "pool", "spool_dir": tmp_path / "spool", "health_port": port}
     )
