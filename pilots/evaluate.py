@@ -8,8 +8,10 @@ spaces, else to the weekday-adjusted before/after; the sorting rate to the rate 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from devices.pilots import Metric, Period, Pilot
@@ -250,6 +252,24 @@ def result_lines(site: str, results: list[MetricResult], tz: ZoneInfo) -> list[s
                 )
             )
     return lines
+
+
+def stored_effect(fields: Mapping[str, Any]) -> Effect | None:
+    """A `pilot_results` point's fields (as `result_lines` writes them) back as its Effect;
+    None for no point."""
+    if fields.get("verdict") is None:
+        return None
+
+    def num(name: str) -> float | None:
+        v = fields.get(name)
+        return None if v is None else float(v)
+
+    return Effect(
+        str(fields.get("method", "")), num("estimate"), num("low"), num("high"),
+        num("estimate_pct"), num("low_pct"), num("high_pct"),
+        int(fields.get("baseline_days") or 0), int(fields.get("reporting_days") or 0),
+        Verdict(fields["verdict"]),
+    )  # fmt: skip
 
 
 def period_lines(site: str, pilot: Pilot, tz: ZoneInfo) -> list[str]:

@@ -26,6 +26,8 @@ from devices.contract import (
 )
 from ingest.rollups import HOUR_MS, ROLLUP_MEASUREMENTS, qualified, week_bounds
 from ingest.storage.query import influxql
+from pilots.evaluate import stored_effect
+from pilots.stats import Effect
 
 WEEK_MS = 7 * 24 * HOUR_MS
 
@@ -78,14 +80,7 @@ class PilotLine:
     pilot: str
     title: str
     metric: str
-    estimate: float | None
-    low: float | None
-    high: float | None
-    estimate_pct: float | None
-    low_pct: float | None
-    high_pct: float | None
-    verdict: str | None  # None: not judged yet
-    reporting_days: int | None
+    effect: Effect | None  # None: not judged yet
     judged_ms: int | None
 
 
@@ -343,23 +338,11 @@ async def _pilots(r: Reader, registry: Registry, lo: int, hi: int) -> list[Pilot
         if s.get("values")
     }
 
-    def num(row: dict[str, Any], key: str) -> float | None:
-        v = row.get(key)
-        return None if v is None else float(v)
-
     out = []
     for p in running:
         for m in p.metrics:
             row = latest.get((p.id, m.value), {})
-            days = row.get("reporting_days")
-            out.append(
-                PilotLine(
-                    p.id, p.title, m.value, num(row, "estimate"), num(row, "low"),
-                    num(row, "high"), num(row, "estimate_pct"), num(row, "low_pct"),
-                    num(row, "high_pct"), row.get("verdict"),
-                    None if days is None else int(days), row.get("time"),
-                )
-            )  # fmt: skip
+            out.append(PilotLine(p.id, p.title, m.value, stored_effect(row), row.get("time")))
     return out
 
 

@@ -417,18 +417,19 @@ def _pilots_table(data: WeekData) -> str:
         return "<p class='nodata'>No pilot ran this week.</p>"
     rows = []
     for p in data.pilots:
-        if p.verdict is None:
+        e = p.effect
+        if e is None:
             rows.append([p.pilot, p.metric, "not judged yet", "-", "-", "-", "-"])
             continue
-        if p.estimate_pct is not None:
-            change = f"{p.estimate_pct:+.1f} %"
-            interval = f"{_signed(p.low_pct)} .. {_signed(p.high_pct)} %"
+        if e.estimate_pct is not None:
+            change = f"{e.estimate_pct:+.1f} %"
+            interval = f"{_signed(e.low_pct)} .. {_signed(e.high_pct)} %"
         else:
-            change = _signed(p.estimate, 2)
-            interval = f"{_signed(p.low, 2)} .. {_signed(p.high, 2)}"
+            change = _signed(e.estimate, 2)
+            interval = f"{_signed(e.low, 2)} .. {_signed(e.high, 2)}"
         when = "-" if p.judged_ms is None else _day(p.judged_ms, data)
-        rows.append([p.pilot, p.metric, change, interval, p.verdict.replace("_", " "),
-                     str(p.reporting_days or 0), when])  # fmt: skip
+        rows.append([p.pilot, p.metric, change, interval, e.verdict.replace("_", " "),
+                     str(e.reporting_days), when])  # fmt: skip
     return _table(["pilot", "metric", "change", "90 % interval", "verdict", "pilot days",
                    "judged up to"], rows)  # fmt: skip
 

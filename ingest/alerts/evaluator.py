@@ -90,8 +90,15 @@ class Evaluator:
             rollups_observe(reading)
 
         self.observe = observe
+        self._seed_observe = rollups_observe
         if shard is not None:
             mine = shard.devices(registry)
+
+            def seed_shard(reading: Reading) -> None:
+                if reading.device.id in mine:
+                    rollups_observe(reading)
+
+            self._seed_observe = seed_shard
 
             def observe_shard(reading: Reading) -> None:
                 if reading.device.id in mine:
@@ -147,7 +154,7 @@ class Evaluator:
         since = rollups.seed_from(now)
         try:
             n = await load_readings(
-                self._registry, s.influx_url, s.influx_db, since, now, rollups.observe,
+                self._registry, s.influx_url, s.influx_db, since, now, self._seed_observe,
                 self._token(), after_chunk=lambda: run_in_slices(rollups.flush_steps(False)),
                 chunk_ms=SEED_CHUNK_MS, per_query=SEED_DEVICES_PER_QUERY,
             )  # fmt: skip

@@ -174,8 +174,6 @@ class Rollups(Days):
         if values is None or values[0] is None:
             return
         device = reading.device
-        if self._only is not None and device.id not in self._only:
-            return
         t = reading.time_ms
         if t <= self._late_before.get(device.id, -(2**62)):
             if t < self._newest[device.id] - self._repair_ms or self._late_n >= MAX_LATE:
@@ -198,7 +196,8 @@ class Rollups(Days):
         self._dirty[device_id] = min(self._dirty.get(device_id, t), t)
 
     def rolls_up(self, device_id: str) -> bool:
-        """Whether this instance takes the device's readings (all, or its shard's)."""
+        """Whether the device is this instance's (all, or its shard's): its callers hand
+        `observe` only those, so the hot path asks once (Evaluator.observe)."""
         return self._only is None or device_id in self._only
 
     @property
@@ -222,9 +221,6 @@ class Rollups(Days):
         return self._day(now_ms - self._repair_ms) - HOUR_MS
 
     def horizon(self, device_id: str) -> int:
-        return self._horizon(device_id)
-
-    def _horizon(self, device_id: str) -> int:
         """Hours from here on are recomputed from raw readings; earlier ones are final. It
         moves only at a flush, after the hours it leaves behind were computed: between two
         flushes more than a window of readings may arrive (a backfill)."""
@@ -243,7 +239,7 @@ class Rollups(Days):
 
     def _next_horizon(self, device_id: str) -> int:
         h = self._newest[device_id] - self._window(device_id)
-        return max(self._horizon(device_id), h - h % HOUR_MS)
+        return max(self.horizon(device_id), h - h % HOUR_MS)
 
     # --- output ------------------------------------------------------------------------------
 
@@ -301,7 +297,7 @@ class Rollups(Days):
                 continue
             raw = self._raw[device_id]
             times = raw.times
-            horizon = self._horizon(device_id)
+            horizon = self.horizon(device_id)
             start = max(hour_of(since), horizon)
             if isinstance(device, CounterMeter):
                 i = bisect.bisect_left(times, since)
@@ -489,7 +485,7 @@ class Rollups(Days):
         occupancy = [d for d in repair.devices if isinstance(d, OccupancySensor)]
         if occupancy:
             space = occupancy[0].space
-            end = max(self._horizon(d.id) for d in occupancy)
+            end = max(self.horizon(d.id) for d in occupancy)
             if space in temp._spaces:
                 _replace(self._spaces, space, temp._spaces[space], since_hour, end)
             for hour in range(since_hour, end, HOUR_MS):
@@ -509,7 +505,7 @@ class Rollups(Days):
         emptyings: list[tuple[WasteBin, Emptying, bool]],
     ) -> list[str]:
         """A repair's hours of one device, from `temp` into the live caches; its hourly lines."""
-        end = self._horizon(d.id)
+        end = self.horizon(d.id)
         lines: list[str] = []
         for caches, fresh in ((self._counts, temp._counts), (self._energy, temp._energy)):
             if d.id in fresh:
@@ -544,7 +540,7 @@ class Rollups(Days):
         if raw is None:
             raw = self._raw[device_id] = Series()
         since = None
-        for i in range(max(0, known.index(self._horizon(device_id)) - SPAN - 1), len(known)):
+        for i in range(max(0, known.index(self.horizon(device_id)) - SPAN - 1), len(known)):
             t = known.times[i]
             j = raw.index(t)
             if j < len(raw) and raw.times[j] == t:
@@ -669,7 +665,7 @@ class Rollups(Days):
         if cache is None:
             cache = self._spaces[space] = Hours(10, SpaceHour.unpack)
         cached = cache.get(hour)
-        if sensors and any(hour < self._horizon(d.id) for d in sensors):
+        if sensors and any(hour < self.horizon(d.id) for d in sensors):
             # Its readings are gone from the window: keep what was computed while they were here.
             if cached is not None:
                 fields.update(space_fields([cached]))

@@ -4,13 +4,16 @@ site file loads, with messages that name the pilot and the fix (devices/pilots.p
 from __future__ import annotations
 
 from datetime import date
+from zoneinfo import ZoneInfo
 
 import pytest
 import yaml
 
 from devices import Registry, SiteConfigError, parse_site
-from devices.pilots import Metric, Pilot
+from devices.pilots import Metric, Period, Pilot
 from devices.site import default_site_text
+from pilots.evaluate import MetricResult, result_lines, stored_effect
+from pilots.stats import Effect, Verdict
 
 
 def _site_with(pilot: dict[str, object]) -> str:
@@ -96,3 +99,25 @@ def test_pilot_ids_are_unique() -> None:
     raw["pilots"] = [BASE, {**BASE, "title": "again"}]
     with pytest.raises(SiteConfigError, match="pilot 'p1' appears more than once"):
         parse_site(yaml.safe_dump(raw))
+
+
+@pytest.mark.parametrize(
+    "effect",
+    [
+        Effect("caltrack_daily_changepoint", -33.6, -35.0, -32.1, -12.0, -12.7, -11.3, 56, 7,
+               Verdict.EFFECT),
+        Effect("rate_before_after", None, None, None, None, None, None, 3, 0,
+               Verdict.INSUFFICIENT_DATA),
+    ],
+)  # fmt: skip
+def test_a_stored_result_reads_back_as_the_effect_written(effect: Effect) -> None:
+    """`pilot_results` as `result_lines` writes it, and as the weekly report reads it back."""
+    period = Period(start=date(2026, 11, 2), end=date(2026, 11, 8))
+    result = MetricResult("p", Metric.HEAT_KWH, "kWh", effect, period, period)
+    line = next(x for x in result_lines("t", [result], ZoneInfo("UTC")) if "pilot_results" in x)
+    fields: dict[str, object] = {}
+    for pair in line.split(" ")[1].split(","):
+        name, value = pair.split("=", 1)
+        fields[name] = value.strip('"') if value.startswith('"') else float(value.rstrip("i"))
+    assert stored_effect(fields) == effect
+    assert stored_effect({}) is None

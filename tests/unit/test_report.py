@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 from dashboards.report import FIGURES, WeekData, write_report
 from dashboards.report._data import PilotLine, _alert_summary
 from dashboards.report._render import _day, _fmt
+from pilots.stats import Effect, Verdict
 
 H = 3_600_000
 
@@ -85,12 +86,13 @@ def test_pilots_of_the_week_with_their_latest_result(tmp_path: Path) -> None:
     data = week_data()
     judged = data.end_ms - 24 * H
     data.pilots = [
-        PilotLine("cafe-heat-control", "Heat", "heat_kwh", -33.6, -35.0, -32.1, -12.0, -12.7,
-                  -11.3, "effect", 7, judged),
-        PilotLine("yard-sorting-nudge", "Sorting", "sorting_rate_pct", 4.2, -1.0, 9.4, None,
-                  None, None, "no_effect_detected", 7, judged),
-        PilotLine("coworking-booking", "Booking", "occupied_h", None, None, None, None, None,
-                  None, None, None, None),
+        PilotLine("cafe-heat-control", "Heat", "heat_kwh", Effect(
+            "caltrack_daily_changepoint", -33.6, -35.0, -32.1, -12.0, -12.7, -11.3, 56, 7,
+            Verdict.EFFECT), judged),
+        PilotLine("yard-sorting-nudge", "Sorting", "sorting_rate_pct", Effect(
+            "rate_before_after", 4.2, -1.0, 9.4, None, None, None, 56, 7,
+            Verdict.NO_EFFECT_DETECTED), judged),
+        PilotLine("coworking-booking", "Booking", "occupied_h", None, None),
     ]  # fmt: skip
     page = write_report(data, tmp_path, pdf=False)[0].read_text()
     day = _day(judged, data)  # the week's last day, local
