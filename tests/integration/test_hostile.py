@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,11 +33,13 @@ def hostile_messages(now_ms: int) -> list[tuple[str, bytes, str]]:
     """(topic, payload, expected reason) for every way in, cycled up to N_HOSTILE."""
     t = "kera/kera/{}/telemetry"
     tts = "v3/kera-waste@ttn/devices/{}/up"
+    received_at = datetime.fromtimestamp(now_ms / 1000, UTC).isoformat().replace("+00:00", "Z")
 
     def uplink(device: str, **up: Any) -> bytes:
         msg = {
             "end_device_ids": {"device_id": device, "dev_eui": "70B3D57ED0061001"},
-            "received_at": "2026-11-02T08:00:00Z",
+            # Relative to the clock: a fixed date would pass the 30-day age limit one day.
+            "received_at": received_at,
             "uplink_message": {"f_cnt": 1, **up},
         }
         return json.dumps(msg).encode()
