@@ -33,6 +33,7 @@ def final_points(scale: int, hours: float, start_ms: int) -> dict[str, Any]:
     from ingest.observability.counters import Stats
     from ingest.pipeline import Pipeline
     from ingest.rollups import EmissionFactors, Rollups
+    from ingest.storage.lineproto import parse_line
 
     registry = Registry(scale_site(Registry.load().site, scale))
     sink = MemorySink()
@@ -41,8 +42,8 @@ def final_points(scale: int, hours: float, start_ms: int) -> dict[str, Any]:
 
     def write(lines: list[str]) -> None:
         for line in lines:
-            key, fields, t = line.split(" ")
-            points[f"{key} {t}"] = fields
+            key, fields, t = parse_line(line)
+            points[f"{key} {t}"] = ",".join(f"{k}={v}" for k, v in fields.items())
 
     rollups = Rollups(registry, write, EmissionFactors.from_impact(registry.site.impact))
     pipeline = Pipeline(registry, Stats(), 65536, 300, 60 * 86400, observe=rollups.observe)

@@ -17,6 +17,7 @@ from grafana_foundation_sdk.builders import (
     stat,
     statetimeline,
     table,
+    text,
     timeseries,
 )
 from grafana_foundation_sdk.builders import common as cb
@@ -24,10 +25,12 @@ from grafana_foundation_sdk.builders import dashboard as db
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import common as cm
 from grafana_foundation_sdk.models import dashboard as dm
+from grafana_foundation_sdk.models.text import TextMode
 
 from dashboards.influxql import DATASOURCE_TYPE, InfluxQL
 from dashboards.provisioning import DATASOURCE_UID
 from devices.contract import DEVICE_DAILY, ENERGY_HOURLY, IMPACT_DAILY, SPACE_DAILY, WASTE_DAILY
+from devices.factor_source import ELECTRICITY_HOW_TO, HEAT_HOW_TO
 from ingest.rollups import qualified
 
 DS = dm.DataSourceRef(type_val=DATASOURCE_TYPE, uid=DATASOURCE_UID)
@@ -762,6 +765,41 @@ def impact(rollups_rp: str | None = None) -> db.Dashboard:
     site_days = f"{SITE} AND $timeFilter"
     space_days = f"{SITE} AND {SPACE} AND $timeFilter"
     lay = Layout()
+    # First, what the emissions below rest on: every factor the range's days were computed
+    # with (stored beside them), so an example factor is seen before any figure is quoted.
+    for title, field in (
+        ("Electricity emission factor", "factor_source"),
+        ("District-heat emission factor", "heat_factor_source"),
+    ):
+        d.with_panel(
+            lay.place(
+                _table(
+                    f"{title} in this range",
+                    f'SELECT distinct("{field}") AS "source" FROM {m(IMPACT_DAILY)} '
+                    f"WHERE {site_days}",
+                ).description(
+                    "Each source the days in the time range were rolled up with: a publication "
+                    "(publisher, year: where) or an EXAMPLE factor, not a published statistic"
+                ),
+                8,
+                4,
+            )
+        )
+    d.with_panel(
+        lay.place(
+            text.Panel()
+            .title("About the emission factors")
+            .mode(TextMode.MARKDOWN)
+            .content(
+                "A factor marked **EXAMPLE** is not a published statistic: emissions computed "
+                "with it are an illustration, not a figure to report.\n\n"
+                f"Electricity: {ELECTRICITY_HOW_TO}.\n\nDistrict heat: {HEAT_HOW_TO}. Then "
+                "recompute the days with `kera-ingest rollups --week W`."
+            ),
+            8,
+            4,
+        )
+    )
     for title, unit, q in (
         (
             "Grid energy",

@@ -146,6 +146,8 @@ def report(
             f"[yellow]the rollups are {data.rollups_behind_h:.0f} h behind the readings: the "
             "report is not final yet (wait, or run kera-ingest rollups, then report again)[/yellow]"
         )
+    for notice in registry.site.impact.example_notices():
+        console.print(f"[yellow]warning: {notice}[/yellow]", soft_wrap=True)
     typer.echo(f"wrote {html_path}")
     if pdf_path is not None:
         typer.echo(f"wrote {pdf_path}")
@@ -268,6 +270,7 @@ def _judge_pilot(
                 "baseline_days": e.baseline_days, "reporting_days": e.reporting_days,
                 "verdict": e.verdict.value, "notes": list(e.notes),
                 "avoided_kgco2e": r.avoided_kgco2e, "factor_source": r.factor_source,
+                "factor_example": r.factor_example,
                 "weather": data.weather if r.metric.energy else None,
                 "baseline": [str(r.baseline.start), str(r.baseline.end)],
                 "reporting": [str(r.reporting.start), str(r.reporting.end)]

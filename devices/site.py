@@ -23,11 +23,18 @@ from pydantic import (
     StringConstraints,
     Tag,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
 from devices.contract import KINDS, CatalogueError, KindSpec, build_kinds
+from devices.factor_source import (
+    ELECTRICITY_HOW_TO,
+    HEAT_HOW_TO,
+    FactorSource,
+    refuse_plain_text,
+)
 from devices.mapping import FieldMapper
 from devices.pilots import Pilot, Weather, check_against
 
@@ -573,8 +580,10 @@ class Impact(BaseModel):
         description="an hourly factor series, CSV with columns time (ISO 8601 with offset, or "
         "epoch seconds) and kg_per_kwh; a relative path is read from the site file's folder",
     )
-    emission_factor_source: str | None = Field(
-        None, description="where the factor comes from; stated in reports, required with a factor"
+    emission_factor_source: FactorSource | None = Field(
+        None,
+        description="where the factor comes from (devices/factor_source.py): a publication "
+        "(publisher, year, where) or an example; stated in reports, required with a factor",
     )
     heat_emission_factor_kg_per_kwh: float | None = Field(
         None,
@@ -583,14 +592,40 @@ class Impact(BaseModel):
         description="district heat, kgCO2e per kWh delivered (the heat supplier's published "
         "figure); without it, heat is counted in kWh but no emissions",
     )
-    heat_emission_factor_source: str | None = Field(
-        None, description="where the heat factor comes from; required with it"
+    heat_emission_factor_source: FactorSource | None = Field(
+        None, description="where the heat factor comes from, as emission_factor_source; required"
     )
     opening_hours: dict[Weekday, HoursText] = Field(
         default_factory=dict,
         description="local opening hours per weekday, e.g. {mon: '08:00-20:00'}; a day not "
         "listed is closed; the base of space utilisation",
     )
+
+    @field_validator("emission_factor_source", "heat_emission_factor_source", mode="before")
+    @classmethod
+    def _source_has_a_kind(cls, value: Any, info: ValidationInfo) -> Any:
+        return refuse_plain_text(value, str(info.field_name))
+
+    def example_notices(self) -> list[str]:
+        """One sentence per factor that is an example, not a publication: what it is used for
+        and how to set a real one."""
+        notices = []
+        grid = self.emission_factor_kg_per_kwh is not None or self.emission_factors_csv
+        source = self.emission_factor_source
+        if grid and source is not None and source.example:
+            value = self.emission_factor_kg_per_kwh
+            what = "an hourly series" if value is None else f"{value:g} kg/kWh"
+            notices.append(
+                f"The electricity emissions use an example emission factor ({what}), not a "
+                f"published statistic: {ELECTRICITY_HOW_TO}."
+            )
+        heat, heat_source = self.heat_emission_factor_kg_per_kwh, self.heat_emission_factor_source
+        if heat is not None and heat_source is not None and heat_source.example:
+            notices.append(
+                f"The district-heat emissions use an example emission factor ({heat:g} kg/kWh), "
+                f"not a published statistic: {HEAT_HOW_TO}."
+            )
+        return notices
 
     @model_validator(mode="after")
     def _factor_has_source(self) -> Impact:

@@ -14,6 +14,7 @@ from datetime import date, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from devices.factor_source import FactorSource
 from devices.pilots import Metric, Period, Pilot
 from devices.site import Impact
 from pilots.stats import Effect, Verdict, before_after, diff_in_diff, ratio_before_after
@@ -103,9 +104,11 @@ class MetricResult:
     baseline: Period
     reporting: Period | None
     # Energy metrics: the emissions the change avoided over the reporting days (positive when
-    # it saved), with the site's factor, and that factor's source.
+    # it saved), with the site's factor, that factor's source, and whether it is an example
+    # rather than a published figure (devices/factor_source.py).
     avoided_kgco2e: float | None = None
     factor_source: str | None = None
+    factor_example: bool = False
 
 
 def _days(period: Period) -> list[date]:
@@ -133,14 +136,18 @@ def evaluate(
         effect = _not_started(pilot) if rep is None else _judge(pilot, metric, data, base, rep, tz)
         avoided, source = _avoided(metric, effect, impact)
         out.append(
-            MetricResult(pilot.id, metric, UNITS[metric], effect, base, rep, avoided, source)
-        )
+            MetricResult(
+                pilot.id, metric, UNITS[metric], effect, base, rep, avoided,
+                None if source is None else source.label(),
+                source is not None and source.example,
+            )
+        )  # fmt: skip
     return out
 
 
 def _avoided(
     metric: Metric, effect: Effect, impact: Impact | None
-) -> tuple[float | None, str | None]:
+) -> tuple[float | None, FactorSource | None]:
     """Avoided kgCO2e = avoided kWh x the site's constant factor: district heat's for heat, the
     grid's for electricity (an hourly factor series is not applied here: a daily model has no
     hours to weigh)."""

@@ -4,7 +4,14 @@ and a pilot's report: `kera-dashboards pilot ID --out DIR` (docs/pilots.md).
 Reads only the rollup measurements, so a report can be made for any week the rollups cover,
 long after its raw readings expired."""
 
-from dashboards.report._data import TOTALS, AlertSummary, WeekData, load_week
+from dashboards.report._data import (
+    TOTALS,
+    AlertSummary,
+    FactorLine,
+    WeekData,
+    factor_lines,
+    load_week,
+)
 from dashboards.report._pdf import PdfError
 from dashboards.report._pilot import PilotReport, write_pilot_report
 from dashboards.report._render import FIGURES, render_html, write_report
@@ -13,9 +20,11 @@ __all__ = [
     "FIGURES",
     "TOTALS",
     "AlertSummary",
+    "FactorLine",
     "PdfError",
     "PilotReport",
     "WeekData",
+    "factor_lines",
     "load_week",
     "render_html",
     "write_pilot_report",

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 import statistics
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -24,6 +24,8 @@ from devices.contract import (
     SPACE_HOURLY,
     WASTE_DAILY,
 )
+from devices.factor_source import ELECTRICITY_HOW_TO, HEAT_HOW_TO, FactorSource
+from devices.site import Impact
 from ingest.rollups import HOUR_MS, ROLLUP_MEASUREMENTS, qualified, week_bounds
 from ingest.storage.query import influxql
 from pilots.evaluate import stored_effect
@@ -74,6 +76,33 @@ class AlertSummary:
 
 
 @dataclass(frozen=True, slots=True)
+class FactorLine:
+    """An emission factor behind the week's emissions: from the site file, with the number of
+    the week's stored days that were rolled up with an example factor (`impact_daily`)."""
+
+    energy: str  # "electricity", "district heat"
+    value: str  # "0.05 kg/kWh", or the hourly series and the constant for other hours
+    source: FactorSource
+    how_to: str  # how to set a published one (devices/factor_source.py)
+    example_days: int = 0
+
+
+def factor_lines(impact: Impact) -> list[FactorLine]:
+    """The site's emission factors, electricity first; none without a factor."""
+    lines = []
+    grid, source = impact.emission_factor_kg_per_kwh, impact.emission_factor_source
+    if source is not None and (grid is not None or impact.emission_factors_csv):
+        value = "an hourly series" if impact.emission_factors_csv else ""
+        if grid is not None:
+            value = f"{value}, else {grid:g} kg/kWh" if value else f"{grid:g} kg/kWh"
+        lines.append(FactorLine("electricity", value, source, ELECTRICITY_HOW_TO))
+    heat, heat_source = impact.heat_emission_factor_kg_per_kwh, impact.heat_emission_factor_source
+    if heat_source is not None and heat is not None:
+        lines.append(FactorLine("district heat", f"{heat:g} kg/kWh", heat_source, HEAT_HOW_TO))
+    return lines
+
+
+@dataclass(frozen=True, slots=True)
 class PilotLine:
     """A pilot that ran during the week, per metric: its latest result up to the week's end."""
 
@@ -92,7 +121,6 @@ class WeekData:
     tz: ZoneInfo
     start_ms: int
     end_ms: int
-    factor_source: str | None
     influx: str  # where the numbers were read (URL without credentials, database)
     totals: dict[str, float | None] = field(default_factory=dict)
     previous: dict[str, float | None] = field(default_factory=dict)
@@ -105,8 +133,8 @@ class WeekData:
     alerts: list[AlertSummary] = field(default_factory=list)
     completeness: list[tuple[str, str, int, float, float]] = field(default_factory=list)
     queries: list[str] = field(default_factory=list)
-    # District heat's emission factor source (site file), when heat is metered.
-    heat_factor_source: str | None = None
+    # The emission factors behind the week's kgCO2e (site file and stored days).
+    factors: list[FactorLine] = field(default_factory=list)
     # The newest raw reading and the newest hourly rollup of the week: when the rollups lag the
     # readings (a backfill still being rolled up), the report says so instead of being quietly
     # short.
@@ -141,10 +169,13 @@ class Reader:
         own_rp = name in ROLLUP_MEASUREMENTS or name == PILOT_RESULTS_MEASUREMENT
         return "FROM " + (qualified(name, self.rp) if own_rp else f'"{name}"')
 
-    async def select(self, what: str, lo: int, hi: int, group: str = "") -> list[dict[str, Any]]:
+    async def select(
+        self, what: str, lo: int, hi: int, group: str = "", condition: str = ""
+    ) -> list[dict[str, Any]]:
         what = re.sub(r'FROM "(\w+)"', self._from, what)
+        also = f"AND {condition} " if condition else ""
         q = (
-            f"SELECT {what} WHERE \"site\" = '{self.site}' "
+            f"SELECT {what} WHERE \"site\" = '{self.site}' {also}"
             f"AND time >= {lo}ms AND time < {hi}ms {group}"
         ).strip()
         self.log.append(q)
@@ -169,6 +200,21 @@ async def _totals(r: Reader, lo: int, hi: int) -> dict[str, float | None]:
         # No bin was emptied: nothing was collected that a volume or a rate could describe.
         totals["waste_l"] = totals["sorting_rate_pct"] = None
     return totals
+
+
+async def _factors(r: Reader, lines: list[FactorLine], lo: int, hi: int) -> list[FactorLine]:
+    """The site's factors, each with the days of the week stored with an example factor: days
+    rolled up before the site file named a published one still carry the example's figures."""
+    out = []
+    for line in lines:
+        prefix = "heat_factor" if line.energy == "district heat" else "factor"
+        rows = await r.select(
+            f'count("{prefix}_source") FROM "{IMPACT_DAILY}"', lo, hi,
+            condition=f'"{prefix}_example" = true',
+        )  # fmt: skip
+        days = int(_first(rows) or 0)
+        out.append(replace(line, example_days=days))
+    return out
 
 
 async def _newest(r: Reader, sqls: list[str], lo: int, hi: int) -> int | None:
@@ -200,10 +246,9 @@ async def load_week(
         tz=tz,
         start_ms=lo,
         end_ms=hi,
-        factor_source=site.impact.emission_factor_source,
         influx=f"{url.rsplit('@', maxsplit=1)[-1]} database {database}",
-        heat_factor_source=site.impact.heat_emission_factor_source,
     )
+    data.factors = await _factors(r, factor_lines(site.impact), lo, hi)
     data.totals = await _totals(r, lo, hi)
     data.previous = await _totals(r, lo - WEEK_MS, lo)
     step("totals")

@@ -25,6 +25,7 @@ from dashboards.report._render import (
     _table,
     save,
 )
+from devices.factor_source import ELECTRICITY_HOW_TO, HEAT_HOW_TO
 from devices.pilots import Metric, Pilot
 from pilots.evaluate import METHODS, MetricResult, PilotData
 
@@ -216,6 +217,12 @@ def _metric_section(r: MetricResult, pngs: dict[str, str]) -> list[str]:
             f"<b>{r.avoided_kgco2e:,.0f} kgCO2e</b> (avoided kWh x the site's factor; "
             f"source: {_h(r.factor_source or 'not given')}).</p>"
         )
+        if r.factor_example:
+            how = HEAT_HOW_TO if r.metric is Metric.HEAT_KWH else ELECTRICITY_HOW_TO
+            out.append(
+                "<p class='warn'>These avoided emissions use an example emission factor, not a "
+                f"published statistic: quote them only as an illustration. To fix: {_h(how)}.</p>"
+            )
     notes = "".join(f"<li>{_h(n)}</li>" for n in e.notes)
     out.append(
         f"<p class='source'>Method <code>{_h(e.method)}</code>: "

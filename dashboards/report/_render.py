@@ -21,6 +21,7 @@ from matplotlib.figure import Figure
 
 from dashboards.report._data import TOTALS, WeekData
 from dashboards.report._pdf import print_pdf
+from devices.factor_source import PublishedFactor
 
 NAN = float("nan")
 
@@ -297,6 +298,37 @@ def _fresh(data: WeekData) -> str:
     return text
 
 
+def _factors(data: WeekData) -> str:
+    """On the first screen: whether each emission factor is a publication or an example, and
+    what to do about an example, before any kgCO2e is read."""
+    if not data.factors:
+        return "<p class='meta'>No emission factor is set in the site file: no kgCO2e.</p>"
+    year = datetime.fromtimestamp(data.start_ms / 1000, UTC).astimezone(data.tz).year
+    said, warnings = [], []
+    for f in data.factors:
+        s = f.source
+        if isinstance(s, PublishedFactor):
+            text = f"{f.energy} {f.value}, published by {s.publisher} for {s.year}"
+            if s.year < year:
+                text += f" (this week is in {year}: update it when that year's is published)"
+            if f.example_days:
+                warnings.append(
+                    f"{f.example_days} days of this week were rolled up with an example "
+                    f"{f.energy} factor, before the site file named a published one: recompute "
+                    f"them with <code>kera-ingest rollups --week {_h(data.week)}</code>, then "
+                    "make the report again."
+                )
+        else:
+            text = f"{f.energy} {f.value}, an EXAMPLE factor, not a published statistic"
+            warnings.append(
+                f"The {f.energy} emissions in this report use an example emission factor, not a "
+                f"published statistic: quote them only as an illustration. To fix: {_h(f.how_to)}."
+            )
+        said.append(_h(text))
+    out = f"<p class='meta' data-factors>Emission factors: {'; '.join(said)}.</p>"
+    return out + "".join(f"<p class='warn'>{w}</p>" for w in warnings)
+
+
 def render_html(data: WeekData, pngs: dict[str, str], generated: str) -> str:
     def fig(name: str, caption: str) -> str:
         if name not in pngs:
@@ -308,7 +340,9 @@ def render_html(data: WeekData, pngs: dict[str, str], generated: str) -> str:
         )
 
     first, last = _day(data.start_ms, data), _day(data.end_ms - 1, data)
-    factor = data.factor_source or "no emission factor is set in the site file"
+    sources = {f.energy: f.source.label() for f in data.factors}
+    factor = sources.get("electricity", "no emission factor is set in the site file")
+    heat_factor = sources.get("district heat", "no district-heat factor is set in the site file")
     parts = [
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
         f"<title>{_h(data.site_name)}: impact report {data.week}</title>",
@@ -317,6 +351,7 @@ def render_html(data: WeekData, pngs: dict[str, str], generated: str) -> str:
         f"<p class='meta'>Week {data.week}, {first} to {last} ({data.tz.key}). "
         f"Generated {generated} from InfluxDB at {_h(data.influx)}.</p>",
         _fresh(data),
+        _factors(data),
         "<h2>Totals against the previous week</h2>",
         _table(["", "this week", "previous week", "change"], totals_rows(data)),
         "<p class='source'>Source: the rollup measurements <code>impact_daily</code>, "
@@ -336,7 +371,7 @@ def render_html(data: WeekData, pngs: dict[str, str], generated: str) -> str:
         "(<code>heat_kwh</code>) and water (<code>water_m3</code>) in the totals come from the "
         "building's own heat and water meters (<code>heat_daily</code>, <code>water_daily</code>);"
         f" heat kgCO2e = kWh x the district-heat factor; its source: "
-        f"{_h(data.heat_factor_source or 'no district-heat factor is set in the site file')}.</p>",
+        f"{_h(heat_factor)}.</p>",
         "<h2>Waste</h2>",
         fig("waste", "Litres collected per fraction."),
         _table(

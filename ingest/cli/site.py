@@ -42,6 +42,10 @@ def check_site(
     except (SiteConfigError, CodecError, ValueError) as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
+    for notice in registry.site.impact.example_notices():
+        # A warning, not an error: a demo site or one still waiting for its figure may run,
+        # but nobody should read its emissions as a statistic unawares.
+        console.print(f"[yellow]warning: {notice}[/yellow]", soft_wrap=True)
     if example is not None:
         raise typer.Exit(_run_example(registry, example, device))
     if json_out:

@@ -21,6 +21,7 @@ from devices.contract import (
     SUPPLY_ROLE,
     WASTE_DAILY,
 )
+from devices.factor_source import FactorSource
 from devices.site import EnergyMeter, HeatMeter, Impact, WasteBin, WasteFraction, WaterMeter
 from ingest.reading import FieldValue
 from ingest.storage.lineproto import device_tags, format_line, series_key
@@ -42,6 +43,15 @@ from ._space import SpaceHour, open_intervals
 from ._waste import Emptying
 
 T = TypeVar("T")
+
+
+def _provenance(prefix: str, source: FactorSource | None) -> dict[str, FieldValue]:
+    """What the day's emissions were computed with, stored beside them: the Impact dashboard
+    and the weekly report show whether a figure rests on an example factor, also after the
+    site file has changed."""
+    if source is None:
+        return {}
+    return {f"{prefix}_source": source.label(), f"{prefix}_example": source.example}
 
 
 class Days:
@@ -150,6 +160,10 @@ class Days:
                 co2 = [e.kgco2e for e in hours if e.kgco2e is not None]
                 if co2:
                     fields[f"{prefix}_kgco2e"] = rounded(sum(co2))
+                    if prefix == "heat":
+                        fields.update(
+                            _provenance("heat_factor", self._impact.heat_emission_factor_source)
+                        )
         return fields
 
     def _impact_day_line(self, day: int) -> str | None:
@@ -167,6 +181,7 @@ class Days:
                 co2 = [e.kgco2e for e in hours if e.kgco2e is not None]
                 if co2 and name == "supply":
                     fields["kgco2e"] = rounded(sum(co2))
+                    fields.update(_provenance("factor", self._impact.emission_factor_source))
         waste = sorted_l = 0.0
         counts = {"emptyings": 0, "too_early": 0, "too_late": 0}
         for d in self._registry:

@@ -14,6 +14,7 @@ Times are epoch milliseconds: the writer sends precision=ms.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
 from devices.contract import DEVICE_TAG, SITE_TAG, SPACE_TAG
@@ -143,3 +144,36 @@ def split_lines(body: str) -> list[str]:
     if start < n:
         lines.append(body[start:])
     return lines
+
+
+_FIELD = re.compile(r'((?:[^=,\\]|\\.)+)=("(?:[^"\\]|\\.)*"|[^,"]*)(?:,|$)', re.DOTALL)
+
+
+def parse_line(line: str) -> tuple[str, dict[str, str], int]:
+    """A line of ours back into its series key (as written), its fields as written (a string
+    keeps its quotes) and its time: for comparing points without a database (the rollups'
+    tests and bench/rollups_oracle.py). Not a general parser: it reads what format_line wrote,
+    where a string may hold spaces, commas and escaped quotes."""
+    head, _, time_text = line.rpartition(" ")
+    i = 0
+    while i < len(head) and head[i] != " ":
+        i += 2 if head[i] == "\\" else 1
+    key, body = head[:i], head[i + 1 :]
+    fields: dict[str, str] = {}
+    at = 0
+    while at < len(body):
+        match = _FIELD.match(body, at)
+        if match is None:
+            raise ValueError(f"cannot read the fields of {line!r} at {body[at:]!r}")
+        fields[match.group(1)] = match.group(2)
+        at = match.end()
+    return key, fields, int(time_text)
+
+
+def parse_value(text: str) -> FieldValue:
+    """A field value as parse_line gives it, typed as InfluxDB stores it."""
+    if text.startswith('"'):
+        return re.sub(r"\\(.)", r"\1", text[1:-1], flags=re.DOTALL)
+    if text in ("true", "false"):
+        return text == "true"
+    return int(text[:-1]) if text.endswith("i") else float(text)

@@ -23,7 +23,9 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from dashboards.cli import all_dashboards
+from dashboards.report import factor_lines
 from devices import Registry
+from devices.factor_source import PublishedFactor
 from devstack.services import InfluxDB, Mosquitto
 from firmware_sim import Links, run
 from firmware_sim.runner import Summary
@@ -305,7 +307,23 @@ async def test_weekly_report_opens_in_chromium_with_every_figure(
     assert f"<td>Grid energy</td><td>{shown(supply)} kWh</td>" in page
     assert f"<td>Emissions</td><td>{shown(kg)} kgCO2e</td>" in page
     assert f"Sorting rate: <b>{rate:.1f} %</b>" in page
-    assert week.registry.site.impact.emission_factor_source.split()[0] in page  # type: ignore[union-attr]
+    # Above the first section, whether each factor is published or an example, as the rollups
+    # stored it with the week's days and as the site file says.
+    top = page[: page.index("<h2>")]
+    for f in factor_lines(week.registry.site.impact):
+        if isinstance(f.source, PublishedFactor):
+            assert f"{f.energy} {f.value}, published by {f.source.publisher}" in top
+        else:
+            assert f"{f.energy} {f.value}, an EXAMPLE factor, not a published statistic" in top
+            assert f"The {f.energy} emissions in this report use an example" in top
+        assert f"days of this week were rolled up with an example {f.energy}" not in top
+    stored = await query(
+        week.settings,
+        f'SELECT distinct("factor_source") FROM {r("impact_daily")} WHERE {in_week(week)}',
+    )
+    source = week.registry.site.impact.emission_factor_source
+    assert source is not None
+    assert [v[1] for v in stored[0]["values"]] == [source.label()]
     assert "<td>em-main</td>" in page
     assert "<td>occ-main-hall</td>" in page
 

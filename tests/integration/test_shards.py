@@ -18,6 +18,7 @@ from firmware_sim import Links, run
 from ingest.mqtt import parse_mqtt_url
 from ingest.rollups import read_rollups, recompute
 from ingest.settings import IngestSettings
+from ingest.storage.lineproto import parse_line, parse_value
 from tests.helpers import count, running_ingestor, wait_until
 
 HOURS = 5
@@ -27,17 +28,11 @@ def parsed(lines: list[str]) -> dict[tuple[str, str, int], dict[str, Any]]:
     """Line protocol as `read_rollups` gives stored points: floats, ints and booleans."""
     out: dict[tuple[str, str, int], dict[str, Any]] = {}
     for line in lines:
-        key, fields, t = line.split(" ")
+        key, fields, t = parse_line(line)
         m, _, tags = key.partition(",")
-        row: dict[str, Any] = {}
-        for f in fields.split(","):
-            name, value = f.split("=", 1)
-            row[name] = (
-                value == "true" if value in ("true", "false")
-                else int(value[:-1]) if value.endswith("i") else float(value)
-            )  # fmt: skip
+        row: dict[str, Any] = {name: parse_value(value) for name, value in fields.items()}
         if not row.get("retracted"):
-            out[(m, ",".join(sorted(tags.split(","))), int(t))] = row
+            out[(m, ",".join(sorted(tags.split(","))), t)] = row
     return out
 
 

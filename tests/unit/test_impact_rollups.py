@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import random
+import re
 from collections.abc import Generator
 
 import pytest
@@ -27,6 +28,7 @@ from ingest.rollups import (
     parse_factor_csv,
     repair_late,
 )
+from ingest.storage.lineproto import parse_line, parse_value
 
 MIN = 60_000
 DAY = 24 * HOUR_MS
@@ -37,7 +39,7 @@ site: t
 timezone: UTC
 impact:
   emission_factor_kg_per_kwh: 0.1
-  emission_factor_source: test constant
+  emission_factor_source: {kind: example, note: test constant}
   opening_hours: {mon: "08:00-12:00"}
 devices:
   - {id: m1, kind: energy_meter, space: hall, role: main-supply, interval_s: 900}
@@ -63,8 +65,8 @@ class Sink:
 
     def write(self, lines: list[str]) -> None:
         for line in lines:
-            key, fields, t = line.split(" ")
-            self.points[(key, int(t))] = dict(f.split("=", 1) for f in fields.split(","))
+            key, fields, t = parse_line(line)
+            self.points[(key, t)] = fields
 
     def get(self, measurement: str, t: int, **tags: str) -> dict[str, str]:
         for (key, time), fields in self.points.items():
@@ -415,8 +417,52 @@ def test_factor_csv_errors_name_the_line(text: str, message: str) -> None:
 def test_a_factor_needs_its_source() -> None:
     from devices.site import SiteConfigError
 
+    source = "  emission_factor_source: {kind: example, note: test constant}\n"
     with pytest.raises(SiteConfigError, match="emission_factor_source"):
-        parse_site(SITE.replace("  emission_factor_source: test constant\n", ""))
+        parse_site(SITE.replace(source, ""))
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        ("Statistics Finland", "plain text; give it as {kind: published, publisher"),
+        ("{kind: published, publisher: Fingrid, where: dataset 265}", "year"),
+        ("{kind: published, publisher: Fingrid, year: 2026}", "where"),
+        ("{kind: statistic, note: x}", "does not match any of the expected tags"),
+        ('{kind: example, note: "two\\nlines"}', "should match pattern"),
+    ],
+)
+def test_a_factor_source_says_what_kind_it_is(source: str, message: str) -> None:
+    from devices.site import SiteConfigError
+
+    text = SITE.replace("{kind: example, note: test constant}", source)
+    with pytest.raises(SiteConfigError, match=re.escape(message)):
+        parse_site(text)
+
+
+def test_an_example_factor_is_said_everywhere_and_stored_with_its_days() -> None:
+    """The example is named with how to replace it (check-site, report, dashboard), and each
+    day's emissions carry the source they were computed with, so a day rolled up with an
+    example stays recognisable after the site file changes."""
+    reg = registry()
+    [notice] = reg.site.impact.example_notices()
+    assert "example emission factor (0.1 kg/kWh), not a published statistic" in notice
+    assert "table 14qt" in notice
+    assert "emission_factors_csv" in notice
+    sink = Sink()
+    rollups = Rollups(reg, sink.write, EmissionFactors(0.1))
+    for q in range(5):
+        t = MON + q * 15 * MIN
+        rollups.observe(reading(reg, "m1", t, energy_kwh=100 + q, power_w=4000.0))
+    rollups.flush()
+    day = sink.get("impact_daily", MON)
+    assert day["factor_example"] == "true"
+    assert parse_value(day["factor_source"]) == (
+        "EXAMPLE factor, not a published statistic (test constant)"
+    )
+    assert "heat_factor_source" not in day  # no heat metered, no heat emissions to source
+    published = Registry(parse_site(HEAT_SITE))
+    assert published.site.impact.example_notices() == []
 
 
 # --- order independence ------------------------------------------------------------------------
@@ -564,7 +610,8 @@ site: t
 timezone: UTC
 impact:
   heat_emission_factor_kg_per_kwh: 0.2
-  heat_emission_factor_source: test constant for district heat
+  heat_emission_factor_source:
+    {kind: published, publisher: Test Energia Oy, year: 2025, where: a constant for the test}
 devices:
   - {id: h1, kind: heat_meter, space: plant, role: district-heat-supply, interval_s: 900}
   - {id: h2, kind: heat_meter, space: cafe, role: sub-meter, interval_s: 900}
@@ -594,5 +641,10 @@ def test_district_heat_and_water_hours_days_and_site_totals() -> None:
     assert sink.num("impact_daily", MON, "heat_kwh") == pytest.approx(80.0)
     assert sink.num("impact_daily", MON, "heat_kgco2e") == pytest.approx(16.0)
     assert sink.num("impact_daily", MON, "water_m3") == pytest.approx(2.0)
+    heat_day = sink.get("impact_daily", MON)
+    assert heat_day["heat_factor_example"] == "false"
+    assert parse_value(heat_day["heat_factor_source"]) == (
+        "Test Energia Oy, 2025: a constant for the test"
+    )
     with pytest.raises(KeyError):
         sink.get("energy_hourly", MON)

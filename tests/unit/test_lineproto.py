@@ -13,6 +13,8 @@ from ingest.storage.lineproto import (
     escape_string,
     format_line,
     format_value,
+    parse_line,
+    parse_value,
     series_key,
     split_lines,
 )
@@ -123,6 +125,26 @@ def test_split_lines_undoes_joining(
     """Tags with quotes, spaces and commas, strings with newlines, quotes and backslashes."""
     lines = [format_line(series_key(m, tags), fields, t) for m, tags, fields, t in points]
     assert split_lines("\n".join(lines)) == lines
+
+
+@given(
+    _tag_text,
+    st.dictionaries(_tag_text, _tag_text, max_size=3),
+    st.dictionaries(_tag_text, _value, min_size=1, max_size=4),
+    st.integers(0, 2**62),
+)
+def test_parse_line_reads_back_what_format_line_wrote(
+    measurement: str, tags: dict[str, str], fields: dict[str, FieldValue], t: int
+) -> None:
+    """What the rollups' tests and bench/rollups_oracle.py compare: the series key as written,
+    each field with its type (strings with spaces, commas, quotes, `=` and newlines), the time."""
+    key = series_key(measurement, tags)
+    got_key, got, got_t = parse_line(format_line(key, fields, t))
+    assert (got_key, got_t) == (key, t)
+    assert {k: parse_value(v) for k, v in got.items()} == {
+        escape_key(k): v for k, v in fields.items()
+    }
+    assert all(type(parse_value(got[escape_key(k)])) is type(v) for k, v in fields.items())
 
 
 def test_ignored_vendor_field_names_become_safe_tags() -> None:

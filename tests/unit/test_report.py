@@ -3,12 +3,14 @@ figures, and a page that holds every figure and says where its numbers come from
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from dashboards.report import FIGURES, WeekData, write_report
+from dashboards.report import FIGURES, WeekData, factor_lines, write_report
 from dashboards.report._data import PilotLine, _alert_summary
 from dashboards.report._render import _day, _fmt
+from devices.site import Impact
 from pilots.stats import Effect, Verdict
 
 H = 3_600_000
@@ -53,8 +55,14 @@ def week_data() -> WeekData:
     lo = 1_795_125_600_000  # Friday 2026-11-20 00:00 in Helsinki (any day serves here)
     data = WeekData(
         site="kera", site_name="Kera", week="2026-W47", tz=ZoneInfo("Europe/Helsinki"),
-        start_ms=lo, end_ms=lo + 7 * 24 * H, factor_source="Statistics Finland 2025",
-        influx="http://127.0.0.1:8086 database kera",
+        start_ms=lo, end_ms=lo + 7 * 24 * H, influx="http://127.0.0.1:8086 database kera",
+    )  # fmt: skip
+    data.factors = factor_lines(
+        Impact.model_validate({
+            "emission_factor_kg_per_kwh": 0.04,
+            "emission_factor_source": {"kind": "published", "publisher": "Statistics Finland",
+                                       "year": 2026, "where": "table 14qt"},
+        })
     )  # fmt: skip
     data.totals = {"supply_kwh": 1694.2, "kgco2e": 84.7, "sorting_rate_pct": 80.08}
     data.previous = {"supply_kwh": 1500.0, "kgco2e": None, "sorting_rate_pct": 75.0}
@@ -76,10 +84,50 @@ def test_the_report_holds_every_figure_and_its_sources(tmp_path: Path) -> None:
     assert steps == [f"figure {name}" for name, _ in FIGURES] + ["html"]
     assert "<td>Grid energy</td><td>1,694 kWh</td><td>1,500 kWh</td><td>+12.9 %</td>" in page
     assert "<td>Sorting rate</td><td>80.1 %</td><td>75.0 %</td><td>+5.1 pp</td>" in page
-    assert "factor source: Statistics Finland 2025" in page
+    assert "factor source: Statistics Finland, 2026: table 14qt" in page
+    assert "published by Statistics Finland for 2026." in first_screen(page)
+    assert "EXAMPLE" not in page
     assert page.count("<p class='source'>Source:") == 7
     assert "no alerts were raised this week" in page
     assert "No pilot ran this week." in page
+
+
+def first_screen(page: str) -> str:
+    """What is above the first section: the title, when and from where, and the factors."""
+    return page[page.index("<body>") : page.index("<h2>")]
+
+
+def test_an_example_factor_is_said_on_the_first_screen(tmp_path: Path) -> None:
+    data = week_data()
+    data.factors = factor_lines(
+        Impact.model_validate({
+            "emission_factor_kg_per_kwh": 0.05,
+            "emission_factor_source": {"kind": "example", "note": "the demo's"},
+            "heat_emission_factor_kg_per_kwh": 0.1078,
+            "heat_emission_factor_source": {"kind": "published", "publisher": "Fortum",
+                                            "year": 2023, "where": "Espoo network"},
+        })
+    )  # fmt: skip
+    top = first_screen(write_report(data, tmp_path, pdf=False)[0].read_text())
+    assert (
+        "Emission factors: electricity 0.05 kg/kWh, an EXAMPLE factor, not a published "
+        "statistic; district heat 0.1078 kg/kWh, published by Fortum for 2023 (this week is in "
+        "2026: update it when that year&#x27;s is published)." in top
+    )
+    assert "The electricity emissions in this report use an example emission factor" in top
+    assert (
+        "Statistics Finland&#x27;s annual emission coefficient of electricity (table 14qt)" in top
+    )
+    assert "emission_factors_csv" in top
+    assert "rolled up with an example" not in top
+
+    # The site file now names a published figure, but three of the week's stored days were
+    # rolled up before it did.
+    data.factors = [replace(f, example_days=3) for f in week_data().factors]
+    top = first_screen(write_report(data, tmp_path, pdf=False)[0].read_text())
+    assert "published by Statistics Finland for 2026." in top
+    assert "3 days of this week were rolled up with an example electricity factor" in top
+    assert "kera-ingest rollups --week 2026-W47" in top
 
 
 def test_pilots_of_the_week_with_their_latest_result(tmp_path: Path) -> None:

@@ -48,7 +48,8 @@ def test_factor_series_beside_the_site_file_is_read_and_checked(tmp_path: Path) 
     site = tmp_path / "site.yaml"
     site.write_text(
         "site: kera\nimpact:\n  emission_factors_csv: factors/2026.csv\n"
-        "  emission_factor_source: Fingrid test series\n"
+        "  emission_factor_source: {kind: published, publisher: Fingrid, year: 2026,\n"
+        "    where: 'emission factor of electricity consumed in Finland, dataset 265'}\n"
         "devices:\n  - {id: m1, kind: energy_meter, space: hall}\n"
     )
     exe = Path(sys.executable).with_name("kera-ingest")
