@@ -24,6 +24,7 @@ from rich.table import Table
 
 from devices import KINDS, Registry, terminal
 from devices.contract import DEVICE_STATUS_MEASUREMENT
+from devices.environment import env
 from devstack.services import InfluxDB, Mosquitto, free_port, missing_binaries
 from firmware_sim.links import Links
 from firmware_sim.runner import Summary
@@ -100,7 +101,7 @@ def _view(ingestor: Ingestor, sim: Summary, counts: dict[str, int], left: float)
 async def _demo(
     data: Path, duration: float, speed: float, seed: int
 ) -> tuple[dict[str, int], dict[str, int]]:
-    registry = Registry.load(os.environ.get("KERA_SITE_CONFIG"))
+    registry = Registry.load(env("KERA_SITE_CONFIG"))
     broker = Mosquitto(data / "mosquitto").start()
     db = InfluxDB(data / "influxdb").start()
     console.print(f"Mosquitto on {broker.url}, InfluxDB on {db.url} (data in {data})")

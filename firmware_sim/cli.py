@@ -19,6 +19,7 @@ from rich.table import Table
 
 from devices import Registry, SiteConfigError, terminal
 from devices.contract import telemetry_topic
+from devices.environment import env
 from firmware_sim.faults import Faults
 from firmware_sim.fleet import scale_site
 from firmware_sim.formats import Format
@@ -59,7 +60,7 @@ def parse_start(text: str | None) -> int:
 
 
 def _registry(config: Path | None, scale: int = 1) -> Registry:
-    path = config or (Path(p) if (p := os.environ.get("KERA_SITE_CONFIG")) else None)
+    path = config or (Path(p) if (p := env("KERA_SITE_CONFIG")) else None)
     try:
         registry = Registry.load(path)
     except SiteConfigError as exc:
@@ -80,7 +81,7 @@ def _unreachable(target: MqttTarget, exc: BaseException) -> NoReturn:
 
 
 def _target(mqtt_url: str | None) -> MqttTarget:
-    url = mqtt_url or os.environ.get("KERA_MQTT_URL", "mqtt://127.0.0.1:1883")
+    url = mqtt_url or env("KERA_MQTT_URL") or "mqtt://127.0.0.1:1883"
     try:
         return parse_mqtt_url(url)
     except ValueError as exc:

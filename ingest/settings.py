@@ -22,6 +22,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from devices.environment import env
 from ingest.alerts.shard import Shard
 
 if TYPE_CHECKING:
@@ -32,7 +33,9 @@ _SETTINGS_FILE: ContextVar[Path | None] = ContextVar("settings_file", default=No
 
 
 class IngestSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="KERA_", extra="ignore")
+    # An empty KERA_* variable is not set (devices/environment.py): `KERA_SPOOL_DIR=` must not
+    # put the spool into the working directory.
+    model_config = SettingsConfigDict(env_prefix="KERA_", extra="ignore", env_ignore_empty=True)
 
     mqtt_url: str = Field(
         "mqtt://127.0.0.1:1883",
@@ -204,10 +207,10 @@ def state_dir() -> Path:
     demo's and the local stack's servers), never the working directory, which may be a checkout:
     $KERA_STATE_DIR, else $XDG_STATE_HOME/kera, else /var/lib/kera for a system service (root
     without a home), else ~/.local/state/kera."""
-    explicit = os.environ.get("KERA_STATE_DIR")
+    explicit = env("KERA_STATE_DIR")
     if explicit:
         return Path(explicit)
-    xdg = os.environ.get("XDG_STATE_HOME")
+    xdg = env("XDG_STATE_HOME")
     if xdg:
         return Path(xdg) / "kera"
     home = os.environ.get("HOME")
@@ -218,9 +221,7 @@ def state_dir() -> Path:
 
 def load_settings(settings_file: Path | None = None, **overrides: Any) -> IngestSettings:
     """Settings from file, environment and explicit overrides (None values are ignored)."""
-    path = settings_file or (
-        Path(os.environ["KERA_SETTINGS_FILE"]) if os.environ.get("KERA_SETTINGS_FILE") else None
-    )
+    path = settings_file or (Path(p) if (p := env("KERA_SETTINGS_FILE")) else None)
     if path is not None and not path.is_file():
         raise FileNotFoundError(f"settings file {path} does not exist")
     previous = _SETTINGS_FILE.set(path)

@@ -127,3 +127,59 @@ async def test_simulator_to_influxdb(settings: IngestSettings, tmp_path: Path) -
         log.close()
     text = (tmp_path / "ingest.log").read_text()
     assert "rejected" not in text.split("stopped:")[0], text
+
+
+async def test_empty_path_settings_write_nothing_into_the_working_directory(
+    settings: IngestSettings, tmp_path: Path
+) -> None:
+    """`KERA_SPOOL_DIR=` and the other path settings set but empty, as compose files and shells
+    leave them: the ingestor (which evaluates alerts, with its state, spool and dead letters)
+    and the simulator run in an empty working directory and leave it empty; the spool is in the
+    state directory under HOME."""
+    work, home = tmp_path / "work", tmp_path / "home"
+    work.mkdir()
+    env = dict(
+        os.environ,
+        HOME=str(home),
+        XDG_STATE_HOME="",
+        KERA_MQTT_URL=settings.mqtt_url,
+        KERA_INFLUX_URL=settings.influx_url,
+        KERA_INFLUX_DB=settings.influx_db,
+        KERA_MQTT_CLIENT_ID="empty-paths",
+        KERA_FLUSH_INTERVAL_S="0.05",
+        KERA_HEALTH_PORT="0",
+        KERA_DEV_MODE="true",
+        KERA_SPOOL_DIR="",
+        KERA_STATE_DIR="",
+        KERA_SITE_CONFIG="",
+        KERA_SETTINGS_FILE="",
+        KERA_ROLLUPS_RP="",
+        KERA_ALERTS_SHARD="",
+    )
+    log_path = tmp_path / "ingest.log"
+    with log_path.open("w") as log:
+        ingest = subprocess.Popen(
+            [_bin("kera-ingest"), "run"], env=env, cwd=work, stdout=log, stderr=subprocess.STDOUT
+        )
+    try:
+
+        async def subscribed() -> bool:
+            if ingest.poll() is not None:
+                raise RuntimeError(log_path.read_text()[-3000:])
+            return "connected to" in log_path.read_text()
+
+        await wait_until(subscribed)
+        subprocess.run(
+            [_bin("kera-sim"), "send", "occ-cafe", "people=4", "co2_ppm=650"],
+            env=env, cwd=work, capture_output=True, text=True, timeout=60, check=True,
+        )  # fmt: skip
+
+        async def stored() -> bool:
+            return await count(settings, "occupancy", "people") == 1
+
+        await wait_until(stored, timeout=30)
+    finally:
+        ingest.send_signal(signal.SIGTERM)
+        assert ingest.wait(60) == 0, log_path.read_text()[-3000:]
+    assert list(work.iterdir()) == []
+    assert (home / ".local/state/kera/spool/empty-paths/LOCK").exists()

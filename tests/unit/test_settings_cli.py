@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from ingest.settings import load_settings
+from devices.environment import env
+from ingest.settings import IngestSettings, load_settings, state_dir
 
 
 def test_precedence_file_env_flag(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -21,6 +22,35 @@ def test_precedence_file_env_flag(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert s.influx_url == "http://127.0.0.1:8086"  # None flags are ignored
     assert s.influx_token is not None
     assert "tk" not in repr(s)
+
+
+# Every setting that names a place on disk, as an environment variable.
+PATH_SETTINGS = ("KERA_SPOOL_DIR", "KERA_SITE_CONFIG", "KERA_STATE_DIR", "KERA_SETTINGS_FILE")
+
+
+def test_an_empty_variable_is_not_set(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`KERA_SPOOL_DIR=` (set but empty) is the default, not the current directory; the same for
+    every KERA_* setting, paths or not."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("XDG_STATE_HOME", raising=False)
+    for name in PATH_SETTINGS:
+        monkeypatch.setenv(name, "")
+    for name in IngestSettings.model_fields:
+        monkeypatch.setenv(f"KERA_{name.upper()}", "")
+    monkeypatch.setenv("KERA_MQTT_CLIENT_ID", "kera-ingest-test")
+    s = load_settings()
+    defaults = IngestSettings.model_construct()
+    for name in IngestSettings.model_fields:
+        if name != "mqtt_client_id":
+            assert getattr(s, name) == getattr(defaults, name), name
+    assert s.site_config is None
+    assert s.spool_path() == tmp_path / "home/.local/state/kera/spool/kera-ingest-test"
+    assert state_dir() == tmp_path / "home/.local/state/kera"
+    monkeypatch.setenv("XDG_STATE_HOME", "")
+    assert state_dir() == tmp_path / "home/.local/state/kera"
+    assert env("KERA_SITE_CONFIG") is None
+    monkeypatch.setenv("KERA_SITE_CONFIG", "site.yaml")
+    assert env("KERA_SITE_CONFIG") == "site.yaml"
 
 
 def test_bad_site_file_stops_start_up_with_a_precise_message(tmp_path: Path) -> None:
