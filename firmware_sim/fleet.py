@@ -20,6 +20,7 @@ from devices.contract import HEAT_SUPPLY_ROLE, PV_ROLE, SUPPLY_ROLE, telemetry_t
 from devices.site import (
     EnergyMeter,
     HeatMeter,
+    Impact,
     IndoorAirSensor,
     OccupancySensor,
     PeopleCounter,
@@ -49,14 +50,21 @@ class SimReading:
         ).encode()
 
 
-def opening_factor(local: datetime) -> float:
-    """How busy the meeting place is, 0..1: weekdays 8-20 with a lunch and an afternoon peak,
+def opening_factor(local: datetime, hours: Impact | None = None) -> float:
+    """How busy the meeting place is, 0..1, with a lunch and an afternoon peak: within the
+    site file's opening hours (`impact.opening_hours`) when it has them, else weekdays 8-20,
     Saturday 10-16, closed on Sunday."""
     hour = local.hour + local.minute / 60
     wd = local.weekday()
-    if wd == 6:
+    if hours is not None and hours.opening_hours:
+        minutes = hours.open_minutes(wd)
+        if minutes is None:
+            return 0.0
+        open_h, close_h = minutes[0] / 60, minutes[1] / 60
+    elif wd == 6:
         return 0.0
-    open_h, close_h = (10.0, 16.0) if wd == 5 else (8.0, 20.0)
+    else:
+        open_h, close_h = (10.0, 16.0) if wd == 5 else (8.0, 20.0)
     if not open_h <= hour < close_h:
         return 0.0
     lunch = math.exp(-(((hour - 12.0) / 1.2) ** 2))
@@ -79,9 +87,9 @@ def event_hours(seed: int, day: date) -> tuple[float, float] | None:
     return start, start + rng.uniform(2.0, 3.5)
 
 
-def busy_factor(local: datetime, seed: int, space: str) -> float:
+def busy_factor(local: datetime, seed: int, space: str, hours: Impact | None = None) -> float:
     """opening_factor, raised to a full house during an evening event in an event space."""
-    busy = opening_factor(local)
+    busy = opening_factor(local, hours)
     if space in EVENT_SPACES:
         event = event_hours(seed, local.date())
         hour = local.hour + local.minute / 60
@@ -103,6 +111,8 @@ class SimDevice:
         # from a local date on.
         self.effect_from: date | None = None
         self.effect_factor = 1.0
+        # The site's opening hours (build_fleet sets them); None: the built-in week.
+        self.hours: Impact | None = None
 
     def next_due(self, now_ms: int) -> int:
         jitter = self.rng.uniform(0.9, 1.1)
@@ -112,7 +122,7 @@ class SimDevice:
         return datetime.fromtimestamp(time_ms / 1000, UTC).astimezone(self.tz)
 
     def busy(self, local: datetime) -> float:
-        return busy_factor(local, self.seed, self.device.space)
+        return busy_factor(local, self.seed, self.device.space, self.hours)
 
     def effect(self, local: datetime) -> float:
         """The injected pilot's factor at `local`, 1 outside it."""
@@ -462,11 +472,16 @@ class SimPeopleCounter(SimDevice):
 
     def step(self, time_ms: int, dt_s: float) -> Values:
         busy = self.busy(self.local(time_ms))
-        target = 0 if busy == 0.0 else round(self.capacity * self.popularity * busy)
-        change = target - self.people + round(self.rng.gauss(0, 1))
-        churn = self.rng.randint(0, max(1, target // 4))
-        came = max(0, change) + churn
-        left = min(self.people + came, max(0, -change) + churn)
+        if busy == 0.0:
+            # Closed, and no event: whoever is inside leaves, and nobody comes. The noise and
+            # churn below would otherwise let the count random-walk above zero all night.
+            came, left = 0, self.people
+        else:
+            target = round(self.capacity * self.popularity * busy)
+            change = target - self.people + round(self.rng.gauss(0, 1))
+            churn = self.rng.randint(0, max(1, target // 4))
+            came = max(0, change) + churn
+            left = min(self.people + came, max(0, -change) + churn)
         self.people = self.people + came - left
         shares = [self.rng.random() for _ in range(self.ZONES)]
         zones = [int(self.people * w / sum(shares)) for w in shares]
@@ -539,7 +554,9 @@ def build_fleet(registry: Registry, seed: int) -> list[SimDevice]:
     tz = ZoneInfo(registry.site.timezone)
     site = registry.site_id
     fleet: list[SimDevice] = []
+    hours = registry.site.impact if registry.site.impact.opening_hours else None
     for d in registry:
-        sim = _SIMULATORS.get(type(d), SimCatalogueDevice)
-        fleet.append(sim(d, site, seed, tz))
+        sim = _SIMULATORS.get(type(d), SimCatalogueDevice)(d, site, seed, tz)
+        sim.hours = hours
+        fleet.append(sim)
     return fleet

@@ -8,7 +8,7 @@ import json
 import subprocess
 import sys
 from collections import Counter, defaultdict
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -16,9 +16,10 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from devices import Registry, parse_site
+from devices.site import Impact, default_site_text
 from firmware_sim import Faults, Format, MemorySink, build_fleet, run, scale_site, schedule
 from firmware_sim.faults import FaultState
-from firmware_sim.fleet import event_hours
+from firmware_sim.fleet import EVENT_SPACES, event_hours
 from firmware_sim.runner import Summary
 from ingest.codecs import native
 from ingest.observability.counters import Stats
@@ -29,6 +30,7 @@ from ingest.validate import Validator
 START = 1_793_599_200_000  # 2026-11-02 08:00 Helsinki (+02:00), a Monday
 DAY_MS = 86_400_000
 HELSINKI = ZoneInfo("Europe/Helsinki")
+START_DAY = datetime.fromtimestamp(START / 1000, HELSINKI).date()
 
 
 def _readings(seed: int) -> list[tuple[str, bytes]]:
@@ -123,6 +125,58 @@ def test_a_simulated_week_behaves() -> None:
         rises = sum(1 for (_, a), (_, b) in itertools.pairwise(levels) if b > a)
         falls = sum(1 for (_, a), (_, b) in itertools.pairwise(levels) if b < a)
         assert rises > falls, device_id
+
+
+def _closed(impact: Impact, local: datetime) -> bool:
+    """Outside the site file's opening hours."""
+    hours = impact.open_minutes(local.weekday())
+    minute = local.hour * 60 + local.minute
+    return hours is None or not hours[0] <= minute < hours[1]
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_nobody_is_counted_while_the_site_is_closed(seed: int) -> None:
+    """A simulated week: every occupancy sensor and people counter reads 0 people, and the
+    counter counts nobody coming in, whenever the site file's opening hours say closed and no
+    evening event is on in its space. Events still fill their space after hours, and the people
+    inside leave by the next reading after it ends or after closing time."""
+    registry = Registry.load()
+    impact = registry.site.impact
+    closed = after_hours_events = 0
+    for r in schedule(build_fleet(registry, seed), START, START + 7 * DAY_MS):
+        if r.kind not in ("occupancy", "people_counter"):
+            continue
+        local = datetime.fromtimestamp(r.time_ms / 1000, UTC).astimezone(HELSINKI)
+        space = registry.get(r.device_id).space  # type: ignore[union-attr]
+        event = event_hours(seed, local.date()) if space in EVENT_SPACES else None
+        hour = local.hour + local.minute / 60
+        if not _closed(impact, local):
+            continue
+        if event is not None and event[0] <= hour < event[1]:
+            after_hours_events += int(r.values["people"]) > 0
+            continue
+        closed += 1
+        assert r.values["people"] == 0, (r.device_id, local.isoformat(), r.values)
+        assert all(v == 0 for k, v in r.values.items() if k.startswith("zone_")), r.values
+        assert r.values.get("count_in", 0) == 0, (r.device_id, local.isoformat(), r.values)
+    assert closed > 1000
+    if any(event_hours(seed, START_DAY + timedelta(days=d)) for d in range(7)):
+        assert after_hours_events > 0
+
+
+def test_the_simulator_keeps_the_site_files_opening_hours() -> None:
+    """A site open 10-14 on weekdays only: nobody outside them, people inside them."""
+    text = default_site_text().replace('mon: "08:00-20:00"', 'mon: "10:00-14:00"')
+    site = Registry(parse_site(text))
+    assert site.site.impact.open_minutes(0) == (600, 840)
+    monday = [
+        r for r in schedule(build_fleet(site, 1), START - 8 * 3_600_000, START + 16 * 3_600_000)
+        if r.device_id == "occ-cafe"
+    ]  # fmt: skip
+    inside = [r for r in monday if 10 <= _local_hour(r.time_ms) < 14]
+    outside = [r for r in monday if not 10 <= _local_hour(r.time_ms) < 14]
+    assert any(r.values["people"] for r in inside)
+    assert not any(r.values["people"] for r in outside if _local_hour(r.time_ms) < 17)
 
 
 def test_every_fault_is_what_it_says_and_counted() -> None:
