@@ -77,6 +77,9 @@ class Evaluator:
             shard=shard,
         )
         self.observer: MqttConsumer | None = None
+        # What the evaluator's own subscription (on shared groups) judged: with a share group
+        # the stored readings are counted elsewhere, and these say when it has seen them too.
+        self.judged = Stats()
         self._flushing: Generator[None, None, int] | None = None
         # Late readings taken at the last flush, repaired before the next one (_flush_rollups),
         # and the repair under way.
@@ -118,7 +121,7 @@ class Evaluator:
         acknowledged at once, because nothing is stored from here."""
         s = self._settings
         judge = Pipeline(
-            self._registry, Stats(), s.max_payload_bytes, s.max_future_s, s.max_age_s,
+            self._registry, self.judged, s.max_payload_bytes, s.max_future_s, s.max_age_s,
             observe=self.observe, judge_only=True,
         )  # fmt: skip
 

@@ -23,6 +23,9 @@ from ingest.mqtt import parse_mqtt_url
 from ingest.settings import IngestSettings
 from tests.helpers import http_server, rows, running_ingestor, wait_until
 
+# Run again with the clock 400 days ahead by scripts/test (alert timing and device_offline).
+pytestmark = pytest.mark.shifted_clock
+
 
 class Receiver:
     def __init__(self) -> None:

@@ -35,6 +35,9 @@ from ingest.storage.query import influxql_sync
 from ingest.storage.transports import InfluxTarget, V1Transport
 from tests.integration.test_dashboards import PILOTS_ANNOTATION, queries
 
+# Run again with the clock 400 days ahead by scripts/test (pilot periods and verdicts).
+pytestmark = pytest.mark.shifted_clock
+
 TZ = ZoneInfo("Europe/Helsinki")
 BASELINE = date(2026, 11, 30)  # a Monday: four weeks of baseline, then the pilot's week
 START = BASELINE + timedelta(weeks=4)

@@ -15,6 +15,9 @@ from devstack.services import Mosquitto
 from ingest.settings import IngestSettings
 from tests.helpers import count, rows, running_ingestor, wait_until
 
+# Run again with the clock 400 days ahead by scripts/test (the age and future limits).
+pytestmark = pytest.mark.shifted_clock
+
 
 def publisher(broker: Mosquitto) -> paho.Client:
     c = paho.Client(CallbackAPIVersion.VERSION2, client_id="test-pub")
