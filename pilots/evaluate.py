@@ -242,6 +242,10 @@ def result_lines(site: str, results: list[MetricResult], tz: ZoneInfo) -> list[s
                 fields[name] = float(value)
         if r.avoided_kgco2e is not None:
             fields["avoided_kgco2e"] = float(r.avoided_kgco2e)
+            if r.factor_source is not None:
+                # As impact_daily keeps them: an example factor stays recognisable.
+                fields["factor_source"] = r.factor_source
+                fields["factor_example"] = r.factor_example
         tags = {SITE_TAG: site, PILOT_TAG: r.pilot, METRIC_TAG: r.metric.value}
         key = series_key(PILOT_RESULTS_MEASUREMENT, tags)
         lines.append(format_line(key, fields, _midnight_ms(r.reporting.end, tz)))

@@ -34,7 +34,9 @@ def _git_status() -> str | None:
 def pytest_configure(config: pytest.Config) -> None:
     # Whatever a test or a CLI it runs writes at run time goes to a temporary state directory,
     # never into the checkout or the user's own state directory.
-    os.environ.setdefault("KERA_STATE_DIR", tempfile.mkdtemp(prefix="kera-test-state-"))
+    # Set but empty counts as not set (devices/environment.py), so it is replaced too.
+    if not os.environ.get("KERA_STATE_DIR"):
+        os.environ["KERA_STATE_DIR"] = tempfile.mkdtemp(prefix="kera-test-state-")
     config.stash[_STATUS] = _git_status()
 
 

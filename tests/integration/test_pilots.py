@@ -215,7 +215,8 @@ def test_a_pilot_is_judged_from_the_rollups(
     assert factor is not None
     assert heat["avoided_kgco2e"] == pytest.approx(-heat["estimate"] * 7 * factor)
     assert heat["avoided_kgco2e"] > 0
-    assert heat["factor_source"].startswith("Fortum")
+    assert heat["factor_source"].startswith("Fortum, 2023: ")
+    assert heat["factor_example"] is False
 
     # --write stored the same result as a pilot_results point at the last day judged.
     [stored] = influxql_sync(
@@ -230,6 +231,7 @@ def test_a_pilot_is_judged_from_the_rollups(
     assert row["estimate_pct"] == heat["estimate_pct"]
     assert row["reporting_days"] == 7
     assert row["avoided_kgco2e"] == heat["avoided_kgco2e"]
+    assert (row["factor_source"], row["factor_example"]) == (heat["factor_source"], False)
 
     # --out writes the pilot's report beside the JSON, which stays alone on stdout.
     out = tmp_path / "reports"

@@ -12,6 +12,7 @@ import yaml
 from devices import Registry, SiteConfigError, parse_site
 from devices.pilots import Metric, Period, Pilot
 from devices.site import default_site_text
+from ingest.storage.lineproto import parse_line, parse_value
 from pilots.evaluate import MetricResult, result_lines, stored_effect
 from pilots.stats import Effect, Verdict
 
@@ -113,11 +114,16 @@ def test_pilot_ids_are_unique() -> None:
 def test_a_stored_result_reads_back_as_the_effect_written(effect: Effect) -> None:
     """`pilot_results` as `result_lines` writes it, and as the weekly report reads it back."""
     period = Period(start=date(2026, 11, 2), end=date(2026, 11, 8))
-    result = MetricResult("p", Metric.HEAT_KWH, "kWh", effect, period, period)
+    source = "EXAMPLE factor, not a published statistic (a test, with commas)"
+    result = MetricResult(
+        "p", Metric.HEAT_KWH, "kWh", effect, period, period, 12.5, source, factor_example=True
+    )
     line = next(x for x in result_lines("t", [result], ZoneInfo("UTC")) if "pilot_results" in x)
-    fields: dict[str, object] = {}
-    for pair in line.split(" ")[1].split(","):
-        name, value = pair.split("=", 1)
-        fields[name] = value.strip('"') if value.startswith('"') else float(value.rstrip("i"))
+    fields: dict[str, object] = {k: parse_value(v) for k, v in parse_line(line)[1].items()}
     assert stored_effect(fields) == effect
+    assert (fields["avoided_kgco2e"], fields["factor_source"], fields["factor_example"]) == (
+        12.5,
+        source,
+        True,
+    )
     assert stored_effect({}) is None
