@@ -16,9 +16,6 @@ from devices import KINDS, Registry
 from ingest.settings import IngestSettings
 from tests.helpers import count, rows, wait_until
 
-# Run again with the clock 400 days ahead by scripts/test (times relative to the clock).
-pytestmark = pytest.mark.shifted_clock
-
 MEASUREMENT = {kind: spec.measurement for kind, spec in KINDS.items()}
 
 

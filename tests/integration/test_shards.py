@@ -21,9 +21,6 @@ from ingest.settings import IngestSettings
 from ingest.storage.lineproto import parse_line, parse_value
 from tests.helpers import count, running_ingestor, wait_until
 
-# Run again with the clock 400 days ahead by scripts/test (rollups per shard).
-pytestmark = pytest.mark.shifted_clock
-
 HOURS = 5
 
 

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as paho
-import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
@@ -28,9 +27,6 @@ from ingest.pipeline import Pipeline
 from ingest.reading import DeadLetter
 from ingest.settings import IngestSettings
 from tests.helpers import count, ingest_process, point_field, rows, wait_until
-
-# Run again with the clock 400 days ahead by scripts/test (simulated time against the clock).
-pytestmark = pytest.mark.shifted_clock
 
 FAULTS = [
     "--drop", "0.01",

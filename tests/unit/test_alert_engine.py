@@ -5,10 +5,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from devices import Registry, parse_site
 from devices.site import DEFAULT_RULES, AlertRule
 from ingest.alerts.engine import AlertEngine, Transition
 from ingest.reading import Reading
+
+# Run again with the clock 400 days ahead by scripts/test (alerts over time).
+pytestmark = pytest.mark.shifted_clock
 
 REG = Registry(
     parse_site(

@@ -20,6 +20,9 @@ from ingest.reading import DeadLetter, NoReading, Reason, Rejected
 from ingest.validate import Validator
 from tests.strategies import json_values
 
+# Run again with the clock 400 days ahead by scripts/test (LoRaWAN and SenML time limits).
+pytestmark = pytest.mark.shifted_clock
+
 SITE = """
 site: kera
 sources:

@@ -17,6 +17,9 @@ from devices.pilots import FmiStation
 from pilots.fmi import MAX_HOURS, FmiError, fill_days, hourly_temperature, parse_simple
 from tests.helpers import http_server
 
+# Run again with the clock 400 days ahead by scripts/test (weather for pilots).
+pytestmark = pytest.mark.shifted_clock
+
 DATA = Path(__file__).parents[1] / "data" / "fmi"
 RECORDED = (DATA / "simple-t2m-hourly.xml").read_text()
 TZ = ZoneInfo("Europe/Helsinki")

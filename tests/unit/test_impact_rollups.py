@@ -30,6 +30,9 @@ from ingest.rollups import (
 )
 from ingest.storage.lineproto import parse_line, parse_value
 
+# Run again with the clock 400 days ahead by scripts/test (rollups).
+pytestmark = pytest.mark.shifted_clock
+
 MIN = 60_000
 DAY = 24 * HOUR_MS
 MON = 1_795_392_000_000  # Monday 2026-11-23 00:00 UTC

@@ -26,6 +26,9 @@ from pilots.stats import (
     t_quantile,
 )
 
+# Run again with the clock 400 days ahead by scripts/test (pilot methods).
+pytestmark = pytest.mark.shifted_clock
+
 START = date(2026, 9, 7)  # a Monday
 DAYS = [START + timedelta(i) for i in range(84)]  # 8 weeks of baseline, 4 of pilot
 WEEKDAY = np.array([10.0, 10.5, 11.0, 10.8, 9.5, 4.0, 3.5])

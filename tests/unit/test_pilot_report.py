@@ -10,6 +10,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import numpy as np
+import pytest
 
 from dashboards.report import PilotReport, write_pilot_report
 from dashboards.report._pilot import FIGURES, SOURCES
@@ -17,6 +18,9 @@ from devices import Registry
 from devices.pilots import Metric
 from pilots.evaluate import METHODS, PilotData, evaluate
 from tests.helpers import chromium
+
+# Run again with the clock 400 days ahead by scripts/test (the pilot report).
+pytestmark = pytest.mark.shifted_clock
 
 TZ = ZoneInfo("Europe/Helsinki")
 

@@ -16,6 +16,9 @@ from ingest.storage.lineproto import parse_line, parse_value
 from pilots.evaluate import MetricResult, result_lines, stored_effect
 from pilots.stats import Effect, Verdict
 
+# Run again with the clock 400 days ahead by scripts/test (pilot periods).
+pytestmark = pytest.mark.shifted_clock
+
 
 def _site_with(pilot: dict[str, object]) -> str:
     raw = yaml.safe_load(default_site_text())

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -13,6 +14,9 @@ from ingest.rollups._hours import Hours
 from ingest.rollups._kinds import EnergyHour
 from ingest.rollups._series import Series
 from ingest.rollups._space import SpaceHour
+
+# Run again with the clock 400 days ahead by scripts/test (rollups).
+pytestmark = pytest.mark.shifted_clock
 
 
 @given(

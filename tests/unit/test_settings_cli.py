@@ -9,6 +9,9 @@ import pytest
 from devices.environment import env
 from ingest.settings import IngestSettings, load_settings, state_dir
 
+# Run again with the clock 400 days ahead by scripts/test (the factor series and the CLIs).
+pytestmark = pytest.mark.shifted_clock
+
 
 def test_precedence_file_env_flag(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     f = tmp_path / "kera.toml"

@@ -18,6 +18,9 @@ from ingest.rollups import EmissionFactors, Rollups
 from ingest.settings import IngestSettings
 from tests.unit.test_impact_rollups import Sink, registry, scenario
 
+# Run again with the clock 400 days ahead by scripts/test (rollups per shard).
+pytestmark = pytest.mark.shifted_clock
+
 
 @pytest.mark.parametrize(("text", "shard"), [("0/1", Shard(0, 1)), (" 3/4 ", Shard(3, 4))])
 def test_a_shard_is_k_of_n(text: str, shard: Shard) -> None:

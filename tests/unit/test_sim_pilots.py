@@ -13,6 +13,9 @@ from firmware_sim import MemorySink, build_fleet, run
 from firmware_sim.fleet import SimWasteBin
 from firmware_sim.pilots import PilotSpecError, apply, parse_pilot
 
+# Run again with the clock 400 days ahead by scripts/test (injected pilot effects).
+pytestmark = pytest.mark.shifted_clock
+
 REGISTRY = Registry.load()
 # The bundled pilots start on 2026-11-02 (cafe, yard) and 2026-11-16 (coworking).
 BEFORE = int(datetime(2026, 10, 31, tzinfo=UTC).timestamp() * 1000)

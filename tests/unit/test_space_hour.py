@@ -7,11 +7,15 @@ from __future__ import annotations
 import bisect
 import itertools
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ingest.rollups._energy import HOUR_MS
 from ingest.rollups._space import CO2_GOOD_PPM, OccupancySeries, SpaceHour, space_hour
+
+# Run again with the clock 400 days ahead by scripts/test (rollups).
+pytestmark = pytest.mark.shifted_clock
 
 HOUR = 10 * HOUR_MS
 
