@@ -202,17 +202,20 @@ async def _totals(r: Reader, lo: int, hi: int) -> dict[str, float | None]:
     return totals
 
 
-async def _factors(r: Reader, lines: list[FactorLine], lo: int, hi: int) -> list[FactorLine]:
+async def _factors(
+    r: Reader, lines: list[FactorLine], lo: int, hi: int, tz: str
+) -> list[FactorLine]:
     """The site's factors, each with the days of the week stored with an example factor: days
-    rolled up before the site file named a published one still carry the example's figures."""
+    rolled up before the site file named a published one still carry the example's figures.
+    Counted by local day, since each shard of a sharded site writes its own point of a day."""
     out = []
     for line in lines:
         prefix = "heat_factor" if line.energy == "district heat" else "factor"
         rows = await r.select(
             f'count("{prefix}_source") FROM "{IMPACT_DAILY}"', lo, hi,
-            condition=f'"{prefix}_example" = true',
+            f"GROUP BY time(1d) fill(none) tz('{tz}')", condition=f'"{prefix}_example" = true',
         )  # fmt: skip
-        days = int(_first(rows) or 0)
+        days = sum(1 for x in rows for v in x.get("values", []) if v[1])
         out.append(replace(line, example_days=days))
     return out
 
@@ -248,7 +251,7 @@ async def load_week(
         end_ms=hi,
         influx=f"{url.rsplit('@', maxsplit=1)[-1]} database {database}",
     )
-    data.factors = await _factors(r, factor_lines(site.impact), lo, hi)
+    data.factors = await _factors(r, factor_lines(site.impact), lo, hi, site.timezone)
     data.totals = await _totals(r, lo, hi)
     data.previous = await _totals(r, lo - WEEK_MS, lo)
     step("totals")

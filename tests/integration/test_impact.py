@@ -26,6 +26,7 @@ from dashboards.cli import all_dashboards
 from dashboards.report import factor_lines
 from devices import Registry
 from devices.factor_source import PublishedFactor
+from devices.site import default_site_text
 from devstack.services import InfluxDB, Mosquitto
 from firmware_sim import Links, run
 from firmware_sim.runner import Summary
@@ -256,6 +257,38 @@ async def test_impact_dashboard_queries_have_data(week: Week) -> None:
         ):
             empty.append(f"{what}: {q}")
     assert not empty, "\n".join(empty)
+
+
+def test_days_rolled_up_with_an_example_factor_are_counted_by_the_report(
+    week: Week, tmp_path: Path
+) -> None:
+    """The site file now names a published electricity figure, but the week's days were rolled
+    up with the example one: the report's first screen says the new source and how many of
+    the week's stored days still carry the example's figures, and how to recompute them."""
+    site_file = tmp_path / "site.yaml"
+    site_file.write_text(
+        default_site_text().replace(
+            "    kind: example\n    note: the bundled demo site's value, chosen for the demo\n",
+            "    {kind: published, publisher: Statistics Finland, year: 2026, where: table 14qt}\n",
+        )
+    )
+    impact = Registry.load(site_file).site.impact
+    assert isinstance(impact.emission_factor_source, PublishedFactor)
+    out = tmp_path / "report"
+    done = subprocess.run(
+        [str(BIN / "kera-dashboards"), "report", "--week", week.week, "--out", str(out),
+         "--no-pdf", "--config", str(site_file)],
+        env=settings_env(week.settings), check=False, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "example emission factor" not in done.stderr  # the site file has none now
+    page = (out / f"impact-kera-{week.week}.html").read_text()
+    top = page[: page.index("<h2>")]
+    assert "electricity 0.05 kg/kWh, published by Statistics Finland for 2026" in top
+    days = (week.hi - week.lo) // 86_400_000  # a DST week still has 7 local days
+    assert f"{days} days of this week were rolled up with an example electricity factor" in top
+    assert f"kera-ingest rollups --week {week.week}" in top
+    assert "heat factor" not in top  # district heat was published all along
 
 
 async def test_weekly_report_opens_in_chromium_with_every_figure(
