@@ -90,6 +90,7 @@ def test_factor_series_beside_the_site_file_is_read_and_checked(tmp_path: Path) 
         [str(exe), "check-site", str(site)], check=False, capture_output=True, text=True
     )
     assert ok.returncode == 0, ok.stderr
+    assert "warning" not in ok.stderr  # a published factor
     assert "emission factors: 1 hours from the CSV, 2026-11-23 00:00 UTC" in ok.stdout
     csv.write_text("startTime;value\n2026-11-23T00:00:00Z;forty\n")
     bad = subprocess.run(
@@ -97,6 +98,22 @@ def test_factor_series_beside_the_site_file_is_read_and_checked(tmp_path: Path) 
     )
     assert bad.returncode == 2
     assert f"{csv}:2: could not convert string to float" in "".join(bad.stderr.splitlines())
+
+
+def test_check_site_warns_of_an_example_factor_and_still_passes() -> None:
+    """The bundled site's electricity factor is an example: said on stderr with how to set a
+    published one; stdout (here JSON lines) stays machine-readable."""
+    exe = Path(sys.executable).with_name("kera-ingest")
+    done = subprocess.run(
+        [str(exe), "check-site", "--json"], check=False, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert "warning: The electricity emissions use an example emission factor (0.05 kg/kWh)" in (
+        done.stderr
+    )
+    assert "table 14qt" in done.stderr
+    assert "district-heat" not in done.stderr  # Fortum's figure is published
+    assert all(line.startswith("{") for line in done.stdout.splitlines())
 
 
 def test_check_site_runs_a_mapping_on_an_example(tmp_path: Path) -> None:
