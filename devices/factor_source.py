@@ -9,6 +9,7 @@ looking for its figure) but is never presented as a statistic.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
@@ -21,6 +22,11 @@ SourceText = Annotated[
         strip_whitespace=True, min_length=1, max_length=300, pattern=r"^[^\x00-\x1f\x7f]+$"
     ),
 ]
+
+# The prefixes of the fields that store a factor's source beside the emissions computed with it
+# (`impact_daily`: `factor_source`, `factor_example`, `heat_factor_source`, ...).
+GRID_FIELD = "factor"
+HEAT_FIELD = "heat_factor"
 
 # What to do about an example factor, said wherever one is shown.
 ELECTRICITY_HOW_TO = (
@@ -75,6 +81,18 @@ class ExampleFactor(BaseModel):
 
 
 FactorSource = Annotated[PublishedFactor | ExampleFactor, Field(discriminator="kind")]
+
+
+@dataclass(frozen=True, slots=True)
+class Factor:
+    """One of a site's emission factors, as every place that shows it names it."""
+
+    energy: str  # "electricity", "district heat"
+    field: str  # the prefix of its stored fields: `<field>_source`, `<field>_example`
+    value: str  # "0.05 kg/kWh", or the hourly series and the constant for other hours
+    source: PublishedFactor | ExampleFactor
+    how_to: str  # how to set a published one
+
 
 SOURCE_FORMS = (
     "give it as {kind: published, publisher: ..., year: ..., where: ...} for a published "

@@ -31,7 +31,10 @@ from pydantic import (
 from devices.contract import KINDS, CatalogueError, KindSpec, build_kinds
 from devices.factor_source import (
     ELECTRICITY_HOW_TO,
+    GRID_FIELD,
+    HEAT_FIELD,
     HEAT_HOW_TO,
+    Factor,
     FactorSource,
     refuse_plain_text,
 )
@@ -606,26 +609,31 @@ class Impact(BaseModel):
     def _source_has_a_kind(cls, value: Any, info: ValidationInfo) -> Any:
         return refuse_plain_text(value, str(info.field_name))
 
+    def factors(self) -> list[Factor]:
+        """The factors emissions are computed with, electricity first; none without a factor."""
+        out = []
+        grid, source = self.emission_factor_kg_per_kwh, self.emission_factor_source
+        if source is not None and (grid is not None or self.emission_factors_csv):
+            value = "an hourly series" if self.emission_factors_csv else ""
+            if grid is not None:
+                value = f"{value}, else {grid:g} kg/kWh" if value else f"{grid:g} kg/kWh"
+            out.append(Factor("electricity", GRID_FIELD, value, source, ELECTRICITY_HOW_TO))
+        heat, heat_source = self.heat_emission_factor_kg_per_kwh, self.heat_emission_factor_source
+        if heat_source is not None and heat is not None:
+            out.append(
+                Factor("district heat", HEAT_FIELD, f"{heat:g} kg/kWh", heat_source, HEAT_HOW_TO)
+            )
+        return out
+
     def example_notices(self) -> list[str]:
         """One sentence per factor that is an example, not a publication: what it is used for
         and how to set a real one."""
-        notices = []
-        grid = self.emission_factor_kg_per_kwh is not None or self.emission_factors_csv
-        source = self.emission_factor_source
-        if grid and source is not None and source.example:
-            value = self.emission_factor_kg_per_kwh
-            what = "an hourly series" if value is None else f"{value:g} kg/kWh"
-            notices.append(
-                f"The electricity emissions use an example emission factor ({what}), not a "
-                f"published statistic: {ELECTRICITY_HOW_TO}."
-            )
-        heat, heat_source = self.heat_emission_factor_kg_per_kwh, self.heat_emission_factor_source
-        if heat is not None and heat_source is not None and heat_source.example:
-            notices.append(
-                f"The district-heat emissions use an example emission factor ({heat:g} kg/kWh), "
-                f"not a published statistic: {HEAT_HOW_TO}."
-            )
-        return notices
+        return [
+            f"The {f.energy} emissions use an example emission factor ({f.value}), not a "
+            f"published statistic: {f.how_to}."
+            for f in self.factors()
+            if f.source.example
+        ]
 
     @model_validator(mode="after")
     def _factor_has_source(self) -> Impact:

@@ -50,21 +50,32 @@ class SimReading:
         ).encode()
 
 
-def opening_factor(local: datetime, hours: Impact | None = None) -> float:
-    """How busy the meeting place is, 0..1, with a lunch and an afternoon peak: within the
-    site file's opening hours (`impact.opening_hours`) when it has them, else weekdays 8-20,
-    Saturday 10-16, closed on Sunday."""
+# Opening hours per weekday (Monday first) as (opens, closes) in local hours, None: closed.
+Week = tuple[tuple[float, float] | None, ...]
+# Without opening hours in the site file: weekdays 8-20, Saturday 10-16, closed on Sunday.
+BUILT_IN_WEEK: Week = ((8.0, 20.0),) * 5 + ((10.0, 16.0), None)
+
+
+def site_week(impact: Impact) -> Week:
+    """The site file's opening hours (`impact.opening_hours`), or the built-in week; computed
+    once per fleet, not per reading."""
+    if not impact.opening_hours:
+        return BUILT_IN_WEEK
+    return tuple(
+        None if (m := impact.open_minutes(wd)) is None else (m[0] / 60, m[1] / 60)
+        for wd in range(7)
+    )
+
+
+def opening_factor(local: datetime, week: Week = BUILT_IN_WEEK) -> float:
+    """How busy the meeting place is, 0..1, within the week's opening hours, with a lunch and
+    an afternoon peak."""
     hour = local.hour + local.minute / 60
     wd = local.weekday()
-    if hours is not None and hours.opening_hours:
-        minutes = hours.open_minutes(wd)
-        if minutes is None:
-            return 0.0
-        open_h, close_h = minutes[0] / 60, minutes[1] / 60
-    elif wd == 6:
+    hours = week[wd]
+    if hours is None:
         return 0.0
-    else:
-        open_h, close_h = (10.0, 16.0) if wd == 5 else (8.0, 20.0)
+    open_h, close_h = hours
     if not open_h <= hour < close_h:
         return 0.0
     lunch = math.exp(-(((hour - 12.0) / 1.2) ** 2))
@@ -87,9 +98,9 @@ def event_hours(seed: int, day: date) -> tuple[float, float] | None:
     return start, start + rng.uniform(2.0, 3.5)
 
 
-def busy_factor(local: datetime, seed: int, space: str, hours: Impact | None = None) -> float:
+def busy_factor(local: datetime, seed: int, space: str, week: Week = BUILT_IN_WEEK) -> float:
     """opening_factor, raised to a full house during an evening event in an event space."""
-    busy = opening_factor(local, hours)
+    busy = opening_factor(local, week)
     if space in EVENT_SPACES:
         event = event_hours(seed, local.date())
         hour = local.hour + local.minute / 60
@@ -111,8 +122,8 @@ class SimDevice:
         # from a local date on.
         self.effect_from: date | None = None
         self.effect_factor = 1.0
-        # The site's opening hours (build_fleet sets them); None: the built-in week.
-        self.hours: Impact | None = None
+        # The site's opening hours (build_fleet sets them from the site file).
+        self.week: Week = BUILT_IN_WEEK
 
     def next_due(self, now_ms: int) -> int:
         jitter = self.rng.uniform(0.9, 1.1)
@@ -122,7 +133,7 @@ class SimDevice:
         return datetime.fromtimestamp(time_ms / 1000, UTC).astimezone(self.tz)
 
     def busy(self, local: datetime) -> float:
-        return busy_factor(local, self.seed, self.device.space, self.hours)
+        return busy_factor(local, self.seed, self.device.space, self.week)
 
     def effect(self, local: datetime) -> float:
         """The injected pilot's factor at `local`, 1 outside it."""
@@ -554,9 +565,9 @@ def build_fleet(registry: Registry, seed: int) -> list[SimDevice]:
     tz = ZoneInfo(registry.site.timezone)
     site = registry.site_id
     fleet: list[SimDevice] = []
-    hours = registry.site.impact if registry.site.impact.opening_hours else None
+    week = site_week(registry.site.impact)
     for d in registry:
         sim = _SIMULATORS.get(type(d), SimCatalogueDevice)(d, site, seed, tz)
-        sim.hours = hours
+        sim.week = week
         fleet.append(sim)
     return fleet

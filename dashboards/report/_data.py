@@ -24,7 +24,7 @@ from devices.contract import (
     SPACE_HOURLY,
     WASTE_DAILY,
 )
-from devices.factor_source import ELECTRICITY_HOW_TO, HEAT_HOW_TO, FactorSource
+from devices.factor_source import FactorSource
 from devices.site import Impact
 from ingest.rollups import HOUR_MS, ROLLUP_MEASUREMENTS, qualified, week_bounds
 from ingest.storage.query import influxql
@@ -81,6 +81,7 @@ class FactorLine:
     the week's stored days that were rolled up with an example factor (`impact_daily`)."""
 
     energy: str  # "electricity", "district heat"
+    field: str  # the prefix of its stored fields in impact_daily
     value: str  # "0.05 kg/kWh", or the hourly series and the constant for other hours
     source: FactorSource
     how_to: str  # how to set a published one (devices/factor_source.py)
@@ -88,18 +89,8 @@ class FactorLine:
 
 
 def factor_lines(impact: Impact) -> list[FactorLine]:
-    """The site's emission factors, electricity first; none without a factor."""
-    lines = []
-    grid, source = impact.emission_factor_kg_per_kwh, impact.emission_factor_source
-    if source is not None and (grid is not None or impact.emission_factors_csv):
-        value = "an hourly series" if impact.emission_factors_csv else ""
-        if grid is not None:
-            value = f"{value}, else {grid:g} kg/kWh" if value else f"{grid:g} kg/kWh"
-        lines.append(FactorLine("electricity", value, source, ELECTRICITY_HOW_TO))
-    heat, heat_source = impact.heat_emission_factor_kg_per_kwh, impact.heat_emission_factor_source
-    if heat_source is not None and heat is not None:
-        lines.append(FactorLine("district heat", f"{heat:g} kg/kWh", heat_source, HEAT_HOW_TO))
-    return lines
+    """The site's emission factors (Impact.factors), electricity first; none without one."""
+    return [FactorLine(f.energy, f.field, f.value, f.source, f.how_to) for f in impact.factors()]
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,10 +201,9 @@ async def _factors(
     Counted by local day, since each shard of a sharded site writes its own point of a day."""
     out = []
     for line in lines:
-        prefix = "heat_factor" if line.energy == "district heat" else "factor"
         rows = await r.select(
-            f'count("{prefix}_source") FROM "{IMPACT_DAILY}"', lo, hi,
-            f"GROUP BY time(1d) fill(none) tz('{tz}')", condition=f'"{prefix}_example" = true',
+            f'count("{line.field}_source") FROM "{IMPACT_DAILY}"', lo, hi,
+            f"GROUP BY time(1d) fill(none) tz('{tz}')", condition=f'"{line.field}_example" = true',
         )  # fmt: skip
         days = sum(1 for x in rows for v in x.get("values", []) if v[1])
         out.append(replace(line, example_days=days))

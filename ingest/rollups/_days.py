@@ -21,7 +21,7 @@ from devices.contract import (
     SUPPLY_ROLE,
     WASTE_DAILY,
 )
-from devices.factor_source import FactorSource
+from devices.factor_source import GRID_FIELD, HEAT_FIELD, FactorSource
 from devices.site import EnergyMeter, HeatMeter, Impact, WasteBin, WasteFraction, WaterMeter
 from ingest.reading import FieldValue
 from ingest.storage.lineproto import device_tags, format_line, series_key
@@ -162,7 +162,7 @@ class Days:
                     fields[f"{prefix}_kgco2e"] = rounded(sum(co2))
                     if prefix == "heat":
                         fields.update(
-                            _provenance("heat_factor", self._impact.heat_emission_factor_source)
+                            _provenance(HEAT_FIELD, self._impact.heat_emission_factor_source)
                         )
         return fields
 
@@ -181,7 +181,7 @@ class Days:
                 co2 = [e.kgco2e for e in hours if e.kgco2e is not None]
                 if co2 and name == "supply":
                     fields["kgco2e"] = rounded(sum(co2))
-                    fields.update(_provenance("factor", self._impact.emission_factor_source))
+                    fields.update(_provenance(GRID_FIELD, self._impact.emission_factor_source))
         waste = sorted_l = 0.0
         counts = {"emptyings": 0, "too_early": 0, "too_late": 0}
         for d in self._registry:
