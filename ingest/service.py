@@ -131,8 +131,12 @@ class Ingestor:
         if writer is None:
             return view
         spool = writer.spool
+        space = spool.disk_space()
         return replace(
             view,
+            spool_disk_error=writer.disk_error,
+            disk_free_bytes=space.free_bytes if space is not None else None,
+            disk_total_bytes=space.total_bytes if space is not None else None,
             writer_healthy=writer.healthy,
             writer_error=writer.last_error,
             queue_batches=writer.queue.qsize(),
@@ -243,7 +247,7 @@ class Ingestor:
 
         def on_message(topic: str, payload: bytes, mid: int, received_ms: int) -> None:
             result = handle(topic, payload, received_ms)
-            if not mid and writer.spool_full and type(result) is list:
+            if not mid and (writer.spool_full or writer.disk_error) and type(result) is list:
                 # QoS 0: nothing to withhold an acknowledgement from, and holding it in memory
                 # would grow with the outage. Counted, exported, alerting via spool_full.
                 stats.dropped_qos0 += 1

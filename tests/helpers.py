@@ -11,7 +11,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar, overload
 
@@ -118,6 +118,38 @@ async def http_server(
         yield f"http://127.0.0.1:{port}"
     finally:
         await runner.cleanup()
+
+
+@contextlib.contextmanager
+def small_tmpfs(path: Path, size: str) -> Iterator[Path]:
+    """A real filesystem of `size` (mount's units: 2m, 256k) at `path`, for a disk that fills.
+    Needs root (CI runs as root); elsewhere the test is skipped with the reason."""
+    path.mkdir(parents=True, exist_ok=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(path)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if mounted.returncode != 0:
+        reason = f"cannot mount a {size} tmpfs at {path}: {mounted.stderr.strip()} (needs root)"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+def fill(path: Path) -> int:
+    """Write a file at `path` until its filesystem has no space left; return its size."""
+    written = 0
+    with path.open("wb", buffering=0) as f:
+        try:
+            while True:
+                written += f.write(b"\0" * 4096) or 0
+        except OSError:
+            pass
+    return written
 
 
 def local_settings(

@@ -85,6 +85,8 @@ class AlertEngine:
         self._offline = [r for r in self.rules if r.kind == "offline"]
         self._state: dict[tuple[str, str], _State] = {}
         self.last_seen_ms: dict[str, int] = {}
+        # Transitions delivered whose state could not be saved (a full disk).
+        self.save_errors = 0
         self._load()
 
     # -- the stream -----------------------------------------------------------------------------
@@ -238,12 +240,22 @@ class AlertEngine:
             return
         st.level = level
         t = Transition(rule.name, device, level != "ok", level, value, time_ms, msg)
-        self._save()
         log.warning(
             "alert %s %s on %s: %s", rule.name, "FIRING " + level if t.firing else "resolved",
             device, msg,
         )  # fmt: skip
+        # Delivered first: a disk that refuses the state file must not swallow the alert.
         self._notify(t)
+        try:
+            self._save()
+        except OSError as exc:
+            self.save_errors += 1
+            log.error(
+                "alert state not saved to %s (%s): after a restart this transition may be "
+                "announced again",
+                self._state_file,
+                exc,
+            )
 
     def firing(self) -> list[tuple[str, str, str]]:
         return sorted((r, d, s.level) for (r, d), s in self._state.items() if s.level != "ok")
@@ -260,8 +272,11 @@ class AlertEngine:
             "last_seen_ms": self.last_seen_ms,
         }
         tmp = self._state_file.with_suffix(".tmp")
-        self._state_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(json.dumps(data))
+        self._state_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # Owner-only: device names and their alert history are the site's business.
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps(data))
         os.replace(tmp, self._state_file)
 
     def _load(self) -> None:

@@ -47,6 +47,9 @@ COUNTERS: tuple[CounterSpec, ...] = (
     CounterSpec("write_seconds", "Time spent in successful writes", False),
     CounterSpec("spool_full_events", "Times the spool filled up", False),
     CounterSpec(
+        "spool_disk_full_events", "Times the spool's disk refused a batch (no space, I/O)", False
+    ),
+    CounterSpec(
         "dead_letter_errors", "Rejected messages whose dead-letter copy could not be written"
     ),
 )
@@ -65,6 +68,8 @@ class Stats:
     points_spooled: int = 0
     # How often the spool filled up (each one is also logged as an error).
     spool_full_events: int = 0
+    # How often the spool's disk refused a batch (each episode is also logged as an error).
+    spool_disk_full_events: int = 0
     # QoS 0 readings that arrived while the spool was full; the broker would not have kept them.
     dropped_qos0: int = 0
     batches_written: int = 0

@@ -4,9 +4,10 @@ The hot path only bumps plain integers in `Stats`; the Prometheus collector turn
 metric families when scraped, so a scrape costs something and a message costs nothing extra.
 
 `/healthz` answers 200 while the ingestor keeps its promise (every accepted reading ends up in
-InfluxDB or the spool) and 503 when it cannot take readings: not connected to the broker, or the
-spool full. An InfluxDB outage alone is `degraded` with 200, because restarting the ingestor
-would not help and the spool is doing its job.
+InfluxDB or the spool) and 503 when it cannot take readings: not connected to the broker, the
+spool full, or its disk refusing writes. An InfluxDB outage alone is `degraded` with 200, because
+restarting the ingestor would not help and the spool is doing its job; so is a spool disk running
+low. `problems` says in words what is wrong, one sentence per problem, for a person reading it.
 """
 
 from __future__ import annotations
@@ -44,17 +45,64 @@ class HealthView:
     spool_bytes: int = 0
     spool_max_bytes: int = 0
     spool_full: bool = False
+    # Why the spool's disk refuses records (no space, I/O error), None while it takes them.
+    spool_disk_error: str | None = None
+    # The spool filesystem's free and total bytes; None when unknown.
+    disk_free_bytes: int | None = None
+    disk_total_bytes: int | None = None
+
+    @property
+    def disk_low(self) -> bool:
+        """Less free disk than the spool may still take, and under a tenth of the filesystem:
+        an outage would fill the disk before the spool's bound (warned before it happens)."""
+        if self.disk_free_bytes is None or self.disk_total_bytes is None:
+            return False
+        room = max(0, self.spool_max_bytes - self.spool_bytes)
+        return self.disk_free_bytes < min(room, self.disk_total_bytes // 10)
+
+
+def problems(view: HealthView) -> list[str]:
+    """What is wrong, in words, most severe first."""
+    out = []
+    if not view.broker_connected:
+        out.append("not connected to the MQTT broker: no readings arrive")
+    if view.spool_disk_error is not None:
+        out.append(
+            f"the spool's disk refuses writes ({view.spool_disk_error}): nothing is acknowledged "
+            "until InfluxDB takes the backlog or space is freed; the broker holds new readings"
+        )
+    if view.spool_full:
+        out.append(
+            f"the spool is full ({view.spool_bytes} of {view.spool_max_bytes} bytes): nothing is "
+            "acknowledged until InfluxDB takes the backlog"
+        )
+    if view.writer_healthy is False:
+        out.append(
+            f"InfluxDB writes fail ({view.writer_error}); readings go to the spool"
+            if view.writer_error
+            else "InfluxDB writes fail; readings go to the spool"
+        )
+    elif view.spool_records:
+        out.append(f"{view.spool_records} spooled batches wait for replay into InfluxDB")
+    if view.disk_low and view.spool_disk_error is None:
+        out.append(
+            f"the spool's disk is low: {view.disk_free_bytes} bytes free, less than the "
+            f"{max(0, view.spool_max_bytes - view.spool_bytes)} bytes the spool may still take; "
+            "free space or lower KERA_SPOOL_MAX_BYTES"
+        )
+    return out
 
 
 def health(view: HealthView) -> dict[str, Any]:
-    if not view.broker_connected or view.spool_full:
+    if not view.broker_connected or view.spool_full or view.spool_disk_error is not None:
         status = "failing"
-    elif not view.writer_healthy or view.spool_records:
+    elif not view.writer_healthy or view.spool_records or view.disk_low:
         status = "degraded"
     else:
         status = "ok"
     return {
         "status": status,
+        "problems": problems(view),
         "broker_connected": view.broker_connected,
         "writer_healthy": bool(view.writer_healthy),
         "writer_error": view.writer_error,
@@ -63,6 +111,10 @@ def health(view: HealthView) -> dict[str, Any]:
             "bytes": view.spool_bytes,
             "max_bytes": view.spool_max_bytes,
             "full": view.spool_full,
+            "disk_full": view.spool_disk_error is not None,
+            "disk_error": view.spool_disk_error,
+            "disk_free_bytes": view.disk_free_bytes,
+            "disk_low": view.disk_low,
         },
     }
 
@@ -113,6 +165,19 @@ class _StatsCollector(Collector):
             yield gauge(
                 "spool_full", "1 while the spool is full and nothing is acknowledged", v.spool_full
             )
+            yield gauge(
+                "spool_disk_full",
+                "1 while the spool's disk refuses writes and nothing is acknowledged",
+                v.spool_disk_error is not None,
+            )
+            yield gauge(
+                "spool_disk_low",
+                "1 while the spool's disk has less free space than the spool may still take",
+                v.disk_low,
+            )
+            if v.disk_free_bytes is not None:
+                free = v.disk_free_bytes
+                yield gauge("spool_disk_free_bytes", "Free bytes on the spool's filesystem", free)
 
 
 class HealthServer:

@@ -60,6 +60,11 @@ def entry(letter: DeadLetter, at: str | None = None) -> dict[str, Any]:
     return out
 
 
+def _private(path: str, flags: int) -> int:
+    """An `opener` that creates files readable by their owner only: payloads are private."""
+    return os.open(path, flags, 0o600)
+
+
 def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
 
@@ -73,20 +78,35 @@ class _Rotating:
         self.discarded_by_rotation = 0
 
     def append(self, objects: Iterable[dict[str, Any]]) -> None:
-        text = "".join(json.dumps(o, ensure_ascii=False) + "\n" for o in objects).encode()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._rotate_if_needed(len(text))
-        with self.path.open("ab") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-
-    def _rotate_if_needed(self, incoming: int) -> None:
+        """Append one line per object, rotating before the line that would pass the bound, so
+        the file never exceeds `max_bytes` by more than one line (a whole batch did before)."""
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         try:
             size = self.path.stat().st_size
         except FileNotFoundError:
+            size = 0
+        chunk: list[bytes] = []
+        pending = 0
+        for o in objects:
+            line = (json.dumps(o, ensure_ascii=False) + "\n").encode()
+            if size + pending + len(line) > self.max_bytes and size + pending > 0:
+                self._write(chunk)
+                chunk, pending, size = [], 0, 0
+                self._rotate()
+            chunk.append(line)
+            pending += len(line)
+        self._write(chunk)
+
+    def _write(self, chunk: list[bytes]) -> None:
+        if not chunk:
             return
-        if size + incoming <= self.max_bytes:
+        with open(self.path, "ab", opener=_private) as f:
+            f.write(b"".join(chunk))
+            f.flush()
+            os.fsync(f.fileno())
+
+    def _rotate(self) -> None:
+        if not self.path.exists():
             return
         older = self.path.with_name(self.path.name + ".1")
         if older.exists():
@@ -127,10 +147,15 @@ class DeadLetters:
         )
         self.count += len(lines)
 
-    def add_rejected(self, letters: list[DeadLetter]) -> list[dict[str, Any]]:
-        """Rejected messages; returns their entries (for publication on the dead-letter topic)."""
+    @staticmethod
+    def entries(letters: list[DeadLetter]) -> list[dict[str, Any]]:
+        """The entries of rejected messages, built apart from writing them, so that the
+        dead-letter topic still gets them when the disk refuses the file's copy."""
         at = _now()
-        entries = [entry(letter, at) for letter in letters]
+        return [entry(letter, at) for letter in letters]
+
+    def keep(self, entries: list[dict[str, Any]], letters: list[DeadLetter]) -> None:
+        """Append `entries` (built from `letters` by `entries`) to the file(s)."""
         self._file.append(entries)
         self.count += len(entries)
         if self._quarantine is not None:
@@ -142,4 +167,3 @@ class DeadLetters:
             if unknown:
                 self._quarantine.append(unknown)
                 self.quarantined += len(unknown)
-        return entries

@@ -14,6 +14,12 @@ the only one. The cursor is not fsync()ed: after a crash it may point at an olde
 is then written again. Points are idempotent in InfluxDB (same series and time overwrite), so a
 replayed record costs a write, never a duplicate.
 
+A full disk is a state, not a crash: an append that finds no space (ENOSPC, EDQUOT) or any other
+write error cuts the segment back to its last whole record and raises `SpoolUnwritable`, and the
+writer waits and tries again. Replay needs no free space for its bookkeeping: the cursor is a
+fixed-width line rewritten in place (no temporary file, no new block), and a cursor that cannot be
+saved at all costs a replayed record after a crash, never a lost one.
+
 A crash can leave the last record half written. It was never acknowledged (the broker redelivers
 its messages), so opening the spool truncates it.
 
@@ -24,7 +30,9 @@ the shared counters sit behind a lock.
 
 from __future__ import annotations
 
+import errno
 import fcntl
+import io
 import logging
 import os
 import struct
@@ -49,12 +57,39 @@ class SpoolLocked(Exception):
     """Another process owns this spool directory."""
 
 
+class SpoolUnwritable(Exception):
+    """The disk refused a record (no space, quota, I/O error); nothing of it was kept."""
+
+    def __init__(self, message: str, no_space: bool) -> None:
+        super().__init__(message)
+        self.no_space = no_space
+
+
+# Errors that mean "no room on this filesystem": they pass when space is freed.
+_NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
+# The cursor line is padded to this width, so rewriting it never grows the file.
+_CURSOR_WIDTH = 64
+
+
+@dataclass(frozen=True, slots=True)
+class DiskSpace:
+    """The spool filesystem's size and what an unprivileged writer may still use of it."""
+
+    free_bytes: int
+    total_bytes: int
+
+
 @dataclass(frozen=True, slots=True)
 class SpoolRecord:
     segment: int
     offset: int
     end: int
     body: bytes
+
+
+def _private(path: str, flags: int) -> int:
+    """An `opener` that creates files readable by their owner only."""
+    return os.open(path, flags, 0o600)
 
 
 def _segment_name(seq: int) -> str:
@@ -105,12 +140,14 @@ class Spool:
         self._lock = threading.Lock()
         self._lock_file: BinaryIO | None = None
         self._segments: list[int] = []
-        self._write: BinaryIO | None = None
+        self._write: io.FileIO | None = None
         self._write_seq = 0
         self._write_size = 0
         self._read: BinaryIO | None = None
         self._read_seq = 0
         self._cursor = (1, 0)
+        self._cursor_fd: int | None = None
+        self.cursor_errors = 0
         self.pending_bytes = 0
         self.pending_records = 0
         self.appended_records = 0
@@ -119,8 +156,9 @@ class Spool:
     # -- opening --------------------------------------------------------------------------------
 
     def open(self) -> Spool:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        lock = (self.directory / "LOCK").open("a+b")
+        # Owner-only: the spool holds a site's readings, dead letters and alert state.
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        lock = open(self.directory / "LOCK", "a+b", opener=_private)  # noqa: SIM115 (held open)
         try:
             fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -129,11 +167,21 @@ class Spool:
                 f"spool {self.directory} is in use by another ingestor; give each instance its "
                 "own KERA_SPOOL_DIR"
             ) from None
-        lock.truncate(0)
-        lock.write(f"{os.getpid()}\n".encode())
-        lock.flush()
+        try:
+            # Only for a person looking: who holds the lock. The flock is what counts, so a full
+            # disk must not stop the start here.
+            lock.truncate(0)
+            lock.write(f"{os.getpid()}\n".encode())
+            lock.flush()
+        except OSError as exc:
+            log.warning("spool %s: cannot note the owner's pid in LOCK (%s)", self.directory, exc)
         self._lock_file = lock
         self._recover()
+        try:
+            # Now, while there may be room: later saves rewrite it in place.
+            self._cursor_fd = self._open_cursor()
+        except OSError as exc:
+            log.warning("spool %s: cannot prepare the replay cursor (%s)", self.directory, exc)
         return self
 
     def _recover(self) -> None:
@@ -212,10 +260,19 @@ class Spool:
 
     def _load_cursor(self) -> tuple[int, int]:
         try:
-            seq, off = (self.directory / "cursor").read_text().split()
-            return int(seq), int(off)
-        except (FileNotFoundError, ValueError):
+            fields = (self.directory / "cursor").read_text().split()
+        except FileNotFoundError:
             return 1, 0
+        # An older version wrote "seq offset", atomically renamed; this one adds a checksum.
+        numbers = len(fields) in (2, 3) and fields[0].isdigit() and fields[1].isdigit()
+        if numbers and (
+            len(fields) == 2 or fields[2] == f"{zlib.crc32(' '.join(fields[:2]).encode()):08x}"
+        ):
+            return int(fields[0]), int(fields[1])
+        # Replaying from the first segment writes some records twice, which InfluxDB collapses
+        # (same series and time); a wrong offset could lose them.
+        log.warning("spool cursor unreadable (%r); replaying from the first segment", fields)
+        return 1, 0
 
     def close(self) -> None:
         with self._wlock:
@@ -223,6 +280,9 @@ class Spool:
                 if f is not None:
                     f.close()
             self._write = self._read = None
+            if self._cursor_fd is not None:
+                os.close(self._cursor_fd)
+                self._cursor_fd = None
             if self._lock_file is not None:
                 self._lock_file.close()  # releases the flock
                 self._lock_file = None
@@ -247,8 +307,17 @@ class Spool:
     def record_size(body: bytes) -> int:
         return _HEADER.size + len(body)
 
+    def disk_space(self) -> DiskSpace | None:
+        """Free and total bytes of the spool's filesystem (one statvfs call), None if unknown."""
+        try:
+            st = os.statvfs(self.directory)
+        except OSError:
+            return None
+        return DiskSpace(st.f_bavail * st.f_frsize, st.f_blocks * st.f_frsize)
+
     def append(self, body: bytes) -> None:
-        """Store one record durably, or raise SpoolFull."""
+        """Store one record durably, or raise SpoolFull (the bound) or SpoolUnwritable (the
+        disk); after either, the spool is as it was before the call."""
         size = self.record_size(body)
         with self._wlock:
             with self._lock:
@@ -257,18 +326,45 @@ class Spool:
                         f"spool holds {self.pending_bytes} bytes; {size} more would pass the "
                         f"{self.max_bytes}-byte bound"
                     )
-            f = self._writable(size)
-            f.write(_HEADER.pack(_MAGIC, len(body), zlib.crc32(body)) + body)
-            f.flush()
-            if self._fsync:
-                os.fsync(f.fileno())
+            try:
+                f = self._writable(size)
+                data = _HEADER.pack(_MAGIC, len(body), zlib.crc32(body)) + body
+                view = memoryview(data)
+                while view:  # unbuffered: a short write is possible, a lost one is not
+                    written = f.write(view)
+                    view = view[written or 0 :]
+                if self._fsync:
+                    os.fsync(f.fileno())
+            except OSError as exc:
+                self._undo_partial_append()
+                no_space = exc.errno in _NO_SPACE
+                what = "no space left" if no_space else f"write error ({exc.strerror or exc})"
+                space = self.disk_space()
+                free = f"; {space.free_bytes} bytes free" if space is not None else ""
+                raise SpoolUnwritable(
+                    f"{what} for a {size}-byte record in {self.directory}{free}", no_space
+                ) from exc
             self._write_size += size
             with self._lock:
                 self.pending_records += 1
                 self.pending_bytes += size
                 self.appended_records += 1
 
-    def _writable(self, size: int) -> BinaryIO:
+    def _undo_partial_append(self) -> None:
+        """Cut the write segment back to its last whole record: what a refused write left would
+        read as a torn tail, and later records would land after it."""
+        f = self._write
+        if f is None:
+            return
+        try:
+            os.ftruncate(f.fileno(), self._write_size)
+            f.seek(self._write_size)
+        except OSError as exc:  # shrinking needs no space; if even that fails, reopen later
+            log.error("spool: cannot cut a refused record back (%s)", exc)
+            f.close()
+            self._write = None
+
+    def _writable(self, size: int) -> io.FileIO:
         if self._write is not None:
             if self._write_size + size <= self.segment_bytes:
                 return self._write
@@ -286,8 +382,9 @@ class Spool:
                     seq += 1
             else:
                 seq = segments[-1] + 1
-        f = (self.directory / _segment_name(seq)).open("ab")
-        self._write_size = f.tell()
+        # Unbuffered, so that a refused write leaves nothing in a buffer to be flushed later.
+        f = io.FileIO(self.directory / _segment_name(seq), "ab", opener=_private)
+        self._write_size = f.seek(0, os.SEEK_END)
         with self._lock:
             if seq not in self._segments:
                 self._segments.append(seq)
@@ -384,6 +481,39 @@ class Spool:
             self._save_cursor(next_seq, 0)
 
     def _save_cursor(self, seq: int, offset: int) -> None:
+        """Rewrite the cursor line in place: fixed width, so it takes no new block on a full
+        disk, with a checksum, so a torn line is noticed and replay starts over instead. A
+        cursor that cannot be saved is logged: after a crash, records are written again."""
+        text = f"{seq} {offset}"
+        line = f"{text} {zlib.crc32(text.encode()):08x}".ljust(_CURSOR_WIDTH - 1) + "\n"
+        try:
+            if self._cursor_fd is None:
+                self._cursor_fd = self._open_cursor()
+            os.pwrite(self._cursor_fd, line.encode(), 0)
+        except OSError as exc:
+            self.cursor_errors += 1
+            if self.cursor_errors == 1 or self.cursor_errors % 1000 == 0:
+                log.error(
+                    "spool %s: cannot save the replay cursor (%s, %d times); after a crash "
+                    "the records since the last saved one are written again",
+                    self.directory,
+                    exc,
+                    self.cursor_errors,
+                )
+
+    def _open_cursor(self) -> int:
+        path = self.directory / "cursor"
+        try:
+            if path.stat().st_size == _CURSOR_WIDTH:
+                return os.open(path, os.O_RDWR)
+        except FileNotFoundError:
+            pass
+        # New, or an older version's short line: write a full-width one once, atomically.
         tmp = self.directory / "cursor.tmp"
-        tmp.write_text(f"{seq} {offset}\n")
-        os.replace(tmp, self.directory / "cursor")
+        seq, off = self._cursor
+        text = f"{seq} {off}"
+        line = f"{text} {zlib.crc32(text.encode()):08x}".ljust(_CURSOR_WIDTH - 1) + "\n"
+        with open(tmp, "w", opener=_private) as f:
+            f.write(line)
+        os.replace(tmp, path)
+        return os.open(path, os.O_RDWR)

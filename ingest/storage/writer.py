@@ -9,11 +9,15 @@ Two tasks share it:
   jitter (honouring Retry-After), and removes each once it is stored. When the spool is empty the
   writer goes back to writing directly.
 
-When the spool is full, `run` waits for replay to free space and acknowledges nothing meanwhile:
+When the spool is full (its bound) or its disk is (no space, or any write error), `run` waits for
+replay to free space, or for space to appear (checked every DISK_RETRY_S), and acknowledges
+nothing meanwhile:
 the broker holds the backlog, and the MQTT receive maximum stops it sending more than a window of
 QoS 1 readings. QoS 0 readings, which the broker would not keep anyway, are counted and dropped
 by the message callback in `ingest.service` while the spool is full (`spool_full` below), so
-memory does not grow with the length of an outage.
+memory does not grow with the length of an outage. A full disk never ends either task: it is a
+state on /healthz and in the metrics, and it passes by itself once InfluxDB takes the backlog
+(replay needs no free space) or someone frees space.
 
 A batch InfluxDB refuses as bad (400, 413, 422) is bisected: halves are written again until the
 single refused lines are found, which go to the dead letters; the rest is stored. Writing a point
@@ -24,6 +28,7 @@ its partial write cost a request, not a duplicate.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -34,10 +39,14 @@ from ingest.observability.counters import Stats
 from ingest.storage.batch import Batch, pack_place, unpack_place
 from ingest.storage.deadletter import DeadLetters
 from ingest.storage.lineproto import split_lines
-from ingest.storage.spool import Spool, SpoolFull
+from ingest.storage.spool import Spool, SpoolFull, SpoolUnwritable
 from ingest.storage.transports import V1Transport, V2Transport, WriteError
 
 log = logging.getLogger(__name__)
+
+# How often a writer refused by the disk tries again when nothing wakes it earlier (replay
+# freeing a segment does): space can also come from outside (a person, log rotation).
+DISK_RETRY_S = 1.0
 
 
 class BatchWriter:
@@ -67,6 +76,9 @@ class BatchWriter:
         self.healthy = True
         self.last_error: str | None = None
         self.spool_full = False
+        # Set while the spool's disk refuses records: the reason, in words, for /healthz.
+        self.disk_error: str | None = None
+        self._disk_since = 0.0
         # The size of the batch waiting for room while the spool is full.
         self._waiting = 0
         # An overflow episode: from the first refusal until the backlog has drained below half
@@ -98,49 +110,79 @@ class BatchWriter:
 
     async def _store(self, lines: list[str], place: str | None = None) -> None:
         body = "\n".join(lines).encode()
-        if self.spool.empty:
-            try:
-                await self._write(lines, body, place)
-            except WriteError as exc:
-                self._failed(exc)
-                self.stats.write_retries += 1
-                log.warning("write of %d points failed (%s); spooling to disk", len(lines), exc)
-            else:
-                return
-        if place is not None:
-            body = pack_place(place, body)
+        record = pack_place(place, body) if place is not None else body
         while True:
+            if self.spool.empty:
+                try:
+                    await self._write(lines, body, place)
+                except WriteError as exc:
+                    self._failed(exc)
+                    self.stats.write_retries += 1
+                    log.warning("write of %d points failed (%s); spooling to disk", len(lines), exc)
+                else:
+                    self._room_again()
+                    return
             try:
-                await asyncio.to_thread(self.spool.append, body)
+                await asyncio.to_thread(self.spool.append, record)
             except SpoolFull as exc:
-                self.spool_full = True
-                if not self._episode:
-                    # One episode per overflow: refusals while the backlog drains belong to it.
-                    self._episode = True
-                    self.stats.spool_full_events += 1
-                    log.error(
-                        "spool full (%s): acknowledging nothing until InfluxDB takes the "
-                        "backlog; the broker queues new readings",
-                        exc,
-                    )
-                self._space.clear()
-                self._waiting = self.spool.record_size(body)
+                self._refused_by_bound(exc, record)
                 await self._space.wait()
                 continue
-            self.spool_full = False
-            self._end_episode()
+            except SpoolUnwritable as exc:
+                self._refused_by_disk(exc)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._space.wait(), DISK_RETRY_S)
+                continue
+            self._room_again()
             self.stats.points_spooled += len(lines)
             self._spooled.set()
             return
 
+    def _refused_by_bound(self, exc: SpoolFull, record: bytes) -> None:
+        self.spool_full = True
+        if not self._episode:
+            # One episode per overflow: refusals while the backlog drains belong to it.
+            self._episode = True
+            self.stats.spool_full_events += 1
+            log.error(
+                "spool full (%s): acknowledging nothing until InfluxDB takes the backlog; the "
+                "broker queues new readings",
+                exc,
+            )
+        self._space.clear()
+        self._waiting = self.spool.record_size(record)
+
+    def _refused_by_disk(self, exc: SpoolUnwritable) -> None:
+        if self.disk_error is None:
+            self.stats.spool_disk_full_events += 1
+            self._disk_since = time.monotonic()
+            log.error(
+                "spool disk refused a batch: %s. Acknowledging nothing, the broker queues new "
+                "readings; this passes once InfluxDB takes the backlog or space is freed",
+                exc,
+            )
+        self.disk_error = str(exc)
+        self._space.clear()
+
+    def _room_again(self) -> None:
+        if self.disk_error is not None:
+            log.warning(
+                "spool disk takes batches again after %.0f s; acknowledging again",
+                time.monotonic() - self._disk_since,
+            )
+            self.disk_error = None
+        self.spool_full = False
+        self._end_episode()
+
     async def _keep(self, batch: Batch) -> None:
+        entries = self.dead_letters.entries(batch.rejects)
         try:
-            entries = await asyncio.to_thread(self.dead_letters.add_rejected, batch.rejects)
+            await asyncio.to_thread(self.dead_letters.keep, entries, batch.rejects)
         except OSError as exc:
-            # The messages were rejected either way; losing their copy must not stop the flow.
+            # The messages were rejected either way; losing the file's copy must not stop the
+            # flow, nor the topic's copy, which is then the only one.
             self.stats.dead_letter_errors += len(batch.rejects)
-            log.error("cannot keep %d dead letters: %s", len(batch.rejects), exc)
-            return
+            log.error("cannot keep %d dead letters in the file: %s", len(batch.rejects), exc)
         if self._on_rejected is not None:
             self._on_rejected(entries)
 
@@ -149,7 +191,13 @@ class BatchWriter:
     async def replay(self) -> None:
         spool = self.spool
         while True:
-            record = await asyncio.to_thread(spool.peek)
+            try:
+                record = await asyncio.to_thread(spool.peek)
+            except OSError as exc:
+                # A read error must not end replay (and with it the ingestor): say so and retry.
+                log.error("cannot read the spool (%s); retrying in %.0f s", exc, DISK_RETRY_S * 5)
+                await asyncio.sleep(DISK_RETRY_S * 5)
+                continue
             if record is None:
                 self._spooled.clear()
                 if spool.empty:
@@ -180,8 +228,9 @@ class BatchWriter:
             await asyncio.to_thread(spool.commit, record)
             if attempt:
                 log.info("InfluxDB is back: replayed a spooled record after %d retries", attempt)
-            # Wake the refused writer only when its batch fits, by the spool's own test.
-            if self.spool_full and spool.has_room(self._waiting):
+            # Wake the refused writer only when its batch fits, by the spool's own test; a writer
+            # refused by the disk at every commit, since a finished segment frees disk space.
+            if (self.spool_full and spool.has_room(self._waiting)) or self.disk_error:
                 self._space.set()
             self._end_episode()
             if spool.empty:
@@ -237,8 +286,12 @@ class BatchWriter:
 
     async def _bisect(self, lines: list[str], exc: WriteError, place: str | None) -> None:
         if len(lines) == 1:
-            await asyncio.to_thread(self.dead_letters.add, lines, str(exc))
             self.stats.points_dead_lettered += 1
+            try:
+                await asyncio.to_thread(self.dead_letters.add, lines, str(exc))
+            except OSError as e:
+                self.stats.dead_letter_errors += 1
+                log.error("InfluxDB refused a point; cannot keep it as a dead letter (%s)", e)
             log.error("InfluxDB refused a point, kept as a dead letter: %s: %s", exc, lines[0])
             return
         mid = len(lines) // 2

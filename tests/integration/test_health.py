@@ -29,11 +29,18 @@ async def test_health_and_metrics(settings: IngestSettings, influx: InfluxDB) ->
         assert body["status"] == "ok"
         assert body["broker_connected"]
         assert body["writer_healthy"]
+        assert body["problems"] == []
+        free = body["spool"].pop("disk_free_bytes")
+        assert isinstance(free, int)
+        assert free > 0
         assert body["spool"] == {
             "records": 0,
             "bytes": 0,
             "max_bytes": settings.spool_max_bytes,
             "full": False,
+            "disk_full": False,
+            "disk_error": None,
+            "disk_low": False,
         }
 
         pub = paho.Client(CallbackAPIVersion.VERSION2, client_id="health-pub")
@@ -66,4 +73,6 @@ async def test_health_and_metrics(settings: IngestSettings, influx: InfluxDB) ->
         assert float(samples["kera_ingest_points_written_total"]) >= 5
         assert float(samples["kera_ingest_mqtt_connected"]) == 1
         assert float(samples["kera_ingest_spool_full"]) == 0
+        assert float(samples["kera_ingest_spool_disk_full"]) == 0
+        assert float(samples["kera_ingest_spool_disk_free_bytes"]) > 0
         assert "# TYPE kera_ingest_spool_bytes gauge" in text

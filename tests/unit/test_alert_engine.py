@@ -11,6 +11,7 @@ from devices import Registry, parse_site
 from devices.site import DEFAULT_RULES, AlertRule
 from ingest.alerts.engine import AlertEngine, Transition
 from ingest.reading import Reading
+from tests import helpers
 
 # Run again with the clock 400 days ahead by scripts/test (alerts over time).
 pytestmark = pytest.mark.shifted_clock
@@ -118,3 +119,14 @@ def test_offline_by_last_will_and_by_silence(tmp_path: Path) -> None:
     again.tick(seen_at + 10 * 900_000)
     again.observe(reading("bin-1", 5, fill_pct=11.0))
     assert states(seen2) == [("device_offline", "bin-1", False, "ok")]
+
+
+def test_a_full_disk_does_not_swallow_a_transition(tmp_path: Path) -> None:
+    """The state file cannot be saved (a real full filesystem): the alert is still delivered,
+    and the failed save is counted (issue 26)."""
+    with helpers.small_tmpfs(tmp_path / "disk", "64k") as disk:
+        e, seen = engine(state=disk / "alerts.json")
+        helpers.fill(disk / "filler")
+        e.observe(reading("bin-1", 0, fill_pct=96.0))
+        assert states(seen) == [("bin_fill", "bin-1", True, "critical")]
+        assert e.save_errors == 1

@@ -11,7 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ingest.storage.deadletter import DeadLetters
-from ingest.storage.spool import Spool, SpoolFull, SpoolLocked
+from ingest.storage.spool import Spool, SpoolFull, SpoolLocked, SpoolUnwritable
+from tests.helpers import small_tmpfs
 
 
 def drain(spool: Spool) -> list[bytes]:
@@ -195,3 +196,70 @@ def test_has_room_is_the_one_test_for_refusal(tmp_path: Path) -> None:
         spool.append(big)
     finally:
         spool.close()
+
+
+def test_full_disk_refuses_whole_records_and_replay_needs_no_space(tmp_path: Path) -> None:
+    """A real 256 KiB filesystem fills: the refused record leaves nothing behind, every record
+    taken before is replayed in order on the still-full disk (the cursor is rewritten in place),
+    also across a restart, and once drained the spool takes records again (issue 26)."""
+    with small_tmpfs(tmp_path / "disk", "256k") as disk:
+        spool = Spool(disk / "spool").open()
+        bodies: list[bytes] = []
+        refused = None
+        while refused is None:
+            body = f"energy,device=em-{len(bodies)} power_w=1".encode() * 30
+            try:
+                spool.append(body)
+            except SpoolUnwritable as exc:
+                refused = exc
+            else:
+                bodies.append(body)
+        assert refused.no_space
+        assert "no space left" in str(refused)
+        assert str(disk / "spool") in str(refused)
+        assert spool.pending_records == len(bodies) > 100
+        space = spool.disk_space()
+        assert space is not None
+        assert space.free_bytes < 4096
+
+        half = len(bodies) // 2
+        for _ in range(half):
+            record = spool.peek()
+            assert record is not None
+            spool.commit(record)
+        assert spool.cursor_errors == 0
+        spool.close()
+
+        again = Spool(disk / "spool").open()  # a restart on the full disk
+        assert again.pending_records == len(bodies) - half
+        assert drain(again) == bodies[half:]
+        assert again.cursor_errors == 0
+        again.append(b"after")  # the drained segments were deleted: room again
+        assert drain(again) == [b"after"]
+        again.close()
+
+
+def test_spool_files_are_private(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool").open()
+    spool.append(b"energy power_w=1")
+    spool.close()
+    assert (tmp_path / "spool").stat().st_mode & 0o777 == 0o700
+    for path in (tmp_path / "spool").iterdir():
+        assert path.stat().st_mode & 0o077 == 0, path
+    dead = DeadLetters(tmp_path / "spool")
+    dead.add(["energy power_w=x"], "HTTP 400")
+    assert dead.path.stat().st_mode & 0o777 == 0o600
+
+
+def test_a_batch_of_dead_letters_keeps_the_bound_per_line(tmp_path: Path) -> None:
+    """One large batch rotates line by line: the file never passes its bound by a batch."""
+    bound = 1 << 14
+    dead = DeadLetters(tmp_path, max_bytes=bound)
+    dead.add([f"energy power_w={i} {i}" for i in range(2000)], "HTTP 400: bad")
+    lines = dead.path.read_bytes().splitlines(keepends=True)
+    assert dead.path.stat().st_size <= bound
+    older = dead.path.with_name("dead-letters.jsonl.1")
+    assert older.stat().st_size <= bound
+    assert json.loads(lines[-1])["line"] == "energy power_w=1999 1999"
+    kept = len(lines) + len(older.read_bytes().splitlines())
+    assert kept + dead.discarded_by_rotation == 2000
