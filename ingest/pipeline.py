@@ -3,16 +3,22 @@
 Everything here runs synchronously inside the MQTT client's read callback: no task, future or
 queue operation per message, because at tens of thousands of messages a second the event loop's
 own per-item cost would dominate. Work is handed to asyncio once per batch.
+
+The one exception is an uplink that needs its device's own JavaScript codec: no codec may run
+on the event loop (a runaway one would stop everything), so with a `CodecSandbox` the message
+becomes `Deferred`, and the caller awaits its verdict while the codec runs in a worker process.
+The batcher keeps its place, so readings and acknowledgements keep arrival order.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Callable
 
 from devices import Registry, UnknownFields
-from ingest.codecs import Router
+from ingest.codecs import CodecSandbox, Router
 from ingest.observability.counters import RejectionLog, Stats
 from ingest.reading import DeadLetter, Decoded, NoReading, Reading, Reason, Rejected
 from ingest.storage.batch import Batch
@@ -20,6 +26,39 @@ from ingest.storage.lineproto import LineEncoder
 from ingest.validate import Validator
 
 log = logging.getLogger(__name__)
+
+
+class Deferred:
+    """A message whose device's own codec must run (off the event loop) before it is judged:
+    `await verdict()` gives what `Pipeline.handle` gives for any other message."""
+
+    __slots__ = ("_decoded", "_payload", "_pipeline", "_received_ms", "_topic", "_unknown")
+
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        topic: str,
+        payload: bytes,
+        received_ms: int,
+        decoded: list[Decoded],
+        unknown_fields: UnknownFields,
+    ) -> None:
+        self._pipeline = pipeline
+        self._topic = topic
+        self._payload = payload
+        self._received_ms = received_ms
+        self._decoded = decoded
+        self._unknown = unknown_fields
+
+    async def verdict(self) -> list[str] | DeadLetter:
+        p = self._pipeline
+        codec_out = await p.run_codecs(self._decoded, self._received_ms)
+        return p.judge(
+            self._topic, self._payload, self._received_ms, self._decoded, self._unknown, codec_out
+        )
+
+
+Verdict = list[str] | DeadLetter
 
 
 class Pipeline:
@@ -38,6 +77,7 @@ class Pipeline:
         "_max_payload",
         "_rejections",
         "_router",
+        "_sandbox",
         "_site",
         "_stats",
         "_validator",
@@ -53,6 +93,7 @@ class Pipeline:
         max_age_s: float | None = None,
         observe: Callable[[Reading], None] | None = None,
         judge_only: bool = False,
+        sandbox: CodecSandbox | None = None,
     ) -> None:
         # Sees every accepted reading (the alert engine).
         self.observe = observe
@@ -67,21 +108,79 @@ class Pipeline:
         self._stats = stats
         self._rejections = RejectionLog(stats, quiet=judge_only)
         self._max_payload = max_payload_bytes
+        # Where device codecs run; None runs them here, inline (check-site, tests).
+        self._sandbox = sandbox
 
     @property
     def filters(self) -> list[str]:
         """The MQTT topic filters to subscribe to."""
         return self._router.filters
 
-    def handle(self, topic: str, payload: bytes, received_ms: int) -> list[str] | DeadLetter:
-        return self._verdict(topic, payload, received_ms, None)
+    def handle(self, topic: str, payload: bytes, received_ms: int) -> Verdict:
+        """The message's lines, or why not. A device codec runs inline, on this thread: for
+        tools and tests; the service takes messages with `take`."""
+        verdict = self._take(topic, payload, received_ms, defer=False)
+        assert not isinstance(verdict, Deferred)
+        return verdict
+
+    def take(self, topic: str, payload: bytes, received_ms: int) -> Verdict | Deferred:
+        """As `handle`, but `Deferred` when the message's device codec must run first, in the
+        sandbox (when the pipeline has one)."""
+        return self._take(topic, payload, received_ms, defer=self._sandbox is not None)
+
+    def _take(
+        self, topic: str, payload: bytes, received_ms: int, defer: bool
+    ) -> Verdict | Deferred:
+        self._stats.messages += 1
+        try:
+            if len(payload) > self._max_payload:
+                self._too_large(payload)
+            route = self._router.route(topic)
+            decoded = route.decode(topic, payload, self._site, received_ms)
+            if defer and any(d.frm_payload is not None for d in decoded):
+                return Deferred(self, topic, payload, received_ms, decoded, route.unknown_fields)
+        except Exception as exc:
+            return self._failed(exc, topic, payload, received_ms)
+        return self.judge(topic, payload, received_ms, decoded, route.unknown_fields)
+
+    async def run_codecs(
+        self, decoded: list[Decoded], received_ms: int
+    ) -> dict[int, dict[str, object] | Rejected]:
+        """What each raw frame's device codec makes of it, by index in `decoded`, run in the
+        sandbox. Frames of unknown devices, or of devices without a codec, are left to
+        `judge`, which says why. Never raises: whatever fails costs the frame."""
+        assert self._sandbox is not None
+        out: dict[int, dict[str, object] | Rejected] = {}
+        for i, d in enumerate(decoded):
+            if d.frm_payload is None:
+                continue
+            try:
+                device = self._validator.device(d)
+            except Rejected:
+                continue
+            path = device.codec_path
+            if path is None:
+                continue
+            try:
+                out[i] = await self._sandbox.decode(
+                    path, d.frm_payload, d.f_port, received_ms, device.id
+                )
+            except Rejected as exc:
+                out[i] = exc
+            except Exception as exc:  # no worker (cannot start): this message's problem
+                log.error("codec worker failed on %s's uplink", device.id, exc_info=exc)
+                out[i] = Rejected(
+                    Reason.CODEC_FAILED, f"the codec worker failed: {exc}"[:300], device.id
+                )
+        return out
 
     def handle_decoded(
         self, decoded: list[Decoded], origin: str, received_ms: int, raw: bytes
     ) -> list[str] | DeadLetter:
         """For sources that decode themselves (serial meters): the same validation, encoding,
         counting and dead-lettering as a message. `origin` stands in for the topic."""
-        return self._verdict(origin, raw, received_ms, decoded)
+        self._stats.messages += 1
+        return self.judge(origin, raw, received_ms, decoded, "ignore")
 
     def _too_large(self, payload: bytes) -> None:
         raise Rejected(
@@ -89,28 +188,38 @@ class Pipeline:
             f"{len(payload)} bytes is over the {self._max_payload}-byte limit",
         )
 
-    def _verdict(
-        self, topic: str, payload: bytes, received_ms: int, decoded: list[Decoded] | None
-    ) -> list[str] | DeadLetter:
+    def _failed(self, exc: Exception, topic: str, payload: bytes, received_ms: int) -> DeadLetter:
+        if isinstance(exc, Rejected):
+            self._rejections.record(exc, topic)
+            return DeadLetter(exc.reason, exc.detail, topic, received_ms, payload, exc.device_id)
+        # A bug must cost one message, never the service.
+        log.error("internal error on %r; message dead-lettered", topic[:200], exc_info=exc)
+        bug = Rejected(Reason.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}"[:300])
+        self._rejections.record(bug, topic)
+        return DeadLetter(bug.reason, bug.detail, topic, received_ms, payload)
+
+    def judge(
+        self,
+        topic: str,
+        payload: bytes,
+        received_ms: int,
+        decoded: list[Decoded],
+        unknown_fields: UnknownFields,
+        codec_out: dict[int, dict[str, object] | Rejected] | None = None,
+    ) -> Verdict:
+        """Validate and encode a message's decoded readings (counted already)."""
         stats = self._stats
-        stats.messages += 1
         try:
-            unknown_fields: UnknownFields = "ignore"
-            if decoded is None:
-                if len(payload) > self._max_payload:
-                    self._too_large(payload)
-                route = self._router.route(topic)
-                unknown_fields = route.unknown_fields
-                decoded = route.decode(topic, payload, self._site, received_ms)
             check = self._validator.check
+            frames = codec_out or {}
             readings: list[Reading] = []
             status: list[Reading] = []
             data_failed: Rejected | None = None
             status_failed: Rejected | None = None
             no_reading = False
-            for d in decoded:
+            for i, d in enumerate(decoded):
                 try:
-                    r = check(d, received_ms, unknown_fields)
+                    r = check(d, received_ms, unknown_fields, frames.get(i))
                 except NoReading as exc:
                     no_reading = True
                     stats.ignore(exc.device_id, exc.ignored)
@@ -146,14 +255,8 @@ class Pipeline:
             readings += status
             encode = self._encoder.encode
             lines_out = [encode(r) for r in readings] if self._encode else []
-        except Rejected as exc:
-            self._rejections.record(exc, topic)
-            return DeadLetter(exc.reason, exc.detail, topic, received_ms, payload, exc.device_id)
-        except Exception as exc:  # a bug must cost one message, never the service
-            log.exception("internal error on %r; message dead-lettered", topic[:200])
-            bug = Rejected(Reason.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}"[:300])
-            self._rejections.record(bug, topic)
-            return DeadLetter(bug.reason, bug.detail, topic, received_ms, payload)
+        except Exception as exc:
+            return self._failed(exc, topic, payload, received_ms)
         if no_reading and len(readings) == len(status):
             stats.no_reading += 1
         else:
@@ -172,9 +275,23 @@ class Pipeline:
 
 class Batcher:
     """Collects lines until `max_lines` or `max_delay_s` after the first one, then hands the batch
-    to `sink`."""
+    to `sink`.
 
-    __slots__ = ("_batch", "_loop", "_max_delay", "_max_lines", "_sink", "_timer")
+    A message whose verdict comes later (`Deferred`) holds its place: `hold` takes its packet
+    id now, `complete` adds its lines to the same batch, and a batch with a verdict still out
+    waits, with every batch after it, until the verdict is in. So the writer gets lines and
+    PUBACKs in arrival order, as MQTT asks."""
+
+    __slots__ = (
+        "_batch",
+        "_held",
+        "_loop",
+        "_max_delay",
+        "_max_lines",
+        "_sealed",
+        "_sink",
+        "_timer",
+    )
 
     def __init__(
         self,
@@ -188,14 +305,55 @@ class Batcher:
         self._batch = Batch()
         self._timer: asyncio.TimerHandle | None = None
         self._loop = asyncio.get_running_loop()
+        # Verdicts still out, by batch (id); flushed batches waiting for them, in order.
+        self._held: dict[int, int] = {}
+        self._sealed: deque[Batch] = deque()
 
     def add(self, result: list[str] | DeadLetter, mid: int, generation: int) -> None:
         """A message's verdict from Pipeline.handle, and its packet id (0 for QoS 0)."""
+        batch = self._current(generation)
+        self._put(batch, result)
+        if mid:
+            batch.acks.append(mid)
+        self._added(batch)
+
+    def hold(self, mid: int, generation: int) -> Batch:
+        """A place for a verdict that comes later; give it to `complete`."""
+        batch = self._current(generation)
+        self._held[id(batch)] = self._held.get(id(batch), 0) + 1
+        if mid:
+            batch.acks.append(mid)
+        self._added(batch)
+        return batch
+
+    def complete(self, batch: Batch, result: list[str] | DeadLetter) -> None:
+        self._put(batch, result)
+        left = self._held[id(batch)] - 1
+        if left:
+            self._held[id(batch)] = left
+            return
+        del self._held[id(batch)]
+        if batch is self._batch:
+            if len(batch.lines) + len(batch.rejects) >= self._max_lines:
+                self.flush()
+        else:
+            self._release()
+
+    @property
+    def held(self) -> int:
+        """Verdicts still out."""
+        return sum(self._held.values())
+
+    def _current(self, generation: int) -> Batch:
         batch = self._batch
         if generation != batch.generation:
             self.flush()
             batch = self._batch
             batch.generation = generation
+        return batch
+
+    @staticmethod
+    def _put(batch: Batch, result: list[str] | DeadLetter) -> None:
         if type(result) is list:
             batch.lines.extend(result)
         else:
@@ -203,8 +361,8 @@ class Batcher:
             batch.rejects.append(result)
             if result.kept:
                 batch.lines.extend(result.kept)
-        if mid:
-            batch.acks.append(mid)
+
+    def _added(self, batch: Batch) -> None:
         if self._timer is None:
             self._timer = self._loop.call_later(self._max_delay, self.flush)
         if len(batch.lines) + len(batch.rejects) >= self._max_lines:
@@ -215,6 +373,15 @@ class Batcher:
             self._timer.cancel()
             self._timer = None
         batch = self._batch
-        if batch.lines or batch.acks or batch.rejects:
+        if batch.lines or batch.acks or batch.rejects or id(batch) in self._held:
             self._batch = Batch(generation=batch.generation)
-            self._sink(batch)
+            if self._sealed or id(batch) in self._held:
+                self._sealed.append(batch)
+                self._release()
+            else:
+                self._sink(batch)
+
+    def _release(self) -> None:
+        sealed = self._sealed
+        while sealed and id(sealed[0]) not in self._held:
+            self._sink(sealed.popleft())

@@ -17,11 +17,12 @@ from devices import Registry
 from devices.contract import deadletter_topic
 from ingest.alerts.engine import AlertEngine
 from ingest.alerts.evaluator import Evaluator, every
+from ingest.codecs import CodecSandbox
 from ingest.mqtt import MqttConsumer, parse_mqtt_url
 from ingest.observability.counters import Stats
 from ingest.observability.health import HealthServer, HealthView
 from ingest.observability.pipeline_measurement import PipelineMeasurement
-from ingest.pipeline import Batcher, Pipeline
+from ingest.pipeline import Batcher, Deferred, Pipeline
 from ingest.rollups import EmissionFactors, Rollups
 from ingest.serial import SerialSources
 from ingest.settings import IngestSettings
@@ -76,6 +77,10 @@ class Ingestor:
         self._factors = EmissionFactors.from_impact(self.registry.site.impact)
         # Set once subscribed to the broker for the first time.
         self.ready = asyncio.Event()
+        # Device codecs run in a worker process, never on the event loop (ingest.codecs).
+        self.codecs = CodecSandbox(settings.codec_deadline_s)
+        # Messages waiting for their codec's verdict; their batch holds their place.
+        self._codec_tasks: set[asyncio.Task[None]] = set()
 
     async def start(self, stop: asyncio.Event, ready_within_s: float = 15.0) -> asyncio.Task[Stats]:
         """Run in a task and return it once the ingestor is subscribed; raise what stopped it
@@ -174,8 +179,9 @@ class Ingestor:
             quarantine=site.unknown_devices == "quarantine",
         )
         pipeline = Pipeline(
-            self.registry, self.stats, s.max_payload_bytes, s.max_future_s, s.max_age_s
-        )
+            self.registry, self.stats, s.max_payload_bytes, s.max_future_s, s.max_age_s,
+            sandbox=self.codecs,
+        )  # fmt: skip
         # The writer acknowledges through the consumer, which is built after it (it feeds the
         # writer): the writer's callbacks are methods that find the consumer when called.
         writer = BatchWriter(
@@ -189,7 +195,7 @@ class Ingestor:
             if s.mqtt_share_group:
                 # A shared subscription gives this replica only its share of the readings; the
                 # evaluator needs every device's, so it gets a subscription of its own.
-                self.evaluator.subscribe_all(self._mqtt, pipeline.filters)
+                self.evaluator.subscribe_all(self._mqtt, pipeline.filters, self.codecs)
             else:
                 pipeline.observe = self.evaluator.observe
         batcher = Batcher(writer.submit, s.batch_size, s.flush_interval_s)
@@ -243,10 +249,19 @@ class Ingestor:
 
     def _consumer(self, pipeline: Pipeline, batcher: Batcher, writer: BatchWriter) -> MqttConsumer:
         s = self.settings
-        handle, add, stats = pipeline.handle, batcher.add, self.stats
+        take, add, stats = pipeline.take, batcher.add, self.stats
+        waiting = self._codec_tasks
+
+        async def settle(deferred: Deferred, place: Batch) -> None:
+            batcher.complete(place, await deferred.verdict())
 
         def on_message(topic: str, payload: bytes, mid: int, received_ms: int) -> None:
-            result = handle(topic, payload, received_ms)
+            result = take(topic, payload, received_ms)
+            if isinstance(result, Deferred):
+                task = asyncio.create_task(settle(result, batcher.hold(mid, consumer.generation)))
+                waiting.add(task)
+                task.add_done_callback(waiting.discard)
+                return
             if not mid and (writer.spool_full or writer.disk_error) and type(result) is list:
                 # QoS 0: nothing to withhold an acknowledgement from, and holding it in memory
                 # would grow with the outage. Counted, exported, alerting via spool_full.
@@ -315,6 +330,8 @@ class Ingestor:
         for task in run.side:
             task.cancel()
         run.consumer.pause()
+        if self._codec_tasks:  # verdicts still out hold their batches back
+            await asyncio.wait(self._codec_tasks, timeout=self.codecs.deadline_s * 2)
         run.batcher.flush()
         if self.evaluator is not None:
             await self.evaluator.stop()
@@ -337,6 +354,7 @@ class Ingestor:
             await self.health.stop()
         spool = run.spool
         spool.close()
+        await self.codecs.close()
         await run.transport.close()
         if not spool.empty:
             log.warning(

@@ -120,6 +120,12 @@ class IngestSettings(BaseSettings):
     pipeline_interval_s: float = Field(
         10.0, gt=0, description="How often the ingestor writes its own `pipeline` point"
     )
+    codec_deadline_s: float = Field(
+        1.0,
+        gt=0,
+        description="Longest a device's JavaScript codec may take on one uplink, in its worker "
+        "process, before the worker is killed and the uplink rejected codec_failed",
+    )
     shutdown_timeout_s: float = Field(
         15.0,
         gt=0,

@@ -139,10 +139,16 @@ class Validator:
         )
 
     def check(
-        self, decoded: Decoded, received_ms: int, unknown_fields: UnknownFields = "ignore"
+        self,
+        decoded: Decoded,
+        received_ms: int,
+        unknown_fields: UnknownFields = "ignore",
+        codec_out: dict[str, object] | Rejected | None = None,
     ) -> Reading:
         """`unknown_fields` is the source's policy for fields that are neither contract fields
-        nor mapped; the device's own policy, where it has one, comes first."""
+        nor mapped; the device's own policy, where it has one, comes first. `codec_out` is what
+        the device's codec made of the frame, when it ran elsewhere (ingest.codecs._sandbox);
+        without it, the codec runs here."""
         device = self.device(decoded)
         device_id = device.id
         time_ms = decoded.time_ms
@@ -170,9 +176,7 @@ class Validator:
         spec = device.spec
         values = decoded.values
         if decoded.frm_payload is not None:
-            values = self._run_codec(device, decoded, received_ms)
-            if not values:
-                raise NoReading("the device's codec decoded no values from the frame", device_id)
+            values = self._frame_values(device, decoded, received_ms, codec_out)
         units = decoded.units
         mapper = device.mapper
         if mapper is not None:
@@ -223,6 +227,23 @@ class Validator:
         if spec.derived:
             self._derive(device, fields)
         return Reading(spec.measurement, device, time_ms, fields, tuple(ignored or ()), received_ms)
+
+    def _frame_values(
+        self,
+        device: AnyDevice,
+        decoded: Decoded,
+        received_ms: int,
+        codec_out: dict[str, object] | Rejected | None,
+    ) -> dict[str, object]:
+        if codec_out is None:
+            values = self._run_codec(device, decoded, received_ms)
+        elif isinstance(codec_out, Rejected):
+            raise codec_out
+        else:
+            values = codec_out
+        if not values:
+            raise NoReading("the device's codec decoded no values from the frame", device.id)
+        return values
 
     def _run_codec(
         self, device: AnyDevice, decoded: Decoded, received_ms: int

@@ -18,9 +18,10 @@ from typing import Any
 from devices import Registry
 from ingest.alerts.delivery import AlertDelivery
 from ingest.alerts.engine import AlertEngine
+from ingest.codecs import CodecSandbox
 from ingest.mqtt import MqttConsumer, MqttTarget
 from ingest.observability.counters import Stats
-from ingest.pipeline import Pipeline
+from ingest.pipeline import Deferred, Pipeline
 from ingest.reading import Reading
 from ingest.rollups import (
     EmissionFactors,
@@ -77,6 +78,8 @@ class Evaluator:
             shard=shard,
         )
         self.observer: MqttConsumer | None = None
+        # Verdicts of the observer's uplinks whose device codec runs in the sandbox.
+        self._codec_tasks: set[asyncio.Task[object]] = set()
         # What the evaluator's own subscription (on shared groups) judged: with a share group
         # the stored readings are counted elsewhere, and these say when it has seen them too.
         self.judged = Stats()
@@ -116,17 +119,26 @@ class Evaluator:
                 len({d.space for d in registry}),
             )  # fmt: skip
 
-    def subscribe_all(self, mqtt: MqttTarget, filters: list[str]) -> None:
+    def subscribe_all(
+        self, mqtt: MqttTarget, filters: list[str], sandbox: CodecSandbox | None = None
+    ) -> None:
         """Every reading, validated like the writing path but only shown to the evaluator;
-        acknowledged at once, because nothing is stored from here."""
+        acknowledged at once, because nothing is stored from here. Device codecs run in
+        `sandbox`, the writing path's, never on the event loop."""
         s = self._settings
         judge = Pipeline(
             self._registry, self.judged, s.max_payload_bytes, s.max_future_s, s.max_age_s,
-            observe=self.observe, judge_only=True,
+            observe=self.observe, judge_only=True, sandbox=sandbox,
         )  # fmt: skip
+        waiting = self._codec_tasks
 
         def on_message(topic: str, payload: bytes, mid: int, received_ms: int) -> None:
-            judge.handle(topic, payload, received_ms)
+            verdict = judge.take(topic, payload, received_ms)
+            if type(verdict) is Deferred:
+                # Shown to the alert engine when its codec has run (observe is in the verdict).
+                task = asyncio.create_task(verdict.verdict())
+                waiting.add(task)
+                task.add_done_callback(waiting.discard)
             if mid:
                 observer.ack([mid], observer.generation)
 

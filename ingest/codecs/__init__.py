@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from devices import Codec, Site, UnknownFields
 from ingest.codecs import chirpstack, native, senml, tts_v3
+from ingest.codecs._sandbox import CodecSandbox as CodecSandbox
 from ingest.reading import Decoded, Reason, Rejected
 
 DecodeFn = Callable[[str, bytes, str, int], list[Decoded]]

@@ -1,10 +1,12 @@
 """A hostile world (issue 26), each probe on real servers: a spool disk that fills (a real
-tmpfs), and more below. In every probe nothing acknowledged is lost, `/healthz` answers within a
-second throughout and says in words what is wrong, and the ingestor recovers by itself."""
+tmpfs), a device codec that runs away on one uplink (real QuickJS), and more below. In every
+probe nothing acknowledged is lost, `/healthz` answers within a second throughout and says in
+words what is wrong, and the ingestor recovers by itself."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import logging
@@ -19,6 +21,7 @@ import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from devices.site import default_site_text
 from devstack.services import InfluxDB, Mosquitto
 from ingest.settings import IngestSettings
 from tests.helpers import (
@@ -31,6 +34,7 @@ from tests.helpers import (
     small_tmpfs,
     wait_until,
 )
+from tests.unit.test_codec_sandbox import RUNAWAY_UPLINK, TEXT_FRAME_CODEC
 
 log = logging.getLogger(__name__)
 
@@ -193,3 +197,79 @@ async def test_dead_letters_are_published_when_their_file_cannot_be_written(
     finally:
         watcher.loop_stop()
         watcher.disconnect()
+
+
+async def test_a_runaway_codec_costs_one_uplink_not_the_ingestor(
+    broker: Mosquitto, settings: IngestSettings, tmp_path: Path
+) -> None:
+    """A device codec with a backtracking regular expression and one 41-byte uplink froze the
+    whole ingestor (QuickJS does not interrupt its regex engine) and froze it again after every
+    restart, as the broker redelivered the message. Now the codec runs in its worker: the uplink
+    is dead-lettered `codec_failed` after the deadline, every other reading is stored, /healthz
+    answers within 1 s throughout, the device's next uplink decodes, and a restart has nothing
+    to redeliver."""
+    (tmp_path / "text.js").write_text(TEXT_FRAME_CODEC)
+    site = tmp_path / "site.yaml"
+    site.write_text(
+        default_site_text().replace(
+            "\ndevices:\n",
+            "\ndevices:\n  - {id: air-text, kind: indoor_air, space: lab, codec: text.js, "
+            "dev_eui: '00000000000000aa'}\n",
+            1,
+        )
+    )
+    settings = settings.model_copy(update={"site_config": site, "codec_deadline_s": 0.5})
+    seen: list[dict[str, Any]] = []
+    watcher = _dead_letter_watcher(broker.port, seen)
+    base = int(time.time() * 1000) - 60_000
+    try:
+        async with (
+            ingest_process(settings, tmp_path / "ingest.log") as ingest,
+            watching(ingest) as watch,
+        ):
+            with Publisher(broker.port, "codec-pub") as pub:
+                pub.client.publish(*_tts_uplink("air-text", RUNAWAY_UPLINK), qos=1)
+                pub.energy(500, base, rate=500.0)
+                pub.client.publish(*_tts_uplink("air-text", b"T=21.5;C=600"), qos=1)
+                pub.published += 2
+
+                async def stored() -> bool:
+                    energy = await count(settings, "energy", "power_w")
+                    return energy >= 500 and await count(settings, "indoor_air", "co2_ppm") >= 1
+
+                await wait_until(stored, timeout=30)
+                await wait_until(lambda: seen, timeout=10)
+                assert await wait_until(lambda: pub.unacknowledged() == 0, timeout=10)
+            assert seen[0]["reason"] == "codec_failed"
+            assert "did not finish within 0.5 s" in seen[0]["detail"]
+            assert seen[0]["device"] == "air-text"
+            metrics = await ingest.metrics()
+            assert metrics['kera_ingest_rejected_total{reason="codec_failed"}'] == 1
+            assert "codec worker missed its deadline" in ingest.log()
+
+            watch.restarting = True
+            assert ingest.terminate() == 0
+            ingest.start()
+            await ingest.wait_connected()
+            watch.restarting = False
+            await asyncio.sleep(1)
+            assert (await ingest.metrics())["kera_ingest_messages_total"] == 0
+            assert ingest.terminate() == 0
+    finally:
+        watcher.loop_stop()
+        watcher.disconnect()
+
+
+def _tts_uplink(device: str, frame: bytes) -> tuple[str, bytes]:
+    """An undecoded uplink in The Things Stack v3's MQTT message shape (its integration docs)."""
+    body = {
+        "end_device_ids": {"device_id": device, "dev_eui": "00000000000000AA"},
+        "received_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "uplink_message": {
+            "f_port": 1,
+            "f_cnt": 7,
+            "frm_payload": base64.b64encode(frame).decode(),
+            "rx_metadata": [{"rssi": -101, "snr": -3.5}],
+        },
+    }
+    return f"v3/kera@ttn/devices/{device}/up", json.dumps(body).encode()
