@@ -25,6 +25,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from ingest._paho import lean_properties, queue_pubacks
 
@@ -96,6 +97,7 @@ class MqttConsumer:
         backoff_max_s: float = 30.0,
         read_burst: int = 256,
         on_connected: Callable[[], None] | None = None,
+        max_packet_bytes: int | None = None,
     ) -> None:
         self._target = target
         self._client_id = client_id
@@ -108,6 +110,9 @@ class MqttConsumer:
         self._backoff_max = backoff_max_s
         self._read_burst = read_burst
         self._on_connected = on_connected
+        # Announced in CONNECT (MQTT 5 Maximum Packet Size): the broker does not send larger
+        # packets, so a 200 MB payload never reaches this process's memory.
+        self._max_packet = max_packet_bytes
 
         self.generation = 0
         self.connected = False
@@ -248,7 +253,10 @@ class MqttConsumer:
             return
         self.generation += 1
         self.connected = True
-        client.subscribe([(t, 1) for t in self._topics])
+        # Retained messages only for a subscription the session did not have: a retained
+        # message on a reading topic is taken once, not again at every reconnect and restart.
+        options = SubscribeOptions(qos=1, retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB)
+        client.subscribe([(t, options) for t in self._topics])
         log.info(
             "connected to %s as %r (session %s)",
             self._target,
@@ -308,6 +316,8 @@ class MqttConsumer:
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = self._session_expiry
         props.ReceiveMaximum = self._receive_maximum
+        if self._max_packet is not None:
+            props.MaximumPacketSize = self._max_packet
         self._disconnected.clear()
         self._connack = loop.create_future()
         await loop.run_in_executor(

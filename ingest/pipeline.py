@@ -106,7 +106,9 @@ class Pipeline:
         self._validator = Validator(registry, max_future_s, max_age_s)
         self._encoder = LineEncoder(registry.site_id)
         self._stats = stats
-        self._rejections = RejectionLog(stats, quiet=judge_only)
+        self._rejections = RejectionLog(
+            stats, quiet=judge_only, known=frozenset(d.id for d in registry)
+        )
         self._max_payload = max_payload_bytes
         # Where device codecs run; None runs them here, inline (check-site, tests).
         self._sandbox = sandbox

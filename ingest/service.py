@@ -280,6 +280,7 @@ class Ingestor:
             session_expiry_s=s.mqtt_session_expiry_s,
             receive_maximum=s.mqtt_receive_maximum,
             on_connected=self.ready.set,
+            max_packet_bytes=s.max_packet_bytes(),
         )
         self.consumer = consumer
         return consumer

@@ -14,7 +14,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -78,7 +78,13 @@ class IngestSettings(BaseSettings):
     flush_interval_s: float = Field(
         0.2, gt=0, description="Longest a reading waits in a partial batch"
     )
-    max_payload_bytes: int = Field(65536, ge=64, description="Larger payloads are rejected unread")
+    max_payload_bytes: int = Field(
+        65536,
+        ge=64,
+        description="Larger payloads are rejected unread (payload_too_large). The MQTT CONNECT "
+        "announces a Maximum Packet Size of twice this plus 64 KiB (max_packet_bytes), so the "
+        "broker never sends a packet far over it: such a message is dropped by the broker",
+    )
     max_future_s: float = Field(
         300.0,
         ge=0,
@@ -201,6 +207,22 @@ class IngestSettings(BaseSettings):
 
     def shard(self) -> Shard | None:
         return None if self.alerts_shard is None else Shard.parse(self.alerts_shard)
+
+    @model_validator(mode="after")
+    def _one_way_to_log_in(self) -> IngestSettings:
+        # Both would reach aiohttp as two Authorization headers, an error at the first write.
+        if self.influx_token is not None and "@" in self.influx_url.split("://", 1)[-1]:
+            raise ValueError(
+                "KERA_INFLUX_URL carries a user and password and KERA_INFLUX_TOKEN is set too: "
+                "use the token (2.x, 3.x) or the URL's user (1.x), not both"
+            )
+        return self
+
+    def max_packet_bytes(self) -> int:
+        """The Maximum Packet Size the ingestor announces: room for a payload twice over the
+        limit, so a moderately oversized one still arrives and is dead-lettered with its
+        reason, plus 64 KiB for the longest topic and the properties."""
+        return 2 * self.max_payload_bytes + 65536
 
     def spool_path(self) -> Path:
         if self.spool_dir is not None:

@@ -273,3 +273,46 @@ def _tts_uplink(device: str, frame: bytes) -> tuple[str, bytes]:
         },
     }
     return f"v3/kera@ttn/devices/{device}/up", json.dumps(body).encode()
+
+
+async def test_hostile_sizes_stay_outside_and_retained_junk_counts_once(
+    broker: Mosquitto, settings: IngestSettings, tmp_path: Path
+) -> None:
+    """A 50 MB payload raised the ingestor's RSS by hundreds of MB before it was refused: the
+    CONNECT now announces a Maximum Packet Size (from KERA_MAX_PAYLOAD_BYTES) and the broker
+    drops the packet. A payload just over the limit still arrives and is dead-lettered with its
+    reason. Retained junk on a telemetry topic is dead-lettered once, not at every restart."""
+    with Publisher(broker.port, "sizes-pub") as pub:
+        pub.client.publish("kera/kera/em-main/telemetry", b"{not json", qos=1, retain=True)
+        pub.published += 1
+        assert await wait_until(lambda: pub.unacknowledged() == 0, timeout=10)
+        async with ingest_process(settings, tmp_path / "ingest.log") as ingest:
+
+            async def metric(name: str) -> float:
+                return (await ingest.metrics()).get(name, 0.0)
+
+            bad_json = 'kera_ingest_rejected_total{reason="bad_json"}'
+            await wait_until(lambda: metric(bad_json), timeout=10)
+            before = ingest.rss()
+            pub.client.publish("kera/kera/em-main/telemetry", b"x" * (50 << 20), qos=1)
+            pub.client.publish("kera/kera/em-main/telemetry", b"y" * (100 << 10), qos=1)
+            pub.published += 2
+            assert await wait_until(lambda: pub.unacknowledged() == 0, timeout=30)
+            too_large = 'kera_ingest_rejected_total{reason="payload_too_large"}'
+            await wait_until(lambda: metric(too_large), timeout=10)
+            await asyncio.sleep(1)
+            assert ingest.rss() - before < 20 << 20
+            assert await metric("kera_ingest_messages_total") == 2  # the junk, the 100 KB one
+
+            assert ingest.terminate() == 0
+            ingest.start()
+            await ingest.wait_connected()
+            pub.energy(1, int(time.time() * 1000) - 1000, rate=100.0)
+
+            async def one() -> bool:
+                return await metric("kera_ingest_accepted_total") == 1
+
+            await wait_until(one, timeout=10)
+            # The resumed session does not get the retained junk again.
+            assert await metric("kera_ingest_messages_total") == 1
+            assert ingest.terminate() == 0
