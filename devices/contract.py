@@ -78,6 +78,19 @@ def _fields(*specs: FieldSpec) -> dict[str, FieldSpec]:
 
 
 SITE_TAG: Final = "site"
+
+# Broker user names of the pipeline's own services (the ACL's service section,
+# devices.onboarding): a device id is its broker user name, so no device may take one of these
+# and with it a service's password and rights. The whole `kera-` prefix is kept for services.
+INGEST_USER: Final = "kera-ingest"
+SIM_USER: Final = "kera-sim"
+RESERVED_PREFIX: Final = "kera-"
+
+
+def reserved_name(name: str) -> bool:
+    return name.startswith(RESERVED_PREFIX)
+
+
 SPACE_TAG: Final = "space"
 DEVICE_TAG: Final = "device"
 # On `impact_daily` when the site's evaluation is split (KERA_ALERTS_SHARD): the evaluator's

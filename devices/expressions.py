@@ -3,7 +3,9 @@
 Expressions come from site files and the catalogue, never from payloads, but they run on
 payload values, which can be anything JSON holds. They are evaluated by simpleeval, which
 walks Python's own parse tree with a fixed set of operators and functions and its own limits
-on powers and string sizes, so no expression can reach Python's builtins or attributes. Each is
+on powers and string sizes (100,000 characters for + and *; `%` on text, string formatting,
+which simpleeval does not bound, is refused), so no expression can reach Python's builtins or
+attributes, nor build a string of any size. Each is
 parsed once, when the site file loads; evaluating one is a walk of that tree. Every failure,
 whatever the values, comes out as `ExpressionError`.
 """
@@ -40,6 +42,17 @@ def _number(value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ExpressionError(f"number() needs a number or a string, got {type(value).__name__}")
     return float(value)
+
+
+def _mod(a: Any, b: Any) -> Any:
+    """`%` as arithmetic only: on text it is string formatting, which can build a string of any
+    size from a payload (`x % 360` with x a long format string built 500 MB)."""
+    if isinstance(a, str | bytes):
+        raise ExpressionError("% is arithmetic here; the left side is text")
+    return a % b
+
+
+_OPERATORS = {**simpleeval.DEFAULT_OPERATORS, ast.Mod: _mod}
 
 
 def _clamp(value: float, low: float, high: float) -> float:
@@ -105,7 +118,9 @@ class Expression:
     def _evaluator(self) -> simpleeval.SimpleEval:
         evaluator = getattr(self._local, "evaluator", None)
         if evaluator is None:
-            evaluator = simpleeval.SimpleEval(functions=dict(FUNCTIONS), names={})
+            evaluator = simpleeval.SimpleEval(
+                operators=dict(_OPERATORS), functions=dict(FUNCTIONS), names={}
+            )
             self._local.evaluator = evaluator
         return evaluator
 

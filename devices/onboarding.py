@@ -16,9 +16,8 @@ from pathlib import Path
 
 import yaml
 
+from devices.contract import INGEST_USER, SIM_USER
 from devices.site import SiteConfigError, parse_site
-
-INGEST_USER = "kera-ingest"
 
 
 def password_hash(password: str, salt: bytes | None = None, iterations: int = 101) -> str:
@@ -47,7 +46,7 @@ def acl(site: str) -> str:
             "",
             "# The simulator (compose profile `sim`) plays every device; create this user only",
             "# on a test installation.",
-            "user kera-sim",
+            f"user {SIM_USER}",
             f"topic write kera/{site}/#",
             "topic write v3/#",
             "topic write application/#",

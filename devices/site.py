@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import os
+import re
 from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
@@ -28,7 +29,14 @@ from pydantic import (
     model_validator,
 )
 
-from devices.contract import KINDS, CatalogueError, KindSpec, build_kinds
+from devices.contract import (
+    KINDS,
+    RESERVED_PREFIX,
+    CatalogueError,
+    KindSpec,
+    build_kinds,
+    reserved_name,
+)
 from devices.factor_source import (
     ELECTRICITY_HOW_TO,
     GRID_FIELD,
@@ -219,6 +227,18 @@ class _DeviceBase(BaseModel):
     _field_map: dict[str, FieldMap] = PrivateAttr(default_factory=dict)
 
     _shorthand = field_validator("field_map", mode="before")(field_map_shorthand)
+
+    @field_validator("id")
+    @classmethod
+    def _not_a_service(cls, value: str) -> str:
+        # The id is the device's broker user name: `kera-ingest` as a device would replace the
+        # ingestor's password and inherit its rights (devices.onboarding).
+        if reserved_name(value):
+            raise ValueError(
+                f"{value!r}: ids starting with {RESERVED_PREFIX!r} belong to the pipeline's own "
+                "services (broker users kera-ingest, kera-sim); choose another id"
+            )
+        return value
 
     @model_validator(mode="after")
     def _bind_bundled(self) -> _DeviceBase:
@@ -528,17 +548,76 @@ DEFAULT_RULES: tuple[AlertRule, ...] = tuple(
 )  # fmt: skip
 
 
+_ENV_PART = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+# Environment variables no site file may send anywhere: the pipeline's own credentials.
+_SECRET_ENV = re.compile(r"^(KERA_INFLUX_|KERA_MQTT_|INFLUXDB_|GRAFANA_)|PASSWORD", re.IGNORECASE)
+EnvName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")]
+
+
 class Webhook(BaseModel):
+    """An alert webhook. The URL is code a site file points the ingestor at, so it is bounded:
+    http(s) only, `${NAME}` only for the variables listed in `env`, no redirects followed, and
+    no loopback, link-local or private address unless `allow_private`."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     url: str = Field(
-        description="http(s) URL; `${ENV_NAME}` parts are read from the environment, so a "
-        "secret token in the URL stays out of the file"
+        description="http(s) URL; `${NAME}` parts are read from the environment variables "
+        "listed in `env`, so a secret token in the URL stays out of the file"
     )
-    timeout_s: float = Field(5.0, gt=0)
+    env: tuple[EnvName, ...] = Field(
+        (),
+        description="the environment variables the URL may use as ${NAME}; none of the "
+        "pipeline's own credentials (KERA_INFLUX_*, KERA_MQTT_*, INFLUXDB_*, GRAFANA_*, "
+        "anything with PASSWORD)",
+    )
+    timeout_s: float = Field(5.0, gt=0, le=60, description="per attempt, connection included")
+    allow_private: bool = Field(
+        False,
+        description="deliver to loopback, link-local and private addresses too (a receiver on "
+        "the same host or LAN); off, such targets are refused, so a site file cannot make the "
+        "ingestor call the services beside it",
+    )
+
+    @model_validator(mode="after")
+    def _bounded(self) -> Webhook:
+        for name in self.env:
+            if _SECRET_ENV.search(name):
+                raise ValueError(f"env: {name} is one of the pipeline's own credentials")
+        used = set(_ENV_PART.findall(self.url))
+        if unlisted := sorted(used - set(self.env)):
+            raise ValueError(
+                f"the URL uses ${{{unlisted[0]}}}, which is not in the hook's `env` list; name "
+                "every variable a hook may send"
+            )
+        scheme = self.url.split(":", 1)[0].lower()
+        if scheme not in ("http", "https") or not self.url.lower().startswith(scheme + "://"):
+            raise ValueError(f"{self.shown()}: only http:// and https:// webhooks are allowed")
+        return self
 
     def resolved_url(self) -> str:
-        return os.path.expandvars(self.url)
+        """The URL with its listed variables filled in; raises KeyError naming a missing one."""
+
+        def value(m: re.Match[str]) -> str:
+            name = m.group(1)
+            if name not in self.env:  # cannot happen after validation; never expand others
+                raise KeyError(name)
+            return os.environ[name]
+
+        return _ENV_PART.sub(value, self.url)
+
+    def shown(self) -> str:
+        """The URL as logs show it: scheme, host and port only, since a path, query or user
+        part may carry a token (Slack and Teams put theirs in the path)."""
+        return redacted_url(self.url)
+
+
+def redacted_url(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return "<not a URL>"
+    host = rest.split("/", 1)[0].split("?", 1)[0].split("#", 1)[0].rsplit("@", 1)[-1]
+    return f"{scheme}://{host}/…"
 
 
 class Alerts(BaseModel):

@@ -51,6 +51,8 @@ async def _scenario_site(tmp_path: Path, url: str) -> Path:
 alerts:
   webhooks:
     - url: "{url}/hook?token=${{KERA_TEST_HOOK_TOKEN}}"
+      env: [KERA_TEST_HOOK_TOKEN]
+      allow_private: true  # the test's receiver is on loopback
   cooldown_s: 0
   retries: 3
 """
@@ -145,8 +147,13 @@ async def test_bin_co2_and_offline_scenarios(
 
 
 async def test_alert_state_survives_a_restart(
-    settings: IngestSettings, broker: Mosquitto, tmp_path: Path, receiver: tuple[Receiver, str]
+    settings: IngestSettings,
+    broker: Mosquitto,
+    tmp_path: Path,
+    receiver: tuple[Receiver, str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setenv("KERA_TEST_HOOK_TOKEN", "s3cr3t-from-env")
     rec, url = receiver
     settings = settings.model_copy(update={"site_config": await _scenario_site(tmp_path, url)})
     target = parse_mqtt_url(settings.mqtt_url)

@@ -15,7 +15,8 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from devices import Registry, SiteConfigError
-from devices.onboarding import INGEST_USER, acl, add_device, set_password
+from devices.contract import INGEST_USER
+from devices.onboarding import acl, add_device, set_password
 from devices.site import default_site_text
 from devstack.services import InfluxDB, Mosquitto
 from ingest.service import Ingestor
