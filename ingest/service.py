@@ -34,6 +34,9 @@ from ingest.storage.writer import BatchWriter
 
 log = logging.getLogger(__name__)
 
+# How long the start waits for InfluxDB to create the database before subscribing anyway.
+START_DB_S = 2.0
+
 
 @dataclass(slots=True)
 class _Run:
@@ -111,12 +114,13 @@ class Ingestor:
         `freeze_gc`: the process is this ingestor's alone (`run_forever`)."""
         stop = stop or asyncio.Event()
         run = await self._build()
-        if self.evaluator is not None:
-            await self.evaluator.seed()
+        if freeze_gc and self.evaluator is not None:
+            self.evaluator.on_seeded = _freeze_gc
         if freeze_gc:
-            # What exists now (modules, the registry, the reloaded rollups) lives as long as the
-            # process. Frozen, the cyclic collector's full collections no longer walk it: they
-            # took 34-90 ms on the event loop every 20 s at 500 devices (docs/performance.md).
+            # What exists now (modules, the registry) lives as long as the process; so do the
+            # rollups once their history is loaded (frozen again then, `_freeze_after_seed`).
+            # Frozen, the cyclic collector's full collections no longer walk it: they took
+            # 34-90 ms on the event loop every 20 s at 500 devices (docs/performance.md).
             gc.collect()
             gc.freeze()
         self._start_tasks(run)
@@ -140,6 +144,10 @@ class Ingestor:
         return replace(
             view,
             spool_disk_error=writer.disk_error,
+            backlog_lines=writer.backlog_lines,
+            batch_lines=writer.max_lines,
+            last_write_s=writer.last_write_s,
+            write_age_s=writer.write_age_s,
             disk_free_bytes=space.free_bytes if space is not None else None,
             disk_total_bytes=space.total_bytes if space is not None else None,
             writer_healthy=writer.healthy,
@@ -158,9 +166,13 @@ class Ingestor:
         await transport.start()
         if isinstance(transport, V1Transport):
             try:
-                await transport.create_database()
+                # Bounded: a frozen InfluxDB must not keep the ingestor from subscribing.
+                await asyncio.wait_for(transport.create_database(), START_DB_S)
             except Exception as exc:  # the writer creates it later on "database not found"
-                log.warning("InfluxDB not reachable at start (%s); will retry on write", exc)
+                log.warning(
+                    "InfluxDB not reachable at start (%s); will retry on write",
+                    str(exc) or f"no answer within {START_DB_S:g} s",
+                )
         spool = Spool(self.settings.spool_path(), max_bytes=self.settings.spool_max_bytes)
         try:
             await asyncio.to_thread(spool.open)
@@ -185,8 +197,9 @@ class Ingestor:
         # The writer acknowledges through the consumer, which is built after it (it feeds the
         # writer): the writer's callbacks are methods that find the consumer when called.
         writer = BatchWriter(
-            transport, spool, dead_letters, self.stats, self._ack, on_rejected=self._dead_letter
-        )
+            transport, spool, dead_letters, self.stats, self._ack, on_rejected=self._dead_letter,
+            max_lines=s.batch_size,
+        )  # fmt: skip
         self.writer = writer
         if s.alerts:
             self.evaluator = Evaluator(
@@ -372,6 +385,11 @@ class Ingestor:
             if self.consumer is not None:  # the consumer counts them; the line shows them now
                 self.stats.reconnects = self.consumer.reconnects
             log.info("stats: %s", self.stats.snapshot())
+
+
+def _freeze_gc() -> None:
+    gc.collect()
+    gc.freeze()
 
 
 def run_forever(settings: IngestSettings) -> Stats:

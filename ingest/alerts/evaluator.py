@@ -48,6 +48,13 @@ FLUSH_SLICE_S = 0.005
 # 500 energy meters read every 10 s is 180,000 rows (about 10 MB of JSON); a day of 5,000 would
 # be 17 million.
 SEED_CHUNK_MS = 3_600_000
+# The rollups' history loads after the ingestor subscribed, in the background, bounded: each
+# query by SEED_QUERY_S, the whole by SEED_LIMIT_S, and the live readings held for the rollups
+# meanwhile by SEED_HELD_MAX. Past any bound the rollups start from live readings alone, as when
+# InfluxDB is down (a frozen InfluxDB once kept the ingestor unsubscribed for 322 s).
+SEED_QUERY_S = 30.0
+SEED_LIMIT_S = 300.0
+SEED_HELD_MAX = 200_000
 SEED_DEVICES_PER_QUERY = 500
 
 
@@ -78,6 +85,12 @@ class Evaluator:
             shard=shard,
         )
         self.observer: MqttConsumer | None = None
+        # Called once the history is loaded (or given up): the service freezes the GC again.
+        self.on_seeded: Callable[[], None] | None = None
+        self._seeding: asyncio.Task[None] | None = None
+        # Cleared while the rollups' history loads: the periodic flush waits for it.
+        self._flush_gate = asyncio.Event()
+        self._flush_gate.set()
         # Verdicts of the observer's uplinks whose device codec runs in the sandbox.
         self._codec_tasks: set[asyncio.Task[object]] = set()
         # What the evaluator's own subscription (on shared groups) judged: with a share group
@@ -89,11 +102,31 @@ class Evaluator:
         self._due: list[Repair] = []
         self._repairing: tuple[list[Repair], Generator[None, None, int]] | None = None
         alerts_observe, rollups_observe = self.alerts.observe, self.rollups.observe
+        # While the history loads (seed), live readings wait here for the rollups, so that they
+        # see every device's readings in time order; None once loaded.
+        holding: list[list[Reading] | None] = [None]
+        self._holding = holding
+        # What is held, by (device, time): a held reading may be stored and so also come back
+        # in the history's load; the load skips it, and it is rolled up once, when released.
+        held_keys: set[tuple[str, int]] = set()
+        self._held_keys = held_keys
+        self._seed_overflow = asyncio.Event()
+        overflow = self._seed_overflow
 
-        # Called for every accepted reading: two bound calls, no attribute look-ups.
+        def hold(reading: Reading) -> None:
+            held = holding[0]
+            if held is None:
+                rollups_observe(reading)
+                return
+            held.append(reading)
+            held_keys.add((reading.device.id, reading.time_ms))
+            if len(held) > SEED_HELD_MAX:
+                overflow.set()
+
+        # Called for every accepted reading: two calls and a look into a list.
         def observe(reading: Reading) -> None:
             alerts_observe(reading)
-            rollups_observe(reading)
+            hold(reading)
 
         self.observe = observe
         self._seed_observe = rollups_observe
@@ -109,7 +142,7 @@ class Evaluator:
             def observe_shard(reading: Reading) -> None:
                 if reading.device.id in mine:
                     alerts_observe(reading)
-                    rollups_observe(reading)
+                    hold(reading)
 
             self.observe = observe_shard
             log.info(
@@ -163,29 +196,77 @@ class Evaluator:
         from the readings in InfluxDB, so the hours and days around a restart are computed from
         all their readings, not only from those that arrive after it. An hour at a time, each
         flushed without writing, so the raw window stays short while loading, and in groups
-        of devices, so no answer of InfluxDB is larger than a few MB."""
+        of devices, so no answer of InfluxDB is larger than a few MB.
+
+        Runs beside the live ingestor (a job), within the SEED_ bounds; live readings wait for
+        the rollups meanwhile and are handed over, in arrival order, when it ends, whichever
+        way it ends."""
         s, rollups = self._settings, self.rollups
         now = int(time.time() * 1000)
         since = rollups.seed_from(now)
-        try:
-            n = await load_readings(
-                self._registry, s.influx_url, s.influx_db, since, now, self._seed_observe,
+        self._hold_live()
+        load = asyncio.ensure_future(
+            load_readings(
+                self._registry, s.influx_url, s.influx_db, since, now, self._load_observe,
                 self._token(), after_chunk=lambda: run_in_slices(rollups.flush_steps(False)),
                 chunk_ms=SEED_CHUNK_MS, per_query=SEED_DEVICES_PER_QUERY,
-            )  # fmt: skip
-        except Exception as exc:  # InfluxDB down: rollups start from live readings alone
+                timeout_s=max(SEED_QUERY_S, s.influx_timeout_s),
+            )
+        )  # fmt: skip
+        overflow = asyncio.ensure_future(self._seed_overflow.wait())
+        try:
+            done, _ = await asyncio.wait(
+                {load, overflow}, timeout=SEED_LIMIT_S, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:  # stopped meanwhile: `stop` hands the held readings over
+            for task in (load, overflow):
+                task.cancel()
+        failed: BaseException | str | None
+        if load in done:
+            failed = load.exception()
+        elif overflow in done:
+            failed = f"{SEED_HELD_MAX} live readings arrived meanwhile"
+        else:
+            failed = f"it took over {SEED_LIMIT_S:.0f} s"
+        if failed is None:
+            log.info(
+                "rollups: loaded %d readings since %s from InfluxDB", load.result(), _utc(since)
+            )
+        else:  # InfluxDB down or slow: rollups start from live readings alone
             rollups.reset()
             log.warning(
                 "could not load the last %.0f h of readings for the rollups (%s); the hours "
                 "around this start may be partial until `kera-ingest rollups` recomputes them",
                 (now - since) / 3_600_000,
-                exc,
+                failed,
             )
-            return
-        log.info("rollups: loaded %d readings since %s from InfluxDB", n, _utc(since))
+        self._release_held()
+        if self.on_seeded is not None:
+            self.on_seeded()
+
+    def _load_observe(self, reading: Reading) -> None:
+        if (reading.device.id, reading.time_ms) not in self._held_keys:
+            self._seed_observe(reading)
+
+    def _hold_live(self) -> None:
+        if self._holding[0] is None:
+            self._holding[0] = []
+        self._flush_gate.clear()
+
+    def _release_held(self) -> None:
+        """Hand the readings held while loading to the rollups, and let them through again."""
+        held, self._holding[0] = self._holding[0], None
+        self._held_keys.clear()
+        for reading in held or ():
+            self._seed_observe(reading)
+        self._flush_gate.set()
 
     def jobs(self) -> list[Coroutine[Any, Any, None]]:
         alerts = self.alerts
+        # The history's load is the evaluator's own task, not a job: `stop` lets it finish. Live
+        # readings are held from now, before the consumer (started beside it) takes any.
+        self._hold_live()
+        self._seeding = asyncio.create_task(self.seed(), name="rollups-seed")
         jobs = [
             self.delivery.run(),
             every(TICK_S, lambda: alerts.tick(time.time_ns() // 1_000_000)),
@@ -199,6 +280,7 @@ class Evaluator:
         rollups = self.rollups
         while True:
             await asyncio.sleep(ROLLUP_FLUSH_S)
+            await self._flush_gate.wait()  # never beside the history's own flushes
             if self._due:
                 await self._repair()
             self._flushing = steps = rollups.flush_steps()
@@ -242,6 +324,15 @@ class Evaluator:
         flush (the writer is still running and stores them before the service stops)."""
         if self.observer is not None:
             await self.observer.stop(timeout_s=1.0)
+        seeding = self._seeding
+        if seeding is not None and not seeding.done():
+            # Stopped while the history loads: let it finish (bounded), so the last flush
+            # computes whole hours; past the bound the live readings count alone.
+            await asyncio.wait({seeding}, timeout=self._settings.shutdown_timeout_s / 2)
+            seeding.cancel()
+        if self._holding[0] is not None:
+            self.rollups.reset()
+            self._release_held()
         if self._flushing is not None:
             # A sliced flush under way hands its work back before the last flush does it all:
             # two flushes must never interleave.

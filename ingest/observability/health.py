@@ -29,6 +29,11 @@ log = logging.getLogger(__name__)
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
+# A write slower than this, or more than BACKLOG_WRITES full writes waiting in memory, is
+# `degraded`: InfluxDB is not keeping up (the writer merges what queues meanwhile).
+SLOW_WRITE_S = 2.0
+BACKLOG_WRITES = 4
+
 
 @dataclass(frozen=True, slots=True)
 class HealthView:
@@ -50,6 +55,20 @@ class HealthView:
     # The spool filesystem's free and total bytes; None when unknown.
     disk_free_bytes: int | None = None
     disk_total_bytes: int | None = None
+    # Lines waiting in memory for the writer, the batch size, the last write's duration and
+    # how long the write under way has waited.
+    backlog_lines: int = 0
+    batch_lines: int = 5000
+    last_write_s: float = 0.0
+    write_age_s: float = 0.0
+
+    @property
+    def slow_writes(self) -> bool:
+        return max(self.last_write_s, self.write_age_s) > SLOW_WRITE_S
+
+    @property
+    def backlog_high(self) -> bool:
+        return self.backlog_lines > BACKLOG_WRITES * self.batch_lines
 
     @property
     def disk_low(self) -> bool:
@@ -84,6 +103,18 @@ def problems(view: HealthView) -> list[str]:
         )
     elif view.spool_records:
         out.append(f"{view.spool_records} spooled batches wait for replay into InfluxDB")
+    if view.slow_writes:
+        out.append(
+            f"InfluxDB answers slowly: the last write took {view.last_write_s:.1f} s, the one "
+            f"under way has waited {view.write_age_s:.1f} s; queued batches are merged into "
+            "fewer writes"
+        )
+    if view.backlog_high:
+        out.append(
+            f"{view.backlog_lines} readings wait in memory for InfluxDB (more than "
+            f"{BACKLOG_WRITES} writes' worth); the broker keeps what comes after the receive "
+            "window"
+        )
     if view.disk_low and view.spool_disk_error is None:
         out.append(
             f"the spool's disk is low: {view.disk_free_bytes} bytes free, less than the "
@@ -96,7 +127,13 @@ def problems(view: HealthView) -> list[str]:
 def health(view: HealthView) -> dict[str, Any]:
     if not view.broker_connected or view.spool_full or view.spool_disk_error is not None:
         status = "failing"
-    elif not view.writer_healthy or view.spool_records or view.disk_low:
+    elif (
+        not view.writer_healthy
+        or view.spool_records
+        or view.disk_low
+        or view.slow_writes
+        or view.backlog_high
+    ):
         status = "degraded"
     else:
         status = "ok"
@@ -106,6 +143,12 @@ def health(view: HealthView) -> dict[str, Any]:
         "broker_connected": view.broker_connected,
         "writer_healthy": bool(view.writer_healthy),
         "writer_error": view.writer_error,
+        "writer": {
+            "backlog_lines": view.backlog_lines,
+            "last_write_s": round(view.last_write_s, 3),
+            "write_age_s": round(view.write_age_s, 3),
+            "slow": view.slow_writes,
+        },
         "spool": {
             "records": view.spool_records,
             "bytes": view.spool_bytes,
@@ -159,6 +202,13 @@ class _StatsCollector(Collector):
                 "writer_healthy", "1 while the last InfluxDB write succeeded", v.writer_healthy
             )
             yield gauge("queue_batches", "Batches waiting for the writer", v.queue_batches)
+            yield gauge("backlog_lines", "Lines waiting in memory for the writer", v.backlog_lines)
+            yield gauge("last_write_seconds", "Duration of the last InfluxDB write", v.last_write_s)
+            yield gauge(
+                "write_age_seconds",
+                "How long the InfluxDB write under way has waited",
+                v.write_age_s,
+            )
             yield gauge("spool_records", "Batches in the spool", v.spool_records)
             yield gauge("spool_bytes", "Bytes waiting in the spool", v.spool_bytes)
             yield gauge("spool_max_bytes", "The spool's size bound", v.spool_max_bytes)

@@ -156,6 +156,7 @@ async def load_readings(
     after_chunk: Callable[[], Awaitable[object]] | None = None,
     chunk_ms: int = DAY_MS,
     per_query: int | None = None,
+    timeout_s: float | None = None,
 ) -> int:
     """Hand `sink` the readings rollups need, of registered devices, in [start_ms, end_ms), a
     chunk of `chunk_ms` at a time (`after_chunk` is awaited after each, say to flush them), and
@@ -177,7 +178,7 @@ async def load_readings(
             group = "|".join(ids[k : k + per_query])
             queries.append((measurement, f'{head} AND "{DEVICE_TAG}" =~ /^({group})$/'))
     n = 0
-    async with influx_session(token) as session:
+    async with influx_session(token, timeout_s) as session:
         chunk = start_ms
         while chunk < end_ms:
             until = min(end_ms, chunk + chunk_ms)

@@ -44,11 +44,16 @@ async def influxql(
     return series
 
 
-def influx_session(token: str | None = None) -> aiohttp.ClientSession:
+def influx_session(
+    token: str | None = None, timeout_s: float | None = None
+) -> aiohttp.ClientSession:
     """A session for `influxql` calls, with the token (a URL's user and password go with
-    each query)."""
+    each query); `timeout_s` bounds each query (aiohttp's own default is 5 minutes)."""
     headers = {"Authorization": f"Token {token}"} if token else {}
-    return aiohttp.ClientSession(headers=headers)
+    timeout = aiohttp.ClientTimeout(total=timeout_s) if timeout_s else None
+    if timeout is None:
+        return aiohttp.ClientSession(headers=headers)
+    return aiohttp.ClientSession(headers=headers, timeout=timeout)
 
 
 def influxql_sync(

@@ -10,6 +10,7 @@ import base64
 import contextlib
 import json
 import logging
+import signal
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -24,6 +25,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from devices.site import default_site_text
 from devstack.services import InfluxDB, Mosquitto
 from ingest.settings import IngestSettings
+from tests.faultproxy import FaultProxy
 from tests.helpers import (
     IngestProcess,
     Publisher,
@@ -316,3 +318,79 @@ async def test_hostile_sizes_stay_outside_and_retained_junk_counts_once(
             # The resumed session does not get the retained junk again.
             assert await metric("kera_ingest_messages_total") == 1
             assert ingest.terminate() == 0
+
+
+async def test_a_slow_database_gets_merged_writes_and_is_reported(
+    broker: Mosquitto, influx: InfluxDB, database: str, tmp_path: Path
+) -> None:
+    """Every InfluxDB answer 3 s late (a TCP proxy that delays each request): one batch per
+    write stored 22 points/s against 300/s arriving, and /healthz said "ok". Batches queued
+    behind a slow write are merged now, so all 3,000 readings land within seconds of the last
+    publish, and /healthz says `degraded` with the reason while it lasts."""
+    async with FaultProxy(int(influx.url.rsplit(":", 1)[1]), delay_s=3.0) as proxy:
+        settings = local_settings(broker.url, proxy.url, database, tmp_path, alerts=False)
+        direct = settings.model_copy(update={"influx_url": influx.url})
+        async with (
+            ingest_process(settings, tmp_path / "ingest.log") as ingest,
+            watching(ingest) as watch,
+        ):
+            with Publisher(broker.port, "slow-pub") as pub:
+                started = time.monotonic()
+                thread = threading.Thread(
+                    target=pub.energy, args=(3000, int(time.time() * 1000) - 60_000, 300.0)
+                )
+                thread.start()
+                await asyncio.to_thread(thread.join)
+
+                async def stored() -> bool:
+                    return await count(direct, "energy", "power_w") >= 3000
+
+                await wait_until(stored, timeout=60, interval=0.5)
+                took = time.monotonic() - started
+            assert await count(direct, "energy", "power_w") == 3000
+            assert took < 30, took  # 10 s of publishing; one batch per write took minutes
+            slow = [h for h in watch.seen if h["writer"]["slow"]]
+            assert slow, "never reported slow"
+            assert slow[-1]["status"] == "degraded"
+            assert any("InfluxDB answers slowly" in p for p in slow[-1]["problems"])
+            metrics = await ingest.metrics()
+            assert metrics["kera_ingest_batches_written_total"] < 30
+            assert metrics["kera_ingest_last_write_seconds"] >= 3.0
+            assert ingest.terminate() == 0
+
+
+async def test_a_frozen_database_at_start_does_not_keep_the_ingestor_away(
+    broker: Mosquitto, own_influx: InfluxDB, tmp_path: Path
+) -> None:
+    """The evaluating ingestor loaded the rollups' history before subscribing, with aiohttp's
+    5-minute timeout: with InfluxDB frozen it answered 503 for 322 s. Now it subscribes within
+    seconds and loads the history beside the live readings, which wait for the rollups."""
+    db = own_influx
+    assert db.proc is not None
+    settings = local_settings(broker.url, db.url, "frozen", tmp_path, influx_timeout_s=2.0)
+    assert settings.alerts
+    db.proc.send_signal(signal.SIGSTOP)
+    try:
+        ingest = IngestProcess(settings, tmp_path / "ingest.log").start()
+        started = time.monotonic()
+        await ingest.wait_connected(timeout=10)
+        assert time.monotonic() - started < 8
+        async with watching(ingest):
+            with Publisher(broker.port, "frozen-pub") as pub:
+                pub.energy(200, int(time.time() * 1000) - 60_000, rate=200.0)
+                await asyncio.sleep(2)
+                db.proc.send_signal(signal.SIGCONT)
+
+                async def stored() -> bool:
+                    return await count(settings, "energy", "power_w") >= 200
+
+                await wait_until(stored, timeout=60, interval=0.5)
+        # The history loads (or is given up, within its bounds) once InfluxDB answers again.
+        await wait_until(
+            lambda: "rollups: loaded" in ingest.log() or "could not load" in ingest.log(),
+            timeout=60,
+            interval=0.5,
+        )
+        assert ingest.terminate() == 0
+    finally:
+        db.proc.send_signal(signal.SIGCONT)
