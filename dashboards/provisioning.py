@@ -130,6 +130,9 @@ ALERT_RULE_QUERIES: dict[str, str] = {
     "kera-rejections-high": (
         'SELECT sum("rejected") / sum("messages") FROM "pipeline" WHERE time > now() - 15m'
     ),
+    "kera-clock-wrong": (
+        'SELECT last("clock_suspect") FROM "pipeline" WHERE time > now() - 15m GROUP BY "instance"'
+    ),
 }
 
 
@@ -156,6 +159,10 @@ def alert_rules() -> dict[str, Any]:
                     _rule("kera-rejections-high", "Many readings rejected",
                           q["kera-rejections-high"], 900, "gt", 0.2, "15m",
                           "Over 20 % of messages rejected: a device or partner sends bad data."),
+                    _rule("kera-clock-wrong", "Ingestor clock wrong", q["kera-clock-wrong"],
+                          900, "gt", 0, "10m",
+                          "Most devices' clocks disagree with an ingestor's by over a minute: "
+                          "set its host's clock (NTP); /healthz says by how much."),
                 ],
             }
         ],

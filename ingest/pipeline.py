@@ -19,6 +19,7 @@ from collections.abc import Callable
 
 from devices import Registry, UnknownFields
 from ingest.codecs import CodecSandbox, Router
+from ingest.observability.clock import ClockWatch
 from ingest.observability.counters import RejectionLog, Stats
 from ingest.reading import DeadLetter, Decoded, NoReading, Reading, Reason, Rejected
 from ingest.storage.batch import Batch
@@ -94,6 +95,7 @@ class Pipeline:
         observe: Callable[[Reading], None] | None = None,
         judge_only: bool = False,
         sandbox: CodecSandbox | None = None,
+        clock: ClockWatch | None = None,
     ) -> None:
         # Sees every accepted reading (the alert engine).
         self.observe = observe
@@ -103,7 +105,7 @@ class Pipeline:
         self._encode = not judge_only
         self._site = registry.site_id
         self._router = Router(registry.site)
-        self._validator = Validator(registry, max_future_s, max_age_s)
+        self._validator = Validator(registry, max_future_s, max_age_s, clock)
         self._encoder = LineEncoder(registry.site_id)
         self._stats = stats
         self._rejections = RejectionLog(

@@ -9,6 +9,7 @@ import gc
 import json
 import logging
 import signal
+import time
 from collections.abc import Coroutine
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -19,6 +20,7 @@ from ingest.alerts.engine import AlertEngine
 from ingest.alerts.evaluator import Evaluator, every
 from ingest.codecs import CodecSandbox
 from ingest.mqtt import MqttConsumer, parse_mqtt_url
+from ingest.observability.clock import ClockWatch
 from ingest.observability.counters import Stats
 from ingest.observability.health import HealthServer, HealthView
 from ingest.observability.pipeline_measurement import PipelineMeasurement
@@ -80,6 +82,8 @@ class Ingestor:
         self._factors = EmissionFactors.from_impact(self.registry.site.impact)
         # Set once subscribed to the broker for the first time.
         self.ready = asyncio.Event()
+        # What the devices' clocks say of this one's (observability.clock).
+        self.clock = ClockWatch()
         # Device codecs run in a worker process, never on the event loop (ingest.codecs).
         self.codecs = CodecSandbox(settings.codec_deadline_s)
         # Messages waiting for their codec's verdict; their batch holds their place.
@@ -141,8 +145,10 @@ class Ingestor:
             return view
         spool = writer.spool
         space = spool.disk_space()
+        skew = self.clock.skew(time.time_ns() // 1_000_000)
         return replace(
             view,
+            clock_skew=skew,
             spool_disk_error=writer.disk_error,
             backlog_lines=writer.backlog_lines,
             batch_lines=writer.max_lines,
@@ -192,7 +198,7 @@ class Ingestor:
         )
         pipeline = Pipeline(
             self.registry, self.stats, s.max_payload_bytes, s.max_future_s, s.max_age_s,
-            sandbox=self.codecs,
+            sandbox=self.codecs, clock=self.clock,
         )  # fmt: skip
         # The writer acknowledges through the consumer, which is built after it (it feeds the
         # writer): the writer's callbacks are methods that find the consumer when called.
@@ -241,8 +247,9 @@ class Ingestor:
             spool.directory,
         )
         own = PipelineMeasurement(
-            self.stats, site.site, s.mqtt_client_id, spool, frozenset(d.id for d in self.registry)
-        )
+            self.stats, site.site, s.mqtt_client_id, spool, frozenset(d.id for d in self.registry),
+            self.clock,
+        )  # fmt: skip
         return _Run(transport, spool, writer, batcher, consumer, own)
 
     def _ack(self, batch: Batch) -> None:

@@ -22,6 +22,7 @@ from devices.expressions import ExpressionError
 from devices.mapping import MappingError
 from devices.site import UnknownFields
 from ingest.codecs._js import CodecError, PayloadCodec
+from ingest.observability.clock import ClockWatch
 from ingest.reading import Decoded, FieldValue, NoReading, Reading, Reason, Rejected
 
 
@@ -106,15 +107,18 @@ class Validator:
     Timestamp limits are relative to the receive time: `max_future_s` allows for clock skew,
     `max_age_s` for a gateway that comes back with a backlog. None turns a limit off."""
 
-    __slots__ = ("_codecs", "_max_age_ms", "_max_future_ms", "_registry")
+    __slots__ = ("_clock", "_codecs", "_max_age_ms", "_max_future_ms", "_registry")
 
     def __init__(
         self,
         registry: Registry,
         max_future_s: float | None = None,
         max_age_s: float | None = None,
+        clock: ClockWatch | None = None,
     ) -> None:
         self._registry = registry
+        # Hears every device time against its receive time: is this ingestor's clock right?
+        self._clock = clock
         # Payload codecs by file, loaded on a device's first raw uplink.
         self._codecs: dict[Path, PayloadCodec | CodecError] = {}
         self._max_future_ms = None if max_future_s is None else round(max_future_s * 1000)
@@ -155,11 +159,14 @@ class Validator:
         if time_ms is None:
             time_ms = received_ms
         else:
+            if self._clock is not None:
+                self._clock.record(device_id, time_ms, received_ms)
             if self._max_future_ms is not None and time_ms > received_ms + self._max_future_ms:
                 raise Rejected(
                     Reason.TS_IN_FUTURE,
                     f"ts is {(time_ms - received_ms) / 1000:.0f} s ahead of the receive time "
-                    f"(limit {self._max_future_ms / 1000:.0f} s); is the device clock set?",
+                    f"(limit {self._max_future_ms / 1000:.0f} s); is the device clock set? If "
+                    "most devices are ahead, the ingestor's clock is behind (/healthz says so)",
                     device_id,
                 )
             if self._max_age_ms is not None and time_ms < received_ms - self._max_age_ms:

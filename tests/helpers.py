@@ -140,6 +140,18 @@ def small_tmpfs(path: Path, size: str) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(path)], check=False)
 
 
+def faketime_env(offset: str) -> dict[str, str]:
+    """The environment that runs a child process with its clock `offset` off (libfaketime,
+    Debian's faketime package, as scripts/setup installs it): "-2h", "+2h"."""
+    libs = sorted(Path("/usr/lib").glob("*/faketime/libfaketime.so.1"))
+    if not libs:
+        reason = "libfaketime is missing (apt-get install faketime)"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return {"LD_PRELOAD": str(libs[0]), "FAKETIME": offset}
+
+
 def fill(path: Path) -> int:
     """Write a file at `path` until its filesystem has no space left; return its size."""
     written = 0
@@ -181,7 +193,11 @@ class IngestProcess:
 
     The health port is fixed across restarts so /healthz stays at one address."""
 
-    def __init__(self, settings: IngestSettings, log_path: Path) -> None:
+    def __init__(
+        self, settings: IngestSettings, log_path: Path, env: dict[str, str] | None = None
+    ) -> None:
+        # `env`: more environment (libfaketime's, for a process with a wrong clock).
+        self.env = env or {}
         if not settings.health_port:
             settings = settings.model_copy(update={"health_port": free_port()})
         self.settings = settings
@@ -199,7 +215,7 @@ class IngestProcess:
             log.flush()
             self.proc = subprocess.Popen(
                 [str(Path(sys.executable).with_name("kera-ingest")), "run"],
-                env=settings_env(self.settings),
+                env={**settings_env(self.settings), **self.env},
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
@@ -260,9 +276,11 @@ class IngestProcess:
 
 
 @contextlib.asynccontextmanager
-async def ingest_process(settings: IngestSettings, log_path: Path) -> AsyncIterator[IngestProcess]:
+async def ingest_process(
+    settings: IngestSettings, log_path: Path, env: dict[str, str] | None = None
+) -> AsyncIterator[IngestProcess]:
     """A connected `kera-ingest run` subprocess, SIGKILLed on the way out if still running."""
-    ingest = IngestProcess(settings, log_path).start()
+    ingest = IngestProcess(settings, log_path, env).start()
     try:
         await ingest.wait_connected()
         yield ingest

@@ -6,7 +6,8 @@ Rule kinds:
   threshold does not flap. A boolean field fires on `true` (a tilted bin).
 - `rate`: a field changing faster than `warning` / `critical` units per minute.
 - `offline`: a device's last will (`online=false`), or no reading within `intervals` times the
-  device's expected interval.
+  device's expected interval. Silence is measured on `steady_ms`, this process's clock that
+  never steps: a wall clock set 2 h forward fired every device offline before.
 
 `power_max` style limits per device come from the site file's `thresholds`
 (`limit_key: max_power_w` takes the device's `thresholds.max_power_w`).
@@ -73,8 +74,11 @@ class AlertEngine:
         rules: Iterable[AlertRule],
         notify: Callable[[Transition], None],
         state_file: Path | None = None,
+        clock: Callable[[], int] | None = None,
     ) -> None:
         self._registry = registry
+        # When a reading arrives, for silence; `tick` is given the same clock's time.
+        self._clock = clock or steady_ms
         self.rules = list(rules)
         self._notify = notify
         self._state_file = state_file
@@ -100,13 +104,13 @@ class AlertEngine:
                 for rule in self._offline:
                     self._set(rule, device, "critical", None, reading.time_ms, "last will")
             elif online is True:
-                self.last_seen_ms[device] = reading.received_ms or now_ms()
+                self.last_seen_ms[device] = self._clock()
                 for rule in self._offline:
                     self._set(rule, device, "ok", None, reading.time_ms, "back online")
             return
         # Silence is judged by when readings arrive (a backfill's old timestamps are not
-        # silence); the receive time was stamped once, by the transport.
-        self.last_seen_ms[device] = reading.received_ms or now_ms()
+        # silence), on the steady clock (a step of the wall clock is not silence either).
+        self.last_seen_ms[device] = self._clock()
         for rule in self._offline:
             st = self._state.get((rule.name, device))
             if st is not None and st.level != "ok":
@@ -298,8 +302,15 @@ def _rank(level: str) -> int:
     return _RANKS[level]
 
 
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
+_WALL0_NS = time.time_ns()
+_MONO0_NS = time.monotonic_ns()
+
+
+def steady_ms() -> int:
+    """Milliseconds on a clock that reads the wall clock's time at start and then only moves
+    forward, at the monotonic clock's pace: silence measured on it ignores NTP steps and a
+    clock someone sets by hand."""
+    return (_WALL0_NS + time.monotonic_ns() - _MONO0_NS) // 1_000_000
 
 
 __all__ = ["DEFAULT_RULES", "AlertEngine", "AlertRule", "Transition"]

@@ -17,7 +17,7 @@ from typing import Any
 
 from devices import Registry
 from ingest.alerts.delivery import AlertDelivery
-from ingest.alerts.engine import AlertEngine
+from ingest.alerts.engine import AlertEngine, steady_ms
 from ingest.codecs import CodecSandbox
 from ingest.mqtt import MqttConsumer, MqttTarget
 from ingest.observability.counters import Stats
@@ -269,7 +269,7 @@ class Evaluator:
         self._seeding = asyncio.create_task(self.seed(), name="rollups-seed")
         jobs = [
             self.delivery.run(),
-            every(TICK_S, lambda: alerts.tick(time.time_ns() // 1_000_000)),
+            every(TICK_S, lambda: alerts.tick(steady_ms())),
             self._flush_rollups(),
         ]
         if self.observer is not None:

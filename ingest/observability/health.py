@@ -23,6 +23,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from ingest.observability.clock import Skew
 from ingest.observability.counters import COUNTERS, Stats
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,8 @@ class HealthView:
     disk_total_bytes: int | None = None
     # Lines waiting in memory for the writer, the batch size, the last write's duration and
     # how long the write under way has waited.
+    # Devices' time minus this ingestor's (median of those heard lately), None until known.
+    clock_skew: Skew | None = None
     backlog_lines: int = 0
     batch_lines: int = 5000
     last_write_s: float = 0.0
@@ -103,6 +106,20 @@ def problems(view: HealthView) -> list[str]:
         )
     elif view.spool_records:
         out.append(f"{view.spool_records} spooled batches wait for replay into InfluxDB")
+    skew = view.clock_skew
+    if skew is not None and skew.suspect:
+        if skew.seconds > 0:
+            out.append(
+                f"this ingestor's clock is {skew.seconds:.0f} s behind its devices' (the median "
+                f"of {skew.devices} devices): readings over KERA_MAX_FUTURE_S ahead are "
+                "rejected ts_in_future and kept as dead letters; set the host's clock (NTP)"
+            )
+        else:
+            out.append(
+                f"this ingestor's clock is {-skew.seconds:.0f} s ahead of its devices' (the "
+                f"median of {skew.devices} devices): readings without a time of their own are "
+                "stamped with it; set the host's clock (NTP)"
+            )
     if view.slow_writes:
         out.append(
             f"InfluxDB answers slowly: the last write took {view.last_write_s:.1f} s, the one "
@@ -125,6 +142,7 @@ def problems(view: HealthView) -> list[str]:
 
 
 def health(view: HealthView) -> dict[str, Any]:
+    skew = view.clock_skew
     if not view.broker_connected or view.spool_full or view.spool_disk_error is not None:
         status = "failing"
     elif (
@@ -133,6 +151,7 @@ def health(view: HealthView) -> dict[str, Any]:
         or view.disk_low
         or view.slow_writes
         or view.backlog_high
+        or (view.clock_skew is not None and view.clock_skew.suspect)
     ):
         status = "degraded"
     else:
@@ -143,6 +162,11 @@ def health(view: HealthView) -> dict[str, Any]:
         "broker_connected": view.broker_connected,
         "writer_healthy": bool(view.writer_healthy),
         "writer_error": view.writer_error,
+        "clock": {
+            "skew_s": None if skew is None else round(skew.seconds, 1),
+            "devices": 0 if skew is None else skew.devices,
+            "suspect": skew is not None and skew.suspect,
+        },
         "writer": {
             "backlog_lines": view.backlog_lines,
             "last_write_s": round(view.last_write_s, 3),
@@ -186,6 +210,18 @@ class _StatsCollector(Collector):
             rejected.add_metric([reason], n)
         yield rejected
         yield gauge("mqtt_connected", "1 while connected to the broker", v.broker_connected)
+        skew = v.clock_skew
+        yield gauge(
+            "clock_suspect",
+            "1 while most devices' clocks disagree with this ingestor's by over a minute",
+            skew is not None and skew.suspect,
+        )
+        if skew is not None:
+            yield gauge(
+                "clock_skew_seconds",
+                "Devices' time minus this ingestor's, the median of the devices heard lately",
+                skew.seconds,
+            )
         yield counter("mqtt_reconnects", "Reconnections to the broker", v.reconnects)
         serial = CounterMetricFamily(
             "kera_ingest_serial_events",

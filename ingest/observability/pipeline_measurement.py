@@ -19,6 +19,7 @@ from devices.contract import (
     SITE_TAG,
     UNKNOWN_FIELDS_MEASUREMENT,
 )
+from ingest.observability.clock import ClockWatch
 from ingest.observability.counters import COUNTERS, Stats
 from ingest.reading import FieldValue, Reason
 from ingest.storage.lineproto import format_line, series_key
@@ -36,8 +37,10 @@ class PipelineMeasurement:
         instance: str,
         spool: Spool | None = None,
         devices: frozenset[str] = frozenset(),
+        clock: ClockWatch | None = None,
     ) -> None:
         self._stats = stats
+        self._clock = clock
         self._spool = spool
         self._site = site
         self._key = series_key(PIPELINE_MEASUREMENT, {SITE_TAG: site, INSTANCE_TAG: instance})
@@ -83,6 +86,12 @@ class PipelineMeasurement:
         fields["batch_points_mean"] = delta["points_written"] / batches if batches else 0.0
         fields["batch_points_max"] = s.batch_points_max
         fields["spool_bytes"] = self._spool.pending_bytes if self._spool is not None else 0
+        skew = self._clock.skew(time.time_ns() // 1_000_000) if self._clock is not None else None
+        # An alert rule follows this (dashboards.provisioning): the host's clock needs setting.
+        # 0 or 1, not a boolean: Grafana's alert threshold needs a number.
+        fields["clock_suspect"] = int(skew is not None and skew.suspect)
+        if skew is not None:
+            fields["clock_skew_s"] = round(skew.seconds, 1)
         s.write_seconds_max = 0.0
         s.batch_points_max = 0
         return fields

@@ -247,14 +247,15 @@ async def test_push_is_idempotent_by_uid(monkeypatch: pytest.MonkeyPatch) -> Non
     finally:
         await runner.cleanup()
     assert first["datasource created"] == 1
-    assert first["alert rule created"] == 4
+    assert first["alert rule created"] == len(ALERT_RULE_QUERIES)
     assert second["datasource updated"] == 1
-    assert second["alert rule updated"] == 4
+    assert second["alert rule updated"] == len(ALERT_RULE_QUERIES)
     assert second["contact point updated"] == 1
     assert "folder created" not in second
     s = grafana.store
     assert {k: len(v) for k, v in s.items()} == {
-        "datasource": 1, "folder": 1, "dashboard": len(all_dashboards()), "rule": 4, "contact": 1
+        "datasource": 1, "folder": 1, "dashboard": len(all_dashboards()),
+        "rule": len(ALERT_RULE_QUERIES), "contact": 1,
     }  # fmt: skip
     assert s["datasource"]["kera-influxql"]["url"] == "http://influx.internal:8086"
     assert s["contact"]["kera-operators-webhook"]["settings"]["url"] == "https://hooks.example/kera"

@@ -27,12 +27,15 @@ from devstack.services import InfluxDB, Mosquitto
 from ingest.settings import IngestSettings
 from tests.faultproxy import FaultProxy
 from tests.helpers import (
+    ENERGY_DEVICES,
     IngestProcess,
     Publisher,
     count,
+    faketime_env,
     fill,
     ingest_process,
     local_settings,
+    query,
     small_tmpfs,
     wait_until,
 )
@@ -394,3 +397,54 @@ async def test_a_frozen_database_at_start_does_not_keep_the_ingestor_away(
         assert ingest.terminate() == 0
     finally:
         db.proc.send_signal(signal.SIGCONT)
+
+
+def _live_energy(pub: Publisher, rounds: int, gap_s: float) -> None:
+    """Five meters, each reading stamped with the test's (right) clock, `gap_s` apart."""
+    for k in range(rounds):
+        for device in ENERGY_DEVICES[:5]:
+            body = {"ts": int(time.time() * 1000), "power_w": 100.0 + k, "energy_kwh": 1.0 + k}
+            pub.client.publish(f"kera/kera/{device}/telemetry", json.dumps(body), qos=1)
+            pub.published += 1
+        time.sleep(gap_s)
+
+
+@pytest.mark.parametrize(("offset", "behind"), [("-2h", True), ("+2h", False)])
+async def test_a_wrong_ingestor_clock_is_named(
+    broker: Mosquitto, settings: IngestSettings, tmp_path: Path, offset: str, behind: bool
+) -> None:
+    """The ingestor's clock 2 h off its devices' (libfaketime on the ingestor only). Behind, all
+    readings were rejected ts_in_future while /healthz said "ok" and the log blamed the devices;
+    ahead, readings without a time were stamped in the future, unnoticed. Now /healthz, the
+    metrics and the `pipeline` point say the ingestor's clock is wrong, by how much and which
+    way, and the rejections say it may be the ingestor's."""
+    settings = settings.model_copy(update={"pipeline_interval_s": 1.0})
+    async with ingest_process(settings, tmp_path / "ingest.log", faketime_env(offset)) as ingest:
+        with Publisher(broker.port, "clock-pub") as pub:
+            await asyncio.to_thread(_live_energy, pub, 3, 1.1)
+            assert await wait_until(lambda: pub.unacknowledged() == 0, timeout=10)
+
+        async def suspect() -> dict[str, Any] | None:
+            h = await ingest.health()
+            return h if h["clock"]["suspect"] else None
+
+        health = await wait_until(suspect, timeout=10)
+        assert health["status"] == "degraded"
+        assert health["clock"]["devices"] == 5
+        assert abs(abs(health["clock"]["skew_s"]) - 7200) < 60
+        words = "behind its devices'" if behind else "ahead of its devices'"
+        assert any(words in p for p in health["problems"]), health["problems"]
+        metrics = await ingest.metrics()
+        assert metrics["kera_ingest_clock_suspect"] == 1
+        assert (metrics["kera_ingest_clock_skew_seconds"] > 0) is behind
+        rejected = metrics.get('kera_ingest_rejected_total{reason="ts_in_future"}', 0)
+        accepted = metrics["kera_ingest_accepted_total"]
+        assert (rejected, accepted) == ((15, 0) if behind else (0, 15))
+        if behind:
+            assert "the ingestor's clock is behind" in ingest.log()
+        await asyncio.sleep(1.5 * settings.pipeline_interval_s)
+        assert ingest.terminate() == 0
+    points = await query(
+        settings, 'SELECT last("clock_suspect"), last("clock_skew_s") FROM "pipeline"'
+    )
+    assert points[0]["values"][0][1] == 1
