@@ -16,6 +16,9 @@ from ingest.reading import Reading
 NOW = 1_800_000_000_000  # an injected receive clock: the watch never reads the real one
 HOUR = 3_600_000
 
+# Run again with the clock 400 days ahead by scripts/test (clock limits over time).
+pytestmark = pytest.mark.shifted_clock
+
 
 def _live(watch: ClockWatch, devices: int, offset_ms: int, readings: int = 3) -> None:
     """Devices reporting every 60 s, their clocks `offset_ms` off the receive clock."""
