@@ -164,6 +164,42 @@ def fill(path: Path) -> int:
     return written
 
 
+class HookReceiver:
+    """A webhook receiver for `http_server`: keeps every alert it is sent and when it came;
+    can fail the first deliveries (503), answer late, or with another status (a redirect)."""
+
+    def __init__(self, delay_s: float = 0.0, status: int = 204, location: str = "") -> None:
+        self.events: list[dict[str, Any]] = []
+        self.calls: list[float] = []
+        self.fail_first = 0
+        self.delay_s = delay_s
+        self.status = status
+        self.location = location
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.calls.append(time.monotonic())
+        if self.fail_first > 0:
+            self.fail_first -= 1
+            return web.Response(status=503)
+        self.events.append(await request.json())
+        await asyncio.sleep(self.delay_s)
+        headers = {"Location": self.location} if self.location else None
+        return web.Response(status=self.status, headers=headers)
+
+    def seen(self) -> list[tuple[str, str, bool, str]]:
+        return [(e["rule"], e["device"], e["firing"], e["level"]) for e in self.events]
+
+
+@contextlib.asynccontextmanager
+async def hook_receiver(
+    receiver: HookReceiver | None = None,
+) -> AsyncIterator[tuple[HookReceiver, str]]:
+    """A HookReceiver on `/hook` of a loopback server: (it, the server's base URL)."""
+    r = receiver or HookReceiver()
+    async with http_server("/hook", r.handle) as url:
+        yield r, url
+
+
 def local_settings(
     mqtt_url: str, influx_url: str, database: str, workdir: Path, **overrides: Any
 ) -> IngestSettings:

@@ -13,7 +13,6 @@ from typing import Any
 
 import paho.mqtt.client as paho
 import pytest
-from aiohttp import web
 from paho.mqtt.enums import CallbackAPIVersion
 
 from devices.site import default_site_text
@@ -21,29 +20,13 @@ from devstack.services import Mosquitto
 from firmware_sim.commission import send
 from ingest.mqtt import parse_mqtt_url
 from ingest.settings import IngestSettings
-from tests.helpers import http_server, rows, running_ingestor, wait_until
+from tests.helpers import HookReceiver, hook_receiver, rows, running_ingestor, wait_until
 
 # Run again with the clock 400 days ahead by scripts/test (alert timing and device_offline).
 pytestmark = pytest.mark.shifted_clock
 
 
-class Receiver:
-    def __init__(self) -> None:
-        self.events: list[dict[str, Any]] = []
-        self.fail_first = 0
-
-    async def handle(self, request: web.Request) -> web.Response:
-        if self.fail_first > 0:
-            self.fail_first -= 1
-            return web.Response(status=503)
-        self.events.append(await request.json())
-        return web.Response(status=204)
-
-    def seen(self) -> list[tuple[str, str, bool, str]]:
-        return [(e["rule"], e["device"], e["firing"], e["level"]) for e in self.events]
-
-
-async def _scenario_site(tmp_path: Path, url: str) -> Path:
+def _scenario_site(tmp_path: Path, url: str) -> Path:
     site = tmp_path / "site.yaml"
     site.write_text(
         default_site_text()
@@ -61,9 +44,8 @@ alerts:
 
 
 @pytest.fixture
-async def receiver() -> AsyncIterator[tuple[Receiver, str]]:
-    r = Receiver()
-    async with http_server("/hook", r.handle) as url:
+async def receiver() -> AsyncIterator[tuple[HookReceiver, str]]:
+    async with hook_receiver() as (r, url):
         yield r, url
 
 
@@ -71,12 +53,12 @@ async def test_bin_co2_and_offline_scenarios(
     settings: IngestSettings,
     broker: Mosquitto,
     tmp_path: Path,
-    receiver: tuple[Receiver, str],
+    receiver: tuple[HookReceiver, str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     rec, url = receiver
     monkeypatch.setenv("KERA_TEST_HOOK_TOKEN", "s3cr3t-from-env")
-    settings = settings.model_copy(update={"site_config": await _scenario_site(tmp_path, url)})
+    settings = settings.model_copy(update={"site_config": _scenario_site(tmp_path, url)})
     target = parse_mqtt_url(settings.mqtt_url)
     retained: dict[str, dict[str, Any]] = {}
     watcher = paho.Client(CallbackAPIVersion.VERSION2, client_id="alert-watch")
@@ -150,12 +132,12 @@ async def test_alert_state_survives_a_restart(
     settings: IngestSettings,
     broker: Mosquitto,
     tmp_path: Path,
-    receiver: tuple[Receiver, str],
+    receiver: tuple[HookReceiver, str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("KERA_TEST_HOOK_TOKEN", "s3cr3t-from-env")
     rec, url = receiver
-    settings = settings.model_copy(update={"site_config": await _scenario_site(tmp_path, url)})
+    settings = settings.model_copy(update={"site_config": _scenario_site(tmp_path, url)})
     target = parse_mqtt_url(settings.mqtt_url)
     now = int(time.time() * 1000)
     async with running_ingestor(settings):

@@ -10,33 +10,17 @@ import time
 from collections.abc import AsyncIterator, Callable
 
 import pytest
-from aiohttp import web
 
 from devices.site import Alerts, Webhook
 from ingest.alerts.delivery import AlertDelivery
 from ingest.alerts.engine import Transition
-from tests.helpers import http_server, wait_until
+from tests.helpers import HookReceiver, hook_receiver, http_server, wait_until
 
 TOKEN = "XXXX-s3cret-token"
 
 
 def _transition(device: str = "bin-glass-1") -> Transition:
     return Transition("bin_fill", device, True, "critical", 97.0, int(time.time() * 1000), "full")
-
-
-class Receiver:
-    def __init__(self, delay_s: float = 0.0, status: int = 200, location: str = "") -> None:
-        self.delay_s = delay_s
-        self.status = status
-        self.location = location
-        self.calls: list[float] = []
-
-    async def handle(self, request: web.Request) -> web.Response:
-        self.calls.append(time.monotonic())
-        await request.read()
-        await asyncio.sleep(self.delay_s)
-        headers = {"Location": self.location} if self.location else None
-        return web.Response(status=self.status, headers=headers)
 
 
 async def _deliver(
@@ -57,15 +41,14 @@ async def _deliver(
 
 
 @pytest.fixture
-async def receiver() -> AsyncIterator[tuple[Receiver, str]]:
-    r = Receiver()
-    async with http_server("/hook", r.handle) as url:
+async def receiver() -> AsyncIterator[tuple[HookReceiver, str]]:
+    async with hook_receiver() as (r, url):
         yield r, url
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
 async def test_a_hook_to_loopback_is_refused_unless_allowed(
-    receiver: tuple[Receiver, str], host: str, caplog: pytest.LogCaptureFixture
+    receiver: tuple[HookReceiver, str], host: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     r, url = receiver
     target = url.replace("127.0.0.1", host) + "/hook"
@@ -79,12 +62,12 @@ async def test_a_hook_to_loopback_is_refused_unless_allowed(
     assert len(r.calls) == 1
 
 
-async def test_a_redirect_is_not_followed(receiver: tuple[Receiver, str]) -> None:
+async def test_a_redirect_is_not_followed(receiver: tuple[HookReceiver, str]) -> None:
     """A 307 keeps the method and the body: followed, it would carry the alert (and a token in
     its URL) wherever the receiver pointed, an internal address included."""
     inner, inner_url = receiver
-    redirecting = Receiver(status=307, location=f"{inner_url}/hook")
-    async with http_server("/hook", redirecting.handle) as url:
+    redirecting = HookReceiver(status=307, location=f"{inner_url}/hook")
+    async with hook_receiver(redirecting) as (_, url):
         hook = Webhook(url=f"{url}/hook", allow_private=True)
         d = await _deliver((hook,), lambda d: d.failed == 1, retries=3)
     assert len(redirecting.calls) == 1  # refused at once, not retried
@@ -92,10 +75,10 @@ async def test_a_redirect_is_not_followed(receiver: tuple[Receiver, str]) -> Non
     assert d.delivered == 0
 
 
-async def test_a_hanging_hook_delays_only_itself(receiver: tuple[Receiver, str]) -> None:
+async def test_a_hanging_hook_delays_only_itself(receiver: tuple[HookReceiver, str]) -> None:
     fast, fast_url = receiver
-    slow = Receiver(delay_s=6)
-    async with http_server("/hook", slow.handle) as slow_url:
+    slow = HookReceiver(delay_s=6)
+    async with hook_receiver(slow) as (_, slow_url):
         hooks = (
             Webhook(url=f"{slow_url}/hook", allow_private=True, timeout_s=5),
             Webhook(url=f"{fast_url}/hook", allow_private=True),
@@ -110,7 +93,7 @@ async def test_a_token_in_the_url_never_reaches_the_log(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.setenv("KERA_ALERT_TOKEN", TOKEN)
-    failing = Receiver(status=500)
+    failing = HookReceiver(status=500)
     caplog.set_level(logging.DEBUG, logger="ingest")
     async with http_server(f"/hooks/{TOKEN}", failing.handle) as url:
         hook = Webhook(
