@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
 from devices import Registry, SiteConfigError, terminal
 from ingest.cli._common import JsonOut, console, json_lines
+
+if TYPE_CHECKING:
+    from ingest.reading import Rejected
 
 
 def check_site(
@@ -102,6 +106,21 @@ def _pilots_table(registry: Registry) -> Table:
     return table
 
 
+async def _codec(
+    path: Path, frame: bytes, now: int, device_id: str
+) -> dict[str, object] | Rejected:
+    from ingest.codecs import CodecSandbox
+    from ingest.reading import Rejected
+
+    sandbox = CodecSandbox()
+    try:
+        return await sandbox.decode(path, frame, 1, now, device_id)
+    except Rejected as exc:
+        return exc
+    finally:
+        await sandbox.close()
+
+
 def _run_example(registry: Registry, path: Path, device_id: str | None) -> int:
     """The points a device's payload becomes, on stdout as plain line protocol."""
     import time
@@ -134,8 +153,14 @@ def _run_example(registry: Registry, path: Path, device_id: str | None) -> int:
             console.print(f"[red]{path}: neither a JSON object nor a frame in hex[/red]")
             return 2
         decoded = Decoded(device_id, None, {}, frm_payload=raw, f_port=1)
+    device = registry.get(device_id)
+    codec_out = None
+    if decoded.frm_payload is not None and device is not None and device.codec_path is not None:
+        # In its worker process with the service's deadline, as the ingestor runs it: a codec
+        # that runs away costs this command a second, not a hang.
+        codec_out = asyncio.run(_codec(device.codec_path, decoded.frm_payload, now, device_id))
     try:
-        reading = Validator(registry).check(decoded, now)
+        reading = Validator(registry).check(decoded, now, codec_out=codec_out)
     except NoReading as exc:
         console.print(f"no reading: {exc.detail}")
         return 0

@@ -175,3 +175,26 @@ def test_an_unreachable_broker_is_two_lines_not_a_traceback() -> None:
         assert "KERA_MQTT_URL" in run.stderr
         assert "Traceback" not in run.stderr
         assert "rejected" not in run.stderr
+
+
+def test_check_site_stops_a_runaway_codec_instead_of_hanging(tmp_path: Path) -> None:
+    """The codec of --example runs in its worker with the service's deadline: a backtracking
+    pattern (issue 26) is a clear rejection within seconds, not a command that never ends."""
+    from tests.unit.test_codec_sandbox import RUNAWAY_UPLINK, TEXT_FRAME_CODEC
+
+    (tmp_path / "text.js").write_text(TEXT_FRAME_CODEC)
+    site = tmp_path / "site.yaml"
+    site.write_text(
+        "site: kera\ndevices:\n  - {id: air-text, kind: indoor_air, space: lab, codec: text.js}\n"
+    )
+    frame = tmp_path / "frame.hex"
+    frame.write_text(RUNAWAY_UPLINK.hex())
+    exe = Path(sys.executable).with_name("kera-ingest")
+    run = subprocess.run(
+        [str(exe), "check-site", str(site), "--example", str(frame), "--device", "air-text"],
+        check=False, capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert run.returncode == 1, run.stderr
+    assert "codec_failed" in run.stderr
+    assert "did not finish within 1 s" in run.stderr
+    assert "Traceback" not in run.stderr
