@@ -6,9 +6,10 @@ devices at once are not, or the ingestor is. So the watch keeps, per registered 
 latest opinion, and reports the median over the devices heard in the last `window_s`:
 
 - a device ahead of the receive time counts at once: a reading cannot come from the future;
-- a device behind counts only while it reports live (its readings' times advance as fast as
-  their receive times, at least a second apart), so a gateway replaying a backlog, whose
-  readings are old by design, is no opinion.
+- a device behind counts only while it reports live: two readings at least LIVE_APART_MS apart
+  on arrival whose own times advanced by the same, within a tenth. A gateway replaying a
+  backlog, or a broker handing over what it held during an outage, delivers old readings whose
+  times advance far slower or faster than their arrival, and is no opinion.
 
 Probed with the ingestor 2 h behind its devices, every reading was rejected `ts_in_future` while
 `/healthz` said "ok" and the log blamed the devices' clocks; 2 h ahead, readings without a time
@@ -24,6 +25,7 @@ from dataclasses import dataclass
 # whose opinion counts.
 SUSPECT_S = 60.0
 MIN_DEVICES = 3
+LIVE_APART_MS = 2000
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +62,7 @@ class ClockWatch:
         if previous is None:
             return
         apart = received_ms - previous[1]
-        if apart >= 1000 and abs((time_ms - previous[0]) - apart) <= max(1000, apart // 10):
+        if apart >= LIVE_APART_MS and abs((time_ms - previous[0]) - apart) <= max(250, apart // 10):
             self._opinion[device_id] = (skew, received_ms)
 
     def skew(self, now_ms: int) -> Skew | None:

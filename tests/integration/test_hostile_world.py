@@ -421,7 +421,7 @@ async def test_a_wrong_ingestor_clock_is_named(
     settings = settings.model_copy(update={"pipeline_interval_s": 1.0})
     async with ingest_process(settings, tmp_path / "ingest.log", faketime_env(offset)) as ingest:
         with Publisher(broker.port, "clock-pub") as pub:
-            await asyncio.to_thread(_live_energy, pub, 3, 1.1)
+            await asyncio.to_thread(_live_energy, pub, 3, 2.2)
             assert await wait_until(lambda: pub.unacknowledged() == 0, timeout=10)
 
         async def suspect() -> dict[str, Any] | None:
