@@ -122,7 +122,7 @@ class Ingestor:
             self.evaluator.on_seeded = _freeze_gc
         if freeze_gc:
             # What exists now (modules, the registry) lives as long as the process; so do the
-            # rollups once their history is loaded (frozen again then, `_freeze_after_seed`).
+            # rollups once their history is loaded (frozen again then: `on_seeded`, `_freeze_gc`).
             # Frozen, the cyclic collector's full collections no longer walk it: they took
             # 34-90 ms on the event loop every 20 s at 500 devices (docs/performance.md).
             gc.collect()

@@ -23,7 +23,6 @@ import random
 import socket
 import time
 from collections.abc import Callable
-from typing import Any
 
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
@@ -215,8 +214,7 @@ def _literal(host: str) -> bool:
 
 def _reason(exc: BaseException) -> str:
     """An error for the log, without the URL that aiohttp puts in some of its messages."""
-    text: Any = str(exc)
-    for word in str(text).split():
-        if "://" in word:
-            text = str(text).replace(word, redacted_url(word.strip("'\"()<>,")))
+    text = " ".join(
+        redacted_url(word.strip("'\"()<>,")) if "://" in word else word for word in str(exc).split()
+    )
     return f"{type(exc).__name__}: {text}"[:300]

@@ -32,6 +32,7 @@ from devices import Registry
 from devices.contract import DEVICE_STATUS_MEASUREMENT
 from devices.site import DEFAULT_RULES, AlertRule
 from ingest.reading import Reading
+from ingest.storage.files import private
 
 log = logging.getLogger(__name__)
 
@@ -278,8 +279,7 @@ class AlertEngine:
         tmp = self._state_file.with_suffix(".tmp")
         self._state_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         # Owner-only: device names and their alert history are the site's business.
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
+        with open(tmp, "w", opener=private) as f:
             f.write(json.dumps(data))
         os.replace(tmp, self._state_file)
 

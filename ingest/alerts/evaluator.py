@@ -113,7 +113,9 @@ class Evaluator:
         self._seed_overflow = asyncio.Event()
         overflow = self._seed_overflow
 
-        def hold(reading: Reading) -> None:
+        # Called for every accepted reading: two calls and a look into a list.
+        def observe(reading: Reading) -> None:
+            alerts_observe(reading)
             held = holding[0]
             if held is None:
                 rollups_observe(reading)
@@ -122,11 +124,6 @@ class Evaluator:
             held_keys.add((reading.device.id, reading.time_ms))
             if len(held) > SEED_HELD_MAX:
                 overflow.set()
-
-        # Called for every accepted reading: two calls and a look into a list.
-        def observe(reading: Reading) -> None:
-            alerts_observe(reading)
-            hold(reading)
 
         self.observe = observe
         self._seed_observe = rollups_observe
@@ -141,8 +138,7 @@ class Evaluator:
 
             def observe_shard(reading: Reading) -> None:
                 if reading.device.id in mine:
-                    alerts_observe(reading)
-                    hold(reading)
+                    observe(reading)
 
             self.observe = observe_shard
             log.info(

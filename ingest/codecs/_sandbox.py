@@ -29,6 +29,10 @@ log = logging.getLogger(__name__)
 
 # A worker's answer is one line; a codec's data past this size is refused, not read.
 MAX_ANSWER_BYTES = 1 << 20
+# What a worker says once it can take requests, and how long its start may take (Python and
+# QuickJS imports: a fraction of a second, more on a loaded machine).
+READY = b'{"ready": true}'
+START_S = 30.0
 
 
 class CodecSandbox:
@@ -57,7 +61,10 @@ class CodecSandbox:
         }
         async with self._lock:
             self.calls += 1
-            proc = await self._worker()
+            try:
+                proc = await self._worker()
+            except OSError as exc:  # cannot start one: this uplink's problem, not the caller's
+                raise Rejected(Reason.CODEC_FAILED, f"{path.name}: {exc}", device_id) from None
             assert proc.stdin is not None
             assert proc.stdout is not None
             try:
@@ -88,13 +95,24 @@ class CodecSandbox:
         return data
 
     async def _worker(self) -> asyncio.subprocess.Process:
+        """The running worker, or a new one once it says it is ready: a cold start is not
+        counted against the first uplink's deadline."""
         if self._proc is None or self._proc.returncode is not None:
-            self._proc = await asyncio.create_subprocess_exec(
+            proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "ingest.codecs._worker",
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
                 limit=MAX_ANSWER_BYTES,
             )  # fmt: skip
+            assert proc.stdout is not None
+            self._proc = proc
+            try:
+                ready = await asyncio.wait_for(proc.stdout.readline(), START_S)
+            except TimeoutError:
+                ready = b""
+            if ready.strip() != READY:
+                await self._kill(f"did not start within {START_S:g} s")
+                raise OSError(f"the codec worker did not start within {START_S:g} s")
         return self._proc
 
     async def _kill(self, why: str) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ingest.codecs._js import CodecError, PayloadCodec
-from ingest.codecs._sandbox import MAX_ANSWER_BYTES
+from ingest.codecs._sandbox import MAX_ANSWER_BYTES, READY
 from ingest.reading import Rejected
 
 
@@ -45,6 +45,9 @@ def main() -> None:
     """The worker: one JSON request per line on stdin, one answer per line on stdout."""
     codecs: dict[str, PayloadCodec | CodecError] = {}
     out = sys.stdout.buffer
+    # Imports done: the parent's deadline starts with the first request, not with our start.
+    out.write(READY + b"\n")
+    out.flush()
     for line in sys.stdin.buffer:
         answer = _answer(codecs, json.loads(line))
         if len(answer) >= MAX_ANSWER_BYTES:

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from ingest.reading import DeadLetter, Reason
+from ingest.storage.files import private
 
 log = logging.getLogger(__name__)
 
@@ -58,11 +59,6 @@ def entry(letter: DeadLetter, at: str | None = None) -> dict[str, Any]:
         # What of the message was stored all the same (an uplink's radio status).
         out["stored"] = [line.split(" ", 1)[0].split(",", 1)[0] for line in letter.kept]
     return out
-
-
-def _private(path: str, flags: int) -> int:
-    """An `opener` that creates files readable by their owner only: payloads are private."""
-    return os.open(path, flags, 0o600)
 
 
 def _now() -> str:
@@ -100,7 +96,7 @@ class _Rotating:
     def _write(self, chunk: list[bytes]) -> None:
         if not chunk:
             return
-        with open(self.path, "ab", opener=_private) as f:
+        with open(self.path, "ab", opener=private) as f:
             f.write(b"".join(chunk))
             f.flush()
             os.fsync(f.fileno())

@@ -42,6 +42,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from ingest.storage.files import private
+
 log = logging.getLogger(__name__)
 
 _HEADER = struct.Struct("<4sII")
@@ -87,9 +89,10 @@ class SpoolRecord:
     body: bytes
 
 
-def _private(path: str, flags: int) -> int:
-    """An `opener` that creates files readable by their owner only."""
-    return os.open(path, flags, 0o600)
+def _cursor_line(seq: int, offset: int) -> bytes:
+    """The cursor file's one line: segment, offset and their CRC-32, padded to a fixed width."""
+    text = f"{seq} {offset}"
+    return (f"{text} {zlib.crc32(text.encode()):08x}".ljust(_CURSOR_WIDTH - 1) + "\n").encode()
 
 
 def _segment_name(seq: int) -> str:
@@ -158,7 +161,7 @@ class Spool:
     def open(self) -> Spool:
         # Owner-only: the spool holds a site's readings, dead letters and alert state.
         self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        lock = open(self.directory / "LOCK", "a+b", opener=_private)  # noqa: SIM115 (held open)
+        lock = open(self.directory / "LOCK", "a+b", opener=private)  # noqa: SIM115 (held open)
         try:
             fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -260,15 +263,15 @@ class Spool:
 
     def _load_cursor(self) -> tuple[int, int]:
         try:
-            fields = (self.directory / "cursor").read_text().split()
+            line = (self.directory / "cursor").read_bytes()
         except FileNotFoundError:
             return 1, 0
-        # An older version wrote "seq offset", atomically renamed; this one adds a checksum.
-        numbers = len(fields) in (2, 3) and fields[0].isdigit() and fields[1].isdigit()
-        if numbers and (
-            len(fields) == 2 or fields[2] == f"{zlib.crc32(' '.join(fields[:2]).encode()):08x}"
-        ):
-            return int(fields[0]), int(fields[1])
+        fields = line.split()
+        if len(fields) in (2, 3) and fields[0].isdigit() and fields[1].isdigit():
+            seq, offset = int(fields[0]), int(fields[1])
+            # An older version wrote "seq offset", atomically renamed; this one adds a checksum.
+            if len(fields) == 2 or _cursor_line(seq, offset).split() == fields:
+                return seq, offset
         # Replaying from the first segment writes some records twice, which InfluxDB collapses
         # (same series and time); a wrong offset could lose them.
         log.warning("spool cursor unreadable (%r); replaying from the first segment", fields)
@@ -383,7 +386,7 @@ class Spool:
             else:
                 seq = segments[-1] + 1
         # Unbuffered, so that a refused write leaves nothing in a buffer to be flushed later.
-        f = io.FileIO(self.directory / _segment_name(seq), "ab", opener=_private)
+        f = io.FileIO(self.directory / _segment_name(seq), "ab", opener=private)
         self._write_size = f.seek(0, os.SEEK_END)
         with self._lock:
             if seq not in self._segments:
@@ -484,12 +487,10 @@ class Spool:
         """Rewrite the cursor line in place: fixed width, so it takes no new block on a full
         disk, with a checksum, so a torn line is noticed and replay starts over instead. A
         cursor that cannot be saved is logged: after a crash, records are written again."""
-        text = f"{seq} {offset}"
-        line = f"{text} {zlib.crc32(text.encode()):08x}".ljust(_CURSOR_WIDTH - 1) + "\n"
         try:
             if self._cursor_fd is None:
                 self._cursor_fd = self._open_cursor()
-            os.pwrite(self._cursor_fd, line.encode(), 0)
+            os.pwrite(self._cursor_fd, _cursor_line(seq, offset), 0)
         except OSError as exc:
             self.cursor_errors += 1
             if self.cursor_errors == 1 or self.cursor_errors % 1000 == 0:
@@ -510,10 +511,7 @@ class Spool:
             pass
         # New, or an older version's short line: write a full-width one once, atomically.
         tmp = self.directory / "cursor.tmp"
-        seq, off = self._cursor
-        text = f"{seq} {off}"
-        line = f"{text} {zlib.crc32(text.encode()):08x}".ljust(_CURSOR_WIDTH - 1) + "\n"
-        with open(tmp, "w", opener=_private) as f:
-            f.write(line)
+        with open(tmp, "wb", opener=private) as f:
+            f.write(_cursor_line(*self._cursor))
         os.replace(tmp, path)
         return os.open(path, os.O_RDWR)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -24,6 +25,9 @@ from tests.helpers import HookReceiver, hook_receiver, rows, running_ingestor, w
 
 # Run again with the clock 400 days ahead by scripts/test (alert timing and device_offline).
 pytestmark = pytest.mark.shifted_clock
+
+# The hook's token, made per run (the site file names only the variable).
+HOOK_TOKEN = secrets.token_urlsafe(16)
 
 
 def _scenario_site(tmp_path: Path, url: str) -> Path:
@@ -57,7 +61,7 @@ async def test_bin_co2_and_offline_scenarios(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     rec, url = receiver
-    monkeypatch.setenv("KERA_TEST_HOOK_TOKEN", "s3cr3t-from-env")
+    monkeypatch.setenv("KERA_TEST_HOOK_TOKEN", HOOK_TOKEN)
     settings = settings.model_copy(update={"site_config": _scenario_site(tmp_path, url)})
     target = parse_mqtt_url(settings.mqtt_url)
     retained: dict[str, dict[str, Any]] = {}
@@ -135,7 +139,7 @@ async def test_alert_state_survives_a_restart(
     receiver: tuple[HookReceiver, str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("KERA_TEST_HOOK_TOKEN", "s3cr3t-from-env")
+    monkeypatch.setenv("KERA_TEST_HOOK_TOKEN", HOOK_TOKEN)
     rec, url = receiver
     settings = settings.model_copy(update={"site_config": _scenario_site(tmp_path, url)})
     target = parse_mqtt_url(settings.mqtt_url)
@@ -162,4 +166,4 @@ async def test_alert_state_survives_a_restart(
         ("bin_fill", "bin-glass-1", True, "critical"),
         ("bin_fill", "bin-glass-1", False, "ok"),
     ]
-    assert all("s3cr3t" not in json.dumps(e) for e in rec.events)
+    assert all(HOOK_TOKEN not in json.dumps(e) for e in rec.events)

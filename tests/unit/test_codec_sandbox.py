@@ -8,6 +8,7 @@ import asyncio
 import base64
 import json
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -48,45 +49,54 @@ function decodeUplink(input) {
 """
 
 
-async def test_a_runaway_regex_costs_one_uplink_and_a_worker(tmp_path: Path) -> None:
-    codec = tmp_path / "text.js"
-    codec.write_text(TEXT_FRAME_CODEC)
-    sandbox = CodecSandbox(deadline_s=0.5)
+@pytest.fixture
+async def sandbox() -> AsyncIterator[CodecSandbox]:
+    box = CodecSandbox(deadline_s=0.5)
     try:
-        ok = await sandbox.decode(codec, b"T=21.5;C=600", 1, 0, "d1")
-        assert ok == {"temperature_c": 21.5, "co2_ppm": 600}
-        assert len(RUNAWAY_UPLINK) == 41
-        started = time.monotonic()
-        with pytest.raises(Rejected) as refused:
-            await sandbox.decode(codec, RUNAWAY_UPLINK, 1, 0, "d1")
-        assert time.monotonic() - started < 1.5
-        assert refused.value.reason is Reason.CODEC_FAILED
-        assert "did not finish within 0.5 s" in refused.value.detail
-        assert sandbox.restarts == 1
-        # The next uplink gets a fresh worker.
-        assert await sandbox.decode(codec, b"T=19", 1, 0, "d1") == {"temperature_c": 19}
+        yield box
     finally:
-        await sandbox.close()
+        await box.close()
 
 
-async def test_a_thrown_object_whose_tostring_loops_is_stopped(tmp_path: Path) -> None:
-    codec = tmp_path / "throw.js"
-    codec.write_text(LOOPING_THROW_CODEC)
-    sandbox = CodecSandbox(deadline_s=0.5)
-    try:
-        with pytest.raises(Rejected) as refused:
-            await sandbox.decode(codec, b"\x00", 1, 0, "d1")
-        assert "did not finish" in refused.value.detail
-        assert await sandbox.decode(codec, b"\x50", 1, 0, "d1") == {"co2_ppm": 800}
-    finally:
-        await sandbox.close()
+def _codec(tmp_path: Path, js: str) -> Path:
+    path = tmp_path / "codec.js"
+    path.write_text(js)
+    return path
 
 
-async def test_the_loop_keeps_running_while_a_codec_runs_away(tmp_path: Path) -> None:
+async def test_a_runaway_regex_costs_one_uplink_and_a_worker(
+    tmp_path: Path, sandbox: CodecSandbox
+) -> None:
+    codec = _codec(tmp_path, TEXT_FRAME_CODEC)
+    ok = await sandbox.decode(codec, b"T=21.5;C=600", 1, 0, "d1")
+    assert ok == {"temperature_c": 21.5, "co2_ppm": 600}
+    assert len(RUNAWAY_UPLINK) == 41
+    started = time.monotonic()
+    with pytest.raises(Rejected) as refused:
+        await sandbox.decode(codec, RUNAWAY_UPLINK, 1, 0, "d1")
+    assert time.monotonic() - started < 1.5
+    assert refused.value.reason is Reason.CODEC_FAILED
+    assert "did not finish within 0.5 s" in refused.value.detail
+    assert sandbox.restarts == 1
+    # The next uplink gets a fresh worker.
+    assert await sandbox.decode(codec, b"T=19", 1, 0, "d1") == {"temperature_c": 19}
+
+
+async def test_a_thrown_object_whose_tostring_loops_is_stopped(
+    tmp_path: Path, sandbox: CodecSandbox
+) -> None:
+    codec = _codec(tmp_path, LOOPING_THROW_CODEC)
+    with pytest.raises(Rejected) as refused:
+        await sandbox.decode(codec, b"\x00", 1, 0, "d1")
+    assert "did not finish" in refused.value.detail
+    assert await sandbox.decode(codec, b"\x50", 1, 0, "d1") == {"co2_ppm": 800}
+
+
+async def test_the_loop_keeps_running_while_a_codec_runs_away(
+    tmp_path: Path, sandbox: CodecSandbox
+) -> None:
     """While the worker spins, the event loop is free: a ticker every 10 ms never waits long."""
-    codec = tmp_path / "text.js"
-    codec.write_text(TEXT_FRAME_CODEC)
-    sandbox = CodecSandbox(deadline_s=0.5)
+    codec = _codec(tmp_path, TEXT_FRAME_CODEC)
     gaps: list[float] = []
 
     async def ticker() -> None:
@@ -103,7 +113,6 @@ async def test_the_loop_keeps_running_while_a_codec_runs_away(tmp_path: Path) ->
             await sandbox.decode(codec, RUNAWAY_UPLINK, 1, 0, "d1")
     finally:
         task.cancel()
-        await sandbox.close()
     assert len(gaps) > 20
     assert max(gaps) < 0.25
 
