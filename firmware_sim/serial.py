@@ -50,6 +50,11 @@ class PtyLink:
         self.device_port = os.ttyname(self._dev_slave)
         self._host: tuple[int, int] | None = None
         self._lock = threading.Lock()
+        # Unplugged terminals the relay thread closes itself, between two selects: closed from
+        # another thread, a descriptor number could be reused at once (by an HTTP socket, say)
+        # while the relay still selects and reads it, and the relay would eat that socket's bytes.
+        self._retired: list[tuple[int, int]] = []
+        self._retired_gone = threading.Condition(self._lock)
         self._stop = threading.Event()
         self.counts: Counter[str] = Counter()
         self.plug()
@@ -73,20 +78,29 @@ class PtyLink:
             self._host = (master, slave)
 
     def unplug(self) -> None:
+        """Pull the adapter; returns once its terminal is closed."""
         with self._lock:
             if self._host is None:
                 return
-            master, slave = self._host
-            self._host = None
+            host, self._host = self._host, None
             self.path.unlink(missing_ok=True)
-            for fd in (slave, master):
-                with contextlib.suppress(OSError):
-                    os.close(fd)
             self.counts["unplugged"] += 1
+            if self._thread.is_alive():
+                self._retired.append(host)
+                self._retired_gone.wait_for(lambda: host not in self._retired, timeout=5)
+                if host not in self._retired:
+                    return
+                self._retired.remove(host)  # the relay is stuck; nobody else reads it now
+            _close(host)
 
     def _relay(self) -> None:
         while not self._stop.is_set():
             with self._lock:
+                if self._retired:
+                    for retired in self._retired:
+                        _close(retired)
+                    self._retired.clear()
+                    self._retired_gone.notify_all()
                 host = self._host[0] if self._host else None
             fds = [self._dev_master] + ([host] if host is not None else [])
             try:
@@ -109,9 +123,13 @@ class PtyLink:
         self._stop.set()
         self._thread.join(2)
         self.unplug()
-        for fd in (self._dev_slave, self._dev_master):
-            with contextlib.suppress(OSError):
-                os.close(fd)
+        _close((self._dev_slave, self._dev_master))
+
+
+def _close(fds: tuple[int, ...]) -> None:
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)
 
 
 def _meter_state(device_id: str, seed: int, role: str = "sub-meter") -> SimEnergyMeter:
