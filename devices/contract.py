@@ -10,6 +10,7 @@ series fail.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -356,6 +357,15 @@ KINDS: Final[Mapping[str, KindSpec]] = MappingProxyType(_BUNDLED_KINDS)
 UNIT_CONVERSIONS: Final[Mapping[tuple[str, str], tuple[float, float]]] = MappingProxyType(
     _BUNDLED_UNITS
 )
+
+
+def tidy(value: float) -> float:
+    """A computed value without binary float noise: 6972 Watt-minutes * (1/60000) is 0.1162,
+    not 0.11620000000000001. Twelve significant digits are beyond any sensor's resolution and
+    within a double's 15, so only the noise goes."""
+    if not math.isfinite(value):
+        return value
+    return float(f"{value:.12g}")
 
 
 def telemetry_topic(site: str, device_id: str) -> str:

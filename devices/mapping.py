@@ -14,10 +14,20 @@ the vendor field (a dotted key reaches into nested objects) and say where it goe
     people: {expr: "region_1_count + region_2_count"}
                                                 an expression writes the field named by its key
 
+    power: {to: power_w, when: {channel: "0"}}
+                                                only for messages whose topic template bound
+                                                {channel} to 0 (json sources)
+
 Vendor fields that no entry and no expression names pass through under their own names; the
 validator then stores those that are contract fields and applies the unknown-field policy to
 the rest. An expression runs only when every name it reads is in the payload, so a device that
 sends different frames (a counter frame, a status frame) maps each one.
+
+Several entries may write one field, as alternatives: a Shelly's `apower` in its status message
+and `params.switch:0.apower` in its RPC notification, or a people counter's total beside an
+expression summing its regions. The first entry that applies to a message writes the field,
+the others pass: renames and conversions before expressions, the device's own entries before
+its profile's, otherwise in file order.
 """
 
 from __future__ import annotations
@@ -26,7 +36,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from devices.contract import UNIT_CONVERSIONS, FieldSpec, KindSpec
+from devices.contract import UNIT_CONVERSIONS, FieldSpec, KindSpec, tidy
 from devices.expressions import Expression, ExpressionError, parse_quantity
 
 if TYPE_CHECKING:
@@ -61,7 +71,7 @@ def _scaled(name: str, target: str, value: object, scale: float, offset: float) 
             "wrong_type", f"{name} must be a number to convert into {target}, got {value!r:.40}"
         )
     try:
-        return float(value) * scale + offset
+        return tidy(float(value) * scale + offset)
     except OverflowError:
         raise MappingError("out_of_range", f"{name}={value!r:.40} is too large a number") from None
 
@@ -74,6 +84,16 @@ class _Step:
     convert: Callable[[object], object] | None
     # The step changes the value's unit, so a unit the payload named no longer applies.
     converts_unit: bool
+    # Topic levels the message must have bound (FieldMap.when), as pairs.
+    when: tuple[tuple[str, str], ...] = ()
+
+
+def _applies(when: tuple[tuple[str, str], ...], levels: Mapping[str, str] | None) -> bool:
+    if not when:
+        return True
+    if levels is None:
+        return False
+    return all(levels.get(name) == text for name, text in when)
 
 
 def _step_converter(key: str, m: FieldMap, spec: FieldSpec) -> Callable[[object], object] | None:
@@ -133,11 +153,12 @@ class FieldMapper:
     def __init__(self, field_map: Mapping[str, FieldMap], spec: KindSpec) -> None:
         fields = spec.fields
         steps: list[_Step] = []
-        exprs: list[tuple[str, Expression]] = []
+        exprs: list[tuple[str, Expression, tuple[tuple[str, str], ...]]] = []
         consumed: set[str] = set()
         writers: dict[str, str] = {}
 
         def writes(target: str, by: str) -> None:
+            # Several entries may write one target: alternatives, the first that applies wins.
             if target not in fields:
                 derived = any(d.spec.name == target for d in spec.derived)
                 raise ValueError(
@@ -148,27 +169,23 @@ class FieldMapper:
                         else f"no field {target!r} (it has {', '.join(fields)})"
                     )
                 )
-            if target in writers:
-                raise ValueError(
-                    f"field_map {writers[target]!r} and {by!r} both write {target!r}; "
-                    "combine them in one expression"
-                )
-            writers[target] = by
+            writers.setdefault(target, by)
 
         for key, m in field_map.items():
+            when = tuple(sorted((m.when or {}).items()))
             if m.expr is not None:
                 writes(key, key)
                 try:
                     expr = Expression(m.expr)
                 except ExpressionError as exc:
                     raise ValueError(f"field_map {key!r}: {exc}") from None
-                exprs.append((key, expr))
+                exprs.append((key, expr, when))
                 consumed.update(expr.names)
                 continue
             path = tuple(key.split(".")) if "." in key else None
             consumed.add(path[0] if path else key)
             if m.to is None:
-                steps.append(_Step(key, path, None, None, False))
+                steps.append(_Step(key, path, None, None, False, when))
                 continue
             writes(m.to, key)
             try:
@@ -176,40 +193,54 @@ class FieldMapper:
             except MappingError as exc:
                 raise ValueError(f"field_map {key!r}: {exc.detail}") from None
             steps.append(
-                _Step(key, path, m.to, convert, m.unit is not None or m.scale != 1 or m.offset != 0)
-            )
+                _Step(
+                    key, path, m.to, convert,
+                    m.unit is not None or m.scale != 1 or m.offset != 0, when,
+                )
+            )  # fmt: skip
         self._steps = tuple(steps)
         self._exprs = tuple(exprs)
         self.consumed = frozenset(consumed)
         self.targets = frozenset(writers)
 
     def apply(
-        self, values: dict[str, object], units: dict[str, str] | None
+        self,
+        values: dict[str, object],
+        units: dict[str, str] | None,
+        levels: Mapping[str, str] | None = None,
     ) -> tuple[dict[str, object], dict[str, str] | None]:
-        """Vendor values (and the units a payload named) -> contract-named values. Raises only
-        MappingError."""
+        """Vendor values (and the units a payload named, and the topic's named levels) ->
+        contract-named values. Raises only MappingError."""
         consumed = self.consumed
         out = {k: v for k, v in values.items() if k not in consumed}
         out_units = {k: u for k, u in units.items() if k not in consumed} if units else None
+        written: set[str] = set()
         for step in self._steps:
+            if step.when and not _applies(step.when, levels):
+                continue
             value = values.get(step.key, _MISSING)
             if value is _MISSING and step.path is not None:
                 value = _walk(values, step.path)
             if value is _MISSING or step.target is None:
                 continue
+            target = step.target
+            if target in written:
+                continue  # an earlier alternative applied
             if step.convert is not None:
                 value = step.convert(value)
-            target = step.target
             if target in out:
                 raise MappingError(
                     "mapping_failed",
                     f"{target} is in the payload and field_map {step.key!r} also writes it",
                 )
             out[target] = value
+            written.add(target)
             if out_units is not None and not step.converts_unit and step.key in units:  # type: ignore[operator]
                 out_units[target] = units[step.key]  # type: ignore[index]
-        for target, expr in self._exprs:
-            if not expr.names.issubset(values.keys()):
+        for target, expr, when in self._exprs:
+            if target in written or not expr.names.issubset(values.keys()):
+                continue
+            if when and not _applies(when, levels):
                 continue
             if target in out:
                 raise MappingError(
@@ -217,9 +248,11 @@ class FieldMapper:
                     f"{target} is in the payload and its field_map expression also writes it",
                 )
             try:
-                out[target] = expr.evaluate(values)
+                value = expr.evaluate(values)
+                out[target] = tidy(value) if type(value) is float else value
             except ExpressionError as exc:
                 raise MappingError("mapping_failed", f"{target}: {exc}") from None
+            written.add(target)
         return out, out_units
 
 

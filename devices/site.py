@@ -48,6 +48,8 @@ from devices.factor_source import (
 )
 from devices.mapping import FieldMapper
 from devices.pilots import Pilot, Weather, check_against
+from devices.presets import PRESETS, Preset, PresetLayout
+from devices.topics import DEVICE, TemplateError, TopicTemplate
 
 DEFAULT_SITE_RESOURCE = "kera.yaml"
 
@@ -84,6 +86,10 @@ class Codec(enum.StrEnum):
     # payload is recognised by its own field names. `chirpstack_v3` names the same codec.
     CHIRPSTACK_V4 = "chirpstack_v4"
     CHIRPSTACK_V3 = "chirpstack_v3"
+    # A JSON object or one plain value per topic, the device named by a topic level: what
+    # Tasmota, Shelly, Zigbee2MQTT, ESPHome, wmbusmeters and OpenMQTTGateway publish
+    # (devices/presets.py has their layouts).
+    JSON = "json"
 
 
 # What happens to a payload field that is neither a contract field nor mapped: `ignore` stores
@@ -100,6 +106,25 @@ DEFAULT_TOPICS: dict[Codec, tuple[str, ...]] = {
     Codec.CHIRPSTACK_V4: ("application/+/device/+/event/up",),
     Codec.CHIRPSTACK_V3: ("application/+/device/+/event/up",),
 }
+
+TimeFormat = Literal["rfc3339", "unix_s", "unix_ms", "local"]
+
+
+class TimeRule(BaseModel):
+    """Where a `json` source's messages carry the device's own time, and how it is written.
+    A message without it is stamped with its receive time, as any other."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    path: Annotated[str, StringConstraints(min_length=1, max_length=128)] = Field(
+        description="the key, dotted for a nested one (params.ts)"
+    )
+    format: TimeFormat = Field(
+        description="rfc3339: with an offset (wmbusmeters' timestamp); unix_s / unix_ms: "
+        "epoch seconds or milliseconds, fractions allowed (Shelly Gen2's params.ts); local: "
+        "ISO date-time without offset in the site's time zone (Tasmota's Time); of the two "
+        "instants the repeated autumn hour could be, the one nearer the receive time"
+    )
 
 
 def _check_filter(topic: str) -> str:
@@ -118,13 +143,37 @@ TopicFilter = Annotated[str, StringConstraints(max_length=256)]
 
 
 class Source(BaseModel):
-    """A codec and the MQTT topic filters whose messages it decodes."""
+    """A codec and the MQTT topics whose messages it decodes. A `json` source names its topics
+    as templates with named levels (devices/topics.py), or takes a firmware's from `preset`."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    codec: Codec
+    codec: Codec = Field(
+        Codec.JSON, description="the payload format; `json` when a preset is given"
+    )
+    preset: Preset | None = Field(
+        None,
+        description="a firmware's topics, status topics and time rule (devices/presets.py); "
+        "topics, status_topics and time given here replace the preset's",
+    )
     topics: tuple[TopicFilter, ...] | None = Field(
-        default=None, description="MQTT filters; default: the codec's DEFAULT_TOPICS"
+        default=None,
+        description="MQTT filters; for `json`, topic templates with {device} and optional "
+        "{field} and other named levels; default: the codec's DEFAULT_TOPICS or the preset's",
+    )
+    status_topics: tuple[TopicFilter, ...] | None = Field(
+        None,
+        description="`json` only: templates whose messages say the device is online or "
+        'offline (a last will: Online/Offline, true/false, {"state": "online"}); they '
+        "feed device_status and the device_offline alert",
+    )
+    time: TimeRule | None = Field(
+        None, description="`json` only: where the device's own time is; default: the preset's"
+    )
+    text_numbers: bool | None = Field(
+        None,
+        description='`json` only: read JSON strings that are numbers ("21.5", "3.1 V") '
+        "as numbers; default: the preset's, else false",
     )
     unknown_fields: UnknownFields = Field(
         "ignore",
@@ -132,16 +181,84 @@ class Source(BaseModel):
         "(counted per device and field) or reject the message; a device may override it",
     )
 
-    @field_validator("topics")
+    @model_validator(mode="before")
     @classmethod
-    def _filters(cls, topics: tuple[str, ...] | None) -> tuple[str, ...] | None:
-        if topics is not None:
-            for t in topics:
-                _check_filter(t)
-        return topics
+    def _preset_means_json(cls, raw: Any) -> Any:
+        if isinstance(raw, dict) and raw.get("preset") is not None and "codec" not in raw:
+            return {**raw, "codec": Codec.JSON}
+        if isinstance(raw, dict) and "codec" not in raw:
+            raise ValueError(
+                "give `codec` (native, senml, tts_v3, chirpstack_v4, json) or `preset`"
+            )
+        return raw
+
+    @model_validator(mode="after")
+    def _check_topics(self) -> Source:
+        if self.codec is not Codec.JSON:
+            for key in ("preset", "status_topics", "time", "text_numbers"):
+                if getattr(self, key) is not None:
+                    raise ValueError(f"`{key}` is for json sources only, not {self.codec.value}")
+            for text in self.topics or ():
+                _check_filter(text)
+            return self
+        if self.preset is None and self.topics is None:
+            raise ValueError(
+                "a json source needs `topics` (templates such as tele/{device}/SENSOR) or a "
+                f"`preset` ({', '.join(p.value for p in Preset)})"
+            )
+        for template in (*self.templates(""), *self.status_templates("")):
+            if DEVICE not in template.named:
+                raise ValueError(
+                    f"topic template {template.text!r} has no {{device}} level: nothing would "
+                    "say which device a message is from"
+                )
+        return self
+
+    @property
+    def layout(self) -> PresetLayout | None:
+        return PRESETS[self.preset] if self.preset is not None else None
+
+    def templates(self, site: str) -> tuple[TopicTemplate, ...]:
+        """A json source's data templates (preset's unless topics are given)."""
+        texts = self.topics
+        if texts is None:
+            texts = self.layout.topics if self.layout is not None else ()
+        return _templates(texts, site)
+
+    def status_templates(self, site: str) -> tuple[TopicTemplate, ...]:
+        texts = self.status_topics
+        if texts is None:
+            texts = self.layout.status_topics if self.layout is not None else ()
+        return _templates(texts, site)
+
+    @property
+    def time_rule(self) -> TimeRule | None:
+        if self.time is not None or self.layout is None or self.layout.time is None:
+            return self.time
+        path, fmt = self.layout.time
+        return TimeRule(path=path, format=fmt)
+
+    @property
+    def reads_text_numbers(self) -> bool:
+        if self.text_numbers is not None:
+            return self.text_numbers
+        return self.layout is not None and self.layout.text_numbers
 
     def filters(self, site: str) -> tuple[str, ...]:
+        if self.codec is Codec.JSON:
+            out: list[str] = []
+            for t in (*self.templates(site), *self.status_templates(site)):
+                if t.filter not in out:
+                    out.append(t.filter)
+            return tuple(out)
         return tuple(t.replace("{site}", site) for t in (self.topics or DEFAULT_TOPICS[self.codec]))
+
+
+def _templates(texts: tuple[str, ...], site: str) -> tuple[TopicTemplate, ...]:
+    try:
+        return tuple(TopicTemplate.parse(t, site) for t in texts)
+    except TemplateError as exc:
+        raise ValueError(str(exc)) from None
 
 
 class FieldMap(BaseModel):
@@ -165,6 +282,11 @@ class FieldMap(BaseModel):
         description="an expression over the payload's fields (devices/expressions.py); the "
         "entry's key is the contract field it writes",
     )
+    when: dict[LevelName, Annotated[str, StringConstraints(max_length=256)]] | None = Field(
+        None,
+        description="apply only to messages whose topic template bound these named levels to "
+        "these texts, e.g. {channel: '0'} (json sources)",
+    )
 
     @model_validator(mode="after")
     def _one_form(self) -> FieldMap:
@@ -178,6 +300,13 @@ class FieldMap(BaseModel):
         elif "to" not in self.model_fields_set:
             raise ValueError("give `to` (the contract field, or null to drop) or `expr`")
         return self
+
+
+LevelName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
+# What a firmware calls the device in its topics: any text one topic level can hold.
+MqttName = Annotated[
+    str, StringConstraints(pattern=r"^[^/+#\x00-\x1f\x7f]+$", min_length=1, max_length=128)
+]
 
 
 def field_map_shorthand(cls: type, raw: Any) -> Any:
@@ -196,6 +325,11 @@ class _DeviceBase(BaseModel):
     name: str | None = None
     model: str | None = None
     dev_eui: DevEui | None = None
+    mqtt_name: MqttName | None = Field(
+        None,
+        description="what the device's firmware calls it in its topics (the {device} level of "
+        "a json source): shellyplug-s-C572BE, a Zigbee2MQTT friendly name, a BLE MAC",
+    )
     interval_s: float | None = Field(default=None, gt=0, description="expected reporting interval")
     thresholds: dict[str, float] = Field(default_factory=dict)
     profile: str | None = Field(
@@ -819,10 +953,14 @@ class Site(BaseModel):
                         f"{where}: profile {d.profile!r} is for kind {profile.kind!r}, "
                         f"not {d.kind!r}"
                     )
-                field_map.update(profile.field_map)
                 unknown = profile.unknown_fields
                 codec = profile.codec_path
+            # The device's own entries first: where both write one field, the first entry
+            # that applies to a message wins (devices/mapping.py).
             field_map.update(d.field_map)
+            if d.profile is not None:
+                for key, entry in profile.field_map.items():
+                    field_map.setdefault(key, entry)
             if d.codec is not None:
                 codec = Path(d.codec)
                 if not codec.is_absolute() and base_dir is not None:
@@ -898,7 +1036,16 @@ class Site(BaseModel):
                 filters.add(f)
         seen: set[str] = set()
         euis: set[str] = set()
+        aliases: dict[str, str] = {}
         for device in self.devices:
+            if device.mqtt_name is not None:
+                other = aliases.get(device.mqtt_name)
+                if other is not None:
+                    raise ValueError(
+                        f"mqtt_name {device.mqtt_name!r} is given to both {other!r} and "
+                        f"{device.id!r}; a topic must name one device"
+                    )
+                aliases[device.mqtt_name] = device.id
             if device.id in seen:
                 raise ValueError(
                     f"device id {device.id!r} appears more than once; give each device its own id"
@@ -908,6 +1055,12 @@ class Site(BaseModel):
                 if device.dev_eui in euis:
                     raise ValueError(f"dev_eui {device.dev_eui!r} appears more than once")
                 euis.add(device.dev_eui)
+        for name, owner in aliases.items():
+            if name in seen and name != owner:
+                raise ValueError(
+                    f"mqtt_name {name!r} of {owner!r} is another device's id; a topic naming "
+                    "it could be either"
+                )
         return self
 
 

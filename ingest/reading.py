@@ -94,6 +94,9 @@ class Decoded:
     f_port: int | None = None
     # Set by a codec that knows the frame carries no reading (MAC commands only): what it is.
     no_reading: str | None = None
+    # A json source's named topic levels beyond {device} and {field} ({channel}: "0"), for
+    # field-map entries that apply only to some topics (FieldMap.when).
+    levels: dict[str, str] | None = None
 
     @property
     def name(self) -> str:

@@ -17,6 +17,7 @@ from devices.contract import (
     DEVICE_STATUS_MEASUREMENT,
     UNIT_CONVERSIONS,
     FieldSpec,
+    tidy,
 )
 from devices.expressions import ExpressionError
 from devices.mapping import MappingError
@@ -94,7 +95,7 @@ def _in_unit(spec: FieldSpec, value: object, unit: str, device_id: str) -> objec
     if isinstance(value, bool) or not isinstance(value, int | float):
         return value  # _convert names the wrong type
     try:
-        return float(value) * scale + offset
+        return tidy(float(value) * scale + offset)
     except OverflowError:
         raise Rejected(
             Reason.OUT_OF_RANGE, f"{spec.name}={value!r:.40} is too large a number", device_id
@@ -188,7 +189,7 @@ class Validator:
         mapper = device.mapper
         if mapper is not None:
             try:
-                values, units = mapper.apply(values, units)
+                values, units = mapper.apply(values, units, decoded.levels)
             except MappingError as exc:
                 raise Rejected(Reason(exc.reason), exc.detail, device_id) from None
         specs = spec.fields
@@ -223,13 +224,16 @@ class Validator:
                     device_id,
                 )
         if not fields:
-            if ignored:
-                raise NoReading(
-                    f"no {spec.kind} fields, only fields that are not mapped: "
-                    f"{', '.join(ignored[:8])}",
-                    device_id,
-                    tuple(ignored),
+            # One rule whether the fields were left unmapped or dropped with `null`: a message
+            # that had values, none of them a reading (a device-information frame, a Shelly
+            # H&T's act_reasons), carries no reading; only an empty one is missing its fields.
+            if ignored or decoded.values:
+                what = (
+                    f"only fields that are not mapped: {', '.join(ignored[:8])}"
+                    if ignored
+                    else "only fields its field_map drops"
                 )
+                raise NoReading(f"no {spec.kind} fields, {what}", device_id, tuple(ignored or ()))
             raise Rejected(Reason.MISSING_FIELD, f"no {spec.kind} fields in the message", device_id)
         if spec.derived:
             self._derive(device, fields)
@@ -289,6 +293,8 @@ class Validator:
                 value = expr.evaluate(names)
             except ExpressionError as exc:
                 raise Rejected(Reason.MAPPING_FAILED, str(exc), device.id) from None
+            if type(value) is float:
+                value = tidy(value)
             fields[derived.spec.name] = _convert(derived.spec, value, device.id)
 
     @staticmethod

@@ -11,8 +11,13 @@ profile is a YAML file in this folder, named after the profile:
                             codecs/, for uplinks the network server did not decode
     example                 a decoded payload from that documentation; tests and
                             `kera-ingest check-site --example` run the mapping on it
+    preset                  for a Wi-Fi or Zigbee firmware's device: the source preset its
+                            messages come through (devices/presets.py)
+    messages                messages as the firmware publishes them (topic, payload, where
+                            they were published); tests run each through the preset
 
-A device's own field_map entries are applied over the profile's.
+A device's own field_map entries come before the profile's: where both write one field, the
+first that applies to a message wins (devices/mapping.py).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from devices.presets import Preset
 from devices.site import FieldMap, UnknownFields, field_map_shorthand
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
@@ -33,6 +39,14 @@ _NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 
 class ProfileError(ValueError):
     """A profile that does not exist or does not load."""
+
+
+class ProfileMessage(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    topic: str
+    payload: str = Field(description="as published: JSON text or a plain value")
+    source: str = Field(description="where it was published (URL), and what was changed")
 
 
 class Profile(BaseModel):
@@ -50,6 +64,8 @@ class Profile(BaseModel):
     example: dict[str, Any] | None = Field(
         None, description="a decoded payload from the documentation"
     )
+    preset: Preset | None = Field(None, description="the source preset its messages need")
+    messages: tuple[ProfileMessage, ...] = ()
 
     _shorthand = field_validator("field_map", mode="before")(field_map_shorthand)
 
@@ -75,7 +91,10 @@ def load_profile(name: str) -> Profile:
             f"no bundled profile {name!r}; there are: {', '.join(profile_names())} "
             "(`kera-ingest profiles` lists them)"
         )
-    raw = yaml.safe_load(resource.read_text("utf-8"))
+    try:
+        raw = yaml.safe_load(resource.read_text("utf-8"))
+    except yaml.YAMLError as exc:
+        raise ProfileError(f"profile {name!r}: not valid YAML: {exc}") from None
     if not isinstance(raw, dict):
         raise ProfileError(f"profile {name!r}: not a mapping")
     try:

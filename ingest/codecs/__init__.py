@@ -9,9 +9,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from devices import Codec, Site, UnknownFields
+from devices import Codec, Site, Source, UnknownFields
 from ingest.codecs import chirpstack, native, senml, tts_v3
 from ingest.codecs._sandbox import CodecSandbox as CodecSandbox
+from ingest.codecs.templated import TemplateCodec
 from ingest.reading import Decoded, Reason, Rejected
 
 DecodeFn = Callable[[str, bytes, str, int], list[Decoded]]
@@ -31,6 +32,13 @@ class Route:
 
     decode: DecodeFn
     unknown_fields: UnknownFields
+
+
+def _decoder(source: Source, site: Site) -> DecodeFn:
+    if source.codec is Codec.JSON:
+        # Its own instance: the source's templates and the site's device names.
+        return TemplateCodec(source, site).decode
+    return CODECS[source.codec]
 
 
 def topic_matches(topic_filter: str, topic: str) -> bool:
@@ -55,11 +63,10 @@ class Router:
     MAX_CACHED = 50_000
 
     def __init__(self, site: Site) -> None:
-        self._routes: list[tuple[str, Route]] = [
-            (f, Route(CODECS[source.codec], source.unknown_fields))
-            for source in site.sources
-            for f in source.filters(site.site)
-        ]
+        self._routes: list[tuple[str, Route]] = []
+        for source in site.sources:
+            route = Route(_decoder(source, site), source.unknown_fields)
+            self._routes += [(f, route) for f in source.filters(site.site)]
         self.filters = [f for f, _ in self._routes]
         self._cache: dict[str, Route | None] = {}
 

@@ -13,7 +13,7 @@ MIN_MS = 946_684_800_000  # 2000-01-01T00:00:00Z
 MAX_MS = 4_102_444_800_000  # 2100-01-01T00:00:00Z
 
 
-def _check_window(ms: int, raw: object) -> int:
+def check_window(ms: int, raw: object) -> int:
     if MIN_MS <= ms < MAX_MS:
         return ms
     hint = ""
@@ -27,11 +27,11 @@ def _check_window(ms: int, raw: object) -> int:
 def parse_time_ms(raw: object) -> int:
     """Epoch milliseconds (integer or float) or an RFC 3339 string with an offset."""
     if type(raw) is int:
-        return _check_window(raw, raw)
+        return check_window(raw, raw)
     if type(raw) is float:
         if not math.isfinite(raw):
             raise Rejected(Reason.BAD_TIMESTAMP, f"ts {raw!r} is not a finite number")
-        return _check_window(round(raw), raw)
+        return check_window(round(raw), raw)
     if type(raw) is str:
         try:
             dt = datetime.fromisoformat(raw)
@@ -41,7 +41,7 @@ def parse_time_ms(raw: object) -> int:
             ) from None
         if dt.tzinfo is None:
             raise Rejected(Reason.BAD_TIMESTAMP, f"ts {raw!r} has no UTC offset (add Z or +02:00)")
-        return _check_window(round(dt.timestamp() * 1000), raw)
+        return check_window(round(dt.timestamp() * 1000), raw)
     raise Rejected(
         Reason.BAD_TIMESTAMP,
         f"ts must be epoch milliseconds or an RFC 3339 string, got {type(raw).__name__}",

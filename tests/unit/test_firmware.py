@@ -1,0 +1,401 @@
+"""Wi-Fi and Zigbee firmwares through `json` sources: topic templates, plain values, the device's
+own time, several message shapes per device, and each firmware profile's published messages
+(their sources are named in the profile files, devices/profiles/*.yaml)."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from devices import Registry, SiteConfigError, parse_site
+from devices.presets import PRESETS, Preset
+from devices.profiles import load_profile, profile_names
+from devices.topics import TemplateError, TopicTemplate
+from ingest.codecs import topic_matches
+from ingest.codecs.templated import local_ms, read_time
+from ingest.observability.counters import Stats
+from ingest.pipeline import Pipeline
+from ingest.reading import DeadLetter, Reason, Rejected
+from ingest.storage.lineproto import parse_line, parse_value
+
+pytestmark = pytest.mark.shifted_clock
+
+HELSINKI = ZoneInfo("Europe/Helsinki")
+
+# What each firmware profile's published messages become, message by message, worked out by
+# hand from the payloads in the profile files: the stored fields, or "status" with online, or
+# None for a message that carries no reading.
+FIRMWARE: dict[str, list[dict[str, object] | None]] = {
+    "shelly-plug-s": [
+        {"power_w": 0.57},
+        {"energy_kwh": 0.1162},  # 6972 Watt-minutes / 60,000
+        {"online": True},
+    ],
+    "shelly-ht": [
+        {"temperature_c": 21.5}, {"humidity_pct": 45.5}, {"battery_pct": 97.0}, None,
+    ],
+    "shelly-plus-1pm": [
+        {"power_w": 0.0, "voltage_v": 237.571, "energy_kwh": 0.014093},
+        {"power_w": 8.9, "current_a": 0.04},
+        {"online": False},
+    ],
+    "shelly-pro-3em": [
+        # voltage and current: the mean of the three phases
+        {"power_w": 715.5, "voltage_v": 236.233333333, "current_a": 3.69533333333},
+        {"energy_kwh": 4.79028, "energy_export_kwh": 2.7628},
+    ],
+    "sonoff-pow-r2-tasmota": [
+        {"power_w": 2629.0, "voltage_v": 226.0, "current_a": 11.677, "energy_kwh": 6.404},
+        {"online": False},
+    ],
+    "tasmota-scd40-bme280": [
+        # the BME280's temperature and humidity, the first alternatives
+        {"co2_ppm": 834.0, "temperature_c": 22.1, "humidity_pct": 38.4, "pressure_hpa": 1008.9},
+    ],
+    "aqara-wsdcgq11lm-z2m": [
+        {
+            "temperature_c": 21.34, "humidity_pct": 44.72, "pressure_hpa": 1012.0,
+            "battery_pct": 100.0, "battery_v": 3.055,
+        },
+        {"online": True},
+    ],
+    "aqara-rtcgq11lm-z2m": [
+        {"motion": True, "illuminance_lux": 39.0, "battery_pct": 97.0, "battery_v": 3.005},
+    ],
+    "kamstrup-multical21-wmbusmeters": [{"volume_m3": 6.388, "temperature_c": 8.0}],
+    "xiaomi-lywsd03mmc-omg": [
+        {"temperature_c": 26.3, "humidity_pct": 49.0, "battery_pct": 29.0, "battery_v": 2.487},
+    ],
+}  # fmt: skip
+
+
+def _point(line: str) -> tuple[str, str, dict[str, object], int]:
+    """measurement, series key, typed fields, time of a line the pipeline wrote."""
+    key, fields, ts = parse_line(line)
+    return key.split(",")[0], key, {k: parse_value(v) for k, v in fields.items()}, ts
+
+
+def _device_name(preset: Preset, topic: str) -> str:
+    layout = PRESETS[preset]
+    for text in (*layout.topics, *layout.status_topics):
+        bound = TopicTemplate.parse(text).match(topic.split("/"))
+        if bound is not None:
+            return bound["device"]
+    raise AssertionError(f"{topic} matches no template of {preset}")
+
+
+def _firmware_site() -> Registry:
+    presets = sorted({p for n in FIRMWARE if (p := load_profile(n).preset) is not None})
+    lines = ["site: kera", "sources:", "  - codec: native"]
+    lines += [f"  - preset: {p.value}" for p in presets]
+    lines.append("devices:")
+    for name in FIRMWARE:
+        profile = load_profile(name)
+        assert profile.preset is not None
+        mqtt_name = _device_name(profile.preset, profile.messages[0].topic)
+        lines.append(
+            f"  - {{id: {name}, kind: {profile.kind}, space: lab, profile: {name}, "
+            f"mqtt_name: {json.dumps(mqtt_name)}}}"
+        )
+    return Registry(parse_site("\n".join(lines) + "\n"))
+
+
+def _now_in(payload: dict[str, Any], now_ms: int) -> int | None:
+    """Move a published message's own time to now, as the firmware would stamp it today; the
+    time it should be stored at."""
+    if "Time" in payload:  # Tasmota: local time without offset
+        local = datetime.fromtimestamp(now_ms // 1000, HELSINKI).replace(tzinfo=None)
+        payload["Time"] = local.isoformat()
+        return now_ms // 1000 * 1000
+    if "timestamp" in payload:  # wmbusmeters: RFC 3339
+        payload["timestamp"] = datetime.fromtimestamp(now_ms // 1000, UTC).isoformat()
+        return now_ms // 1000 * 1000
+    params = payload.get("params")
+    if isinstance(params, dict) and "ts" in params:  # Shelly Gen2 NotifyStatus: Unix seconds
+        params["ts"] = (now_ms - 1500) / 1000
+        return now_ms - 1500
+    return None
+
+
+def test_every_firmware_profile_is_covered() -> None:
+    assert set(FIRMWARE) == {n for n in profile_names() if load_profile(n).messages}
+    assert {load_profile(n).preset for n in FIRMWARE} >= set(Preset) - {Preset.ESPHOME}
+
+
+@pytest.mark.parametrize("name", sorted(FIRMWARE))
+def test_firmware_profile_stores_its_published_messages(name: str) -> None:
+    registry = _firmware_site()
+    stats = Stats()
+    pipeline = Pipeline(registry, stats, max_future_s=300, max_age_s=7 * 86400)
+    profile = load_profile(name)
+    assert profile.documentation.startswith("https://")
+    assert len(profile.messages) == len(FIRMWARE[name])
+    for message, want in zip(profile.messages, FIRMWARE[name], strict=True):
+        now = time.time_ns() // 1_000_000
+        payload, at = message.payload.encode(), None
+        if message.payload.startswith("{"):
+            obj = json.loads(message.payload)
+            at = _now_in(obj, now)
+            payload = json.dumps(obj).encode()
+        out = pipeline.handle(message.topic, payload, now)
+        assert not isinstance(out, DeadLetter), (message.topic, out)
+        if want is None:
+            assert out == []
+            continue
+        (line,) = out
+        measurement, key, fields, ts = _point(line)
+        assert f",device={name}," in key
+        assert fields == pytest.approx(want), message.topic
+        if "online" in want:
+            assert measurement == "device_status"
+        assert ts == (at if at is not None else now), message.topic
+
+
+def test_a_topic_naming_no_device_never_makes_a_series() -> None:
+    registry = _firmware_site()
+    stats = Stats()
+    pipeline = Pipeline(registry, stats)
+    now = time.time_ns() // 1_000_000
+    for i in range(10_000):
+        out = pipeline.handle(f"zigbee2mqtt/made up {i}", b'{"temperature": 21}', now)
+        assert isinstance(out, DeadLetter)
+        assert out.reason is Reason.UNKNOWN_DEVICE
+    long = "x" * 60_000
+    out = pipeline.handle(f"shellies/{long}/relay/0/power", b"1", now)
+    assert isinstance(out, DeadLetter)
+    assert out.device_id is not None
+    assert len(out.device_id) <= 128
+    assert len(out.detail) < 200
+    # 10,001 made-up names, one counter: memory does not grow with them.
+    assert stats.rejected["unknown_device"] == 10_001
+    assert set(stats.rejected_by_device) == {"unknown"}
+    # A device's id is a name too; the alias is what the firmware says.
+    assert pipeline.handle("shellies/shelly-plug-s/relay/0/power", b"3", now) != []
+
+
+# -- templates --------------------------------------------------------------------------------
+
+
+def test_templates_parse_match_and_give_their_filter() -> None:
+    t = TopicTemplate.parse("shellies/{device}/relay/{channel}/{field}")
+    assert t.filter == "shellies/+/relay/+/+"
+    assert t.match(["shellies", "plug-1", "relay", "0", "power"]) == {
+        "device": "plug-1", "channel": "0", "field": "power",
+    }  # fmt: skip
+    assert t.match(["shellies", "plug-1", "relay", "0"]) is None
+    assert t.match(["shellies", "plug-1", "emeter", "0", "power"]) is None
+    rest = TopicTemplate.parse("{site}/{device}/#", "kera")
+    assert rest.filter == "kera/+/#"
+    assert rest.match(["kera", "a"]) == {"device": "a"}
+    assert rest.match(["kera", "a", "b", "c"]) == {"device": "a"}
+    for bad, words in [
+        ("a/{device}/{device}", "twice"),
+        ("a/{Device}", "not a level name"),
+        ("a/x{device}", "not a level name"),
+        ("a/#/b", "last level"),
+        ("a/b+", "whole topic level"),
+        ("", "non-empty"),
+    ]:
+        with pytest.raises(TemplateError, match=words):
+            TopicTemplate.parse(bad)
+
+
+_LEVEL = st.text(
+    st.characters(exclude_categories=["Cs"], exclude_characters="/+#\x00"),
+    min_size=1,
+    max_size=30,
+)
+
+
+@given(device=_LEVEL, channel=_LEVEL, field=_LEVEL)
+def test_a_template_binds_exactly_the_levels_the_broker_sends_it(
+    device: str, channel: str, field: str
+) -> None:
+    t = TopicTemplate.parse("shellies/{device}/relay/{channel}/{field}")
+    topic = f"shellies/{device}/relay/{channel}/{field}"
+    assert topic_matches(t.filter, topic)
+    assert t.match(topic.split("/")) == {"device": device, "channel": channel, "field": field}
+
+
+@given(levels=st.lists(_LEVEL, min_size=0, max_size=7))
+def test_template_matching_agrees_with_the_broker_filter(levels: list[str]) -> None:
+    for text in ("tele/{device}/SENSOR", "{device}/sensor/{field}/state", "home/+/x/{device}/#"):
+        t = TopicTemplate.parse(text)
+        topic = "/".join(levels)
+        assert (t.match(levels) is not None) == topic_matches(t.filter, topic)
+
+
+def test_site_file_rules_for_json_sources() -> None:
+    base = "site: kera\ndevices: [{id: a, kind: energy_meter, space: s, mqtt_name: X}]\n"
+    for sources, words in [
+        ("[{codec: json}]", "needs `topics`"),
+        ("[{codec: json, topics: ['tele/+/SENSOR']}]", "no {device} level"),
+        ("[{preset: tasmota, topics: ['x/{field}']}]", "no {device} level"),
+        ("[{codec: native, preset: tasmota}]", "json sources only"),
+        ("[{preset: nosuch}]", "preset"),
+        ("[{topics: ['a/{device}']}]", "give `codec`"),
+    ]:
+        with pytest.raises(SiteConfigError, match=words):
+            parse_site(base + f"sources: {sources}\n")
+    two = (
+        "site: kera\nsources: [{preset: tasmota}]\ndevices:\n"
+        "  - {id: a, kind: energy_meter, space: s, mqtt_name: X}\n"
+        "  - {id: b, kind: energy_meter, space: s, mqtt_name: X}\n"
+    )
+    with pytest.raises(SiteConfigError, match="given to both"):
+        parse_site(two)
+    with pytest.raises(SiteConfigError, match="another device's id"):
+        parse_site(two.replace("mqtt_name: X}\n  - {id: b", "mqtt_name: b}\n  - {id: b"))
+    with pytest.raises(SiteConfigError, match="mqtt_name"):
+        parse_site(
+            base.replace("mqtt_name: X", "mqtt_name: 'a/b'") + "sources: [{preset: esphome}]"
+        )
+
+
+# -- payload forms, time, shapes --------------------------------------------------------------
+
+_SITE = """
+site: kera
+sources:
+  - preset: esphome
+  - preset: tasmota
+  - codec: json
+    topics: ["lab/{device}/json", "lab/{device}/{channel}/{field}"]
+    text_numbers: true
+    time: {path: at, format: unix_ms}
+devices:
+  - id: node-1
+    kind: indoor_air
+    space: lab
+    mqtt_name: espHome-co2
+    field_map:
+      co2: co2_ppm
+      temperature: temperature_c
+      pir: motion
+  - id: meter-1
+    kind: energy_meter
+    space: lab
+    mqtt_name: Meter One
+    field_map:
+      power: {to: power_w, when: {channel: "a"}}
+      kw: {to: power_w, unit: kW}
+"""
+
+
+def _pipeline() -> tuple[Pipeline, Stats]:
+    stats = Stats()
+    return Pipeline(Registry(parse_site(_SITE)), stats, max_future_s=300, max_age_s=86400), stats
+
+
+def _fields(out: object) -> dict[str, object]:
+    assert isinstance(out, list), out
+    (line,) = out
+    return _point(line)[2]
+
+
+def test_plain_values_as_firmwares_publish_them() -> None:
+    pipeline, _ = _pipeline()
+    now = time.time_ns() // 1_000_000
+    handle = pipeline.handle
+    # ESPHome (esphome.io/components/mqtt: <prefix>/sensor/<object_id>/state)
+    assert _fields(handle("espHome-co2/sensor/co2/state", b"612", now)) == {"co2_ppm": 612.0}
+    assert _fields(handle("espHome-co2/binary_sensor/pir/state", b"ON", now)) == {"motion": True}
+    assert _fields(handle("espHome-co2/binary_sensor/pir/state", b"off", now)) == {"motion": False}
+    # a number with its unit, converted as a SenML unit is
+    out = handle("espHome-co2/sensor/temperature/state", b"295.15 K", now)
+    assert _fields(out) == {"temperature_c": pytest.approx(22.0)}
+    assert _fields(handle("espHome-co2/sensor/co2/state", b'"640"', now)) == {"co2_ppm": 640.0}
+    # `when`: only channel a's power; channel b's is a field nothing maps
+    assert _fields(handle("lab/Meter One/a/power", b"120.5", now)) == {"power_w": 120.5}
+    assert handle("lab/Meter One/b/power", b"99", now) == []
+    for payload, reason in [
+        (b"", Reason.MISSING_FIELD),
+        (b"abc", Reason.WRONG_TYPE),
+        (b"1e999", Reason.NOT_FINITE),
+        (b"\xff\xfe", Reason.NOT_UTF8),
+        (b"21.5 furlongs", Reason.BAD_UNIT),
+    ]:
+        out = handle("espHome-co2/sensor/temperature/state", payload, now)
+        assert isinstance(out, DeadLetter), payload
+        assert out.reason is reason, (payload, out.detail)
+    status = handle("espHome-co2/status", b"offline", now)
+    assert _fields(status) == {"online": False}
+    bad = handle("espHome-co2/status", b"maybe", now)
+    assert isinstance(bad, DeadLetter)
+    assert bad.reason is Reason.BAD_STATUS
+
+
+def test_json_objects_text_numbers_and_time_rule() -> None:
+    pipeline, _ = _pipeline()
+    now = time.time_ns() // 1_000_000
+    body = {"kw": "0.25 kW", "at": now - 5000}
+    out = pipeline.handle("lab/Meter One/json", json.dumps(body).encode(), now)
+    assert isinstance(out, list)
+    _, _, fields, ts = _point(out[0])
+    assert fields == {"power_w": 250.0}
+    assert ts == now - 5000
+    old = pipeline.handle("lab/Meter One/json", json.dumps({"kw": 1, "at": 5}).encode(), now)
+    assert isinstance(old, DeadLetter)
+    assert old.reason is Reason.BAD_TIMESTAMP
+    plain = pipeline.handle("lab/Meter One/json", b"12", now)
+    assert isinstance(plain, DeadLetter)
+    assert plain.reason is Reason.NOT_OBJECT
+    assert "{field}" in plain.detail
+
+
+def test_local_time_without_offset_in_the_autumn_and_spring_hours() -> None:
+    # 2026-10-25 in Helsinki: 04:00 EEST becomes 03:00 EET, so 03:30 happens twice.
+    naive = datetime(2026, 10, 25, 3, 30)
+    first = round(datetime(2026, 10, 25, 0, 30, tzinfo=UTC).timestamp() * 1000)
+    second = first + 3600_000
+    assert local_ms(naive, HELSINKI, first + 1000) == first
+    assert local_ms(naive, HELSINKI, second + 1000) == second
+    # 2027-03-28: 03:00 EET becomes 04:00 EEST; 03:30 does not exist (a clock not yet moved).
+    # Read with the winter offset it is 01:30 UTC, with the summer one 00:30 UTC.
+    gap = datetime(2027, 3, 28, 3, 30)
+    winter = round(datetime(2027, 3, 28, 1, 30, tzinfo=UTC).timestamp() * 1000)
+    summer = winter - 3600_000
+    assert local_ms(gap, HELSINKI, winter + 60_000) == winter
+    assert local_ms(gap, HELSINKI, summer - 60_000) == summer
+    # an ordinary hour has one answer, whatever the receive time
+    plain = datetime(2026, 7, 1, 12, 0)
+    noon = round(datetime(2026, 7, 1, 9, 0, tzinfo=UTC).timestamp() * 1000)
+    assert local_ms(plain, HELSINKI, 0) == local_ms(plain, HELSINKI, 10**13) == noon
+
+
+@pytest.mark.parametrize(
+    ("raw", "fmt", "want"),
+    [
+        ("2026-07-01T09:00:00Z", "rfc3339", 1782896400000),
+        (1782896400.25, "unix_s", 1782896400250),
+        (1782896400250, "unix_ms", 1782896400250),
+        ("2026-07-01T12:00:00", "local", 1782896400000),
+        ("2026-07-01T12:00:00+03:00", "local", 1782896400000),
+    ],
+)
+def test_time_formats(raw: object, fmt: str, want: int) -> None:
+    assert read_time(raw, fmt, HELSINKI, want) == want
+
+
+@pytest.mark.parametrize(
+    ("raw", "fmt"),
+    [
+        ("2026-07-01T09:00:00", "rfc3339"),
+        ("yesterday", "local"),
+        (True, "unix_s"),
+        (float("nan"), "unix_ms"),
+        (1782896400, "unix_ms"),  # seconds sent as milliseconds
+        (12, "local"),
+    ],
+)
+def test_bad_times_are_rejected_with_a_reason(raw: object, fmt: str) -> None:
+    with pytest.raises(Rejected) as info:
+        read_time(raw, fmt, HELSINKI, 1782896400000)
+    assert info.value.reason is Reason.BAD_TIMESTAMP
