@@ -9,6 +9,7 @@ device until then, so tags stay bounded and nobody writes as a device that was n
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,11 +41,16 @@ class Candidate:
 
     def site_entry(self) -> str:
         name = self.device_id or f"eui-{self.dev_eui}"
+        # A firmware's own name (shellyplug-s-C572BE, a Zigbee2MQTT friendly name) is rarely a
+        # valid id: the entry gets an id made from it and keeps the name as its mqtt_name.
+        slug = re.sub(r"[^a-z0-9_-]+", "-", name.lower()).strip("-_")[:64] or "device"
         lines = [
-            f"  - id: {name.lower()}",
+            f"  - id: {slug}",
             f"    kind: {self.kind or 'TODO'}  # sends {', '.join(sorted(self.fields)) or '?'}",
             "    space: TODO",
         ]
+        if self.device_id is not None and slug != self.device_id:
+            lines.append(f"    mqtt_name: {json.dumps(self.device_id, ensure_ascii=False)}")
         if self.dev_eui:
             lines.append(f"    dev_eui: {self.dev_eui}")
         return "\n".join(lines)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -29,11 +30,26 @@ def check_site(
         ),
     ] = None,
     device: Annotated[str | None, typer.Option(help="The device --example is from")] = None,
+    topic: Annotated[
+        str | None,
+        typer.Option(
+            help="The topic the --example payload came on: the whole message then goes the "
+            "ingestor's way (source, template, device name, codec, mapping, limits)"
+        ),
+    ] = None,
+    message: Annotated[
+        Path | None,
+        typer.Option(
+            help="A file with one line as `mosquitto_sub -v` prints it (topic, space, payload; "
+            "the topic may hold spaces): print the points it would become, or why not"
+        ),
+    ] = None,
     json_out: JsonOut = False,
 ) -> None:
     """Validate a site file: every kind, mapping expression, profile and codec compiles, and
     the emission factor series reads; list the devices. With --example, run a device's mapping
-    on a payload and print the line-protocol points it would write."""
+    on a payload and print the line-protocol points it would write; with --topic, or a whole
+    message from `mosquitto_sub -v` (--message), run the message as the ingestor would."""
     from ingest.codecs._js import CodecError, PayloadCodec
     from ingest.rollups import EmissionFactors
 
@@ -50,6 +66,15 @@ def check_site(
         # A warning, not an error: a demo site or one still waiting for its figure may run,
         # but nobody should read its emissions as a statistic unawares.
         console.print(f"[yellow]warning: {notice}[/yellow]", soft_wrap=True)
+    if message is not None:
+        raise typer.Exit(_run_message_file(registry, message))
+    if example is not None and topic is not None:
+        try:
+            body = example.read_bytes().strip()
+        except OSError as exc:
+            console.print(f"[red]{example}: cannot read the example: {exc.strerror}[/red]")
+            raise typer.Exit(2) from None
+        raise typer.Exit(asyncio.run(_run_message(registry, topic, body)))
     if example is not None:
         raise typer.Exit(_run_example(registry, example, device))
     if json_out:
@@ -119,6 +144,80 @@ async def _codec(
         return exc
     finally:
         await sandbox.close()
+
+
+def _run_message_file(registry: Registry, path: Path) -> int:
+    from ingest.codecs import Router
+
+    try:
+        line = path.read_bytes().strip()
+    except OSError as exc:
+        console.print(f"[red]{path}: cannot read the message: {exc.strerror}[/red]")
+        return 2
+    # mosquitto_sub -v prints "topic payload"; a topic may hold spaces (a Zigbee2MQTT friendly
+    # name), so the split is the first space after which the topic goes to one of the sources.
+    # A cut before a JSON document wins over one inside the topic ("zigbee2mqtt/Hall sensor").
+    router = Router(registry.site)
+    cuts = [
+        i
+        for i, byte in enumerate(line)
+        if byte == 0x20 and router.source_of(line[:i].decode("utf-8", "replace")) is not None
+    ]
+    json_cuts = [i for i in cuts if line[i + 1 :].lstrip()[:1] in (b"{", b"[")]
+    for i in json_cuts[:1] or cuts[:1]:
+        topic = line[:i].decode("utf-8", "replace")
+        return asyncio.run(_run_message(registry, topic, line[i + 1 :].strip()))
+    console.print(
+        f"[red]{path}: no topic at the start of the line goes to a source of the site "
+        f"({', '.join(router.filters)}); is it a `mosquitto_sub -v` line?[/red]"
+    )
+    return 2
+
+
+async def _run_message(registry: Registry, topic: str, payload: bytes) -> int:
+    """A message as the ingestor takes it: the points on stdout as line protocol, the source
+    it went to and anything ignored or refused on stderr."""
+    import time
+
+    from ingest.codecs import CodecSandbox, Router
+    from ingest.observability.counters import Stats
+    from ingest.pipeline import Deferred, Pipeline
+    from ingest.settings import IngestSettings
+
+    limits = IngestSettings.model_fields
+    stats = Stats()
+    sandbox = CodecSandbox()
+    pipeline = Pipeline(
+        registry, stats,
+        max_future_s=limits["max_future_s"].default, max_age_s=limits["max_age_s"].default,
+        sandbox=sandbox,
+    )  # fmt: skip
+    # The verdict is printed below; the service's rejection log would say it twice.
+    logging.getLogger("ingest.rejected").setLevel(logging.ERROR)
+    err = terminal.console(stderr=True)
+    where = Router(registry.site).source_of(topic)
+    err.print(f"source: {where or 'none of the site sources'}", soft_wrap=True, markup=False)
+    try:
+        verdict = pipeline.take(topic, payload, time.time_ns() // 1_000_000)
+        if isinstance(verdict, Deferred):
+            verdict = await verdict.verdict()
+    finally:
+        await sandbox.close()
+    if not isinstance(verdict, list):
+        err.print(
+            f"rejected {verdict.reason.value}: {verdict.detail}", soft_wrap=True, markup=False
+        )
+        for line in verdict.kept:
+            print(line)
+        return 1
+    for line in verdict:
+        print(line)
+    if not verdict:
+        err.print("no reading (counted, not dead-lettered)")
+    ignored = sorted({name for _, name in stats.unknown_fields})
+    if ignored:
+        err.print(f"ignored (not mapped): {', '.join(ignored)}", soft_wrap=True, markup=False)
+    return 0
 
 
 def _run_example(registry: Registry, path: Path, device_id: str | None) -> int:
@@ -219,18 +318,51 @@ def kinds(
     terminal.console().print(table)
 
 
-def profiles(json_out: JsonOut = False) -> None:
-    """The bundled device profiles (`profile:` on a device in the site file)."""
-    from devices.profiles import load_profile, profile_names
+def profiles(
+    name: Annotated[
+        str | None, typer.Argument(help="One profile: its whole field map and messages")
+    ] = None,
+    json_out: JsonOut = False,
+) -> None:
+    """The bundled device profiles (`profile:` on a device in the site file); with a NAME, that
+    profile's whole field map, its source preset and its published messages."""
+    from devices.profiles import ProfileError, load_profile, profile_names
 
+    names = profile_names()
+    if name is not None:
+        try:
+            names = [load_profile(name).name]
+        except ProfileError as exc:
+            console.print(f"[red]{exc}[/red]")
+            raise typer.Exit(2) from None
     if json_out:
-        json_lines([load_profile(n).model_dump(mode="json") for n in profile_names()])
+        json_lines([load_profile(n).model_dump(mode="json") for n in names])
         return
-
-    table = Table(title="device profiles")
-    for col in ("profile", "vendor", "model", "kind", "codec"):
-        table.add_column(col)
-    for name in profile_names():
+    out = terminal.console()
+    if name is not None:
         p = load_profile(name)
-        table.add_row(name, p.vendor, p.model, p.kind, p.codec or "")
-    terminal.console().print(table)
+        out.print(f"{p.name}: {p.vendor} {p.model}, kind {p.kind}", markup=False)
+        out.print(f"documentation: {p.documentation}", markup=False)
+        if p.preset is not None:
+            out.print(f"source preset: {p.preset.value}", markup=False)
+        table = Table(title="field map (a device's own entries come first)")
+        for col in ("vendor field", "contract field", "how"):
+            table.add_column(col)
+        for key, m in p.field_map.items():
+            how = ", ".join(
+                f"{k}={v}" for k, v in m.model_dump(exclude_defaults=True, exclude={"to"}).items()
+            )
+            target = key if m.expr is not None else (m.to or "(dropped)")
+            table.add_row(key if m.expr is None else "(expression)", target, how)
+        out.print(table)
+        for message in p.messages:
+            out.print(f"{message.topic} {message.payload}", markup=False, soft_wrap=True)
+            out.print(f"  from: {message.source}", markup=False, soft_wrap=True)
+        return
+    table = Table(title="device profiles")
+    for col in ("profile", "vendor", "model", "kind", "preset", "codec"):
+        table.add_column(col)
+    for n in names:
+        p = load_profile(n)
+        table.add_row(n, p.vendor, p.model, p.kind, p.preset or "", p.codec or "")
+    out.print(table)

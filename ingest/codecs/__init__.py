@@ -58,17 +58,38 @@ class Router:
     a few topics per device, so the cache stays small, and it is cleared if hostile traffic on
     made-up topics fills it."""
 
-    __slots__ = ("_cache", "_routes", "filters")
+    __slots__ = ("_cache", "_routes", "_site", "filters")
 
     MAX_CACHED = 50_000
 
     def __init__(self, site: Site) -> None:
+        self._site = site
         self._routes: list[tuple[str, Route]] = []
         for source in site.sources:
             route = Route(_decoder(source, site), source.unknown_fields)
             self._routes += [(f, route) for f in source.filters(site.site)]
         self.filters = [f for f, _ in self._routes]
         self._cache: dict[str, Route | None] = {}
+
+    def source_of(self, topic: str) -> str | None:
+        """Which source and template take a topic, in words (check-site), or None."""
+        for i, source in enumerate(self._site.sources):
+            filters = source.filters(self._site.site)
+            if not any(topic_matches(f, topic) for f in filters):
+                continue
+            what = f"sources[{i}] ({source.preset.value if source.preset else source.codec.value})"
+            if source.codec is Codec.JSON:
+                levels = topic.split("/")
+                for t in (
+                    *source.status_templates(self._site.site),
+                    *source.templates(self._site.site),
+                ):
+                    bound = t.match(levels)
+                    if bound is not None:
+                        names = ", ".join(f"{k}={v!r}" for k, v in bound.items())
+                        return f"{what}, template {t.text} ({names})"
+            return f"{what}, filter {next(f for f in filters if topic_matches(f, topic))}"
+        return None
 
     def route(self, topic: str) -> Route:
         try:

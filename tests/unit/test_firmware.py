@@ -5,8 +5,11 @@ own time, several message shapes per device, and each firmware profile's publish
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -317,3 +320,55 @@ def test_bad_times_are_rejected_with_a_reason(raw: object, fmt: str) -> None:
     with pytest.raises(Rejected) as info:
         read_time(raw, fmt, HELSINKI, 1782896400000)
     assert info.value.reason is Reason.BAD_TIMESTAMP
+
+
+# -- what a technician runs -------------------------------------------------------------------
+
+SITE_FILE = Path(__file__).resolve().parents[2] / "docs" / "examples" / "firmware-site.yaml"
+KERA_INGEST = Path(sys.executable).parent / "kera-ingest"
+
+
+def _check_site(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(KERA_INGEST), "check-site", str(SITE_FILE), *args],
+        check=False,
+        capture_output=True,
+        text=True,
+    )
+
+
+def test_check_site_takes_a_line_from_mosquitto_sub(tmp_path: Path) -> None:
+    # A friendly name with spaces: the split is before the JSON, not at the first space.
+    line = tmp_path / "line.txt"
+    line.write_text(
+        'zigbee2mqtt/Hall sensor, north {"temperature":21.34,"humidity":44.72,"extra":1}\n'
+    )
+    run = _check_site("--message", str(line))
+    assert run.returncode == 0, run.stderr
+    (point,) = run.stdout.splitlines()
+    assert point.startswith("indoor_air,device=air-hall-north,site=kera,space=hall ")
+    assert "temperature_c=21.34,humidity_pct=44.72 " in point
+    assert "template zigbee2mqtt/{device} (device='Hall sensor, north')" in run.stderr
+    assert "ignored (not mapped): extra" in run.stderr
+    value = tmp_path / "value.txt"
+    value.write_text("0.57")
+    run = _check_site("--topic", "shellies/nobody/relay/0/power", "--example", str(value))
+    assert run.returncode == 1
+    assert run.stdout == ""
+    assert "rejected unknown_device: 'nobody' is not in the site registry" in run.stderr
+    line.write_text("no topic of this site\n")
+    run = _check_site("--message", str(line))
+    assert run.returncode == 2
+    assert "mosquitto_sub -v" in run.stderr
+    assert "Traceback" not in run.stderr
+
+
+def test_profiles_shows_one_profile_whole() -> None:
+    run = subprocess.run(
+        [str(KERA_INGEST), "profiles", "shelly-plus-1pm"], check=False, capture_output=True,
+        text=True,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert "source preset: shelly_gen2" in run.stdout
+    assert "params.switch:0.apower" in run.stdout
+    assert "shellyplus1pm-441793d69718/events/rpc" in run.stdout
