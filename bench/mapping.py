@@ -15,6 +15,13 @@ no InfluxDB, so the figure is the Python per-message cost that bounds an ingesto
 
 - native heat, and native heat mapped: one heat-meter reading on its own topic, in contract
   names, and as wmbusmeters prints it (Kamstrup profile: six fields renamed, seven ignored).
+- firmware cases (json sources, docs/onboarding.md): a Sonoff POW R2's Tasmota SENSOR message
+  (preset topic template, local Time, nested ENERGY object, profile) against the same four
+  values natively; a Shelly Gen1 plain value (relay/0/power = 0.57) against a native message
+  of one field; a Zigbee2MQTT Aqara message (friendly name with spaces, profile) against the
+  same five values natively.
+- native, 20 templates: the native room-sensor message in a site that also subscribes to 20
+  topic templates (every firmware preset): the native path must not slow down.
 
 The target (a mapped reading at most twice a native one) compares like with like: the same
 reading in the same transport, with and without a mapping (`vs unmapped` column: native heat
@@ -58,6 +65,31 @@ devices:
      profile: milesight-am103}
   - {id: hm-plain, kind: heat_meter, space: plant}
   - {id: hm-603, kind: heat_meter, space: plant, profile: kamstrup-multical603-wmbusmeters}
+"""
+
+FIRMWARE_SITE = """
+site: kera
+sources:
+  - codec: native
+  - preset: tasmota
+  - preset: shelly_gen1
+  - preset: shelly_gen2
+  - preset: zigbee2mqtt
+  - preset: esphome
+  - preset: wmbusmeters
+  - preset: openmqttgateway
+  - codec: json
+    topics: ["lab/{device}/a", "lab/{device}/b", "lab/{device}/c", "lab/{device}/d",
+             "lab/{device}/e", "lab/{device}/f"]
+devices:
+  - {id: occ-1, kind: occupancy, space: room}
+  - {id: em-plain, kind: energy_meter, space: room}
+  - {id: air-plain, kind: indoor_air, space: room}
+  - {id: pow-1, kind: energy_meter, space: room, profile: sonoff-pow-r2-tasmota, mqtt_name: pow1}
+  - {id: plug-1, kind: energy_meter, space: room, profile: shelly-plug-s,
+     mqtt_name: shellyplug-s-C572BE}
+  - {id: air-z2m, kind: indoor_air, space: room, profile: aqara-wsdcgq11lm-z2m,
+     mqtt_name: "Hall sensor, north"}
 """
 NOW = int(time.time() * 1000)
 
@@ -103,6 +135,51 @@ def _wmbusmeters(i: int) -> dict[str, object]:
     }  # fmt: skip
 
 
+def _native(i: int) -> tuple[str, bytes]:
+    return CASES["native"](i)
+
+
+def _local_now() -> str:
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    return datetime.now(ZoneInfo("Europe/Helsinki")).replace(tzinfo=None, microsecond=0).isoformat()
+
+
+LOCAL = _local_now()
+
+FIRMWARE_CASES: dict[str, Callable[[int], tuple[str, bytes]]] = {
+    "native, 20 templates": _native,
+    "native power": lambda i: (
+        "kera/kera/em-plain/telemetry",
+        json.dumps({"power_w": 2629 + i % 50, "voltage_v": 226, "current_a": 11.677,
+                    "energy_kwh": 6.404 + i / 1000}).encode(),
+    ),
+    "tasmota (preset, profile)": lambda i: (
+        "tele/pow1/SENSOR",
+        json.dumps({"Time": LOCAL, "ENERGY": {
+            "TotalStartTime": "2018-11-14T18:39:40", "Total": 6.404 + i / 1000,
+            "Yesterday": 5.340, "Today": 1.064, "Power": 2629 + i % 50, "ApparentPower": 2645,
+            "ReactivePower": 288, "Factor": 0.99, "Voltage": 226, "Current": 11.677}}).encode(),
+    ),
+    "native one value": lambda i: (
+        "kera/kera/em-plain/telemetry", json.dumps({"power_w": 0.57 + i % 50}).encode()
+    ),
+    "shelly gen1 plain value": lambda i: (
+        "shellies/shellyplug-s-C572BE/relay/0/power", str(0.57 + i % 50).encode()
+    ),
+    "native air": lambda i: (
+        "kera/kera/air-plain/telemetry",
+        json.dumps({"temperature_c": 21.34, "humidity_pct": 44.72 + i % 10,
+                    "pressure_hpa": 1012, "battery_pct": 100, "battery_v": 3.055}).encode(),
+    ),
+    "zigbee2mqtt (profile)": lambda i: (
+        "zigbee2mqtt/Hall sensor, north",
+        json.dumps({"battery": 100, "humidity": 44.72 + i % 10, "linkquality": 81,
+                    "pressure": 1012, "temperature": 21.34, "voltage": 3055}).encode(),
+    ),
+}  # fmt: skip
+
 CASES: dict[str, Callable[[int], tuple[str, bytes]]] = {
     "native": lambda i: (
         "kera/kera/occ-1/telemetry",
@@ -140,13 +217,24 @@ _BASE = {
     "native": "native",
     "native heat": "native heat",
     "native heat, mapped (profile)": "native heat",
+    "native, 20 templates": "native",
+    "native power": "native power",
+    "tasmota (preset, profile)": "native power",
+    "native one value": "native one value",
+    "shelly gen1 plain value": "native one value",
+    "native air": "native air",
+    "zigbee2mqtt (profile)": "native air",
 }
 
 
 def measure(messages: int, rounds: int) -> dict[str, float]:
-    registry = Registry(parse_site(SITE))
+    plain = Registry(parse_site(SITE))
+    firmware = Registry(parse_site(FIRMWARE_SITE))
+    assert len(Pipeline(firmware, Stats()).filters) >= 22  # native's 2 and 20 templates
     out: dict[str, float] = {}
-    for name, make in CASES.items():
+    cases = [(n, make, plain) for n, make in CASES.items()]
+    cases += [(n, make, firmware) for n, make in FIRMWARE_CASES.items()]
+    for name, make, registry in cases:
         batch = [make(i) for i in range(messages)]
         best = float("inf")
         for _ in range(rounds):

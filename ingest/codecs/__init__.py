@@ -96,9 +96,10 @@ class Router:
             fn = self._cache[topic]
         except KeyError:
             fn = next((c for f, c in self._routes if topic_matches(f, topic)), None)
-            if len(self._cache) >= self.MAX_CACHED:
-                self._cache.clear()
-            self._cache[topic] = fn
+            if len(topic) <= 512:  # made-up topics of 64 KiB would make 50,000 entries huge
+                if len(self._cache) >= self.MAX_CACHED:
+                    self._cache.clear()
+                self._cache[topic] = fn
         if fn is None:
             raise Rejected(
                 Reason.BAD_TOPIC,

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from devices import Site, Source
@@ -36,12 +36,20 @@ MAX_NAME = 128
 _ON = frozenset({"on", "true", "online", "1", "yes"})
 _OFF = frozenset({"off", "false", "offline", "0", "no"})
 _MISSING = object()
+_MAX_CACHED = 50_000
+_CACHED_TOPIC = 512
+# (template, named levels, device id, a status topic)
+_Match = tuple[TopicTemplate, dict[str, str], str, bool]
+_EPOCH = datetime(1970, 1, 1)
+_MS = timedelta(milliseconds=1)
+# (zone, wall-clock minute) -> the zone's first and second UTC offset then, in ms.
+_OFFSETS: dict[tuple[str, int, int, int, int, int], tuple[int, int]] = {}
 
 
 class TemplateCodec:
     """One json source's decoder, built once per site."""
 
-    __slots__ = ("_data", "_names", "_status", "_text_numbers", "_time", "_tz")
+    __slots__ = ("_data", "_names", "_seen", "_status", "_text_numbers", "_time", "_tz")
 
     def __init__(self, source: Source, site: Site) -> None:
         self._data = source.templates(site.site)
@@ -52,28 +60,44 @@ class TemplateCodec:
         self._time: TimeRule | None = source.time_rule
         self._tz = ZoneInfo(site.timezone)
         self._text_numbers = source.reads_text_numbers
+        # What each topic matched: the template, its named levels, the device, status or not.
+        self._seen: dict[str, _Match | None] = {}
 
     def decode(self, topic: str, payload: bytes, site: str, received_ms: int = 0) -> list[Decoded]:
+        try:
+            found = self._seen[topic]
+        except KeyError:
+            found = self._match(topic)
+            # A site has a few topics per device; a topic longer than any firmware's is not
+            # kept, so made-up topics cannot make the cache big (it is cleared when full).
+            if len(topic) <= _CACHED_TOPIC:
+                if len(self._seen) >= _MAX_CACHED:
+                    self._seen.clear()
+                self._seen[topic] = found
+        if found is None:
+            raise Rejected(
+                Reason.BAD_TOPIC,
+                f"topic {topic[:120]!r} matches none of the source's templates "
+                f"({', '.join(t.text for t in (*self._status, *self._data))})",
+            )
+        template, bound, device_id, status = found
+        if status:
+            return [self._status_of(device_id, payload)]
+        return [self._reading(template, bound, device_id, payload, received_ms)]
+
+    def _match(self, topic: str) -> _Match | None:
         levels = topic.split("/")
-        for template in self._status:
-            bound = template.match(levels)
-            if bound is not None:
-                return [self._status_of(bound, payload)]
-        for template in self._data:
-            bound = template.match(levels)
-            if bound is not None:
-                return [self._reading(template, bound, payload, received_ms)]
-        raise Rejected(
-            Reason.BAD_TOPIC,
-            f"topic {topic[:120]!r} matches none of the source's templates "
-            f"({', '.join(t.text for t in (*self._status, *self._data))})",
-        )
+        for status, templates in ((True, self._status), (False, self._data)):
+            for template in templates:
+                bound = template.match(levels)
+                if bound is not None:
+                    return template, bound, self.device_id(bound[DEVICE]), status
+        return None
 
     def device_id(self, name: str) -> str:
         return self._names.get(name) or name[:MAX_NAME]
 
-    def _status_of(self, bound: dict[str, str], payload: bytes) -> Decoded:
-        device_id = self.device_id(bound[DEVICE])
+    def _status_of(self, device_id: str, payload: bytes) -> Decoded:
         text = payload.strip()
         state: object = text.decode("utf-8", "replace")
         if text.startswith(b"{"):
@@ -94,9 +118,13 @@ class TemplateCodec:
         return Decoded(device_id, None, {"online": online}, status=True)
 
     def _reading(
-        self, template: TopicTemplate, bound: dict[str, str], payload: bytes, received_ms: int
+        self,
+        template: TopicTemplate,
+        bound: dict[str, str],
+        device_id: str,
+        payload: bytes,
+        received_ms: int,
     ) -> Decoded:
-        device_id = self.device_id(bound[DEVICE])
         field = bound.get(FIELD)
         units: dict[str, str] | None = None
         if field is None:
@@ -171,8 +199,25 @@ def local_ms(naive: datetime, tz: ZoneInfo, received_ms: int) -> int:
     twice, and in the spring hour that does not happen (a device clock moved late), both
     readings are possible instants: the one nearer the receive time wins, because a device
     sends its time when it measures."""
-    candidates = {round(naive.replace(tzinfo=tz, fold=fold).timestamp() * 1000) for fold in (0, 1)}
-    return min(candidates, key=lambda ms: (abs(ms - received_ms), ms))
+    wall = (naive - _EPOCH) // _MS  # the wall-clock time read as if it were UTC
+    # The zone's offsets at this minute, computed once: zoneinfo's lookups cost more than the
+    # rest of a message (bench/mapping.py).
+    key = (tz.key, naive.year, naive.month, naive.day, naive.hour, naive.minute)
+    offsets = _OFFSETS.get(key)
+    if offsets is None:
+        early = tz.utcoffset(naive)
+        late = tz.utcoffset(naive.replace(fold=1))
+        assert early is not None
+        assert late is not None
+        offsets = (early // _MS, late // _MS)
+        if len(_OFFSETS) >= 4096:
+            _OFFSETS.clear()
+        _OFFSETS[key] = offsets
+    first = wall - offsets[0]
+    if offsets[0] == offsets[1]:  # every hour but two a year: one instant
+        return first
+    second = wall - offsets[1]
+    return min((first, second), key=lambda ms: (abs(ms - received_ms), ms))
 
 
 def _plain(payload: bytes, device_id: str) -> tuple[object, str | None]:
