@@ -875,6 +875,21 @@ class Impact(BaseModel):
         return _minutes(start), _minutes(end)
 
 
+class Discovery(BaseModel):
+    """Home Assistant MQTT discovery (ingest/codecs/discovery.py): announced devices that are
+    not in the site file are recorded for `kera-ingest quarantine`, never stored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = Field(False, description="subscribe to discovery config messages")
+    prefix: Annotated[str, StringConstraints(pattern=r"^[^/+#\x00]{1,64}$")] = Field(
+        "homeassistant", description="the discovery prefix the firmwares publish under"
+    )
+
+    def filters(self) -> tuple[str, ...]:
+        return (f"{self.prefix}/+/+/config", f"{self.prefix}/+/+/+/config")
+
+
 class Site(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -889,6 +904,11 @@ class Site(BaseModel):
         "reject",
         description="reject: dead-letter messages of unregistered devices; quarantine: also "
         "record them for a technician to adopt (kera-ingest quarantine)",
+    )
+    discovery: Discovery = Field(
+        default_factory=Discovery,
+        description="Home Assistant discovery: announced devices appear in `kera-ingest "
+        "quarantine` with a ready site-file entry (they imply the quarantine file)",
     )
     alerts: Alerts = Field(default_factory=Alerts, description="alert rules and webhooks")
     impact: Impact = Field(default_factory=Impact, description="impact metric settings")

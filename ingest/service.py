@@ -194,7 +194,7 @@ class Ingestor:
         dead_letters = DeadLetters(
             spool.directory,
             max_bytes=s.dead_letter_max_bytes,
-            quarantine=site.unknown_devices == "quarantine",
+            quarantine=site.unknown_devices == "quarantine" or site.discovery.enabled,
         )
         pipeline = Pipeline(
             self.registry, self.stats, s.max_payload_bytes, s.max_future_s, s.max_age_s,

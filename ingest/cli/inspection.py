@@ -84,6 +84,7 @@ def quarantine(
             [
                 {"device": c.device_id, "dev_eui": c.dev_eui, "messages": c.messages,
                  "first_ms": c.first_ms, "last_ms": c.last_ms, "fields": sorted(c.fields),
+                 "announced": sorted(c.announced),
                  "kind": c.kind, "site_entry": c.site_entry()}
                 for c in candidates
             ]
@@ -102,7 +103,7 @@ def quarantine(
             c.dev_eui or "-",
             str(c.messages),
             last,
-            ", ".join(sorted(c.fields)),
+            ", ".join(sorted(c.fields or c.announced)),
             c.kind or "?",
         )
     out = terminal.console()

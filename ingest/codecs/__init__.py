@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from devices import Codec, Site, Source, UnknownFields
 from ingest.codecs import chirpstack, native, senml, tts_v3
 from ingest.codecs._sandbox import CodecSandbox as CodecSandbox
+from ingest.codecs.discovery import DiscoveryCodec
 from ingest.codecs.templated import TemplateCodec
 from ingest.reading import Decoded, Reason, Rejected
 
@@ -68,6 +69,9 @@ class Router:
         for source in site.sources:
             route = Route(_decoder(source, site), source.unknown_fields)
             self._routes += [(f, route) for f in source.filters(site.site)]
+        if site.discovery.enabled:
+            announced = Route(DiscoveryCodec(site).decode, "ignore")
+            self._routes += [(f, announced) for f in site.discovery.filters()]
         self.filters = [f for f, _ in self._routes]
         self._cache: dict[str, Route | None] = {}
 

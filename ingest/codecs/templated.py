@@ -49,7 +49,7 @@ _OFFSETS: dict[tuple[str, int, int, int, int, int], tuple[int, int]] = {}
 class TemplateCodec:
     """One json source's decoder, built once per site."""
 
-    __slots__ = ("_data", "_names", "_seen", "_status", "_text_numbers", "_time", "_tz")
+    __slots__ = ("_data", "_ids", "_names", "_seen", "_status", "_text_numbers", "_time", "_tz")
 
     def __init__(self, source: Source, site: Site) -> None:
         self._data = source.templates(site.site)
@@ -57,6 +57,7 @@ class TemplateCodec:
         self._names: Mapping[str, str] = {
             d.mqtt_name: d.id for d in site.devices if d.mqtt_name is not None
         }
+        self._ids = frozenset(d.id for d in site.devices)
         self._time: TimeRule | None = source.time_rule
         self._tz = ZoneInfo(site.timezone)
         self._text_numbers = source.reads_text_numbers
@@ -93,6 +94,16 @@ class TemplateCodec:
                 if bound is not None:
                     return template, bound, self.device_id(bound[DEVICE]), status
         return None
+
+    def name_in(self, topic: str) -> str | None:
+        """The {device} level of a topic this source takes, or None (discovery)."""
+        found = self._match(topic)
+        return None if found is None else found[1][DEVICE]
+
+    def known_device(self, name: str) -> str | None:
+        """The registered device a firmware's name stands for, or None."""
+        device_id = self._names.get(name, name)
+        return device_id if device_id in self._ids else None
 
     def device_id(self, name: str) -> str:
         return self._names.get(name) or name[:MAX_NAME]

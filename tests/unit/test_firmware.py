@@ -4,12 +4,14 @@ own time, several message shapes per device, and each firmware profile's publish
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -20,11 +22,15 @@ from devices.presets import Preset
 from devices.profiles import load_profile, profile_names
 from devices.topics import TemplateError, TopicTemplate
 from ingest.codecs import topic_matches
+from ingest.codecs.discovery import parse_announcement
 from ingest.codecs.templated import local_ms, read_time
 from ingest.observability.counters import Stats
 from ingest.pipeline import Pipeline
+from ingest.quarantine import summarise
 from ingest.reading import DeadLetter, Reason, Rejected
+from ingest.storage.deadletter import entry
 from tests.firmware import FIRMWARE, HELSINKI, device_name, now_in, point
+from tests.strategies import json_values
 
 pytestmark = pytest.mark.shifted_clock
 
@@ -372,3 +378,100 @@ def test_profiles_shows_one_profile_whole() -> None:
     assert "source preset: shelly_gen2" in run.stdout
     assert "params.switch:0.apower" in run.stdout
     assert "shellyplus1pm-441793d69718/events/rpc" in run.stdout
+
+
+# -- Home Assistant discovery -----------------------------------------------------------------
+
+# Tasmota's own discovery config for its energy total, as a Tasmota 11 console log shows it
+# (abbreviated keys, a bracket path in val_tpl): pastebin.com/XiaKgnUt.
+TASMOTA_TOTAL = (
+    b'{"name":"plug001 ENERGY Total","stat_t":"tele/plug001/SENSOR","avty_t":"tele/plug001/LWT",'
+    b'"pl_avail":"Online","pl_not_avail":"Offline","uniq_id":"218FF9_ENERGY_Total","dev":'
+    b'{"ids":["218FF9"]},"unit_of_meas":"kWh","dev_cla":"energy","stat_cla":"total_increasing",'
+    b'"frc_upd":true,"val_tpl":"{{value_json[\'ENERGY\'][\'Total\']}}"}'
+)
+
+
+def test_discovery_configs_are_read_with_abbreviations_and_plain_paths() -> None:
+    a = parse_announcement(
+        "homeassistant/sensor/218FF9_ENERGY_Total/config", TASMOTA_TOTAL, "homeassistant"
+    )
+    assert (a.state_topic, a.availability_topic) == ("tele/plug001/SENSOR", "tele/plug001/LWT")
+    assert (a.device_key, a.device_class, a.unit) == ("218FF9", "energy", "kWh")
+    assert a.path == ("ENERGY", "Total")
+    # ESPHome's shape: the value is the payload; `~` as the base topic
+    esphome = json.dumps(
+        {"~": "espHome-co2", "name": "CO2", "stat_t": "~/sensor/co2/state",
+         "avty_t": "~/status", "unit_of_meas": "ppm", "dev_cla": "carbon_dioxide",
+         "dev": {"ids": "a4cf12f00d1e", "name": "esphome-co2", "mdl": "esp32dev",
+                 "mf": "Espressif"}}
+    ).encode()  # fmt: skip
+    b = parse_announcement("homeassistant/sensor/esphome-co2/co2/config", esphome, "homeassistant")
+    assert (b.state_topic, b.availability_topic) == (
+        "espHome-co2/sensor/co2/state",
+        "espHome-co2/status",
+    )
+    assert (b.path, b.template, b.model) == (None, None, "esp32dev")
+    for template, path in [
+        ("{{ value_json.temperature }}", ("temperature",)),
+        ("{{ value_json.ENERGY.Total | float | round(2) }}", ("ENERGY", "Total")),
+        ('{{ value_json["switch:0"].apower }}', ("switch:0", "apower")),
+    ]:
+        raw = json.dumps({"stat_t": "x/y", "val_tpl": template}).encode()
+        assert (
+            parse_announcement("homeassistant/sensor/n/o/config", raw, "homeassistant").path == path
+        )
+    odd = json.dumps({"stat_t": "x/y", "val_tpl": "{{ value_json.a * 10 }}"}).encode()
+    c = parse_announcement("homeassistant/sensor/n/o/config", odd, "homeassistant")
+    assert (c.path, c.template) == (None, "{{ value_json.a * 10 }}")
+
+
+@pytest.mark.parametrize(
+    ("topic", "payload", "reason"),
+    [
+        ("homeassistant/sensor/x/config", b"[1]", Reason.NOT_OBJECT),
+        ("homeassistant/sensor/x/config", b"{", Reason.BAD_JSON),
+        ("homeassistant/sensor/x/config", b'{"name": "no state topic"}', Reason.MISSING_FIELD),
+        ("homeassistant/sensor/x/y/z/config", b'{"stat_t": "a"}', Reason.BAD_TOPIC),
+        ("other/sensor/x/config", b'{"stat_t": "a"}', Reason.BAD_TOPIC),
+    ],
+)
+def test_bad_discovery_configs_are_refused(topic: str, payload: bytes, reason: Reason) -> None:
+    with pytest.raises(Rejected) as info:
+        parse_announcement(topic, payload, "homeassistant")
+    assert info.value.reason is reason
+
+
+@given(st.dictionaries(st.sampled_from(["stat_t", "val_tpl", "dev", "~", "name", "x"]),
+                       json_values, max_size=6))  # fmt: skip
+def test_any_discovery_payload_gets_a_verdict(config: dict[str, Any]) -> None:
+    with contextlib.suppress(Rejected):
+        parse_announcement(
+            "homeassistant/sensor/n/config", json.dumps(config).encode(), "homeassistant"
+        )
+
+
+def test_announcements_of_registered_and_unknown_devices() -> None:
+    site = parse_site(
+        "site: kera\ndiscovery: {enabled: true}\nsources: [{preset: tasmota}]\ndevices:\n"
+        "  - {id: plug-a, kind: energy_meter, space: s, mqtt_name: plug001}\n"
+    )
+    stats = Stats()
+    pipeline = Pipeline(Registry(site), stats)
+    topic = "homeassistant/sensor/218FF9_ENERGY_Total/config"
+    assert pipeline.handle(topic, TASMOTA_TOTAL, 0) == []  # registered: no reading
+    assert stats.no_reading == 1
+    stranger = TASMOTA_TOTAL.replace(b"plug001", b"plug002")
+    out = pipeline.handle(topic, stranger, 0)
+    assert isinstance(out, DeadLetter)
+    assert out.reason is Reason.UNKNOWN_DEVICE
+    assert out.device_id == "plug002"
+    assert "kera-ingest quarantine" in out.detail
+    (candidate,) = summarise(site, [entry(out)])
+    assert candidate.site_entry().splitlines() == [
+        "  - id: plug002",
+        "    kind: energy_meter  # from the announced device classes",
+        "    space: TODO",
+        "    field_map:",
+        "      ENERGY.Total: energy_kwh",
+    ]
