@@ -249,7 +249,10 @@ def _run_example(registry: Registry, path: Path, device_id: str | None) -> int:
         try:
             raw = bytes.fromhex(text.replace(" ", ""))
         except ValueError:
-            console.print(f"[red]{path}: neither a JSON object nor a frame in hex[/red]")
+            console.print(
+                f"[red]{path}: neither a JSON object nor a frame in hex; for a plain value "
+                "(a Shelly or ESPHome topic), give the topic it came on: --topic[/red]"
+            )
             return 2
         decoded = Decoded(device_id, None, {}, frm_payload=raw, f_port=1)
     device = registry.get(device_id)
