@@ -42,7 +42,9 @@ from devices.expressions import Expression, ExpressionError, parse_quantity
 if TYPE_CHECKING:
     from devices.site import FieldMap
 
-_MISSING = object()
+# What `walk` gives for a path the payload does not have.
+MISSING = object()
+_MISSING = MISSING
 
 
 class MappingError(ValueError):
@@ -220,7 +222,7 @@ class FieldMapper:
                 continue
             value = values.get(step.key, _MISSING)
             if value is _MISSING and step.path is not None:
-                value = _walk(values, step.path)
+                value = walk(values, step.path)
             if value is _MISSING or step.target is None:
                 continue
             target = step.target
@@ -256,7 +258,8 @@ class FieldMapper:
         return out, out_units
 
 
-def _walk(values: Mapping[str, object], path: tuple[str, ...]) -> object:
+def walk(values: Mapping[str, object], path: tuple[str, ...]) -> object:
+    """The value at a dotted path of nested objects, or MISSING."""
     node: object = values
     for part in path:
         if type(node) is not dict:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from devices import Codec, Site, Source, UnknownFields
 from ingest.codecs import chirpstack, native, senml, tts_v3
+from ingest.codecs._cache import remember
 from ingest.codecs._sandbox import CodecSandbox as CodecSandbox
 from ingest.codecs.discovery import DiscoveryCodec
 from ingest.codecs.templated import TemplateCodec
@@ -61,8 +62,6 @@ class Router:
 
     __slots__ = ("_cache", "_routes", "_site", "filters")
 
-    MAX_CACHED = 50_000
-
     def __init__(self, site: Site) -> None:
         self._site = site
         self._routes: list[tuple[str, Route]] = []
@@ -99,11 +98,11 @@ class Router:
         try:
             fn = self._cache[topic]
         except KeyError:
-            fn = next((c for f, c in self._routes if topic_matches(f, topic)), None)
-            if len(topic) <= 512:  # made-up topics of 64 KiB would make 50,000 entries huge
-                if len(self._cache) >= self.MAX_CACHED:
-                    self._cache.clear()
-                self._cache[topic] = fn
+            fn = remember(
+                self._cache,
+                topic,
+                next((c for f, c in self._routes if topic_matches(f, topic)), None),
+            )
         if fn is None:
             raise Rejected(
                 Reason.BAD_TOPIC,

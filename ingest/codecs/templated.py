@@ -24,8 +24,10 @@ from zoneinfo import ZoneInfo
 
 from devices import Site, Source
 from devices.expressions import ExpressionError, parse_quantity
+from devices.mapping import MISSING, walk
 from devices.site import TimeRule
 from devices.topics import DEVICE, FIELD, TopicTemplate
+from ingest.codecs._cache import remember
 from ingest.codecs._json import load_json
 from ingest.codecs._time import check_window, parse_time_ms
 from ingest.reading import Decoded, Reason, Rejected
@@ -35,9 +37,6 @@ MAX_NAME = 128
 
 _ON = frozenset({"on", "true", "online", "1", "yes"})
 _OFF = frozenset({"off", "false", "offline", "0", "no"})
-_MISSING = object()
-_MAX_CACHED = 50_000
-_CACHED_TOPIC = 512
 # (template, named levels, device id, a status topic)
 _Match = tuple[TopicTemplate, dict[str, str], str, bool]
 _EPOCH = datetime(1970, 1, 1)
@@ -68,13 +67,7 @@ class TemplateCodec:
         try:
             found = self._seen[topic]
         except KeyError:
-            found = self._match(topic)
-            # A site has a few topics per device; a topic longer than any firmware's is not
-            # kept, so made-up topics cannot make the cache big (it is cleared when full).
-            if len(topic) <= _CACHED_TOPIC:
-                if len(self._seen) >= _MAX_CACHED:
-                    self._seen.clear()
-                self._seen[topic] = found
+            found = remember(self._seen, topic, self._match(topic))
         if found is None:
             raise Rejected(
                 Reason.BAD_TOPIC,
@@ -113,7 +106,7 @@ class TemplateCodec:
         state: object = text.decode("utf-8", "replace")
         if text.startswith(b"{"):
             obj = load_json(payload, device_id)
-            state = obj.get("state", _MISSING) if isinstance(obj, dict) else _MISSING
+            state = obj.get("state", MISSING) if isinstance(obj, dict) else MISSING
         if isinstance(state, str):
             word = state.strip().lower()
             online = True if word in _ON else False if word in _OFF else None
@@ -164,14 +157,10 @@ class TemplateCodec:
     def _time_of(self, values: dict[str, object], received_ms: int, device_id: str) -> int | None:
         rule = self._time
         assert rule is not None
-        parts = rule.path.split(".")
-        node: object = values
-        for part in parts:
-            if type(node) is not dict:
-                return None
-            node = node.get(part, _MISSING)
-            if node is _MISSING:
-                return None
+        parts = tuple(rule.path.split("."))
+        node = walk(values, parts)
+        if node is MISSING:
+            return None
         if len(parts) == 1:
             del values[parts[0]]  # a time, not a field: not counted as an unknown one
         try:
