@@ -10,7 +10,7 @@ T = TypeVar("T")
 # is then cleared; a topic longer than any firmware's is never kept, so 50,000 entries of
 # 64 KiB topics cannot be held.
 MAX_CACHED = 50_000
-MAX_TOPIC = 512
+MAX_TOPIC = 256
 
 
 def remember(cache: dict[str, T], topic: str, answer: T) -> T:
