@@ -187,9 +187,7 @@ class Source(BaseModel):
         if isinstance(raw, dict) and raw.get("preset") is not None and "codec" not in raw:
             return {**raw, "codec": Codec.JSON}
         if isinstance(raw, dict) and "codec" not in raw:
-            raise ValueError(
-                "give `codec` (native, senml, tts_v3, chirpstack_v4, json) or `preset`"
-            )
+            raise ValueError(f"give `codec` ({', '.join(Codec)}) or `preset`")
         return raw
 
     @model_validator(mode="after")
