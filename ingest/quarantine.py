@@ -61,8 +61,10 @@ class Candidate:
     fields: set[str] = field(default_factory=set)
     # Home Assistant discovery configs the device published, by entity.
     announced: dict[str, Announcement] = field(default_factory=dict)
-    # No json source of the site takes the announced state topics: the preset that would.
+    # No json source of the site takes the announced state topics: the preset that would, or
+    # None with `unrouted` when no preset would either.
     preset: str | None = None
+    unrouted: bool = False
 
     def _guesses(self) -> dict[str, str]:
         """Announced device classes as contract fields, by entity."""
@@ -155,6 +157,11 @@ class Candidate:
                 f"    # no source of this site takes {first.state_topic}: add "
                 f"`- preset: {self.preset}` under sources"
             )
+        elif self.unrouted:
+            lines.append(
+                f"    # no source of this site, and no preset, takes {first.state_topic}: add a "
+                "json source whose topics match it, with a {device} level (docs/data-model.md)"
+            )
         return lines
 
     def _level_field(self, a: Announcement) -> str | None:
@@ -235,6 +242,7 @@ def _announced(
                 break
     who = name or a.device_name or a.device_key
     c = found.setdefault((who, None), Candidate(who, None))
+    c.unrouted = c.unrouted or name is None
     c.messages += 1
     c.first_ms = min(c.first_ms or received, received)
     c.last_ms = max(c.last_ms, received)

@@ -475,3 +475,18 @@ def test_announcements_of_registered_and_unknown_devices() -> None:
         "    field_map:",
         "      ENERGY.Total: energy_kwh",
     ]
+
+
+def test_an_announcement_no_source_or_preset_takes_says_so() -> None:
+    site = parse_site(
+        "site: kera\ndiscovery: {enabled: true}\nsources: [{codec: native}]\ndevices:\n"
+        "  - {id: a, kind: energy_meter, space: s}\n"
+    )
+    stranger = TASMOTA_TOTAL.replace(b"tele/plug001/SENSOR", b"plant/meters/heat-1")
+    out = Pipeline(Registry(site), Stats()).handle("homeassistant/sensor/x/config", stranger, 0)
+    assert isinstance(out, DeadLetter)
+    (candidate,) = summarise(site, [entry(out)])
+    assert candidate.device_id == "218FF9"  # the announced device's identifier
+    assert "no source of this site, and no preset, takes plant/meters/heat-1" in (
+        candidate.site_entry()
+    )
