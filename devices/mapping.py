@@ -44,7 +44,6 @@ if TYPE_CHECKING:
 
 # What `walk` gives for a path the payload does not have.
 MISSING = object()
-_MISSING = MISSING
 
 
 class MappingError(ValueError):
@@ -220,10 +219,10 @@ class FieldMapper:
         for step in self._steps:
             if step.when and not _applies(step.when, levels):
                 continue
-            value = values.get(step.key, _MISSING)
-            if value is _MISSING and step.path is not None:
+            value = values.get(step.key, MISSING)
+            if value is MISSING and step.path is not None:
                 value = walk(values, step.path)
-            if value is _MISSING or step.target is None:
+            if value is MISSING or step.target is None:
                 continue
             target = step.target
             if target in written:
@@ -263,8 +262,8 @@ def walk(values: Mapping[str, object], path: tuple[str, ...]) -> object:
     node: object = values
     for part in path:
         if type(node) is not dict:
-            return _MISSING
-        node = node.get(part, _MISSING)
-        if node is _MISSING:
-            return _MISSING
+            return MISSING
+        node = node.get(part, MISSING)
+        if node is MISSING:
+            return MISSING
     return node

@@ -9,7 +9,7 @@ import json
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -277,54 +277,81 @@ def test_json_objects_text_numbers_and_time_rule() -> None:
     assert "{field}" in plain.detail
 
 
+def _last_sunday(year: int, month: int) -> int:
+    """The day of the month's last Sunday: when the EU moves its clocks (01:00 UTC)."""
+    last = (datetime(year + month // 12, month % 12 + 1, 1) - timedelta(days=1)).day
+    return max(d for d in range(last - 6, last + 1) if datetime(year, month, d).weekday() == 6)
+
+
+def _ms(year: int, month: int, day: int, hour: int, minute: int) -> int:
+    return round(datetime(year, month, day, hour, minute, tzinfo=UTC).timestamp() * 1000)
+
+
+# Next year's clock changes and midsummer, from the clock: no fixed date in these tests.
+YEAR = datetime.now(UTC).year + 1
+
+
 def test_local_time_without_offset_in_the_autumn_and_spring_hours() -> None:
-    # 2026-10-25 in Helsinki: 04:00 EEST becomes 03:00 EET, so 03:30 happens twice.
-    naive = datetime(2026, 10, 25, 3, 30)
-    first = round(datetime(2026, 10, 25, 0, 30, tzinfo=UTC).timestamp() * 1000)
+    # In Helsinki, 04:00 EEST becomes 03:00 EET on October's last Sunday: 03:30 happens twice.
+    autumn = _last_sunday(YEAR, 10)
+    naive = datetime(YEAR, 10, autumn, 3, 30)
+    first = _ms(YEAR, 10, autumn, 0, 30)
     second = first + 3600_000
     assert local_ms(naive, HELSINKI, first + 1000) == first
     assert local_ms(naive, HELSINKI, second + 1000) == second
-    # 2027-03-28: 03:00 EET becomes 04:00 EEST; 03:30 does not exist (a clock not yet moved).
-    # Read with the winter offset it is 01:30 UTC, with the summer one 00:30 UTC.
-    gap = datetime(2027, 3, 28, 3, 30)
-    winter = round(datetime(2027, 3, 28, 1, 30, tzinfo=UTC).timestamp() * 1000)
+    # March's last Sunday: 03:00 EET becomes 04:00 EEST; 03:30 does not exist (a clock not yet
+    # moved). Read with the winter offset it is 01:30 UTC, with the summer one 00:30 UTC.
+    spring = _last_sunday(YEAR, 3)
+    gap = datetime(YEAR, 3, spring, 3, 30)
+    winter = _ms(YEAR, 3, spring, 1, 30)
     summer = winter - 3600_000
     assert local_ms(gap, HELSINKI, winter + 60_000) == winter
     assert local_ms(gap, HELSINKI, summer - 60_000) == summer
     # an ordinary hour has one answer, whatever the receive time
-    plain = datetime(2026, 7, 1, 12, 0)
-    noon = round(datetime(2026, 7, 1, 9, 0, tzinfo=UTC).timestamp() * 1000)
+    plain = datetime(YEAR, 7, 1, 12, 0)
+    noon = _ms(YEAR, 7, 1, 9, 0)
     assert local_ms(plain, HELSINKI, 0) == local_ms(plain, HELSINKI, 10**13) == noon
 
 
-@pytest.mark.parametrize(
-    ("raw", "fmt", "want"),
-    [
-        ("2026-07-01T09:00:00Z", "rfc3339", 1782896400000),
-        (1782896400.25, "unix_s", 1782896400250),
-        (1782896400250, "unix_ms", 1782896400250),
-        ("2026-07-01T12:00:00", "local", 1782896400000),
-        ("2026-07-01T12:00:00+03:00", "local", 1782896400000),
-    ],
-)
-def test_time_formats(raw: object, fmt: str, want: int) -> None:
-    assert read_time(raw, fmt, HELSINKI, want) == want
+def _now_s() -> int:
+    return int(time.time())
+
+
+@pytest.mark.parametrize("fmt", ["rfc3339", "unix_s", "unix_ms", "local", "local with offset"])
+def test_time_formats(fmt: str) -> None:
+    at = _now_s()
+    want = at * 1000 + 250
+    utc = datetime.fromtimestamp(at, UTC)
+    local = utc.astimezone(HELSINKI)
+    raw: object = {
+        "rfc3339": utc.isoformat().replace("+00:00", ".25Z"),
+        "unix_s": at + 0.25,
+        "unix_ms": want,
+        "local": local.replace(tzinfo=None).isoformat() + ".25",
+        "local with offset": local.isoformat(timespec="milliseconds").replace(".000", ".250"),
+    }[fmt]
+    assert read_time(raw, fmt.split(" ", maxsplit=1)[0], HELSINKI, want) == want
 
 
 @pytest.mark.parametrize(
     ("raw", "fmt"),
     [
-        ("2026-07-01T09:00:00", "rfc3339"),
+        ("rfc3339 without offset", "rfc3339"),
         ("yesterday", "local"),
         (True, "unix_s"),
         (float("nan"), "unix_ms"),
-        (1782896400, "unix_ms"),  # seconds sent as milliseconds
+        ("seconds as milliseconds", "unix_ms"),
         (12, "local"),
     ],
 )
 def test_bad_times_are_rejected_with_a_reason(raw: object, fmt: str) -> None:
+    now = _now_s()
+    if raw == "rfc3339 without offset":
+        raw = datetime.fromtimestamp(now, UTC).replace(tzinfo=None).isoformat()
+    elif raw == "seconds as milliseconds":
+        raw = now
     with pytest.raises(Rejected) as info:
-        read_time(raw, fmt, HELSINKI, 1782896400000)
+        read_time(raw, fmt, HELSINKI, now * 1000)
     assert info.value.reason is Reason.BAD_TIMESTAMP
 
 

@@ -127,11 +127,7 @@ def test_check_site_runs_a_mapping_on_an_example(tmp_path: Path) -> None:
     )
     example = tmp_path / "am307.json"
     example.write_text('{"temperature": 23.8, "pir": "idle", "light_level": 2, "co2": 936}')
-    exe = Path(sys.executable).with_name("kera-ingest")
-    run = subprocess.run(
-        [str(exe), "check-site", str(site), "--example", str(example), "--device", "air-1"],
-        check=False, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+    run = _example(site, example, "air-1")
     assert run.returncode == 0, run.stderr
     (line,) = run.stdout.splitlines()
     assert line.startswith("indoor_air,device=air-1,site=kera,space=library ")
@@ -139,25 +135,15 @@ def test_check_site_runs_a_mapping_on_an_example(tmp_path: Path) -> None:
     assert "ignored (not mapped): light_level" in run.stderr
     frame = tmp_path / "frame.hex"
     frame.write_text("017564 03671801 04686D 077DC501\n")
-    raw = subprocess.run(
-        [str(exe), "check-site", str(site), "--example", str(frame), "--device", "am103"],
-        check=False, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+    raw = _example(site, frame, "am103")
     assert raw.returncode == 0, raw.stderr
     assert "temperature_c=28.0,humidity_pct=54.5,co2_ppm=453.0,battery_pct=100.0" in raw.stdout
     example.write_text('{"pir": "sideways"}')
-    bad = subprocess.run(
-        [str(exe), "check-site", str(site), "--example", str(example), "--device", "air-1"],
-        check=False, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+    bad = _example(site, example, "air-1")
     assert bad.returncode == 1
     assert "mapping_failed" in bad.stderr
     assert "sideways" in bad.stderr
-    missing = subprocess.run(
-        [str(exe), "check-site", str(site), "--example", str(tmp_path / "no.json"),
-         "--device", "air-1"],
-        check=False, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+    missing = _example(site, tmp_path / "no.json", "air-1")
     assert missing.returncode == 2
     assert "cannot read the example" in missing.stderr
     assert "Traceback" not in missing.stderr + bad.stderr
@@ -189,12 +175,19 @@ def test_check_site_stops_a_runaway_codec_instead_of_hanging(tmp_path: Path) -> 
     )
     frame = tmp_path / "frame.hex"
     frame.write_text(RUNAWAY_UPLINK.hex())
-    exe = Path(sys.executable).with_name("kera-ingest")
-    run = subprocess.run(
-        [str(exe), "check-site", str(site), "--example", str(frame), "--device", "air-text"],
-        check=False, capture_output=True, text=True, timeout=30,
-    )  # fmt: skip
+    run = _example(site, frame, "air-text", timeout=30)
     assert run.returncode == 1, run.stderr
     assert "codec_failed" in run.stderr
     assert "did not finish within 1 s" in run.stderr
     assert "Traceback" not in run.stderr
+
+
+def _example(
+    site: Path, example: Path, device: str, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """`kera-ingest check-site SITE --example EXAMPLE --device DEVICE`, as a technician runs it."""
+    exe = Path(sys.executable).with_name("kera-ingest")
+    return subprocess.run(
+        [str(exe), "check-site", str(site), "--example", str(example), "--device", device],
+        check=False, capture_output=True, text=True, timeout=timeout,
+    )  # fmt: skip
