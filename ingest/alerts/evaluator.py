@@ -240,6 +240,11 @@ class Evaluator:
         if self.on_seeded is not None:
             self.on_seeded()
 
+    @property
+    def loading(self) -> bool:
+        """Whether the rollups' history is still loading (`seed`); live readings wait meanwhile."""
+        return self._holding[0] is not None
+
     def _load_observe(self, reading: Reading) -> None:
         if (reading.device.id, reading.time_ms) not in self._held_keys:
             self._seed_observe(reading)
