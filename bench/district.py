@@ -44,7 +44,7 @@ from rich.progress import Progress
 
 from devices.contract import KINDS, ROLLUP_MEASUREMENTS
 from devstack.services import InfluxDB, Mosquitto, free_port
-from ingest.rollups import RollupKey, read_rollups
+from ingest.evaluation.rollups import RollupKey, read_rollups
 from ingest.storage.query import influxql_sync
 
 console = Console(stderr=True)

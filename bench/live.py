@@ -7,7 +7,7 @@ Contestants, in interleaved rounds on one fresh Mosquitto and InfluxDB (a databa
 - `bare`: a paho-mqtt subscriber in its own process (QoS 1, automatic PUBACK, stores nothing),
   the ceiling any Python MQTT consumer meets on this machine;
 - `default`: `kera-ingest run` with default settings (alerts and rollups on);
-- `alerts_off`: the same with KERA_ALERTS=false, as a writing replica runs.
+- `alerts_off`: the same with KERA_EVALUATE=false, as a writing replica runs.
 A publisher process sends N QoS 1 native readings of 1,000 energy meters as fast as the broker
 acknowledges them (1,000 in flight). The subscriber is connected first; the clock runs from the
 first publish to the last reading counted (by the bare subscriber, or in InfluxDB with InfluxQL).
@@ -184,7 +184,7 @@ def run_ingestor(
         KERA_DEV_MODE="true",
     )
     if not alerts:
-        env["KERA_ALERTS"] = "false"
+        env["KERA_EVALUATE"] = "false"
     exe = str(Path(sys.executable).with_name("kera-ingest"))
     with (work / f"{name}.log").open("w") as log:
         proc = subprocess.Popen([exe, "run"], env=env, stdout=log, stderr=subprocess.STDOUT)

@@ -40,9 +40,9 @@ from devices import Registry, parse_site
 from devices.site import default_site_text
 from firmware_sim import MemorySink, run
 from firmware_sim.pilots import parse_pilot
+from ingest.evaluation.rollups import EmissionFactors, Rollups
 from ingest.observability.counters import Stats
 from ingest.pipeline import Pipeline
-from ingest.rollups import EmissionFactors, Rollups
 from pilots.energy import weather_normalised_savings
 from pilots.stats import diff_in_diff, ratio_before_after, t_quantile
 

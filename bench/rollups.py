@@ -25,9 +25,9 @@ from typing import Any
 from devices import Registry
 from firmware_sim import run, scale_site
 from firmware_sim.runner import MemorySink
+from ingest.evaluation.rollups import EmissionFactors, Rollups
 from ingest.observability.counters import Stats
 from ingest.pipeline import Pipeline
-from ingest.rollups import EmissionFactors, Rollups
 
 FLUSH_EVERY_MS = 30_000
 

@@ -30,9 +30,9 @@ def final_points(scale: int, hours: float, start_ms: int) -> dict[str, Any]:
     from devices import Registry
     from firmware_sim import run, scale_site
     from firmware_sim.runner import MemorySink
+    from ingest.evaluation.rollups import EmissionFactors, Rollups
     from ingest.observability.counters import Stats
     from ingest.pipeline import Pipeline
-    from ingest.rollups import EmissionFactors, Rollups
 
     try:
         from ingest.storage.lineproto import parse_line

@@ -153,7 +153,7 @@ def ingest_env(
         KERA_STATS_INTERVAL_S="3600",
         KERA_SPOOL_DIR=str(workdir / "spool" / name),
         KERA_HEALTH_PORT="0",
-        KERA_ALERTS="false",
+        KERA_EVALUATE="false",
         KERA_DEV_MODE="true",
     )
 

@@ -31,7 +31,7 @@ from dashboards.influxql import DATASOURCE_TYPE, InfluxQL
 from dashboards.provisioning import DATASOURCE_UID
 from devices.contract import DEVICE_DAILY, ENERGY_HOURLY, IMPACT_DAILY, SPACE_DAILY, WASTE_DAILY
 from devices.factor_source import ELECTRICITY_HOW_TO, HEAT_HOW_TO
-from ingest.rollups import qualified
+from ingest.evaluation.rollups import qualified
 
 DS = dm.DataSourceRef(type_val=DATASOURCE_TYPE, uid=DATASOURCE_UID)
 TZ = "tz('Europe/Helsinki')"

@@ -99,7 +99,7 @@ def report(
 
     from dashboards.report import FIGURES, PdfError, load_week, write_report
     from devices import Registry, SiteConfigError
-    from ingest.rollups import parse_week
+    from ingest.evaluation.rollups import parse_week
     from ingest.settings import load_settings
 
     console = terminal.console(stderr=True)

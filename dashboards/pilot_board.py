@@ -14,7 +14,7 @@ from devices.contract import (
     PILOT_RESULTS_MEASUREMENT,
     PILOT_TAG,
 )
-from ingest.rollups import qualified
+from ingest.evaluation.rollups import qualified
 
 PILOT = f'"{PILOT_TAG}" =~ /^$pilot$/'
 METRIC = f'"{METRIC_TAG}" =~ /^$metric$/'

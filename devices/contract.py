@@ -94,7 +94,7 @@ def reserved_name(name: str) -> bool:
 
 SPACE_TAG: Final = "space"
 DEVICE_TAG: Final = "device"
-# On `impact_daily` when the site's evaluation is split (KERA_ALERTS_SHARD): the evaluator's
+# On `impact_daily` when the site's evaluation is split (KERA_EVALUATION_SHARD): the evaluator's
 # number. The site's day is the sum over its shards.
 SHARD_TAG: Final = "shard"
 
@@ -108,11 +108,12 @@ REJECTIONS_MEASUREMENT: Final = "rejections"
 # Vendor fields the unknown-field policy ignored, per device and field.
 UNKNOWN_FIELDS_MEASUREMENT: Final = "unknown_fields"
 FIELD_TAG: Final = "field"
-# Alert transitions (ingest.alerts.delivery), tagged by rule and device.
+# Alert transitions (ingest.evaluation.alerts.delivery), tagged by rule and device.
 ALERTS_MEASUREMENT: Final = "alerts"
 RULE_TAG: Final = "rule"
-# The impact rollups (ingest.rollups, docs/impact.md): hourly and daily points computed from the
-# readings, kept apart from them (KERA_ROLLUPS_RP) and read by the Impact dashboard and report.
+# The impact rollups (ingest.evaluation.rollups, docs/impact.md): hourly and daily points computed
+# from the readings, kept apart from them (KERA_ROLLUPS_RP) and read by the Impact dashboard and
+# report.
 ENERGY_HOURLY: Final = "energy_hourly"
 ENERGY_DAILY: Final = "energy_daily"
 HEAT_HOURLY: Final = "heat_hourly"
@@ -377,7 +378,7 @@ def status_topic(site: str, device_id: str) -> str:
 
 
 def alert_topic(site: str, rule: str, device_id: str) -> str:
-    """An alert's state, retained (ingest.alerts.delivery)."""
+    """An alert's state, retained (ingest.evaluation.alerts.delivery)."""
     return f"kera/{site}/alerts/{rule}/{device_id}"
 
 

@@ -29,8 +29,8 @@ from devstack.services import InfluxDB, Mosquitto, free_port, missing_binaries
 from firmware_sim.links import Links
 from firmware_sim.runner import Summary
 from firmware_sim.runner import run as run_sim
+from ingest.evaluation.rollups import ROLLUP_MEASUREMENTS
 from ingest.mqtt import parse_mqtt_url
-from ingest.rollups import ROLLUP_MEASUREMENTS
 from ingest.service import Ingestor
 from ingest.settings import IngestSettings, state_dir
 from ingest.storage.query import influxql

@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit
 
 import paho.mqtt.client as paho
@@ -28,11 +28,20 @@ from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from ingest._paho import lean_properties, queue_pubacks
+from ingest.storage.ports import Connection
 
 log = logging.getLogger(__name__)
 
-# (topic, payload, packet id or 0 for QoS 0, receive time in epoch ms)
-MessageHandler = Callable[[str, bytes, int, int], None]
+
+class Receiver(Protocol):
+    """What the consumer hands every message to, on the event loop's thread, in arrival order
+    (ingest.intake.Intake stores them; the evaluator's observer judges them)."""
+
+    def receive(
+        self, topic: str, payload: bytes, mid: int, received_ms: int, connection: Connection
+    ) -> None:
+        """`mid`: the packet id to acknowledge through `connection` once the message is dealt
+        with (0 for QoS 0, nothing to acknowledge); `received_ms`: epoch ms at receipt."""
 
 
 # How long one readiness event may read messages before the event loop gets a turn.
@@ -75,6 +84,22 @@ class MqttConnectError(Exception):
     pass
 
 
+class _Connection:
+    """One connection of a consumer (`Connection`): acknowledges packet ids only while it is
+    the consumer's live one."""
+
+    __slots__ = ("_client", "_consumer")
+
+    def __init__(self, consumer: MqttConsumer, client: paho.Client) -> None:
+        self._consumer = consumer
+        self._client = client
+
+    def ack(self, ids: list[int]) -> None:
+        c = self._consumer
+        if ids and c.connection is self and c.connected:
+            queue_pubacks(self._client, ids)
+
+
 class MqttConsumer:
     """A persistent-session QoS 1 subscriber that reconnects by itself.
 
@@ -88,7 +113,7 @@ class MqttConsumer:
         target: MqttTarget,
         client_id: str,
         topics: list[str],
-        handler: MessageHandler,
+        receiver: Receiver,
         *,
         session_expiry_s: int = 3600,
         receive_maximum: int = 65535,
@@ -102,7 +127,7 @@ class MqttConsumer:
         self._target = target
         self._client_id = client_id
         self._topics = topics
-        self._handler = handler
+        self._receive = receiver.receive
         self._session_expiry = session_expiry_s
         self._receive_maximum = receive_maximum
         self._keepalive = keepalive_s
@@ -114,7 +139,6 @@ class MqttConsumer:
         # packets, so a 200 MB payload never reaches this process's memory.
         self._max_packet = max_packet_bytes
 
-        self.generation = 0
         self.connected = False
         self.reconnects = 0
         self._received = 0
@@ -126,6 +150,9 @@ class MqttConsumer:
         self._misc: asyncio.TimerHandle | None = None
         self._sock: Any = None
         self._client = self._make_client()
+        # Replaced at every connect: packet ids are only meaningful on the connection that
+        # delivered them (the broker resends unacknowledged ones and may reuse their ids).
+        self.connection: Connection = _Connection(self, self._client)
 
     def _make_client(self) -> paho.Client:
         lean_properties()
@@ -234,8 +261,12 @@ class MqttConsumer:
             topic = msg.topic
         except UnicodeDecodeError:
             topic = repr(msg._topic)  # noqa: SLF001 - paho keeps the undecodable bytes only here
-        self._handler(
-            topic, bytes(msg.payload), msg.mid if msg.qos else 0, time.time_ns() // 1_000_000
+        self._receive(
+            topic,
+            bytes(msg.payload),
+            msg.mid if msg.qos else 0,
+            time.time_ns() // 1_000_000,
+            self.connection,
         )
 
     def _on_connect(
@@ -251,7 +282,7 @@ class MqttConsumer:
             if fut is not None and not fut.done():
                 fut.set_exception(MqttConnectError(f"broker refused the connection: {reason}"))
             return
-        self.generation += 1
+        self.connection = _Connection(self, client)
         self.connected = True
         # Retained messages only for a subscription the session did not have: a retained
         # message on a reading topic is taken once, not again at every reconnect and restart.
@@ -295,14 +326,6 @@ class MqttConsumer:
         self._disconnected.set()
 
     # -- lifecycle ------------------------------------------------------------------------------
-
-    def ack(self, mids: list[int], generation: int) -> None:
-        """Acknowledge packet ids delivered on connection `generation`. Ids from an earlier
-        connection are skipped: the broker resends those messages and may have reused the ids."""
-        if generation != self.generation or not self.connected:
-            return
-        if mids:
-            queue_pubacks(self._client, mids)
 
     def publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False) -> None:
         """Publish on the consumer's own connection: QoS 0 fire-and-forget (dead letters) is

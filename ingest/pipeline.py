@@ -7,22 +7,20 @@ own per-item cost would dominate. Work is handed to asyncio once per batch.
 The one exception is an uplink that needs its device's own JavaScript codec: no codec may run
 on the event loop (a runaway one would stop everything), so with a `CodecSandbox` the message
 becomes `Deferred`, and the caller awaits its verdict while the codec runs in a worker process.
-The batcher keeps its place, so readings and acknowledgements keep arrival order.
+The batcher (ingest.storage.batcher) keeps its place, so readings and acknowledgements keep
+arrival order.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections import deque
 from collections.abc import Callable
 
 from devices import Registry, UnknownFields
 from ingest.codecs import CodecSandbox, Router
 from ingest.observability.clock import ClockWatch
 from ingest.observability.counters import RejectionLog, Stats
-from ingest.reading import DeadLetter, Decoded, NoReading, Reading, Reason, Rejected
-from ingest.storage.batch import Batch
+from ingest.reading import DeadLetter, Decoded, NoReading, Reading, Reason, Rejected, Verdict
 from ingest.storage.lineproto import LineEncoder
 from ingest.validate import Validator
 
@@ -57,9 +55,6 @@ class Deferred:
         return p.judge(
             self._topic, self._payload, self._received_ms, self._decoded, self._unknown, codec_out
         )
-
-
-Verdict = list[str] | DeadLetter
 
 
 class Pipeline:
@@ -275,117 +270,3 @@ class Pipeline:
                     self.observe(r)
             except Exception:  # an alerting bug must not cost the reading
                 log.exception("alert evaluation failed on %r", topic[:200])
-
-
-class Batcher:
-    """Collects lines until `max_lines` or `max_delay_s` after the first one, then hands the batch
-    to `sink`.
-
-    A message whose verdict comes later (`Deferred`) holds its place: `hold` takes its packet
-    id now, `complete` adds its lines to the same batch, and a batch with a verdict still out
-    waits, with every batch after it, until the verdict is in. So the writer gets lines and
-    PUBACKs in arrival order, as MQTT asks."""
-
-    __slots__ = (
-        "_batch",
-        "_held",
-        "_loop",
-        "_max_delay",
-        "_max_lines",
-        "_sealed",
-        "_sink",
-        "_timer",
-    )
-
-    def __init__(
-        self,
-        sink: Callable[[Batch], None],
-        max_lines: int = 5000,
-        max_delay_s: float = 0.2,
-    ) -> None:
-        self._sink = sink
-        self._max_lines = max_lines
-        self._max_delay = max_delay_s
-        self._batch = Batch()
-        self._timer: asyncio.TimerHandle | None = None
-        self._loop = asyncio.get_running_loop()
-        # Verdicts still out, by batch (id); flushed batches waiting for them, in order.
-        self._held: dict[int, int] = {}
-        self._sealed: deque[Batch] = deque()
-
-    def add(self, result: list[str] | DeadLetter, mid: int, generation: int) -> None:
-        """A message's verdict from Pipeline.handle, and its packet id (0 for QoS 0)."""
-        batch = self._current(generation)
-        self._put(batch, result)
-        if mid:
-            batch.acks.append(mid)
-        self._added(batch)
-
-    def hold(self, mid: int, generation: int) -> Batch:
-        """A place for a verdict that comes later; give it to `complete`."""
-        batch = self._current(generation)
-        self._held[id(batch)] = self._held.get(id(batch), 0) + 1
-        if mid:
-            batch.acks.append(mid)
-        self._added(batch)
-        return batch
-
-    def complete(self, batch: Batch, result: list[str] | DeadLetter) -> None:
-        self._put(batch, result)
-        left = self._held[id(batch)] - 1
-        if left:
-            self._held[id(batch)] = left
-            return
-        del self._held[id(batch)]
-        if batch is self._batch:
-            if len(batch.lines) + len(batch.rejects) >= self._max_lines:
-                self.flush()
-        else:
-            self._release()
-
-    @property
-    def held(self) -> int:
-        """Verdicts still out."""
-        return sum(self._held.values())
-
-    def _current(self, generation: int) -> Batch:
-        batch = self._batch
-        if generation != batch.generation:
-            self.flush()
-            batch = self._batch
-            batch.generation = generation
-        return batch
-
-    @staticmethod
-    def _put(batch: Batch, result: list[str] | DeadLetter) -> None:
-        if type(result) is list:
-            batch.lines.extend(result)
-        else:
-            assert isinstance(result, DeadLetter)
-            batch.rejects.append(result)
-            if result.kept:
-                batch.lines.extend(result.kept)
-
-    def _added(self, batch: Batch) -> None:
-        if self._timer is None:
-            self._timer = self._loop.call_later(self._max_delay, self.flush)
-        if len(batch.lines) + len(batch.rejects) >= self._max_lines:
-            self.flush()
-
-    def flush(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        batch = self._batch
-        if batch.lines or batch.acks or batch.rejects or id(batch) in self._held:
-            self._batch = Batch(generation=batch.generation)
-            if self._sealed or id(batch) in self._held:
-                self._sealed.append(batch)
-                self._release()
-            else:
-                self._sink(batch)
-
-    def _release(self) -> None:
-        sealed = self._sealed
-        while sealed and id(sealed[0]) not in self._held:
-            self._sink(sealed.popleft())

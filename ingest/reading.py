@@ -134,3 +134,7 @@ class Reading:
     # When the ingestor received it (epoch ms): the alert engine judges silence by this, not by
     # the reading's own time (a backfill's old timestamps are not silence). 0: not from a source.
     received_ms: int = 0
+
+
+# What the pipeline makes of a message: its lines of line protocol, or why it was refused.
+Verdict = list[str] | DeadLetter

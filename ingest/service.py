@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import json
 import logging
 import signal
 import time
@@ -16,22 +15,25 @@ from typing import Any
 
 from devices import Registry
 from devices.contract import deadletter_topic
-from ingest.alerts.engine import AlertEngine
-from ingest.alerts.evaluator import Evaluator, every
 from ingest.codecs import CodecSandbox
+from ingest.evaluation.alerts.engine import AlertEngine
+from ingest.evaluation.evaluator import Evaluator, every
+from ingest.evaluation.rollups import EmissionFactors, Rollups
+from ingest.intake import Intake
 from ingest.mqtt import MqttConsumer, parse_mqtt_url
 from ingest.observability.clock import ClockWatch
 from ingest.observability.counters import Stats
 from ingest.observability.health import HealthServer, HealthView
 from ingest.observability.pipeline_measurement import PipelineMeasurement
-from ingest.pipeline import Batcher, Deferred, Pipeline
-from ingest.rollups import EmissionFactors, Rollups
+from ingest.pipeline import Pipeline
 from ingest.serial import SerialSources
 from ingest.settings import IngestSettings
 from ingest.storage.batch import Batch
-from ingest.storage.deadletter import DeadLetters
+from ingest.storage.batcher import Batcher
+from ingest.storage.deadletter import DeadLetters, DeadLetterTopic
+from ingest.storage.ports import Transport
 from ingest.storage.spool import Spool
-from ingest.storage.transports import V1Transport, V2Transport, make_transport
+from ingest.storage.transports import V1Transport, make_transport
 from ingest.storage.writer import BatchWriter
 
 log = logging.getLogger(__name__)
@@ -44,10 +46,11 @@ START_DB_S = 2.0
 class _Run:
     """What one run built, taken apart by `_shutdown`."""
 
-    transport: V1Transport | V2Transport
+    transport: Transport
     spool: Spool
     writer: BatchWriter
     batcher: Batcher
+    intake: Intake
     consumer: MqttConsumer
     own: PipelineMeasurement
     # The writer, the replay and the consumer: they only end by failing, which ends the run.
@@ -86,8 +89,6 @@ class Ingestor:
         self.clock = ClockWatch()
         # Device codecs run in a worker process, never on the event loop (ingest.codecs).
         self.codecs = CodecSandbox(settings.codec_deadline_s)
-        # Messages waiting for their codec's verdict; their batch holds their place.
-        self._codec_tasks: set[asyncio.Task[None]] = set()
 
     async def start(self, stop: asyncio.Event, ready_within_s: float = 15.0) -> asyncio.Task[Stats]:
         """Run in a task and return it once the ingestor is subscribed; raise what stopped it
@@ -167,7 +168,7 @@ class Ingestor:
 
     # -- build: open storage, wire the hot path, the evaluator and the consumer ------------------
 
-    async def _open_storage(self) -> tuple[V1Transport | V2Transport, Spool]:
+    async def _open_storage(self) -> tuple[Transport, Spool]:
         transport = make_transport(self._target)
         await transport.start()
         if isinstance(transport, V1Transport):
@@ -200,30 +201,31 @@ class Ingestor:
             self.registry, self.stats, s.max_payload_bytes, s.max_future_s, s.max_age_s,
             sandbox=self.codecs, clock=self.clock,
         )  # fmt: skip
-        # The writer acknowledges through the consumer, which is built after it (it feeds the
-        # writer): the writer's callbacks are methods that find the consumer when called.
+        # Dead letters go out on the consumer's connection, built after the writer (it feeds
+        # the writer): the topic finds it when it publishes. Batches acknowledge themselves,
+        # on the connection that delivered their messages (Batch.settle).
         writer = BatchWriter(
-            transport, spool, dead_letters, self.stats, self._ack, on_rejected=self._dead_letter,
+            transport, spool, dead_letters, self.stats,
+            on_rejected=DeadLetterTopic(self._deadletter_topic, self),
             max_lines=s.batch_size,
         )  # fmt: skip
         self.writer = writer
-        if s.alerts:
-            self.evaluator = Evaluator(
-                self.registry, s, self._factors, writer.submit, self._publish_retained
-            )
+        if s.evaluate:
+            self.evaluator = Evaluator(self.registry, s, self._factors, writer, self)
             if s.mqtt_share_group:
                 # A shared subscription gives this replica only its share of the readings; the
                 # evaluator needs every device's, so it gets a subscription of its own.
                 self.evaluator.subscribe_all(self._mqtt, pipeline.filters, self.codecs)
             else:
                 pipeline.observe = self.evaluator.observe
-        batcher = Batcher(writer.submit, s.batch_size, s.flush_interval_s)
-        consumer = self._consumer(pipeline, batcher, writer)
+        batcher = Batcher(writer, s.batch_size, s.flush_interval_s)
+        intake = Intake(pipeline, batcher, writer, self.stats)
+        consumer = self._consumer(pipeline, intake)
         self.serial = SerialSources(
             site,
             pipeline,
             self.stats,
-            lambda result: batcher.add(result, 0, consumer.generation),
+            lambda result: batcher.add(result, 0, consumer.connection),
             lambda topic, payload: consumer.publish(topic, payload, qos=1),
         )
         if s.health_port:
@@ -250,45 +252,15 @@ class Ingestor:
             self.stats, site.site, s.mqtt_client_id, spool, frozenset(d.id for d in self.registry),
             self.clock,
         )  # fmt: skip
-        return _Run(transport, spool, writer, batcher, consumer, own)
+        return _Run(transport, spool, writer, batcher, intake, consumer, own)
 
-    def _ack(self, batch: Batch) -> None:
+    def publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False) -> None:
+        """A `Publisher` for what is built before the consumer: on the consumer's connection."""
         assert self.consumer is not None
-        self.consumer.ack(batch.acks, batch.generation)
+        self.consumer.publish(topic, payload, qos=qos, retain=retain)
 
-    def _dead_letter(self, entries: list[dict[str, Any]]) -> None:
-        assert self.consumer is not None
-        for e in entries:
-            self.consumer.publish(
-                self._deadletter_topic, json.dumps(e, ensure_ascii=False).encode()
-            )
-
-    def _publish_retained(self, topic: str, payload: bytes) -> None:
-        assert self.consumer is not None
-        self.consumer.publish(topic, payload, qos=1, retain=True)
-
-    def _consumer(self, pipeline: Pipeline, batcher: Batcher, writer: BatchWriter) -> MqttConsumer:
+    def _consumer(self, pipeline: Pipeline, intake: Intake) -> MqttConsumer:
         s = self.settings
-        take, add, stats = pipeline.take, batcher.add, self.stats
-        waiting = self._codec_tasks
-
-        async def settle(deferred: Deferred, place: Batch) -> None:
-            batcher.complete(place, await deferred.verdict())
-
-        def on_message(topic: str, payload: bytes, mid: int, received_ms: int) -> None:
-            result = take(topic, payload, received_ms)
-            if isinstance(result, Deferred):
-                task = asyncio.create_task(settle(result, batcher.hold(mid, consumer.generation)))
-                waiting.add(task)
-                task.add_done_callback(waiting.discard)
-                return
-            if not mid and (writer.spool_full or writer.disk_error) and type(result) is list:
-                # QoS 0: nothing to withhold an acknowledgement from, and holding it in memory
-                # would grow with the outage. Counted, exported, alerting via spool_full.
-                stats.dropped_qos0 += 1
-                return
-            add(result, mid, consumer.generation)
-
         filters = pipeline.filters
         if s.mqtt_share_group:
             filters = [f"$share/{s.mqtt_share_group}/{f}" for f in filters]
@@ -296,7 +268,7 @@ class Ingestor:
             self._mqtt,
             s.mqtt_client_id,
             filters,
-            on_message,
+            intake,
             session_expiry_s=s.mqtt_session_expiry_s,
             receive_maximum=s.mqtt_receive_maximum,
             on_connected=self.ready.set,
@@ -351,8 +323,8 @@ class Ingestor:
         for task in run.side:
             task.cancel()
         run.consumer.pause()
-        if self._codec_tasks:  # verdicts still out hold their batches back
-            await asyncio.wait(self._codec_tasks, timeout=self.codecs.deadline_s * 2)
+        # Verdicts still out hold their batches back.
+        await run.intake.verdicts(timeout_s=self.codecs.deadline_s * 2)
         run.batcher.flush()
         if self.evaluator is not None:
             await self.evaluator.stop()

@@ -14,7 +14,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -23,7 +23,7 @@ from pydantic_settings import (
 )
 
 from devices.environment import env
-from ingest.alerts.shard import Shard
+from ingest.evaluation.shard import Shard
 
 if TYPE_CHECKING:
     from ingest.storage.transports import InfluxTarget
@@ -35,7 +35,9 @@ _SETTINGS_FILE: ContextVar[Path | None] = ContextVar("settings_file", default=No
 class IngestSettings(BaseSettings):
     # An empty KERA_* variable is not set (devices/environment.py): `KERA_SPOOL_DIR=` must not
     # put the spool into the working directory.
-    model_config = SettingsConfigDict(env_prefix="KERA_", extra="ignore", env_ignore_empty=True)
+    model_config = SettingsConfigDict(
+        env_prefix="KERA_", extra="ignore", env_ignore_empty=True, populate_by_name=True
+    )
 
     mqtt_url: str = Field(
         "mqtt://127.0.0.1:1883",
@@ -97,16 +99,24 @@ class IngestSettings(BaseSettings):
         description="A reading's time may be this old at receipt (a gateway's backlog); older "
         "is rejected as ts_too_old",
     )
-    alerts: bool = Field(
+    evaluate: bool = Field(
         True,
-        description="Evaluate the site's alert rules in this ingestor (KERA_ALERTS). With "
-        "several replicas, exactly one evaluates: see docs/operators.md",
+        validation_alias=AliasChoices("evaluate", "KERA_EVALUATE", "alerts", "KERA_ALERTS"),
+        description="Evaluate in this ingestor (KERA_EVALUATE; its former name KERA_ALERTS is "
+        "still read): the "
+        "site's alert rules and the impact rollups, for the whole site or for the share "
+        "KERA_EVALUATION_SHARD names. Each share of a site has exactly one evaluator; other "
+        "replicas only store: see docs/operators.md",
     )
-    alerts_shard: str | None = Field(
+    evaluation_shard: str | None = Field(
         None,
-        description="This evaluator's share of the site (KERA_ALERTS_SHARD), as k/n: the spaces "
-        "whose id hashes to k of n, with their devices' alerts and rollups; one evaluator per "
-        "k (docs/deployment.md). Empty: the whole site",
+        validation_alias=AliasChoices(
+            "evaluation_shard", "KERA_EVALUATION_SHARD", "alerts_shard", "KERA_ALERTS_SHARD"
+        ),
+        description="This evaluator's share of the site (KERA_EVALUATION_SHARD; its former name "
+        "KERA_ALERTS_SHARD is still read), as k/n: the spaces whose id hashes to k of n, with "
+        "their devices' alerts and rollups; one evaluator per k (docs/deployment.md). Empty: "
+        "the whole site",
     )
     rollups_window_h: float = Field(
         1.0,
@@ -200,13 +210,13 @@ class IngestSettings(BaseSettings):
             env[f"KERA_{name.upper()}"] = str(plain)
         return env
 
-    @field_validator("alerts_shard")
+    @field_validator("evaluation_shard")
     @classmethod
     def _shard(cls, value: str | None) -> str | None:
         return None if not value else str(Shard.parse(value))
 
     def shard(self) -> Shard | None:
-        return None if self.alerts_shard is None else Shard.parse(self.alerts_shard)
+        return None if self.evaluation_shard is None else Shard.parse(self.evaluation_shard)
 
     @model_validator(mode="after")
     def _one_way_to_log_in(self) -> IngestSettings:

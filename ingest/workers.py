@@ -28,7 +28,7 @@ def worker_env(settings: IngestSettings, k: int) -> dict[str, str]:
     env["KERA_SPOOL_DIR"] = str(settings.spool_path() / f"worker-{k}")
     env["KERA_HEALTH_PORT"] = str(settings.health_port + k if settings.health_port else 0)
     # One evaluator: worker 0, which subscribes without the share for it.
-    env["KERA_ALERTS"] = "true" if settings.alerts and k == 0 else "false"
+    env["KERA_EVALUATE"] = "true" if settings.evaluate and k == 0 else "false"
     return env
 
 

@@ -25,7 +25,7 @@ from devices.contract import (
 )
 from devices.pilots import Metric, Pilot, scope_devices
 from devices.site import EnergyMeter, WasteBin, WasteFraction
-from ingest.rollups import qualified
+from ingest.evaluation.rollups import qualified
 from ingest.storage.query import influxql
 from pilots.energy import CALTRACK_MIN_DAYS
 from pilots.evaluate import PilotData

@@ -26,6 +26,7 @@ from devices import Registry
 from devstack.services import free_port
 from ingest.service import Ingestor
 from ingest.settings import IngestSettings
+from ingest.storage.batch import Batch
 from ingest.storage.query import influxql
 
 T = TypeVar("T")
@@ -388,3 +389,39 @@ def chromium(*args: str, tmp: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [exe, *flags, *args], check=False, capture_output=True, text=True, timeout=120
     )
+
+
+class Acks:
+    """A `Connection` (ingest.storage.ports) that records what it is asked to acknowledge."""
+
+    def __init__(self) -> None:
+        self.ids: list[list[int]] = []
+
+    def ack(self, ids: list[int]) -> None:
+        self.ids.append(list(ids))
+
+
+class Collected:
+    """A `BatchSink` that keeps what it is given, and settles each batch at once (as the
+    writer does once a batch is stored)."""
+
+    def __init__(self) -> None:
+        self.batches: list[Batch] = []
+
+    def submit(self, batch: Batch) -> None:
+        self.batches.append(batch)
+        batch.settle()
+
+    @property
+    def lines(self) -> list[str]:
+        return [line for b in self.batches for line in b.lines]
+
+
+class Published:
+    """A `Publisher` that keeps what it is asked to publish: (topic, payload, qos, retain)."""
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[str, bytes, int, bool]] = []
+
+    def publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False) -> None:
+        self.messages.append((topic, payload, qos, retain))

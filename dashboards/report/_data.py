@@ -26,7 +26,7 @@ from devices.contract import (
 )
 from devices.factor_source import FactorSource
 from devices.site import Impact
-from ingest.rollups import HOUR_MS, ROLLUP_MEASUREMENTS, qualified, week_bounds
+from ingest.evaluation.rollups import HOUR_MS, ROLLUP_MEASUREMENTS, qualified, week_bounds
 from ingest.storage.query import influxql
 from pilots.evaluate import stored_effect
 from pilots.stats import Effect

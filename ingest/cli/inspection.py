@@ -130,8 +130,8 @@ def rollups(
         int | None,
         typer.Option(
             min=1,
-            help="the site's days per shard, as evaluators with KERA_ALERTS_SHARD=k/N write "
-            "them (default: N of KERA_ALERTS_SHARD, else 1)",
+            help="the site's days per shard, as evaluators with KERA_EVALUATION_SHARD=k/N write "
+            "them (default: N of KERA_EVALUATION_SHARD, else 1)",
         ),
     ] = None,
 ) -> None:
@@ -144,7 +144,7 @@ def rollups(
 
     from rich.progress import Progress
 
-    from ingest.rollups import day_bounds, recompute, week_bounds
+    from ingest.evaluation.rollups import day_bounds, recompute, week_bounds
     from ingest.settings import load_settings
     from ingest.storage.transports import WriteError, make_transport
 

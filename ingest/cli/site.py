@@ -51,7 +51,7 @@ def check_site(
     on a payload and print the line-protocol points it would write; with --topic, or a whole
     message from `mosquitto_sub -v` (--message), run the message as the ingestor would."""
     from ingest.codecs._js import CodecError, PayloadCodec
-    from ingest.rollups import EmissionFactors
+    from ingest.evaluation.rollups import EmissionFactors
 
     try:
         registry = Registry.load(config)

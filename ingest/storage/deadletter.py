@@ -30,6 +30,7 @@ from typing import Any
 
 from ingest.reading import DeadLetter, Reason
 from ingest.storage.files import private
+from ingest.storage.ports import Publisher
 
 log = logging.getLogger(__name__)
 
@@ -163,3 +164,18 @@ class DeadLetters:
             if unknown:
                 self._quarantine.append(unknown)
                 self.quarantined += len(unknown)
+
+
+class DeadLetterTopic:
+    """A `DeadLetterSink`: each entry as JSON on the site's dead-letter topic, QoS 0 (the file
+    keeps them all; the topic is for whoever watches live)."""
+
+    __slots__ = ("_publisher", "_topic")
+
+    def __init__(self, topic: str, publisher: Publisher) -> None:
+        self._topic = topic
+        self._publisher = publisher
+
+    def dead_letters(self, entries: list[dict[str, Any]]) -> None:
+        for e in entries:
+            self._publisher.publish(self._topic, json.dumps(e, ensure_ascii=False).encode())

@@ -17,6 +17,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 
+from ingest.storage.ports import Transport
+
 log = logging.getLogger(__name__)
 
 _TEXT = {"Content-Type": "text/plain; charset=utf-8"}
@@ -184,13 +186,16 @@ class V2Transport:
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             raise WriteError(f"{type(exc).__name__}: {exc}", retryable=True) from exc
 
+    async def create_database(self) -> None:
+        """Nothing: 2.x buckets are made by an operator, with rights a write token lacks."""
+
     async def close(self) -> None:
         if self._client is not None:
             await self._client.close()
             self._client = None
 
 
-def make_transport(target: InfluxTarget) -> V1Transport | V2Transport:
+def make_transport(target: InfluxTarget) -> Transport:
     if target.api == "v1":
         return V1Transport(target)
     if target.api == "v2":

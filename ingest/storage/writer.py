@@ -34,15 +34,13 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Callable
-from typing import Any
 
-from ingest.observability.counters import Stats
 from ingest.storage.batch import Batch, pack_place, unpack_place
 from ingest.storage.deadletter import DeadLetters
 from ingest.storage.lineproto import split_lines
+from ingest.storage.ports import DeadLetterSink, Transport, WriteCounts
 from ingest.storage.spool import Spool, SpoolFull, SpoolUnwritable
-from ingest.storage.transports import V1Transport, V2Transport, WriteError
+from ingest.storage.transports import WriteError
 
 log = logging.getLogger(__name__)
 
@@ -54,12 +52,11 @@ DISK_RETRY_S = 1.0
 class BatchWriter:
     def __init__(
         self,
-        transport: V1Transport | V2Transport,
+        transport: Transport,
         spool: Spool,
         dead_letters: DeadLetters,
-        stats: Stats,
-        ack: Callable[[Batch], None],
-        on_rejected: Callable[[list[dict[str, Any]]], None] | None = None,
+        stats: WriteCounts,
+        on_rejected: DeadLetterSink | None = None,
         backoff_initial_s: float = 0.5,
         backoff_max_s: float = 30.0,
         max_lines: int = 5000,
@@ -68,7 +65,6 @@ class BatchWriter:
         self.spool = spool
         self.dead_letters = dead_letters
         self.stats = stats
-        self._ack = ack
         self._on_rejected = on_rejected
         self._initial = backoff_initial_s
         self._max = backoff_max_s
@@ -123,7 +119,7 @@ class BatchWriter:
                     await self._store(batch.lines, batch.place)
                 if batch.rejects:
                     await self._keep(batch)
-                self._ack(batch)
+                batch.settle()
             finally:
                 self.backlog_lines -= len(batch.lines)
                 for _ in range(taken):
@@ -137,16 +133,16 @@ class BatchWriter:
         if queue.empty() or len(batch.lines) >= self.max_lines:
             return batch, 1, None
         merged = Batch(
-            list(batch.lines), list(batch.acks), batch.generation, list(batch.rejects), batch.place
+            list(batch.lines), list(batch.ids), batch.connection, list(batch.rejects), batch.place
         )
         taken = 1
         while not queue.empty():
             nxt = queue.get_nowait()
             fits = len(merged.lines) + len(nxt.lines) <= self.max_lines
-            if not fits or nxt.place != merged.place or nxt.generation != merged.generation:
+            if not fits or nxt.place != merged.place or nxt.connection is not merged.connection:
                 return merged, taken, nxt
             merged.lines += nxt.lines
-            merged.acks += nxt.acks
+            merged.ids += nxt.ids
             merged.rejects += nxt.rejects
             taken += 1
         return merged, taken, None
@@ -227,7 +223,7 @@ class BatchWriter:
             self.stats.dead_letter_errors += len(batch.rejects)
             log.error("cannot keep %d dead letters in the file: %s", len(batch.rejects), exc)
         if self._on_rejected is not None:
-            self._on_rejected(entries)
+            self._on_rejected.dead_letters(entries)
 
     # -- the replay side ------------------------------------------------------------------------
 
@@ -319,7 +315,7 @@ class BatchWriter:
         try:
             await self.transport.write(body, place)
         except WriteError as exc:
-            if not (exc.missing_database and isinstance(self.transport, V1Transport)):
+            if not exc.missing_database:
                 raise
             log.warning("database missing; creating it")
             await self.transport.create_database()

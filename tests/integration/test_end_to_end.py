@@ -154,7 +154,7 @@ async def test_empty_path_settings_write_nothing_into_the_working_directory(
         KERA_SITE_CONFIG="",
         KERA_SETTINGS_FILE="",
         KERA_ROLLUPS_RP="",
-        KERA_ALERTS_SHARD="",
+        KERA_EVALUATION_SHARD="",
     )
     log_path = tmp_path / "ingest.log"
     with log_path.open("w") as log:

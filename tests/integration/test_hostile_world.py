@@ -331,7 +331,7 @@ async def test_a_slow_database_gets_merged_writes_and_is_reported(
     behind a slow write are merged now, so all 3,000 readings land within seconds of the last
     publish, and /healthz says `degraded` with the reason while it lasts."""
     async with FaultProxy(int(influx.url.rsplit(":", 1)[1]), delay_s=3.0) as proxy:
-        settings = local_settings(broker.url, proxy.url, database, tmp_path, alerts=False)
+        settings = local_settings(broker.url, proxy.url, database, tmp_path, evaluate=False)
         direct = settings.model_copy(update={"influx_url": influx.url})
         async with (
             ingest_process(settings, tmp_path / "ingest.log") as ingest,
@@ -371,7 +371,7 @@ async def test_a_frozen_database_at_start_does_not_keep_the_ingestor_away(
     db = own_influx
     assert db.proc is not None
     settings = local_settings(broker.url, db.url, "frozen", tmp_path, influx_timeout_s=2.0)
-    assert settings.alerts
+    assert settings.evaluate
     db.proc.send_signal(signal.SIGSTOP)
     try:
         ingest = IngestProcess(settings, tmp_path / "ingest.log").start()

@@ -30,8 +30,7 @@ from devices.site import default_site_text
 from devstack.services import InfluxDB, Mosquitto
 from firmware_sim import Links, run
 from firmware_sim.runner import Summary
-from ingest.mqtt import parse_mqtt_url
-from ingest.rollups import (
+from ingest.evaluation.rollups import (
     ROLLUP_MEASUREMENTS,
     RollupKey,
     qualified,
@@ -39,6 +38,7 @@ from ingest.rollups import (
     week_bounds,
     week_of,
 )
+from ingest.mqtt import parse_mqtt_url
 from ingest.settings import IngestSettings
 from ingest.storage.query import influxql_sync
 from tests.helpers import (
@@ -370,7 +370,7 @@ async def test_a_restart_reloads_the_window_so_its_hour_stays_whole(
     """An hour whose readings straddle an ingestor restart is computed from all of them: the
     restarted ingestor reloads the days a repair may reach from InfluxDB before it takes new
     readings (an hour and, here, one device per query at a time)."""
-    monkeypatch.setattr("ingest.alerts.evaluator.SEED_DEVICES_PER_QUERY", 1)
+    monkeypatch.setattr("ingest.evaluation.evaluator.SEED_DEVICES_PER_QUERY", 1)
     now = int(time.time() * 1000)
     base = now - now % 3_600_000 - 3 * 3_600_000
     pub = Publisher(broker.port, "restart-meter")
@@ -419,7 +419,7 @@ async def test_readings_later_than_the_window_are_repaired_from_storage(
     the evaluator reads the neighbours back from InfluxDB and recomputes the hours, their day
     and the site's day, as if the readings had come in order."""
     # Flush (and repair) every half second instead of every 30 s, so the test waits seconds.
-    monkeypatch.setattr("ingest.alerts.evaluator.ROLLUP_FLUSH_S", 0.5)
+    monkeypatch.setattr("ingest.evaluation.evaluator.ROLLUP_FLUSH_S", 0.5)
     now = int(time.time() * 1000)
     base = now - now % 3_600_000 - 4 * 3_600_000
     pub = Publisher(broker.port, "late-meter")

@@ -28,9 +28,9 @@ from devices.site import default_site_text
 from devstack.services import InfluxDB
 from firmware_sim import MemorySink, run
 from firmware_sim.pilots import parse_pilot
+from ingest.evaluation.rollups import EmissionFactors, Rollups
 from ingest.observability.counters import Stats
 from ingest.pipeline import Pipeline
-from ingest.rollups import EmissionFactors, Rollups
 from ingest.storage.query import influxql_sync
 from ingest.storage.transports import InfluxTarget, V1Transport
 from tests.integration.test_dashboards import PILOTS_ANNOTATION, queries

@@ -35,7 +35,7 @@ async def test_two_replicas_write_every_reading_once(
     shared = settings.model_copy(update={"mqtt_share_group": "kera-test"})
     a = shared.model_copy(update={"mqtt_client_id": "replica-a", "spool_dir": tmp_path / "a"})
     b = shared.model_copy(update={"mqtt_client_id": "replica-b", "spool_dir": tmp_path / "b",
-                                  "alerts": False})  # fmt: skip
+                                  "evaluate": False})  # fmt: skip
     async with (
         ingest_process(a, tmp_path / "a.log") as ra,
         ingest_process(b, tmp_path / "b.log") as rb,
@@ -124,7 +124,7 @@ async def test_alerts_see_every_reading_on_a_shared_subscription(
     shared = settings.model_copy(update={"mqtt_share_group": "kera-alerts"})
     evaluator = shared.model_copy(update={"mqtt_client_id": "eval", "spool_dir": tmp_path / "e"})
     other = shared.model_copy(
-        update={"mqtt_client_id": "other", "spool_dir": tmp_path / "o", "alerts": False}
+        update={"mqtt_client_id": "other", "spool_dir": tmp_path / "o", "evaluate": False}
     )
     target = parse_mqtt_url(settings.mqtt_url)
     now = int(time.time() * 1000)

@@ -1,4 +1,4 @@
-"""A site's evaluation split over two evaluators (`KERA_ALERTS_SHARD=0/2` and `1/2`), each a
+"""A site's evaluation split over two evaluators (`KERA_EVALUATION_SHARD=0/2` and `1/2`), each a
 replica of a shared subscription that also writes its share of the readings: together their
 rollups are the whole site's. Device and space points equal a recompute from every stored
 reading, and the site's days, one point per shard, add up to the recompute's."""
@@ -17,9 +17,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 from devices import Registry
 from devstack.services import Mosquitto
 from firmware_sim import Links, run
-from ingest.alerts.shard import Shard
+from ingest.evaluation.rollups import read_rollups, recompute
+from ingest.evaluation.shard import Shard
 from ingest.mqtt import parse_mqtt_url
-from ingest.rollups import read_rollups, recompute
 from ingest.settings import IngestSettings
 from ingest.storage.lineproto import parse_line, parse_value
 from tests.helpers import count, running_ingestor, wait_until
@@ -47,7 +47,7 @@ async def test_two_shards_roll_up_the_whole_site(
     shards = [
         shared.model_copy(update={
             "mqtt_client_id": f"shard-{k}", "spool_dir": tmp_path / f"spool-{k}",
-            "alerts_shard": f"{k}/2",
+            "evaluation_shard": f"{k}/2",
         })
         for k in range(2)
     ]  # fmt: skip

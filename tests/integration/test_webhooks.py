@@ -13,9 +13,16 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 
 from devices.site import Alerts, Webhook
-from ingest.alerts.delivery import AlertDelivery
-from ingest.alerts.engine import Transition
-from tests.helpers import HookReceiver, hook_receiver, http_server, wait_until
+from ingest.evaluation.alerts.delivery import AlertDelivery
+from ingest.evaluation.alerts.engine import Transition
+from tests.helpers import (
+    Collected,
+    HookReceiver,
+    Published,
+    hook_receiver,
+    http_server,
+    wait_until,
+)
 
 # Made per run: no secret-looking literal in the repository.
 TOKEN = secrets.token_urlsafe(16)
@@ -29,7 +36,7 @@ async def _deliver(
     hooks: tuple[Webhook, ...], until: Callable[[AlertDelivery], bool], retries: int = 0
 ) -> AlertDelivery:
     delivery = AlertDelivery(
-        "kera", Alerts(webhooks=hooks, retries=retries), lambda t, p: None, lambda line: None
+        "kera", Alerts(webhooks=hooks, retries=retries), Published(), Collected()
     )
     task = asyncio.create_task(delivery.run())
     try:

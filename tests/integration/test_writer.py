@@ -26,7 +26,14 @@ from ingest.storage.query import influxql
 from ingest.storage.spool import Spool
 from ingest.storage.transports import InfluxTarget, V1Transport
 from ingest.storage.writer import BatchWriter
-from tests.helpers import count, http_server, local_settings, running_ingestor, wait_until
+from tests.helpers import (
+    Acks,
+    count,
+    http_server,
+    local_settings,
+    running_ingestor,
+    wait_until,
+)
 
 AWKWARD = [
     "plain",
@@ -42,18 +49,16 @@ AWKWARD = [
 @contextlib.asynccontextmanager
 async def running_writer(
     url: str, database: str, tmp_path: Path, create_database: bool = True, **options: Any
-) -> AsyncIterator[tuple[BatchWriter, list[Batch]]]:
+) -> AsyncIterator[tuple[BatchWriter, Acks]]:
     """The writer with its spool and dead letters in `tmp_path`, both of its tasks running;
-    yields it and the list of batches it acknowledged."""
+    yields it and the connection its batches acknowledge on (give it to their `connection`)."""
     transport = V1Transport(InfluxTarget(url, database))
     await transport.start()
     if create_database:
         await transport.create_database()
     spool = Spool(tmp_path / "spool").open()
-    acked: list[Batch] = []
-    writer = BatchWriter(
-        transport, spool, DeadLetters(tmp_path / "spool"), Stats(), acked.append, **options
-    )
+    acked = Acks()
+    writer = BatchWriter(transport, spool, DeadLetters(tmp_path / "spool"), Stats(), **options)
     tasks = [asyncio.create_task(writer.run()), asyncio.create_task(writer.replay())]
     try:
         yield writer, acked
@@ -149,9 +154,9 @@ async def test_refused_points_are_dead_lettered_exactly(
             'energy,device=bad power_w="another" 5002',
         ]
         lines = good[:40] + bad[:1] + good[40:70] + bad[1:] + good[70:]
-        writer.submit(Batch(lines, acks=[1, 2, 3], generation=1))
+        writer.submit(Batch(lines, ids=[1, 2, 3], connection=acked))
         await asyncio.wait_for(writer.drain(), 30)
-    assert [b.acks for b in acked] == [[1, 2, 3]]
+    assert acked.ids == [[1, 2, 3]]
     letters = [json.loads(line) for line in writer.dead_letters.path.read_text().splitlines()]
     assert [letter["line"] for letter in letters] == bad
     assert all(letter["detail"].startswith("HTTP 400") for letter in letters)
@@ -181,9 +186,9 @@ async def test_429_is_spooled_and_replayed_after_retry_after(tmp_path: Path) -> 
         http_server("/write", write) as url,
         running_writer(url, "kera", tmp_path, False, backoff_initial_s=0.01) as (writer, acked),
     ):
-        writer.submit(Batch(lines, acks=[7], generation=1))
+        writer.submit(Batch(lines, ids=[7], connection=acked))
         await asyncio.wait_for(writer.drain(), 5)
-        assert [b.acks for b in acked] == [[7]]  # acknowledged once spooled, before the write
+        assert acked.ids == [[7]]  # acknowledged once spooled, before the write
         assert writer.stats.points_spooled == 10
         assert not stored
 
@@ -210,11 +215,11 @@ async def test_a_batch_for_another_retention_policy_stays_there_through_the_spoo
         )
         async with running_writer(db.url, "rp", tmp_path) as (writer, acked):
             writer.submit(Batch(["energy_hourly,device=m kwh=1.5 1000"], place="forever"))
-            await wait_until(lambda: _acked(acked, 1), timeout=10)
+            await asyncio.wait_for(writer.drain(), 10)
             db.stop()
             writer.submit(Batch(["energy_hourly,device=m kwh=2.5 2000"], place="forever"))
-            writer.submit(Batch(["energy,device=m power_w=7.0 2000"]))
-            await wait_until(lambda: _acked(acked, 3), timeout=10)
+            writer.submit(Batch(["energy,device=m power_w=7.0 2000"], [1], acked))
+            await wait_until(lambda: acked.ids == [[1]], timeout=10)
             assert writer.spool.pending_records == 2  # spooled, each with its place
             db = InfluxDB(tmp_path / "influx", port=db.port).start()
 
@@ -229,7 +234,3 @@ async def test_a_batch_for_another_retention_policy_stays_there_through_the_spoo
         assert readings[0]["values"][0][1] == 7.0
     finally:
         db.stop()
-
-
-def _acked(acked: list[Batch], n: int) -> bool:
-    return len(acked) >= n

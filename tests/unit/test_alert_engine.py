@@ -9,7 +9,7 @@ import pytest
 
 from devices import Registry, parse_site
 from devices.site import DEFAULT_RULES, AlertRule
-from ingest.alerts.engine import AlertEngine, Transition
+from ingest.evaluation.alerts.engine import AlertEngine, Transition
 from ingest.reading import Reading
 from tests import helpers
 

@@ -1,5 +1,5 @@
 """What devices' clocks say of the ingestor's (ingest.observability.clock), and silence measured
-on a clock that does not step (ingest.alerts.engine.steady_ms) (issue 26)."""
+on a clock that does not step (ingest.evaluation.alerts.engine.steady_ms) (issue 26)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 from devices import Registry, parse_site
 from devices.site import DEFAULT_RULES
-from ingest.alerts.engine import AlertEngine, Transition, steady_ms
+from ingest.evaluation.alerts.engine import AlertEngine, Transition, steady_ms
 from ingest.observability.clock import ClockWatch, Skew
 from ingest.reading import Reading
 

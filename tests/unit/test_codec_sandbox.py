@@ -17,9 +17,10 @@ import pytest
 from devices import Registry
 from ingest.codecs import CodecSandbox
 from ingest.observability.counters import Stats
-from ingest.pipeline import Batcher, Deferred, Pipeline
+from ingest.pipeline import Deferred, Pipeline
 from ingest.reading import DeadLetter, Reason, Rejected
-from ingest.storage.batch import Batch
+from ingest.storage.batcher import Batcher
+from tests.helpers import Acks, Collected
 
 # A text-frame codec ("T=21.5;H=40;") with a pattern that backtracks exponentially on digits
 # followed by anything else: QuickJS's interrupt does not reach its regex engine (in-process,
@@ -162,18 +163,19 @@ async def test_the_pipeline_defers_codec_uplinks_and_judges_them_like_any(tmp_pa
 
 
 async def test_a_held_place_keeps_batches_and_acks_in_arrival_order() -> None:
-    out: list[Batch] = []
-    batcher = Batcher(out.append, max_lines=2, max_delay_s=10)
-    batcher.add(["a"], 1, 0)
-    place = batcher.hold(2, 0)  # a codec uplink, its verdict still out
-    batcher.add(["c"], 3, 0)  # fills the batch: flushed, but held back
-    batcher.add(["d"], 4, 0)
-    batcher.add(["e"], 5, 0)  # a later batch: held back behind the first
-    assert out == []
+    out, sink = Acks(), Collected()
+    batches = sink.batches
+    batcher = Batcher(sink, max_lines=2, max_delay_s=10)
+    batcher.add(["a"], 1, out)
+    place = batcher.hold(2, out)  # a codec uplink, its verdict still out
+    batcher.add(["c"], 3, out)  # fills the batch: flushed, but held back
+    batcher.add(["d"], 4, out)
+    batcher.add(["e"], 5, out)  # a later batch: held back behind the first
+    assert batches == []
     assert batcher.held == 1
     batcher.complete(place, ["b"])
-    assert [b.lines for b in out] == [["a", "c", "b"], ["d", "e"]]
-    assert [b.acks for b in out] == [[1, 2, 3], [4, 5]]
-    batcher.add(["f"], 6, 0)
+    assert [b.lines for b in batches] == [["a", "c", "b"], ["d", "e"]]
+    assert out.ids == [[1, 2, 3], [4, 5]]
+    batcher.add(["f"], 6, out)
     batcher.flush()
-    assert out[-1].acks == [6]
+    assert out.ids[-1] == [6]

@@ -1,5 +1,6 @@
 """The evaluator's rollup flush in slices, and its last flush at shutdown, never interleave:
-whatever a sliced flush under way had taken is flushed by stop() (ingest/alerts/evaluator.py)."""
+whatever a sliced flush under way had taken is flushed by stop()
+(ingest/evaluation/evaluator.py)."""
 
 from __future__ import annotations
 
@@ -10,11 +11,11 @@ import pytest
 
 from devices import Registry
 from devices.site import parse_site
-from ingest.alerts import evaluator as ev
+from ingest.evaluation import evaluator as ev
+from ingest.evaluation.rollups import EmissionFactors
 from ingest.reading import Reading
-from ingest.rollups import EmissionFactors
 from ingest.settings import IngestSettings
-from ingest.storage.batch import Batch
+from tests.helpers import Collected, Published
 
 # Run again with the clock 400 days ahead by scripts/test (rollups).
 pytestmark = pytest.mark.shifted_clock
@@ -35,13 +36,9 @@ async def test_stop_during_a_sliced_flush_flushes_everything(
     monkeypatch.setattr(ev, "ROLLUP_FLUSH_S", 0.0)
     monkeypatch.setattr(ev, "FLUSH_SLICE_S", 0.0)  # a turn after every step
     registry = Registry(parse_site(SITE))
-    written: list[str] = []
-
-    def submit(batch: Batch) -> None:
-        written.extend(batch.lines)
-
+    sink = Collected()
     settings = IngestSettings(spool_dir=tmp_path / "spool")
-    evaluator = ev.Evaluator(registry, settings, EmissionFactors(), submit, lambda *_: None)
+    evaluator = ev.Evaluator(registry, settings, EmissionFactors(), sink, Published())
     for i in range(9):
         for device in ("m1", "m2"):
             d = registry.get(device)
@@ -55,7 +52,7 @@ async def test_stop_during_a_sliced_flush_flushes_everything(
     assert evaluator._flushing is not None  # noqa: SLF001 - a flush is under way
     flusher.cancel()
     await evaluator.stop()
-    hours = [line for line in written if line.startswith("energy_hourly,")]
+    hours = [line for line in sink.lines if line.startswith("energy_hourly,")]
     assert {line.split("device=")[1].split(",")[0] for line in hours} == {"m1", "m2"}
     assert len({line.rsplit(" ", 1)[1] for line in hours}) == 2  # both hours of each meter
     with pytest.raises(asyncio.CancelledError):

@@ -15,7 +15,7 @@ from devices import SiteConfigError, parse_site
 from devices.expressions import Expression, ExpressionError
 from devices.onboarding import add_device
 from devices.site import Webhook, default_site_text, redacted_url
-from ingest.alerts.delivery import public_address
+from ingest.evaluation.alerts.delivery import public_address
 from ingest.observability.counters import RejectionLog, Stats
 from ingest.reading import Reason, Rejected
 from ingest.settings import IngestSettings

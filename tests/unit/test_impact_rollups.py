@@ -17,8 +17,7 @@ from hypothesis import strategies as st
 
 from devices import AnyDevice, Registry
 from devices.site import parse_site
-from ingest.reading import Reading
-from ingest.rollups import (
+from ingest.evaluation.rollups import (
     HOUR_MS,
     EmissionFactors,
     FactorFileError,
@@ -28,6 +27,7 @@ from ingest.rollups import (
     parse_factor_csv,
     repair_late,
 )
+from ingest.reading import Reading
 from ingest.storage.lineproto import parse_line, parse_value
 
 # Run again with the clock 400 days ahead by scripts/test (rollups).

@@ -9,11 +9,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ingest.rollups._energy import HOUR_MS
-from ingest.rollups._hours import Hours
-from ingest.rollups._kinds import EnergyHour
-from ingest.rollups._series import Series
-from ingest.rollups._space import SpaceHour
+from ingest.evaluation.rollups._energy import HOUR_MS
+from ingest.evaluation.rollups._hours import Hours
+from ingest.evaluation.rollups._kinds import EnergyHour
+from ingest.evaluation.rollups._series import Series
+from ingest.evaluation.rollups._space import SpaceHour
 
 # Run again with the clock 400 days ahead by scripts/test (rollups).
 pytestmark = pytest.mark.shifted_clock

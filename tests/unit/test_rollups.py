@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ingest.rollups import HOUR_MS, emissions_kg, hourly_kwh
+from ingest.evaluation.rollups import HOUR_MS, emissions_kg, hourly_kwh
 
 # Run again with the clock 400 days ahead by scripts/test (rollups).
 pytestmark = pytest.mark.shifted_clock

@@ -1,4 +1,4 @@
-"""Splitting the evaluation by space (`KERA_ALERTS_SHARD`): every space in exactly one shard,
+"""Splitting the evaluation by space (`KERA_EVALUATION_SHARD`): every space in exactly one shard,
 the same one in every process; a shard's subscription; and its rollups, which together are the
 whole site's: device and space points the same, the site's day the sum of the shards'."""
 
@@ -12,9 +12,9 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from devices import Registry
-from ingest.alerts.shard import Shard
+from ingest.evaluation.rollups import EmissionFactors, Rollups
+from ingest.evaluation.shard import Shard
 from ingest.reading import Reading
-from ingest.rollups import EmissionFactors, Rollups
 from ingest.settings import IngestSettings
 from tests.unit.test_impact_rollups import Sink, registry, scenario
 
@@ -103,10 +103,10 @@ def test_the_shards_rollups_add_up_to_the_sites() -> None:
 
 
 def test_the_setting_is_checked_where_it_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("KERA_ALERTS_SHARD", "1/3")
+    monkeypatch.setenv("KERA_EVALUATION_SHARD", "1/3")
     assert IngestSettings().shard() == Shard(1, 3)
-    monkeypatch.setenv("KERA_ALERTS_SHARD", "3/3")
+    monkeypatch.setenv("KERA_EVALUATION_SHARD", "3/3")
     with pytest.raises(ValidationError, match="the number must be 0 to 2"):
         IngestSettings()
-    monkeypatch.setenv("KERA_ALERTS_SHARD", "")
+    monkeypatch.setenv("KERA_EVALUATION_SHARD", "")
     assert IngestSettings().shard() is None

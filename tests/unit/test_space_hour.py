@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ingest.rollups._energy import HOUR_MS
-from ingest.rollups._space import CO2_GOOD_PPM, OccupancySeries, SpaceHour, space_hour
+from ingest.evaluation.rollups._energy import HOUR_MS
+from ingest.evaluation.rollups._space import CO2_GOOD_PPM, OccupancySeries, SpaceHour, space_hour
 
 # Run again with the clock 400 days ahead by scripts/test (rollups).
 pytestmark = pytest.mark.shifted_clock

@@ -1,9 +1,11 @@
-"""The evaluating ingestor's own work (`KERA_ALERTS=true`).
+"""The evaluating ingestor's own work (`KERA_EVALUATE=true`).
 
-The alert engine, its delivery and the impact rollups need every reading of every device, so
-exactly one ingestor per site runs them. Here they are built, fed, run periodically and stopped,
-apart from the service that stores readings. On a shared subscription, where this replica only
-receives its share, the evaluator subscribes to every reading on a connection of its own.
+The alert engine, its delivery and the impact rollups need every reading of the devices they
+judge, so exactly one ingestor runs them for the whole site, or for each share of it
+(`KERA_EVALUATION_SHARD=k/n`, one evaluator per k). Here they are built, fed, run periodically
+and stopped, apart from the service that stores readings. On a shared subscription, where this
+replica only receives its share, the evaluator subscribes to the readings it judges on a
+connection of its own.
 """
 
 from __future__ import annotations
@@ -13,17 +15,13 @@ import logging
 import time
 from collections.abc import Callable, Coroutine, Generator
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from devices import Registry
-from ingest.alerts.delivery import AlertDelivery
-from ingest.alerts.engine import AlertEngine, steady_ms
 from ingest.codecs import CodecSandbox
-from ingest.mqtt import MqttConsumer, MqttTarget
-from ingest.observability.counters import Stats
-from ingest.pipeline import Deferred, Pipeline
-from ingest.reading import Reading
-from ingest.rollups import (
+from ingest.evaluation.alerts.delivery import AlertDelivery
+from ingest.evaluation.alerts.engine import AlertEngine, steady_ms
+from ingest.evaluation.rollups import (
     EmissionFactors,
     InfluxReadings,
     Repair,
@@ -31,8 +29,15 @@ from ingest.rollups import (
     load_readings,
     repair_late,
 )
-from ingest.settings import IngestSettings
+from ingest.mqtt import MqttConsumer, MqttTarget
+from ingest.observability.counters import Stats
+from ingest.pipeline import Deferred, Pipeline
+from ingest.reading import Reading
 from ingest.storage.batch import Batch
+from ingest.storage.ports import BatchSink, Connection, Publisher
+
+if TYPE_CHECKING:  # settings names the shard type from here: a type-only import, no cycle
+    from ingest.settings import IngestSettings
 
 log = logging.getLogger(__name__)
 
@@ -64,22 +69,22 @@ class Evaluator:
         registry: Registry,
         settings: IngestSettings,
         factors: EmissionFactors,
-        submit: Callable[[Batch], None],
-        publish: Callable[[str, bytes], None],
+        sink: BatchSink,
+        publisher: Publisher,
     ) -> None:
+        """`sink`: where alert and rollup points go (the writer); `publisher`: the broker
+        connection alert transitions are published on."""
         self._registry = registry
         self._settings = settings
         site = registry.site
-        self.delivery = AlertDelivery(
-            site.site, site.alerts, publish, lambda line: submit(Batch([line]))
-        )
+        self.delivery = AlertDelivery(site.site, site.alerts, publisher, sink)
         self.alerts = AlertEngine(
             registry, site.alerts.rules, self.delivery.notify, settings.spool_path() / "alerts.json"
         )
         shard = self.shard = settings.shard()
         self.rollups = Rollups(
             registry,
-            lambda lines: submit(Batch(lines, place=settings.rollups_rp)),
+            lambda lines: sink.submit(Batch(lines, place=settings.rollups_rp)),
             factors,
             window_h=settings.rollups_window_h,
             shard=shard,
@@ -159,25 +164,13 @@ class Evaluator:
             self._registry, self.judged, s.max_payload_bytes, s.max_future_s, s.max_age_s,
             observe=self.observe, judge_only=True, sandbox=sandbox,
         )  # fmt: skip
-        waiting = self._codec_tasks
-
-        def on_message(topic: str, payload: bytes, mid: int, received_ms: int) -> None:
-            verdict = judge.take(topic, payload, received_ms)
-            if type(verdict) is Deferred:
-                # Shown to the alert engine when its codec has run (observe is in the verdict).
-                task = asyncio.create_task(verdict.verdict())
-                waiting.add(task)
-                task.add_done_callback(waiting.discard)
-            if mid:
-                observer.ack([mid], observer.generation)
-
         if self.shard is not None:
             filters = self.shard.filters(self._registry)
         observer = MqttConsumer(
             mqtt,
             f"{s.mqtt_client_id}-alerts",
             filters,
-            on_message,
+            _Observer(judge, self._codec_tasks),
             session_expiry_s=0,
             receive_maximum=s.mqtt_receive_maximum,
         )
@@ -381,3 +374,28 @@ async def every(seconds: float, job: Callable[[], object]) -> None:
     while True:
         await asyncio.sleep(seconds)
         job()
+
+
+class _Observer:
+    """The evaluator's own subscription's `Receiver`: judges each message and shows its
+    readings to the evaluator (`observe`), and acknowledges it at once, since nothing is
+    stored from here."""
+
+    __slots__ = ("_take", "_waiting")
+
+    def __init__(self, judge: Pipeline, waiting: set[asyncio.Task[object]]) -> None:
+        self._take = judge.take
+        self._waiting = waiting
+
+    def receive(
+        self, topic: str, payload: bytes, mid: int, received_ms: int, connection: Connection
+    ) -> None:
+        verdict = self._take(topic, payload, received_ms)
+        if type(verdict) is Deferred:
+            # Shown to the alert engine when its codec has run (observe is in the verdict).
+            assert isinstance(verdict, Deferred)
+            task = asyncio.create_task(verdict.verdict())
+            self._waiting.add(task)
+            task.add_done_callback(self._waiting.discard)
+        if mid:
+            connection.ack([mid])

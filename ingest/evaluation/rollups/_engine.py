@@ -44,7 +44,7 @@ from devices.site import (
     WasteBin,
     WaterMeter,
 )
-from ingest.alerts.shard import Shard
+from ingest.evaluation.shard import Shard
 from ingest.reading import FieldValue, Reading
 from ingest.storage.lineproto import device_tags, format_line, series_key
 
@@ -137,7 +137,7 @@ class Rollups(Days):
         self._impact = site.impact
         self._heat_factor = site.impact.heat_emission_factor_kg_per_kwh
         self._tz = ZoneInfo(site.timezone)
-        # With KERA_ALERTS_SHARD, only the shard's spaces' devices, and a share of the site's
+        # With KERA_EVALUATION_SHARD, only the shard's spaces' devices, and a share of the site's
         # day tagged with the shard (the site's figures are sums over shards).
         self._only = None if shard is None else shard.devices(registry)
         self._impact_tags = {SITE_TAG: self._site}
@@ -255,7 +255,7 @@ class Rollups(Days):
 
     def flush_steps(self, write: bool = True) -> Generator[None, None, int]:
         """`flush` in small steps: it yields after each device and each aggregate point, so that
-        an event loop can answer between them (ingest/alerts/evaluator.py runs it in slices of
+        an event loop can answer between them (ingest/evaluation/evaluator.py runs it in slices of
         a few milliseconds). Readings observed meanwhile wait for the next flush."""
         dirty, self._dirty = self._dirty, {}
         pending = {d: self._next_horizon(d) for d in dirty if d in self._newest}

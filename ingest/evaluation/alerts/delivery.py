@@ -22,7 +22,6 @@ import logging
 import random
 import socket
 import time
-from collections.abc import Callable
 
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
@@ -36,9 +35,11 @@ from devices.contract import (
     alert_topic,
 )
 from devices.site import Alerts, Webhook, redacted_url
-from ingest.alerts.engine import Transition
+from ingest.evaluation.alerts.engine import Transition
 from ingest.reading import FieldValue
+from ingest.storage.batch import Batch
 from ingest.storage.lineproto import format_line, series_key
+from ingest.storage.ports import BatchSink, Publisher
 
 log = logging.getLogger(__name__)
 
@@ -94,13 +95,13 @@ class AlertDelivery:
         self,
         site: str,
         config: Alerts,
-        publish: Callable[[str, bytes], None],
-        write_line: Callable[[str], None],
+        publisher: Publisher,
+        sink: BatchSink,
     ) -> None:
         self._site = site
         self._config = config
-        self._publish = publish
-        self._write_line = write_line
+        self._publisher = publisher
+        self._sink = sink
         # One queue per hook: a hook that hangs holds up only its own transitions.
         self._queues: list[asyncio.Queue[str]] = [
             asyncio.Queue(maxsize=10_000) for _ in config.webhooks
@@ -112,14 +113,17 @@ class AlertDelivery:
 
     def notify(self, t: Transition) -> None:
         body = {"site": self._site, **t.as_dict()}
-        self._publish(alert_topic(self._site, t.rule, t.device), json.dumps(body).encode())
+        # Retained: a dashboard or technician subscribing later sees each alert's state.
+        self._publisher.publish(
+            alert_topic(self._site, t.rule, t.device), json.dumps(body).encode(), 1, True
+        )
         fields: dict[str, FieldValue] = {"firing": t.firing, "level": t.level, "message": t.message}
         if t.value is not None:
             fields["value"] = float(t.value)
         key = series_key(
             ALERTS_MEASUREMENT, {SITE_TAG: self._site, RULE_TAG: t.rule, DEVICE_TAG: t.device}
         )
-        self._write_line(format_line(key, fields, t.time_ms))
+        self._sink.submit(Batch([format_line(key, fields, t.time_ms)]))
         if not self._queues or not self._due(t):
             return
         text = json.dumps(body)

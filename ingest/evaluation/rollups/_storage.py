@@ -14,7 +14,7 @@ import aiohttp
 
 from devices import AnyDevice, Registry
 from devices.contract import DEVICE_TAG, ROLLUP_MEASUREMENTS, SITE_TAG
-from ingest.alerts.shard import Shard
+from ingest.evaluation.shard import Shard
 from ingest.reading import FieldValue, Reading
 from ingest.storage.query import influx_session, influxql
 
@@ -225,7 +225,7 @@ async def recompute(
 ) -> int:
     """Recompute and write every rollup point in [start_ms, end_ms), a chunk of days at a time
     (both ends should be local midnights, so every written day is complete). With `shards`,
-    the site's days come per shard, as evaluators with KERA_ALERTS_SHARD write them. Returns
+    the site's days come per shard, as evaluators with KERA_EVALUATION_SHARD write them. Returns
     the number of points written.
 
     The readings are read an hour of 500 devices at a time, in time order, through the live

@@ -1,4 +1,4 @@
-"""Splitting a site's evaluation over several evaluators (`KERA_ALERTS_SHARD=k/n`).
+"""Splitting a site's evaluation over several evaluators (`KERA_EVALUATION_SHARD=k/n`).
 
 The unit is the space: a space's rollups combine all its sensors and meters, so all of a
 space's devices go to one evaluator, chosen by a stable hash of the space id (CRC-32, the same
