@@ -319,8 +319,7 @@ def send(
     """Publish one reading as DEVICE: does a new sensor's data arrive?"""
     from firmware_sim.commission import parse_assignment
     from firmware_sim.commission import send as send_one
-    from ingest.observability.counters import Stats
-    from ingest.pipeline import Pipeline
+    from ingest.judge import Judge
 
     registry = _registry(config)
     try:
@@ -332,22 +331,21 @@ def send(
     topic, payload = telemetry_topic(registry.site_id, device), json.dumps(body).encode()
     # The verdict is this command's output; the ingestor's own rejection log would repeat it.
     logging.getLogger("ingest.rejected").disabled = True
-    verdict = Pipeline(registry, Stats(), max_future_s=300, max_age_s=30 * 86400).handle(
-        topic, payload, time.time_ns() // 1_000_000
-    )
+    verdict = Judge(registry).judge(topic, payload, time.time_ns() // 1_000_000)
     target = _target(mqtt_url)
     try:
         topic, payload = send_one(target, registry.site_id, device, body)
     except (OSError, TimeoutError) as exc:
         _unreachable(target, exc)
     console.print(f"published [bold]{topic}[/bold] {payload.decode()}")
-    if isinstance(verdict, list):
+    rejected = verdict.rejected
+    if rejected is None:
         console.print("[green]the ingestor will accept it:[/green]")
-        for line in verdict:
+        for line in verdict.lines:
             console.print(f"  {line}", markup=False, highlight=False)
     else:
         console.print(
-            f"[red]the ingestor will reject it: {verdict.reason.value}[/red]: {verdict.detail}"
+            f"[red]the ingestor will reject it: {rejected.reason.value}[/red]: {rejected.detail}"
         )
         raise typer.Exit(1)
 

@@ -1,7 +1,8 @@
 """A field technician's helpers: send one reading as a device, watch what arrives (with the
 ingestor's own verdict), and replay recorded readings.
 
-`watch` runs the ingestor's Pipeline (router, codecs, validator) on every message it sees, so
+`watch` asks the ingestor's judge (ingest.judge: router, codecs, validator) about every message it
+sees, so
 "the registry would reject this, and why" is the same answer the ingestor gives.
 """
 
@@ -21,9 +22,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from devices import Registry
 from devices.contract import telemetry_topic
+from ingest.judge import Judge
 from ingest.mqtt import MqttTarget
-from ingest.observability.counters import Stats
-from ingest.pipeline import Pipeline
 from ingest.reading import DeadLetter
 
 
@@ -97,8 +97,7 @@ def watch(
 ) -> int:
     """Subscribe to every topic the site's sources listen on, and report each message with the
     ingestor's verdict. Stops after `count` messages or `timeout` seconds; returns how many."""
-    stats = Stats()
-    pipeline = Pipeline(registry, stats, max_future_s=max_future_s, max_age_s=max_age_s)
+    judge = Judge(registry, max_future_s=max_future_s, max_age_s=max_age_s)
     done = threading.Event()
     seen = 0
     lock = threading.Lock()
@@ -108,19 +107,9 @@ def watch(
         if device is not None and device not in msg.topic and device.encode() not in msg.payload:
             return
         now = time.time_ns() // 1_000_000
-        before = dict(stats.unknown_fields)
-        result = pipeline.handle(msg.topic, bytes(msg.payload), now)
-        ignored = tuple(
-            name for (_, name), n in stats.unknown_fields.items() if n > before.get((_, name), 0)
-        )
-        item = Seen(
-            msg.topic,
-            bytes(msg.payload),
-            now,
-            result if isinstance(result, list) else None,
-            result if isinstance(result, DeadLetter) else None,
-            ignored,
-        )
+        verdict = judge.judge(msg.topic, bytes(msg.payload), now)
+        lines = list(verdict.lines) if verdict.accepted else None
+        item = Seen(msg.topic, bytes(msg.payload), now, lines, verdict.rejected, verdict.ignored)
         on_message(item)
         with lock:
             seen += 1
@@ -129,7 +118,7 @@ def watch(
 
     c = _client(target, f"kera-sim-watch-{time.monotonic_ns() % 100000}")
     c.on_message = handle
-    filters = pipeline.filters
+    filters = judge.filters
 
     def on_connect(client: paho.Client, *args: Any) -> None:
         client.subscribe([(f, 1) for f in filters])
