@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import random
 import selectors
 import socket
 import time
@@ -28,6 +27,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.reasoncodes import ReasonCode
 
 from devices.contract import status_topic
+from ingest.backoff import Backoff
 from ingest.mqtt import MqttTarget
 
 log = logging.getLogger(__name__)
@@ -69,12 +69,10 @@ class Links:
         self._prefix = client_prefix
         self._buffer = buffer
         self._window = window
-        self._initial = backoff_initial_s
-        self._max = backoff_max_s
+        self._backoff = Backoff(backoff_initial_s, backoff_max_s)
         self._links: dict[str, Link] = {}
         self._selector = selectors.DefaultSelector()
         self._last_misc = 0.0
-        self._rng = random.Random()
         self.counts: dict[str, int] = {"reconnects": 0, "buffer_overflow": 0}
 
     # -- per device -----------------------------------------------------------------------------
@@ -174,7 +172,7 @@ class Links:
             self._selector.register(sock, selectors.EVENT_READ, link)
 
     def _schedule_reconnect(self, link: Link, why: str) -> None:
-        delay = min(self._max, self._initial * 2**link.attempt) * self._rng.uniform(0.5, 1.0)
+        delay = self._backoff.delay(link.attempt)
         link.attempt += 1
         link.reconnect_at = time.monotonic() + delay
         log.debug("%s: reconnect in %.1fs (%s)", link.device_id, delay, why)

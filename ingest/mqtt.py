@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import socket
 import threading
 import time
@@ -28,6 +27,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from ingest._paho import lean_properties, queue_pubacks
+from ingest.backoff import Backoff
 from ingest.storage.ports import Connection
 
 log = logging.getLogger(__name__)
@@ -131,8 +131,7 @@ class MqttConsumer:
         self._session_expiry = session_expiry_s
         self._receive_maximum = receive_maximum
         self._keepalive = keepalive_s
-        self._backoff_initial = backoff_initial_s
-        self._backoff_max = backoff_max_s
+        self._backoff = Backoff(backoff_initial_s, backoff_max_s)
         self._read_burst = read_burst
         self._on_connected = on_connected
         # Announced in CONNECT (MQTT 5 Maximum Packet Size): the broker does not send larger
@@ -365,22 +364,18 @@ class MqttConsumer:
         until `stop()`."""
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
-        attempt = 0
+        backoff = self._backoff
         while not self._stopping:
             try:
                 await self._connect_once()
-                attempt = 0
+                backoff.reset()
                 await self._disconnected.wait()
             except (OSError, MqttConnectError) as exc:
                 log.warning("cannot connect to %s: %s", self._target, exc)
             if self._stopping:
                 break
             self.reconnects += 1
-            delay = random.uniform(0.5, 1.0) * min(
-                self._backoff_max, self._backoff_initial * 2**attempt
-            )
-            attempt += 1
-            await asyncio.sleep(delay)
+            await asyncio.sleep(backoff.next())
 
     def pause(self) -> None:
         """Stop reading new messages (used at shutdown, before the last flush)."""

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from types import FrameType
 
+from ingest.backoff import Backoff
 from ingest.settings import IngestSettings
 
 log = logging.getLogger(__name__)
@@ -51,7 +52,8 @@ def run_workers(settings: IngestSettings, n: int) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    backoff = {k: 1.0 for k in procs}
+    # A worker that keeps dying is restarted less and less often, up to every 30 s.
+    backoff = {k: Backoff(initial_s=1.0) for k in procs}
     while True:
         time.sleep(0.2)
         if stopping:
@@ -60,7 +62,7 @@ def run_workers(settings: IngestSettings, n: int) -> int:
         for k, proc in list(procs.items()):
             code = proc.poll()
             if code is not None:
-                log.error("worker %d exited with %d; restarting in %.0fs", k, code, backoff[k])
-                time.sleep(backoff[k])
-                backoff[k] = min(30.0, backoff[k] * 2)
+                delay = backoff[k].next()
+                log.error("worker %d exited with %d; restarting in %.1fs", k, code, delay)
+                time.sleep(delay)
                 procs[k] = start(k)

@@ -11,12 +11,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import random
 from collections.abc import Callable
 
 import serial
 
 from devices.site import _SerialPort
+from ingest.backoff import Backoff
 from ingest.observability.counters import Stats
 
 log = logging.getLogger(__name__)
@@ -34,8 +34,7 @@ class SerialStream:
         self.link = link
         self._on_bytes = on_bytes
         self._stats = stats
-        self._initial = backoff_initial_s
-        self._max = backoff_max_s
+        self._backoff = Backoff(backoff_initial_s, backoff_max_s)
         self.connected = False
 
     def _open(self) -> serial.Serial:
@@ -51,22 +50,21 @@ class SerialStream:
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
-        attempt = 0
+        backoff = self._backoff
         while True:
             try:
                 port = self._open()
             except (serial.SerialException, OSError) as exc:
-                if attempt == 0:
+                if backoff.attempt == 0:
                     log.warning(
                         "serial %s: cannot open %s: %s", self.link.name, self.link.port, exc
                     )
                 self._stats.serial_error(self.link.name, "open_failed")
-                await asyncio.sleep(self._delay(attempt))
-                attempt += 1
+                await asyncio.sleep(backoff.next())
                 continue
-            if attempt:
+            if backoff.attempt:
                 log.info("serial %s: %s is back", self.link.name, self.link.port)
-            attempt = 0
+            backoff.reset()
             self.connected = True
             lost: asyncio.Future[str] = loop.create_future()
             fd = port.fileno()
@@ -95,8 +93,5 @@ class SerialStream:
                 self.connected = False
             log.warning("serial %s: lost %s (%s); reopening", self.link.name, self.link.port, why)
             self._stats.serial_error(self.link.name, "disconnects")
-            await asyncio.sleep(self._delay(0))
-            attempt = 1
-
-    def _delay(self, attempt: int) -> float:
-        return float(min(self._max, self._initial * 2**attempt) * random.uniform(0.5, 1.0))
+            # The first reopen waits like a first attempt; one that fails goes on from there.
+            await asyncio.sleep(backoff.next())

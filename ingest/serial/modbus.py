@@ -19,6 +19,7 @@ from pymodbus.client import AsyncModbusSerialClient
 from pymodbus.exceptions import ModbusException
 
 from devices.site import ModbusBus, ModbusMeter
+from ingest.backoff import Backoff
 from ingest.reading import Decoded
 
 log = logging.getLogger(__name__)
@@ -88,7 +89,7 @@ class ModbusPoller:
         self.bus = bus
         self._emit = emit
         self._counts = counts
-        self._backoff_max = backoff_max_s
+        self._backoff = Backoff(max_s=backoff_max_s)
         self._failures: dict[str, int] = {m.device: 0 for m in bus.meters}
         self._offline: set[str] = set()
 
@@ -107,7 +108,7 @@ class ModbusPoller:
 
     async def run(self) -> None:
         due = {m.device: 0.0 for m in self.bus.meters}
-        attempt = 0
+        backoff = self._backoff
         while True:
             client = self._client()
             try:
@@ -119,10 +120,9 @@ class ModbusPoller:
                 self._counts["open_failed"] += 1
                 for m in self.bus.meters:
                     self._failed(m)
-                await asyncio.sleep(min(self._backoff_max, 0.5 * 2**attempt))
-                attempt += 1
+                await asyncio.sleep(backoff.next())
                 continue
-            attempt = 0
+            backoff.reset()
             try:
                 while client.connected:
                     meter = min(self.bus.meters, key=lambda m: due[m.device])

@@ -7,9 +7,9 @@ Two tasks share it:
   when that fails for a reason that can pass (connection refused, timeout, 5xx, 429, 401/403/404)
   the batch goes to the spool instead. Once anything is spooled, every later batch is spooled
   too, so InfluxDB receives batches in the order they arrived.
-- `replay` writes spooled records to InfluxDB in order, with capped exponential backoff and full
-  jitter (honouring Retry-After), and removes each once it is stored. When the spool is empty the
-  writer goes back to writing directly.
+- `replay` writes spooled records to InfluxDB in order, with capped exponential backoff and
+  jitter (ingest.backoff; honouring Retry-After), and removes each once it is stored. When the
+  spool is empty the writer goes back to writing directly.
 
 When the spool is full (its bound) or its disk is (no space, or any write error), `run` waits for
 replay to free space, or for space to appear (checked every DISK_RETRY_S), and acknowledges
@@ -32,9 +32,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import time
 
+from ingest.backoff import Backoff
 from ingest.storage.batch import Batch, pack_place, unpack_place
 from ingest.storage.deadletter import DeadLetters
 from ingest.storage.lineproto import split_lines
@@ -66,8 +66,7 @@ class BatchWriter:
         self.dead_letters = dead_letters
         self.stats = stats
         self._on_rejected = on_rejected
-        self._initial = backoff_initial_s
-        self._max = backoff_max_s
+        self._backoff = Backoff(backoff_initial_s, backoff_max_s)
         # Batches merged behind a slow write stop at this many lines (KERA_BATCH_SIZE).
         self.max_lines = max_lines
         # Lines submitted and not yet stored: the backlog in memory.
@@ -242,7 +241,8 @@ class BatchWriter:
                 if spool.empty:
                     await self._spooled.wait()
                 continue
-            attempt = 0
+            backoff = self._backoff
+            backoff.reset()
             place, body = unpack_place(record.body)
             while True:
                 try:
@@ -250,23 +250,25 @@ class BatchWriter:
                     break
                 except WriteError as exc:
                     self._failed(exc)
-                    delay = random.uniform(0, min(self._max, self._initial * 2**attempt))
+                    delay = backoff.next()
                     if exc.retry_after is not None:
-                        delay = max(delay, min(exc.retry_after, self._max))
-                    attempt += 1
+                        delay = max(delay, min(exc.retry_after, backoff.max_s))
                     self.stats.write_retries += 1
                     log.warning(
                         "replay of a spooled batch failed (%s); retry %d in %.2fs "
                         "(%d batches spooled)",
                         exc,
-                        attempt,
+                        backoff.attempt,
                         delay,
                         spool.pending_records,
                     )
                     await asyncio.sleep(delay)
             await asyncio.to_thread(spool.commit, record)
-            if attempt:
-                log.info("InfluxDB is back: replayed a spooled record after %d retries", attempt)
+            if backoff.attempt:
+                log.info(
+                    "InfluxDB is back: replayed a spooled record after %d retries",
+                    backoff.attempt,
+                )
             # Wake the refused writer only when its batch fits, by the spool's own test; a writer
             # refused by the disk at every commit, since a finished segment frees disk space.
             if (self.spool_full and spool.has_room(self._waiting)) or self.disk_error:

@@ -19,7 +19,6 @@ import asyncio
 import ipaddress
 import json
 import logging
-import random
 import socket
 import time
 
@@ -35,6 +34,7 @@ from devices.contract import (
     alert_topic,
 )
 from devices.site import Alerts, Webhook, redacted_url
+from ingest.backoff import Backoff
 from ingest.evaluation.alerts.engine import Transition
 from ingest.reading import FieldValue
 from ingest.storage.batch import Batch
@@ -42,6 +42,11 @@ from ingest.storage.lineproto import format_line, series_key
 from ingest.storage.ports import BatchSink, Publisher
 
 log = logging.getLogger(__name__)
+
+# A failed webhook POST is tried again after 0.5 s, then twice as long each time, up to a minute
+# (before jitter, ingest.backoff), `retries` times (the site file's alerts.retries).
+WEBHOOK_BACKOFF_S = 0.5
+WEBHOOK_BACKOFF_MAX_S = 60.0
 
 
 def public_address(address: str) -> bool:
@@ -164,7 +169,8 @@ class AlertDelivery:
 
     async def _post(self, session: aiohttp.ClientSession, hook: Webhook, body: str) -> None:
         shown = hook.shown()
-        for attempt in range(self._config.retries + 1):
+        backoff = Backoff(WEBHOOK_BACKOFF_S, WEBHOOK_BACKOFF_MAX_S)
+        for _ in range(self._config.retries + 1):
             try:
                 why = await self._attempt(session, hook, body)
             except KeyError as exc:
@@ -180,11 +186,11 @@ class AlertDelivery:
             if why is None:
                 self.delivered += 1
                 return
-            delay = min(60.0, 0.5 * 2**attempt) * random.uniform(0.5, 1.0)
+            delay = backoff.next()
             log.warning("alert webhook %s failed (%s); retry in %.1fs", shown, why, delay)
             await asyncio.sleep(delay)
         self.failed += 1
-        log.error("alert webhook %s gave up after %d attempts", shown, attempt + 1)
+        log.error("alert webhook %s gave up after %d attempts", shown, backoff.attempt)
 
     @staticmethod
     async def _attempt(session: aiohttp.ClientSession, hook: Webhook, body: str) -> str | None:
