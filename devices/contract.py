@@ -233,11 +233,8 @@ def _field_specs(kind: str, name: str, raw: object) -> list[FieldSpec]:
     return specs
 
 
-def _kind(kind: str, raw: object, base: KindSpec | None) -> KindSpec:
-    """A kind from its catalogue entry; with `base`, the entry adds fields to an existing kind."""
-    if not _NAME.match(kind):
-        raise CatalogueError(f"kind name {kind!r} must match [a-z][a-z0-9_]*")
-    raw = _entry(raw, _KIND_KEYS, f"kind {kind!r}", "a mapping")
+def _kind_fields(kind: str, raw: dict[str, Any], base: KindSpec | None) -> dict[str, FieldSpec]:
+    """A kind's payload fields: the base kind's, and the entry's (new names only)."""
     fields = dict(base.fields) if base else {}
     raw_fields = raw.get("fields") or {}
     if not isinstance(raw_fields, dict):
@@ -253,6 +250,13 @@ def _kind(kind: str, raw: object, base: KindSpec | None) -> KindSpec:
                     f"({old.type}, {old.unit or 'no unit'}); add fields under new names"
                 )
             fields[spec.name] = spec
+    return fields
+
+
+def _kind_derived(
+    kind: str, raw: dict[str, Any], base: KindSpec | None, fields: dict[str, FieldSpec]
+) -> list[Derived]:
+    """A kind's derived fields: the base kind's, and the entry's, each with its expression."""
     derived = list(base.derived) if base else []
     raw_derived = raw.get("derived") or {}
     if not isinstance(raw_derived, dict):
@@ -271,16 +275,30 @@ def _kind(kind: str, raw: object, base: KindSpec | None) -> KindSpec:
         except ExpressionError as exc:
             raise CatalogueError(f"kind {kind!r}: derived field {name!r}: {exc}") from None
         derived.append(Derived(spec, expr))
+    return derived
+
+
+def _unchanged(kind: str, raw: dict[str, Any], base: KindSpec) -> None:
+    """A site file adds fields to a catalogue kind; what the kind is stored as stays."""
+    for key in ("measurement", "extra_tags", "default_interval_s"):
+        if key not in raw or raw[key] == getattr(base, key):
+            continue
+        if key == "extra_tags" and tuple(raw[key]) == base.extra_tags:
+            continue
+        raise CatalogueError(
+            f"kind {kind!r}: {key} of a catalogue kind cannot be changed by a site file"
+        )
+
+
+def _kind(kind: str, raw: object, base: KindSpec | None) -> KindSpec:
+    """A kind from its catalogue entry; with `base`, the entry adds fields to an existing kind."""
+    if not _NAME.match(kind):
+        raise CatalogueError(f"kind name {kind!r} must match [a-z][a-z0-9_]*")
+    raw = _entry(raw, _KIND_KEYS, f"kind {kind!r}", "a mapping")
+    fields = _kind_fields(kind, raw, base)
+    derived = _kind_derived(kind, raw, base, fields)
     if base is not None:
-        for key in ("measurement", "extra_tags", "default_interval_s"):
-            if (
-                key in raw
-                and raw[key] != getattr(base, key)
-                and not (key == "extra_tags" and tuple(raw[key]) == base.extra_tags)
-            ):
-                raise CatalogueError(
-                    f"kind {kind!r}: {key} of a catalogue kind cannot be changed by a site file"
-                )
+        _unchanged(kind, raw, base)
         return KindSpec(
             kind, base.measurement, fields, tuple(derived), base.extra_tags,
             base.default_interval_s, base.description,

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from devices.contract import UNIT_CONVERSIONS, FieldSpec, KindSpec, tidy
 from devices.expressions import Expression, ExpressionError, parse_quantity
@@ -100,38 +100,12 @@ def _applies(when: tuple[tuple[str, str], ...], levels: Mapping[str, str] | None
 def _step_converter(key: str, m: FieldMap, spec: FieldSpec) -> Callable[[object], object] | None:
     """One function for an entry's enum, unit and scale/offset, checked against the field."""
     funcs: list[Callable[[object], object]] = []
-    target = spec.name
     if m.enum is not None:
-        table = dict(m.enum)
-        shown = ", ".join(repr(k) for k in list(table)[:8])
-
-        def lookup(value: object) -> object:
-            try:
-                return table[value]  # type: ignore[index]
-            except (KeyError, TypeError):
-                raise MappingError(
-                    "mapping_failed", f"{key}={value!r:.40} is none of the values {shown}"
-                ) from None
-
-        funcs.append(lookup)
+        funcs.append(_lookup(key, dict(m.enum)))
     if m.unit is not None:
-        declared = unit_conversion(m.unit, spec)
-
-        def in_unit(value: object) -> object:
-            scale, offset = declared
-            if isinstance(value, str):
-                try:
-                    number, sent = parse_quantity(value)
-                except ExpressionError as exc:
-                    raise MappingError("wrong_type", f"{key}: {exc}") from None
-                if sent is not None:
-                    scale, offset = unit_conversion(sent, spec)
-                value = number
-            return _scaled(key, target, value, scale, offset)
-
-        funcs.append(in_unit)
+        funcs.append(_in_unit(key, m.unit, spec))
     if m.scale != 1.0 or m.offset != 0.0:
-        scale, offset = m.scale, m.offset
+        scale, offset, target = m.scale, m.offset, spec.name
         funcs.append(lambda value: _scaled(key, target, value, scale, offset))
     if not funcs:
         return None
@@ -144,6 +118,41 @@ def _step_converter(key: str, m: FieldMap, spec: FieldSpec) -> Callable[[object]
         return value
 
     return chain
+
+
+def _lookup(key: str, table: Mapping[Any, object]) -> Callable[[object], object]:
+    """An enum entry: the value's name in the contract, or why not."""
+    shown = ", ".join(repr(k) for k in list(table)[:8])
+
+    def lookup(value: object) -> object:
+        try:
+            return table[value]  # an unhashable value is a TypeError, caught
+        except (KeyError, TypeError):
+            raise MappingError(
+                "mapping_failed", f"{key}={value!r:.40} is none of the values {shown}"
+            ) from None
+
+    return lookup
+
+
+def _in_unit(key: str, unit: str, spec: FieldSpec) -> Callable[[object], object]:
+    """A `unit:` entry: from the declared unit, or from the one a text value names ("3.1 V")."""
+    declared = unit_conversion(unit, spec)
+    target = spec.name
+
+    def in_unit(value: object) -> object:
+        scale, offset = declared
+        if isinstance(value, str):
+            try:
+                number, sent = parse_quantity(value)
+            except ExpressionError as exc:
+                raise MappingError("wrong_type", f"{key}: {exc}") from None
+            if sent is not None:
+                scale, offset = unit_conversion(sent, spec)
+            value = number
+        return _scaled(key, target, value, scale, offset)
+
+    return in_unit
 
 
 class FieldMapper:
@@ -217,44 +226,52 @@ class FieldMapper:
         out_units = {k: u for k, u in units.items() if k not in consumed} if units else None
         written: set[str] = set()
         for step in self._steps:
-            if step.when and not _applies(step.when, levels):
-                continue
-            value = values.get(step.key, MISSING)
-            if value is MISSING and step.path is not None:
-                value = walk(values, step.path)
-            if value is MISSING or step.target is None:
-                continue
             target = step.target
-            if target in written:
-                continue  # an earlier alternative applied
+            value = _step_value(step, values, levels)
+            if value is MISSING or target is None or target in written:
+                continue  # absent, dropped, or an earlier alternative applied
             if step.convert is not None:
                 value = step.convert(value)
-            if target in out:
-                raise MappingError(
-                    "mapping_failed",
-                    f"{target} is in the payload and field_map {step.key!r} also writes it",
-                )
+            _claim(out, target, f"field_map {step.key!r}")
             out[target] = value
             written.add(target)
-            if out_units is not None and not step.converts_unit and step.key in units:  # type: ignore[operator]
-                out_units[target] = units[step.key]  # type: ignore[index]
+            if units is not None and out_units is not None and not step.converts_unit:
+                unit = units.get(step.key)
+                if unit is not None:
+                    out_units[target] = unit
         for target, expr, when in self._exprs:
             if target in written or not expr.names.issubset(values.keys()):
                 continue
             if when and not _applies(when, levels):
                 continue
-            if target in out:
-                raise MappingError(
-                    "mapping_failed",
-                    f"{target} is in the payload and its field_map expression also writes it",
-                )
+            _claim(out, target, "its field_map expression")
             try:
                 value = expr.evaluate(values)
-                out[target] = tidy(value) if type(value) is float else value
             except ExpressionError as exc:
                 raise MappingError("mapping_failed", f"{target}: {exc}") from None
+            out[target] = tidy(value) if type(value) is float else value
             written.add(target)
         return out, out_units
+
+
+def _step_value(
+    step: _Step, values: Mapping[str, object], levels: Mapping[str, str] | None
+) -> object:
+    """The value an entry takes from the payload, or MISSING when it does not apply."""
+    if step.when and not _applies(step.when, levels):
+        return MISSING
+    value = values.get(step.key, MISSING)
+    if value is MISSING and step.path is not None:
+        value = walk(values, step.path)
+    return value
+
+
+def _claim(out: dict[str, object], target: str, writer: str) -> None:
+    """A field is written once: by the payload itself, or by one field_map entry."""
+    if target in out:
+        raise MappingError(
+            "mapping_failed", f"{target} is in the payload and {writer} also writes it"
+        )
 
 
 def walk(values: Mapping[str, object], path: tuple[str, ...]) -> object:

@@ -86,6 +86,32 @@ class FaultState:
             self.device.drain_pct_per_hour = self.rng.uniform(2.0, 4.0)
 
     def apply(self, time_ms: int, values: Values) -> Verdict:
+        # The faults draw from the device's own generator in a fixed order, so a seed gives
+        # the same faults at the same readings in every run.
+        f, rng, counts = self.faults, self.rng, self.counts
+        missing = self._missing(values)
+        if missing is not None:
+            return missing
+        values = self._stuck(dict(values))
+        verdict = Verdict(values)
+        # At most one value fault per reading, so each shows as exactly one rejection reason.
+        if f.malformed and rng.random() < f.malformed:
+            self._malformed(values, verdict)
+        elif f.spike and rng.random() < f.spike and any(n in SPIKES for n in values):
+            name = rng.choice([n for n in values if n in SPIKES])
+            values[name] = SPIKES[name]
+            counts["spikes"] += 1
+        elif f.outlier and rng.random() < f.outlier:
+            self._outlier(values)
+        if self.skew_ms:
+            counts["skewed"] += 1
+        if f.duplicate and rng.random() < f.duplicate:
+            verdict.copies = 2
+            counts["duplicates"] += 1
+        return verdict
+
+    def _missing(self, values: Values) -> Verdict | None:
+        """The reading never sent: a flat battery, an outage starting, or a lost uplink."""
         f, rng, counts = self.faults, self.rng, self.counts
         if f.battery_drain and values.get("battery_pct") == 0.0:
             self.dead = True
@@ -97,52 +123,49 @@ class FaultState:
         if f.drop and rng.random() < f.drop:
             counts["dropped"] += 1
             return Verdict(None)
-        values = dict(values)
+        return None
+
+    def _stuck(self, values: Values) -> Values:
+        """A sensor that repeats its last values for `stuck_readings` readings."""
+        f = self.faults
         if self.stuck_left:
             self.stuck_left -= 1
             assert self.stuck_values is not None
-            values = dict(self.stuck_values)
-            counts["stuck"] += 1
-        elif f.stuck and rng.random() < f.stuck:
+            self.counts["stuck"] += 1
+            return dict(self.stuck_values)
+        if f.stuck and self.rng.random() < f.stuck:
             self.stuck_left = f.stuck_readings - 1
             self.stuck_values = dict(values)
-            counts["stuck"] += 1
-        verdict = Verdict(values)
-        # At most one value fault per reading, so each shows as exactly one rejection reason.
-        if f.malformed and rng.random() < f.malformed:
-            turn = self.malformed_turn % 3
-            self.malformed_turn += 1
-            if turn == 0:
-                verdict.break_json = True
-                counts["malformed_json"] += 1
-            elif turn == 1:
-                name = next(iter(values))
-                values[name] = str(values[name])
-                counts["malformed_type"] += 1
-            else:
-                # Every field gone: a reading may be partial, but never empty.
-                values.clear()
-                counts["malformed_missing"] += 1
-        elif f.spike and rng.random() < f.spike and any(n in SPIKES for n in values):
-            name = rng.choice([n for n in values if n in SPIKES])
-            values[name] = SPIKES[name]
-            counts["spikes"] += 1
-        elif f.outlier and rng.random() < f.outlier:
-            numbers = {
-                n: v
-                for n, v in values.items()
-                if isinstance(v, int | float) and not isinstance(v, bool) and v
-            }
-            if numbers:
-                name = rng.choice(sorted(numbers))
-                values[name] = _plausible_outlier(self.device, name, numbers[name])
-                counts["outliers"] += 1
-        if self.skew_ms:
-            counts["skewed"] += 1
-        if f.duplicate and rng.random() < f.duplicate:
-            verdict.copies = 2
-            counts["duplicates"] += 1
-        return verdict
+            self.counts["stuck"] += 1
+        return values
+
+    def _malformed(self, values: Values, verdict: Verdict) -> None:
+        """Broken JSON, a number sent as text, or no field at all, in turn."""
+        turn = self.malformed_turn % 3
+        self.malformed_turn += 1
+        if turn == 0:
+            verdict.break_json = True
+            self.counts["malformed_json"] += 1
+        elif turn == 1:
+            name = next(iter(values))
+            values[name] = str(values[name])
+            self.counts["malformed_type"] += 1
+        else:
+            # Every field gone: a reading may be partial, but never empty.
+            values.clear()
+            self.counts["malformed_missing"] += 1
+
+    def _outlier(self, values: Values) -> None:
+        """A plausible but wrong value (three times the true one, within the field's range)."""
+        numbers = {
+            n: v
+            for n, v in values.items()
+            if isinstance(v, int | float) and not isinstance(v, bool) and v
+        }
+        if numbers:
+            name = self.rng.choice(sorted(numbers))
+            values[name] = _plausible_outlier(self.device, name, numbers[name])
+            self.counts["outliers"] += 1
 
 
 def _plausible_outlier(device: SimDevice, name: str, value: float) -> float | int:

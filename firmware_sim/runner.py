@@ -204,7 +204,6 @@ def run(
     sim_span_s = duration_s * speed if speed > 0 else duration_s
     end_ms = start_ms + round(sim_span_s * 1000)
     summary = Summary(devices=len(fleet), sim_start_ms=start_ms, sim_end_ms=end_ms)
-    rec = _Recorder(record, site)
     encoders = {d.device.id: Encoder(fmt, site, d.device, seed) for d in fleet}
     states = {
         d.device.id: FaultState(d, faults, summary.faults)
@@ -214,22 +213,9 @@ def run(
     unknown = faults.only - {d.device.id for d in fleet}
     if unknown:
         raise ValueError(f"--faulty names devices the site does not have: {sorted(unknown)}")
-    connected: set[str] = set()
-
-    def online(device_id: str) -> None:
-        sink.connect(device_id)
-        connected.add(device_id)
-        summary.status["online"] += 1
-        rec.status(device_id, b"online")
-
-    def gone(device_id: str) -> None:
-        sink.drop_off(device_id)
-        connected.discard(device_id)
-        summary.status["will"] += 1
-        rec.status(device_id, b"offline", will=True)
-
+    out = _Publishing(sink, summary, _Recorder(record, site), encoders, states)
     for d in fleet:
-        online(d.device.id)
+        out.online(d.device.id)
     t0 = time.monotonic()
     last_progress = 0.0
     for n, reading in enumerate(schedule(fleet, start_ms, end_ms)):
@@ -239,23 +225,7 @@ def run(
                 sink.service(wait)
         elif n % 100 == 0:
             sink.service(0)
-        device_id = reading.device_id
-        time_ms, values, copies, broken = reading.time_ms, reading.values, 1, False
-        state = states.get(device_id)
-        if state is not None:
-            faulted = _faulted(state, device_id, time_ms, values, summary, online, gone)
-            if faulted is None:
-                continue
-            time_ms, values, copies, broken = faulted
-        topic, body = encoders[device_id].encode(time_ms, values)
-        payload = Encoder.dumps(body)
-        if broken:
-            payload = payload[: len(payload) // 2]
-        for _ in range(copies):
-            if sink.publish(device_id, topic, payload):
-                summary.published += 1
-                summary.by_kind[reading.kind] += 1
-                rec.message(topic, payload)
+        out.send(reading)
         if on_progress is not None and time.monotonic() - last_progress > 0.25:
             last_progress = time.monotonic()
             summary.online = sink.online
@@ -264,7 +234,7 @@ def run(
         while (rest := t0 + duration_s - time.monotonic()) > 0:
             sink.service(rest)
     # Switched off on purpose: a normal disconnect, no `offline` and no last will.
-    summary.status["disconnected"] += len(connected)
+    summary.status["disconnected"] += len(out.connected)
     sink.close()
     summary.network = dict(sink.counts)
     summary.online = 0
@@ -272,3 +242,54 @@ def run(
     if on_progress is not None:
         on_progress(summary)
     return summary
+
+
+class _Publishing:
+    """What `run` sends for each reading: its faults applied, encoded in the format, published
+    and recorded; and each device's status as it comes and goes."""
+
+    def __init__(
+        self,
+        sink: Sink,
+        summary: Summary,
+        rec: _Recorder,
+        encoders: dict[str, Encoder],
+        states: dict[str, FaultState],
+    ) -> None:
+        self._sink = sink
+        self._summary = summary
+        self._rec = rec
+        self._encoders = encoders
+        self._states = states
+        self.connected: set[str] = set()
+
+    def online(self, device_id: str) -> None:
+        self._sink.connect(device_id)
+        self.connected.add(device_id)
+        self._summary.status["online"] += 1
+        self._rec.status(device_id, b"online")
+
+    def gone(self, device_id: str) -> None:
+        self._sink.drop_off(device_id)
+        self.connected.discard(device_id)
+        self._summary.status["will"] += 1
+        self._rec.status(device_id, b"offline", will=True)
+
+    def send(self, reading: SimReading) -> None:
+        device_id, summary = reading.device_id, self._summary
+        time_ms, values, copies, broken = reading.time_ms, reading.values, 1, False
+        state = self._states.get(device_id)
+        if state is not None:
+            faulted = _faulted(state, device_id, time_ms, values, summary, self.online, self.gone)
+            if faulted is None:
+                return
+            time_ms, values, copies, broken = faulted
+        topic, body = self._encoders[device_id].encode(time_ms, values)
+        payload = Encoder.dumps(body)
+        if broken:
+            payload = payload[: len(payload) // 2]
+        for _ in range(copies):
+            if self._sink.publish(device_id, topic, payload):
+                summary.published += 1
+                summary.by_kind[reading.kind] += 1
+                self._rec.message(topic, payload)

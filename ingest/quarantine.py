@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from devices import KINDS, Site
-from devices.contract import UNIT_CONVERSIONS
+from devices.contract import UNIT_CONVERSIONS, KindSpec
 from devices.presets import PRESETS
 from devices.topics import DEVICE, FIELD, TopicTemplate
 from ingest.codecs import Router
@@ -120,33 +120,11 @@ class Candidate:
         entries: list[str] = []
         unsure: list[str] = []
         for entity, a in sorted(self.announced.items()):
-            target = DEVICE_CLASS_FIELDS.get(a.device_class or "")
-            if spec is not None and target == "voltage_v" and target not in spec.fields:
-                target = "battery_v"
-            if target is None or spec is None or target not in spec.fields:
-                why = f"device class {a.device_class}" if a.device_class else "no device class"
-                unsure.append(f"{entity} ({why})")
-                continue
-            if a.path is not None:
-                key = ".".join(a.path)
-            elif a.template is None:
-                key = self._level_field(a) or ""
-            else:
-                key = ""
-            if not key:
-                unsure.append(f"{entity} (value_template {a.template!r} is not a plain path)")
-                continue
-            unit = a.unit
-            contract = spec.fields[target].unit
-            how = target
-            if unit and unit != contract:
-                if (unit, contract) in UNIT_CONVERSIONS:
-                    how = f"{{to: {target}, unit: {json.dumps(unit, ensure_ascii=False)}}}"
-                else:
-                    unsure.append(f"{entity} (unit {unit!r} is not convertible to {contract!r})")
-                    continue
-            if key != target or how != target:
-                entries.append(f"      {_yaml_key(key)}: {how}")
+            entry, doubt = self._guess(entity, a, spec)
+            if doubt is not None:
+                unsure.append(doubt)
+            elif entry is not None:
+                entries.append(entry)
         if entries:
             lines.append("    field_map:")
             lines += entries
@@ -163,6 +141,33 @@ class Candidate:
                 "json source whose topics match it, with a {device} level (docs/data-model.md)"
             )
         return lines
+
+    def _guess(
+        self, entity: str, a: Announcement, spec: KindSpec | None
+    ) -> tuple[str | None, str | None]:
+        """One announced entity's field_map entry (None: its name is already the field), or
+        why it is not guessed."""
+        target = DEVICE_CLASS_FIELDS.get(a.device_class or "")
+        if spec is not None and target == "voltage_v" and target not in spec.fields:
+            target = "battery_v"
+        if target is None or spec is None or target not in spec.fields:
+            why = f"device class {a.device_class}" if a.device_class else "no device class"
+            return None, f"{entity} ({why})"
+        if a.path is not None:
+            key = ".".join(a.path)
+        else:
+            key = (self._level_field(a) or "") if a.template is None else ""
+        if not key:
+            return None, f"{entity} (value_template {a.template!r} is not a plain path)"
+        unit, contract = a.unit, spec.fields[target].unit
+        how = target
+        if unit and unit != contract:
+            if (unit, contract) not in UNIT_CONVERSIONS:
+                return None, f"{entity} (unit {unit!r} is not convertible to {contract!r})"
+            how = f"{{to: {target}, unit: {json.dumps(unit, ensure_ascii=False)}}}"
+        if key == target and how == target:
+            return None, None
+        return f"      {_yaml_key(key)}: {how}", None
 
     def _level_field(self, a: Announcement) -> str | None:
         """For a plain value on its own topic (ESPHome): the topic's {field} level."""

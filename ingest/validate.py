@@ -9,6 +9,7 @@ within the limits.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from pathlib import Path
 
 from devices import AnyDevice, Registry
@@ -17,12 +18,13 @@ from devices.contract import (
     DEVICE_STATUS_MEASUREMENT,
     UNIT_CONVERSIONS,
     FieldSpec,
+    KindSpec,
     tidy,
 )
 from devices.expressions import ExpressionError
 from devices.mapping import MappingError
 from devices.site import UnknownFields
-from ingest.codecs._js import CodecError, PayloadCodec
+from ingest.codecs import CodecError, PayloadCodec
 from ingest.observability.clock import ClockWatch
 from ingest.reading import Decoded, FieldValue, NoReading, Reading, Reason, Rejected
 
@@ -41,35 +43,9 @@ _TYPE_WORDS = {"float": "a number", "int": "an integer", "bool": "true/false", "
 def _convert(spec: FieldSpec, value: object, device_id: str) -> FieldValue:
     kind = spec.type
     # bool is an int subclass in Python, so it is sorted out before any number check.
-    if isinstance(value, bool):
-        if kind == "bool":
-            return value
-        raise _wrong_type(spec, value, device_id)
-    if kind == "bool":
-        raise _wrong_type(spec, value, device_id)
-    if kind == "str":
-        if isinstance(value, str):
-            return value
-        raise _wrong_type(spec, value, device_id)
-    out: float | int
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise Rejected(Reason.NOT_FINITE, f"{spec.name}={value!r} is not finite", device_id)
-        if kind == "int":
-            if not value.is_integer():
-                raise _wrong_type(spec, value, device_id)
-            out = int(value)
-        else:
-            out = value
-    elif isinstance(value, int):
-        out = value
-        if kind == "float":
-            try:
-                out = float(value)
-            except OverflowError:
-                out = math.inf
-    else:
-        raise _wrong_type(spec, value, device_id)
+    if isinstance(value, bool) or kind in ("bool", "str"):
+        return _plain(spec, value, device_id)
+    out = _number(spec, value, device_id)
     if (spec.minimum is not None and out < spec.minimum) or (
         spec.maximum is not None and out > spec.maximum
     ):
@@ -79,6 +55,35 @@ def _convert(spec: FieldSpec, value: object, device_id: str) -> FieldValue:
             device_id,
         )
     return out
+
+
+def _plain(spec: FieldSpec, value: object, device_id: str) -> FieldValue:
+    """A true/false or text field, or a bool where a number is due (refused)."""
+    if spec.type == "bool" and isinstance(value, bool):
+        return value
+    if spec.type == "str" and isinstance(value, str):
+        return value
+    raise _wrong_type(spec, value, device_id)
+
+
+def _number(spec: FieldSpec, value: object, device_id: str) -> float | int:
+    """A number field's value as its type (not yet checked against its range)."""
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise Rejected(Reason.NOT_FINITE, f"{spec.name}={value!r} is not finite", device_id)
+        if spec.type != "int":
+            return value
+        if not value.is_integer():
+            raise _wrong_type(spec, value, device_id)
+        return int(value)
+    if isinstance(value, int):
+        if spec.type != "float":
+            return value
+        try:
+            return float(value)
+        except OverflowError:
+            return math.inf
+    raise _wrong_type(spec, value, device_id)
 
 
 def _in_unit(spec: FieldSpec, value: object, unit: str, device_id: str) -> object:
@@ -100,6 +105,57 @@ def _in_unit(spec: FieldSpec, value: object, unit: str, device_id: str) -> objec
         raise Rejected(
             Reason.OUT_OF_RANGE, f"{spec.name}={value!r:.40} is too large a number", device_id
         ) from None
+
+
+def _fields(
+    spec: KindSpec,
+    values: Mapping[str, object],
+    units: Mapping[str, str] | None,
+    reject_unknown: bool,
+    device_id: str,
+) -> tuple[dict[str, FieldValue], list[str] | None]:
+    """The contract's fields of a message, typed and in range, and the names it ignored."""
+    specs = spec.fields
+    fields: dict[str, FieldValue] = {}
+    ignored: list[str] | None = None
+    for name, value in values.items():
+        field_spec = specs.get(name)
+        if field_spec is None:
+            if reject_unknown:
+                raise Rejected(
+                    Reason.UNKNOWN_FIELD,
+                    f"field {name!r:.64} is not in the {spec.kind} contract and not mapped "
+                    "(unknown_fields: reject)",
+                    device_id,
+                )
+            if ignored is None:
+                ignored = []
+            ignored.append(name[:64])
+            continue
+        if units is not None and name in units:
+            fields[name] = _convert(
+                field_spec, _in_unit(field_spec, value, units[name], device_id), device_id
+            )
+        else:
+            fields[name] = _convert(field_spec, value, device_id)
+    return fields, ignored
+
+
+def _nothing(
+    spec: KindSpec, ignored: list[str] | None, had_values: bool, device_id: str
+) -> NoReading | Rejected:
+    """Why a message with no contract field is not stored. One rule whether its fields were
+    left unmapped or dropped with `null`: a message that had values, none of them a reading (a
+    device-information frame, a Shelly H&T's act_reasons), carries no reading; only an empty
+    one is missing its fields."""
+    if ignored or had_values:
+        what = (
+            f"only fields that are not mapped: {', '.join(ignored[:8])}"
+            if ignored
+            else "only fields its field_map drops"
+        )
+        return NoReading(f"no {spec.kind} fields, {what}", device_id, tuple(ignored or ()))
+    return Rejected(Reason.MISSING_FIELD, f"no {spec.kind} fields in the message", device_id)
 
 
 class Validator:
@@ -143,6 +199,26 @@ class Validator:
             decoded.device_id or decoded.dev_eui,
         )
 
+    def _check_time(self, device_id: str, time_ms: int, received_ms: int) -> None:
+        """The device's own time against the limits (and into the clock watch)."""
+        if self._clock is not None:
+            self._clock.record(device_id, time_ms, received_ms)
+        if self._max_future_ms is not None and time_ms > received_ms + self._max_future_ms:
+            raise Rejected(
+                Reason.TS_IN_FUTURE,
+                f"ts is {(time_ms - received_ms) / 1000:.0f} s ahead of the receive time "
+                f"(limit {self._max_future_ms / 1000:.0f} s); is the device clock set? If "
+                "most devices are ahead, the ingestor's clock is behind (/healthz says so)",
+                device_id,
+            )
+        if self._max_age_ms is not None and time_ms < received_ms - self._max_age_ms:
+            raise Rejected(
+                Reason.TS_TOO_OLD,
+                f"ts is {(received_ms - time_ms) / 1000:.0f} s old "
+                f"(limit {self._max_age_ms / 1000:.0f} s)",
+                device_id,
+            )
+
     def check(
         self,
         decoded: Decoded,
@@ -160,23 +236,7 @@ class Validator:
         if time_ms is None:
             time_ms = received_ms
         else:
-            if self._clock is not None:
-                self._clock.record(device_id, time_ms, received_ms)
-            if self._max_future_ms is not None and time_ms > received_ms + self._max_future_ms:
-                raise Rejected(
-                    Reason.TS_IN_FUTURE,
-                    f"ts is {(time_ms - received_ms) / 1000:.0f} s ahead of the receive time "
-                    f"(limit {self._max_future_ms / 1000:.0f} s); is the device clock set? If "
-                    "most devices are ahead, the ingestor's clock is behind (/healthz says so)",
-                    device_id,
-                )
-            if self._max_age_ms is not None and time_ms < received_ms - self._max_age_ms:
-                raise Rejected(
-                    Reason.TS_TOO_OLD,
-                    f"ts is {(received_ms - time_ms) / 1000:.0f} s old "
-                    f"(limit {self._max_age_ms / 1000:.0f} s)",
-                    device_id,
-                )
+            self._check_time(device_id, time_ms, received_ms)
         if decoded.status:
             return self._status(decoded, device, time_ms, received_ms)
         if decoded.no_reading is not None:
@@ -192,30 +252,8 @@ class Validator:
                 values, units = mapper.apply(values, units, decoded.levels)
             except MappingError as exc:
                 raise Rejected(Reason(exc.reason), exc.detail, device_id) from None
-        specs = spec.fields
         reject_unknown = (device.unknown_policy or unknown_fields) == "reject"
-        fields: dict[str, FieldValue] = {}
-        ignored: list[str] | None = None
-        for name, value in values.items():
-            field_spec = specs.get(name)
-            if field_spec is None:
-                if reject_unknown:
-                    raise Rejected(
-                        Reason.UNKNOWN_FIELD,
-                        f"field {name!r:.64} is not in the {spec.kind} contract and not mapped "
-                        "(unknown_fields: reject)",
-                        device_id,
-                    )
-                if ignored is None:
-                    ignored = []
-                ignored.append(name[:64])
-                continue
-            if units is not None and name in units:
-                fields[name] = _convert(
-                    field_spec, _in_unit(field_spec, value, units[name], device_id), device_id
-                )
-            else:
-                fields[name] = _convert(field_spec, value, device_id)
+        fields, ignored = _fields(spec, values, units, reject_unknown, device_id)
         for name in spec.required:
             if name not in fields:
                 raise Rejected(
@@ -224,17 +262,7 @@ class Validator:
                     device_id,
                 )
         if not fields:
-            # One rule whether the fields were left unmapped or dropped with `null`: a message
-            # that had values, none of them a reading (a device-information frame, a Shelly
-            # H&T's act_reasons), carries no reading; only an empty one is missing its fields.
-            if ignored or decoded.values:
-                what = (
-                    f"only fields that are not mapped: {', '.join(ignored[:8])}"
-                    if ignored
-                    else "only fields its field_map drops"
-                )
-                raise NoReading(f"no {spec.kind} fields, {what}", device_id, tuple(ignored or ()))
-            raise Rejected(Reason.MISSING_FIELD, f"no {spec.kind} fields in the message", device_id)
+            raise _nothing(spec, ignored, bool(decoded.values), device_id)
         if spec.derived:
             self._derive(device, fields)
         return Reading(spec.measurement, device, time_ms, fields, tuple(ignored or ()), received_ms)

@@ -15,6 +15,7 @@ from devices import Registry, SiteConfigError, terminal
 from ingest.cli._common import JsonOut, console, json_lines
 
 if TYPE_CHECKING:
+    from ingest.evaluation.rollups import EmissionFactors
     from ingest.reading import Rejected
 
 
@@ -50,22 +51,7 @@ def check_site(
     the emission factor series reads; list the devices. With --example, run a device's mapping
     on a payload and print the line-protocol points it would write; with --topic, or a whole
     message from `mosquitto_sub -v` (--message), run the message as the ingestor would."""
-    from ingest.codecs._js import CodecError, PayloadCodec
-    from ingest.evaluation.rollups import EmissionFactors
-
-    try:
-        registry = Registry.load(config)
-        factors = EmissionFactors.from_impact(registry.site.impact)
-        for d in registry:
-            if d.codec_path is not None:
-                PayloadCodec(d.codec_path)
-    except (SiteConfigError, CodecError, ValueError) as exc:
-        console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(2) from None
-    for notice in registry.site.impact.example_notices():
-        # A warning, not an error: a demo site or one still waiting for its figure may run,
-        # but nobody should read its emissions as a statistic unawares.
-        console.print(f"[yellow]warning: {notice}[/yellow]", soft_wrap=True)
+    registry, factors = _load(config)
     if message is not None:
         raise typer.Exit(_run_message_file(registry, message))
     if example is not None and topic is not None:
@@ -88,6 +74,33 @@ def check_site(
             ]
         )  # fmt: skip
         return
+    _show(registry, factors)
+
+
+def _load(config: Path | None) -> tuple[Registry, EmissionFactors]:
+    """The site, its codecs compiled and its emission factors read; exits 2 saying what is
+    wrong otherwise. Warns of example figures."""
+    from ingest.codecs import CodecError, PayloadCodec
+    from ingest.evaluation.rollups import EmissionFactors
+
+    try:
+        registry = Registry.load(config)
+        factors = EmissionFactors.from_impact(registry.site.impact)
+        for d in registry:
+            if d.codec_path is not None:
+                PayloadCodec(d.codec_path)
+    except (SiteConfigError, CodecError, ValueError) as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    for notice in registry.site.impact.example_notices():
+        # A warning, not an error: a demo site or one still waiting for its figure may run,
+        # but nobody should read its emissions as a statistic unawares.
+        console.print(f"[yellow]warning: {notice}[/yellow]", soft_wrap=True)
+    return registry, factors
+
+
+def _show(registry: Registry, factors: EmissionFactors) -> None:
+    """The devices, pilots and emission factors as tables, for a person."""
     table = Table(title=f"site {registry.site_id}: {len(registry)} devices")
     for col in ("device", "kind", "space", "interval s", "details"):
         table.add_column(col)

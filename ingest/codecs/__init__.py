@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from devices import Codec, Site, Source, UnknownFields
 from ingest.codecs import chirpstack, native, senml, tts_v3
 from ingest.codecs._cache import remember
+from ingest.codecs._js import CodecError as CodecError
+from ingest.codecs._js import PayloadCodec as PayloadCodec
 from ingest.codecs._sandbox import CodecSandbox as CodecSandbox
 from ingest.codecs.discovery import DiscoveryCodec
 from ingest.codecs.templated import TemplateCodec

@@ -73,6 +73,44 @@ def _text(value: object) -> str | None:
     return value[:256] if isinstance(value, str) and value else None
 
 
+def _expand_base(config: dict[str, Any]) -> None:
+    """`~` abbreviates a base topic at either end of a topic."""
+    base = config.get("~")
+    if not isinstance(base, str):
+        return
+    for key in ("state_topic", "availability_topic", "json_attributes_topic"):
+        value = config.get(key)
+        if isinstance(value, str):
+            if value.startswith("~"):
+                value = base + value[1:]
+            elif value.endswith("~"):
+                value = value[:-1] + base
+            config[key] = value
+
+
+def _availability(config: dict[str, Any]) -> object:
+    """The availability topic: `availability_topic`, or the first of an `availability` list."""
+    availability = config.get("availability_topic")
+    if availability is None and isinstance(config.get("availability"), list):
+        first = config["availability"][0] if config["availability"] else None
+        if isinstance(first, dict):
+            availability = first.get("topic") or first.get("t")
+    return availability
+
+
+def _value_path(template: str | None) -> tuple[tuple[str, ...] | None, str | None]:
+    """A value template as a path into the JSON payload ({{ value_json.a.b }}), or the payload
+    itself ({{ value }}: neither), or kept as text (a template no path expresses)."""
+    if template is None:
+        return None, None
+    m = _TEMPLATE.match(template)
+    if m is not None:
+        return tuple(p.strip(".[]'\" ") for p in _PART.findall(m.group("path"))), None
+    if _PLAIN_VALUE.match(template):
+        return None, None  # the payload itself is the value
+    return None, template
+
+
 def parse_announcement(topic: str, payload: bytes, prefix: str) -> Announcement:
     """A discovery config message; Rejected (bad_format) when it is not one."""
     levels = topic.split("/")
@@ -85,16 +123,7 @@ def parse_announcement(topic: str, payload: bytes, prefix: str) -> Announcement:
     if not isinstance(obj, dict):
         raise Rejected(Reason.NOT_OBJECT, "a discovery config must be a JSON object")
     config: dict[str, Any] = {_KEYS.get(str(k), str(k)): v for k, v in obj.items()}
-    base = config.get("~")
-    if isinstance(base, str):  # `~` abbreviates a base topic at either end of a topic
-        for key in ("state_topic", "availability_topic", "json_attributes_topic"):
-            value = config.get(key)
-            if isinstance(value, str):
-                if value.startswith("~"):
-                    value = base + value[1:]
-                elif value.endswith("~"):
-                    value = value[:-1] + base
-                config[key] = value
+    _expand_base(config)
     device = config.get("device")
     device = (
         {_DEVICE_KEYS.get(str(k), str(k)): v for k, v in device.items()}
@@ -106,19 +135,8 @@ def parse_announcement(topic: str, payload: bytes, prefix: str) -> Announcement:
         ids = ids[0]
     node = levels[2] if len(levels) == 5 else None
     device_key = _text(ids) or node or _text(config.get("unique_id")) or levels[-2]
-    availability = config.get("availability_topic")
-    if availability is None and isinstance(config.get("availability"), list):
-        first = config["availability"][0] if config["availability"] else None
-        if isinstance(first, dict):
-            availability = first.get("topic") or first.get("t")
-    template = _text(config.get("value_template"))
-    path: tuple[str, ...] | None = None
-    if template is not None:
-        m = _TEMPLATE.match(template)
-        if m is not None:
-            path = tuple(p.strip(".[]'\" ") for p in _PART.findall(m.group("path")))
-        elif _PLAIN_VALUE.match(template):
-            template = None  # the payload itself is the value
+    availability = _availability(config)
+    path, template = _value_path(_text(config.get("value_template")))
     state_topic = _text(config.get("state_topic"))
     if state_topic is None:
         raise Rejected(Reason.MISSING_FIELD, "a discovery config without a state_topic")
@@ -134,7 +152,7 @@ def parse_announcement(topic: str, payload: bytes, prefix: str) -> Announcement:
         device_class=_text(config.get("device_class")),
         unit=_text(config.get("unit_of_measurement")),
         path=path,
-        template=template if path is None else None,
+        template=template,
     )
 
 

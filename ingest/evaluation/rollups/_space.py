@@ -90,27 +90,11 @@ def space_hour(
     cuts = {hour_ms, end_ms}
     for lo, hi in opening:
         cuts.update((lo, hi))
-    starts: dict[int, list[tuple[int, int, int, float | None]]] = {}
-    ends: dict[int, list[tuple[int, int]]] = {}
-    seq = 0
-    for s, series in enumerate(sensors):
-        for i, (t, count, ppm) in enumerate(series):
-            for c in (t, t + hold_ms):
-                if hour_ms < c < end_ms:
-                    cuts.add(c)
-            stop = t + hold_ms if i + 1 == len(series) else min(t + hold_ms, series[i + 1][0])
-            if stop <= hour_ms or t >= end_ms:
-                continue
-            seq += 1
-            starts.setdefault(max(t, hour_ms), []).append((s, seq, count, ppm))
-            if stop < end_ms:
-                ends.setdefault(stop, []).append((s, seq))
+    starts, ends = _segments(sensors, hour_ms, hold_ms, cuts)
     holding: dict[int, tuple[int, int]] = {}  # sensor: (its segment, people)
     total = 0
     highest: list[tuple[float, int, int]] = []  # (-ppm, sensor, segment), stale ones popped late
-    measured = occupied = occupied_open = people_s = co2_occ = co2_good = 0.0
-    measured_open = people_open = 0.0
-    peak = 0
+    sums = _Sums()
     for a, b in itertools.pairwise(sorted(cuts)):
         for s, segment in ends.pop(a, ()):
             held = holding.get(s)
@@ -127,32 +111,76 @@ def space_hour(
             continue
         while highest and holding.get(highest[0][1], (0, 0))[0] != highest[0][2]:
             heapq.heappop(highest)
-        people = total
         co2 = -highest[0][0] if highest else None
-        seconds = (b - a) / 1000
-        open_seconds = _overlap(a, b, opening) / 1000
-        measured += seconds
-        measured_open += open_seconds
-        people_s += people * seconds
-        people_open += people * open_seconds
-        peak = max(peak, people)
-        if people > 0:
-            occupied += seconds
-            occupied_open += open_seconds
-            if co2 is not None:
-                co2_occ += seconds
-                if co2 < CO2_GOOD_PPM:
-                    co2_good += seconds
+        sums.add((b - a) / 1000, _overlap(a, b, opening) / 1000, total, co2)
     return SpaceHour(
         hour_ms,
         open_s=sum(hi - lo for lo, hi in opening) / 1000,
-        measured_s=measured,
-        occupied_s=occupied,
-        occupied_open_s=occupied_open,
-        people_s=people_s,
-        measured_open_s=measured_open,
-        people_open_s=people_open,
-        people_peak=peak,
-        co2_occupied_s=co2_occ,
-        co2_good_s=co2_good,
+        measured_s=sums.measured,
+        occupied_s=sums.occupied,
+        occupied_open_s=sums.occupied_open,
+        people_s=sums.people_s,
+        measured_open_s=sums.measured_open,
+        people_open_s=sums.people_open,
+        people_peak=sums.peak,
+        co2_occupied_s=sums.co2_occ,
+        co2_good_s=sums.co2_good,
     )
+
+
+_Starts = dict[int, list[tuple[int, int, int, float | None]]]
+_Ends = dict[int, list[tuple[int, int]]]
+
+
+def _segments(
+    sensors: Sequence[OccupancySeries], hour_ms: int, hold_ms: int, cuts: set[int]
+) -> tuple[_Starts, _Ends]:
+    """Each reading's segment inside the hour, by where it starts and where it ends (sensor,
+    segment number, people, ppm); adds their times and hold ends to `cuts`."""
+    end_ms = hour_ms + HOUR_MS
+    starts: _Starts = {}
+    ends: _Ends = {}
+    seq = 0
+    for s, series in enumerate(sensors):
+        for i, (t, count, ppm) in enumerate(series):
+            for c in (t, t + hold_ms):
+                if hour_ms < c < end_ms:
+                    cuts.add(c)
+            stop = t + hold_ms if i + 1 == len(series) else min(t + hold_ms, series[i + 1][0])
+            if stop <= hour_ms or t >= end_ms:
+                continue
+            seq += 1
+            starts.setdefault(max(t, hour_ms), []).append((s, seq, count, ppm))
+            if stop < end_ms:
+                ends.setdefault(stop, []).append((s, seq))
+    return starts, ends
+
+
+@dataclass(slots=True)
+class _Sums:
+    """The hour's sums over its segments, added in time order (the float results depend on
+    the order, which the recompute shares)."""
+
+    measured: float = 0.0
+    occupied: float = 0.0
+    occupied_open: float = 0.0
+    people_s: float = 0.0
+    co2_occ: float = 0.0
+    co2_good: float = 0.0
+    measured_open: float = 0.0
+    people_open: float = 0.0
+    peak: int = 0
+
+    def add(self, seconds: float, open_seconds: float, people: int, co2: float | None) -> None:
+        self.measured += seconds
+        self.measured_open += open_seconds
+        self.people_s += people * seconds
+        self.people_open += people * open_seconds
+        self.peak = max(self.peak, people)
+        if people > 0:
+            self.occupied += seconds
+            self.occupied_open += open_seconds
+            if co2 is not None:
+                self.co2_occ += seconds
+                if co2 < CO2_GOOD_PPM:
+                    self.co2_good += seconds
