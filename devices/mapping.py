@@ -40,7 +40,7 @@ from devices.contract import UNIT_CONVERSIONS, FieldSpec, KindSpec, tidy
 from devices.expressions import Expression, ExpressionError, parse_quantity
 
 if TYPE_CHECKING:
-    from devices.site import FieldMap
+    from devices.field_maps import FieldMap
 
 # What `walk` gives for a path the payload does not have.
 MISSING = object()

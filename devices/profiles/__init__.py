@@ -31,8 +31,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from devices.field_maps import FieldMap, UnknownFields, field_map_shorthand
 from devices.presets import Preset
-from devices.site import FieldMap, UnknownFields, field_map_shorthand
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 

@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 
 from devices import Site
 from devices.contract import status_topic, telemetry_topic
-from devices.site import LinePort, ModbusBus, P1Port, _SerialPort
+from devices.site import LinePort, ModbusBus, P1Port, SerialPort
 from ingest.observability.counters import Stats
 from ingest.pipeline import Pipeline
 from ingest.reading import DeadLetter, Decoded
@@ -62,12 +62,12 @@ class SerialSources:
                 out.append(self._stream(link, self._line_reader(link)).run())
         return out
 
-    def _stream(self, link: _SerialPort, on_bytes: Callable[[bytes], None]) -> SerialStream:
+    def _stream(self, link: SerialPort, on_bytes: Callable[[bytes], None]) -> SerialStream:
         stream = SerialStream(link, on_bytes, self._stats)
         self.streams.append(stream)
         return stream
 
-    def _emitter(self, link: _SerialPort) -> Callable[..., None]:
+    def _emitter(self, link: SerialPort) -> Callable[..., None]:
         origin = f"serial:{link.name}"
 
         def emit(decoded: Decoded, raw: bytes | None = None) -> None:

@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 import serial
 
-from devices.site import _SerialPort
+from devices.site import SerialPort
 from ingest.backoff import Backoff
 from ingest.observability.counters import Stats
 
@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 class SerialStream:
     def __init__(
         self,
-        link: _SerialPort,
+        link: SerialPort,
         on_bytes: Callable[[bytes], None],
         stats: Stats,
         backoff_initial_s: float = 0.5,

@@ -84,3 +84,36 @@ def test_duplicate_ids_and_bad_yaml() -> None:
 def test_missing_file_is_named(tmp_path: Path) -> None:
     with pytest.raises(SiteConfigError, match=r"nope\.yaml"):
         load_site(tmp_path / "nope.yaml")
+
+
+def test_a_site_file_binds_each_device_once_with_its_codec_beside_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Loading compiles a site once: each device is bound to its kind, profile, mapping and
+    codec one time, with a relative codec path read from the site file's folder (before, a
+    device was bound on its own, again by the site, and a third time for a codec's folder)."""
+    from devices.site._devices import _DeviceBase
+
+    bound: list[str] = []
+    bind = _DeviceBase.bind
+
+    def counting(self: _DeviceBase, *args: object, **kwargs: object) -> None:
+        bound.append(self.id)
+        bind(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(_DeviceBase, "bind", counting)
+    (tmp_path / "c.js").write_text("function decodeUplink(input) { return {data: {}}; }\n")
+    site_file = tmp_path / "site.yaml"
+    site_file.write_text(
+        "site: kera\nsources: [{codec: tts_v3}]\ndevices:\n"
+        "  - {id: d1, kind: indoor_air, space: lab, codec: c.js, dev_eui: '00000000000000aa'}\n"
+        "  - {id: d2, kind: indoor_air, space: lab, profile: elsys-ers,"
+        " dev_eui: '00000000000000ab'}\n"
+    )
+    registry = Registry(load_site(site_file))
+    assert sorted(bound) == ["d1", "d2"]
+    d1, d2 = registry.get("d1"), registry.get("d2")
+    assert d1 is not None
+    assert d2 is not None
+    assert d1.codec_path == tmp_path / "c.js"
+    assert d2.mapping  # the profile's field_map
