@@ -31,7 +31,7 @@ RollupsRp = Annotated[
 def all_dashboards(rollups_rp: str | None = None) -> dict[str, dict[str, object]]:
     # The Impact and Pilots dashboards read the rollups' retention policy, which may be their own;
     # so do the pilot periods every other board shows as annotations.
-    from dashboards.pilot_board import periods_annotation, pilots
+    from dashboards.boards import periods_annotation, pilots
 
     boards = [
         dashboard_json(

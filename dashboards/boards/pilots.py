@@ -6,7 +6,16 @@ from __future__ import annotations
 
 from grafana_foundation_sdk.builders import dashboard as db
 
-from dashboards.boards import DS, SITE, Layout, _AnnotationBuilder, _stat, _table, _ts, _var
+from dashboards.panels import (
+    DS,
+    SITE,
+    AnnotationBuilder,
+    Layout,
+    query_variable,
+    stat_panel,
+    table_panel,
+    ts_panel,
+)
 from devices.contract import (
     METRIC_TAG,
     PILOT_DAILY_MEASUREMENT,
@@ -24,7 +33,7 @@ def periods_annotation(rollups_rp: str | None = None) -> db.AnnotationQuery:
     """Pilot starts and ends, for every dashboard: a change on a graph may be a pilot's."""
     periods = qualified(PILOT_PERIODS_MEASUREMENT, rollups_rp)
     return (
-        _AnnotationBuilder()
+        AnnotationBuilder()
         .name("Kera pilots")
         .datasource(DS)
         .enable(True)
@@ -49,14 +58,16 @@ def pilots(rollups_rp: str | None = None) -> db.Dashboard:
         .timezone("browser")
         .editable()
         .annotation(periods_annotation(rollups_rp))
-        .with_variable(_var("site", "Site", f'SHOW TAG VALUES FROM {results} WITH KEY = "site"'))
-        .with_variable(_var("pilot", "Pilot", pilot_q))
-        .with_variable(_var("metric", "Metric", metric_q))
+        .with_variable(
+            query_variable("site", "Site", f'SHOW TAG VALUES FROM {results} WITH KEY = "site"')
+        )
+        .with_variable(query_variable("pilot", "Pilot", pilot_q))
+        .with_variable(query_variable("metric", "Metric", metric_q))
     )
     lay = Layout()
     d.with_panel(
         lay.place(
-            _table(
+            table_panel(
                 "Effect so far, per pilot and metric (90 % interval; method and verdict)",
                 f'SELECT last("estimate_pct") AS "change %", last("low_pct") AS "low %", '
                 f'last("high_pct") AS "high %", last("estimate") AS "change", '
@@ -69,7 +80,7 @@ def pilots(rollups_rp: str | None = None) -> db.Dashboard:
     )
     d.with_panel(
         lay.place(
-            _ts(
+            ts_panel(
                 "Baseline against actual: measured per day, and what the baseline expected "
                 "without the pilot (baseline days: the model's fit)",
                 "short",
@@ -83,7 +94,7 @@ def pilots(rollups_rp: str | None = None) -> db.Dashboard:
     )
     d.with_panel(
         lay.place(
-            _ts(
+            ts_panel(
                 "Cumulative effect with its 90 % band (% of what the baseline expected)",
                 "percent",
                 f'SELECT last("estimate_pct") AS "change", last("low_pct") AS "low", '
@@ -96,7 +107,7 @@ def pilots(rollups_rp: str | None = None) -> db.Dashboard:
     )
     d.with_panel(
         lay.place(
-            _stat(
+            stat_panel(
                 "Avoided emissions so far",
                 "masskg",
                 f'SELECT sum("last") FROM (SELECT last("avoided_kgco2e") FROM {results} '
@@ -108,7 +119,7 @@ def pilots(rollups_rp: str | None = None) -> db.Dashboard:
     )
     d.with_panel(
         lay.place(
-            _ts(
+            ts_panel(
                 "Days of data judged",
                 "d",
                 f'SELECT last("reporting_days") AS "pilot days", last("baseline_days") AS '
