@@ -45,6 +45,7 @@ from rich.progress import Progress
 from devices.contract import KINDS, ROLLUP_MEASUREMENTS
 from devstack.services import InfluxDB, Mosquitto, free_port
 from ingest.evaluation.rollups import RollupKey, read_rollups
+from ingest.storage.influxql import ident
 from ingest.storage.query import influxql_sync
 
 console = Console(stderr=True)
@@ -99,8 +100,8 @@ def _stored(db: InfluxDB, by_kind: dict[str, int]) -> int:
         spec = KINDS[kind]
         first = next(iter(spec.fields))
         try:
-            series = influxql_sync(db.url, f'SELECT count("{first}") FROM "{spec.measurement}"',
-                                   "kera")  # fmt: skip
+            q = f"SELECT count({ident(first)}) FROM {ident(spec.measurement)}"
+            series = influxql_sync(db.url, q, "kera")
         except RuntimeError:
             return 0
         total += int(series[0]["values"][0][1]) if series else 0

@@ -21,6 +21,7 @@ from grafana_foundation_sdk.models import dashboard as dm
 
 from dashboards.influxql import DATASOURCE_TYPE, InfluxQL
 from dashboards.provisioning import DATASOURCE_UID
+from ingest.storage.influxql import ident
 
 DS = dm.DataSourceRef(type_val=DATASOURCE_TYPE, uid=DATASOURCE_UID)
 TZ = "tz('Europe/Helsinki')"
@@ -62,12 +63,13 @@ def variables(measurement: str) -> list[db.QueryVariable]:
         query_variable(
             "space",
             "Space",
-            f'SHOW TAG VALUES FROM "{measurement}" WITH KEY = "space" WHERE {SITE}',
+            f'SHOW TAG VALUES FROM {ident(measurement)} WITH KEY = "space" WHERE {SITE}',
         ),
         query_variable(
             "device",
             "Device",
-            f'SHOW TAG VALUES FROM "{measurement}" WITH KEY = "device" WHERE {SITE} AND {SPACE}',
+            f'SHOW TAG VALUES FROM {ident(measurement)} WITH KEY = "device" '
+            f"WHERE {SITE} AND {SPACE}",
         ),
     ]
 

@@ -26,6 +26,7 @@ from devices.contract import (
 from devices.pilots import Metric, Pilot, scope_devices
 from devices.site import EnergyMeter, WasteBin, WasteFraction
 from ingest.evaluation.rollups import qualified
+from ingest.storage.influxql import between, ident, string
 from ingest.storage.query import influxql
 from pilots.energy import CALTRACK_MIN_DAYS
 from pilots.evaluate import PilotData
@@ -34,12 +35,8 @@ from pilots.fmi import FmiError, describe, fill_days, hourly_temperature
 Query = Callable[[str], Any]
 
 
-def _quote(value: str) -> str:
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
 def _any(tag: str, values: Iterable[str]) -> str:
-    return "(" + " OR ".join(f'"{tag}" = {_quote(v)}' for v in sorted(values)) + ")"
+    return "(" + " OR ".join(f"{ident(tag)} = {string(v)}" for v in sorted(values)) + ")"
 
 
 def _local(ms: int, tz: ZoneInfo) -> date:
@@ -63,7 +60,7 @@ class _Reader:
         out: dict[date, float] = defaultdict(float)
         if not devices:
             return out
-        for series in await self.select(f'"{field}"', measurement, _any(DEVICE_TAG, devices)):
+        for series in await self.select(ident(field), measurement, _any(DEVICE_TAG, devices)):
             for ts, value in series["values"]:
                 if value is not None:
                     out[_local(ts, self.tz)] += float(value)
@@ -73,8 +70,8 @@ class _Reader:
         """The devices' sum per hour; an hour some device lacks is no whole hour, and left out."""
         sums: dict[int, list[float]] = defaultdict(list)
         if devices:
-            rows = await self.select(f'"{field}"', measurement, _any(DEVICE_TAG, devices),
-                                     f'GROUP BY "{DEVICE_TAG}"')  # fmt: skip
+            rows = await self.select(ident(field), measurement, _any(DEVICE_TAG, devices),
+                                     f'GROUP BY {ident(DEVICE_TAG)}')  # fmt: skip
             for series in rows:
                 for ts, value in series["values"]:
                     if value is not None:
@@ -88,7 +85,7 @@ class _Reader:
         spaces = list(spaces)
         sums: dict[date, list[float]] = defaultdict(list)
         rows = await self.select(
-            f'"{field}"', SPACE_DAILY, _any(SPACE_TAG, spaces), f'GROUP BY "{SPACE_TAG}"'
+            ident(field), SPACE_DAILY, _any(SPACE_TAG, spaces), f"GROUP BY {ident(SPACE_TAG)}"
         )
         for series in rows:
             for ts, value in series["values"]:
@@ -113,7 +110,7 @@ async def load(
     lo = int(datetime(first.year, first.month, first.day, tzinfo=tz).timestamp() * 1000)
     end = until + timedelta(days=1)
     hi = int(datetime(end.year, end.month, end.day, tzinfo=tz).timestamp() * 1000)
-    when = f"time >= {lo}ms AND time < {hi}ms"
+    when = between(lo, hi)
     data = PilotData()
     r = _Reader(url, database, token, rollups_rp, when, tz, data)
     devices = scope_devices(pilot, list(registry))
@@ -159,8 +156,8 @@ async def _waste(
     mixed = {d.id for d in bins if d.fraction == WasteFraction.MIXED}
     collected: dict[date, list[float]] = defaultdict(lambda: [0.0, 0.0])
     if bins:
-        rows = await select('"volume_l"', WASTE_DAILY, _any(DEVICE_TAG, {d.id for d in bins}),
-                            f'GROUP BY "{DEVICE_TAG}"')  # fmt: skip
+        rows = await select(ident("volume_l"), WASTE_DAILY, _any(DEVICE_TAG, {d.id for d in bins}),
+                            f'GROUP BY {ident(DEVICE_TAG)}')  # fmt: skip
         for series in rows:
             is_mixed = series.get("tags", {}).get(DEVICE_TAG) in mixed
             for ts, value in series["values"]:
@@ -188,8 +185,8 @@ async def _temperature(
     stations = {d.id for d in registry if d.kind == "weather_station"}
     measurement = KINDS["weather_station"].measurement
     data.queries.append(
-        f'SELECT mean("temperature_c") FROM "{measurement}" WHERE {_any(DEVICE_TAG, stations)} '
-        f"AND time >= {lo}ms AND time < {hi}ms GROUP BY time(1h)"
+        f'SELECT mean("temperature_c") FROM {ident(measurement)} '
+        f"WHERE {_any(DEVICE_TAG, stations)} AND {between(lo, hi)} GROUP BY time(1h)"
     )
     own: dict[int, float] = {}
     for series in await influxql(url, data.queries[-1], database, token):

@@ -28,6 +28,7 @@ from dashboards.panels import (
 from devices.contract import DEVICE_DAILY, ENERGY_HOURLY, IMPACT_DAILY, SPACE_DAILY, WASTE_DAILY
 from devices.factor_source import ELECTRICITY_HOW_TO, HEAT_HOW_TO
 from ingest.evaluation.rollups import qualified
+from ingest.storage.influxql import ident
 
 
 def impact(rollups_rp: str | None = None) -> db.Dashboard:
@@ -69,7 +70,7 @@ def impact(rollups_rp: str | None = None) -> db.Dashboard:
             lay.place(
                 table_panel(
                     f"{title} in this range",
-                    f'SELECT distinct("{field}") AS "source" FROM {m(IMPACT_DAILY)} '
+                    f'SELECT distinct({ident(field)}) AS "source" FROM {m(IMPACT_DAILY)} '
                     f"WHERE {site_days}",
                 ).description(
                     "Each source the days in the time range were rolled up with: a publication "

@@ -24,9 +24,10 @@ from devices.contract import (
     PILOT_TAG,
 )
 from ingest.evaluation.rollups import qualified
+from ingest.storage.influxql import ident
 
-PILOT = f'"{PILOT_TAG}" =~ /^$pilot$/'
-METRIC = f'"{METRIC_TAG}" =~ /^$metric$/'
+PILOT = f"{ident(PILOT_TAG)} =~ /^$pilot$/"
+METRIC = f"{ident(METRIC_TAG)} =~ /^$metric$/"
 
 
 def periods_annotation(rollups_rp: str | None = None) -> db.AnnotationQuery:
@@ -46,9 +47,11 @@ def pilots(rollups_rp: str | None = None) -> db.Dashboard:
     results = qualified(PILOT_RESULTS_MEASUREMENT, rollups_rp)
     daily = qualified(PILOT_DAILY_MEASUREMENT, rollups_rp)
     where = f"{SITE} AND {PILOT} AND {METRIC} AND $timeFilter"
-    per_metric = f'GROUP BY "{PILOT_TAG}", "{METRIC_TAG}"'
-    pilot_q = f'SHOW TAG VALUES FROM {results} WITH KEY = "{PILOT_TAG}" WHERE {SITE}'
-    metric_q = f'SHOW TAG VALUES FROM {results} WITH KEY = "{METRIC_TAG}" WHERE {SITE} AND {PILOT}'
+    per_metric = f"GROUP BY {ident(PILOT_TAG)}, {ident(METRIC_TAG)}"
+    pilot_q = f"SHOW TAG VALUES FROM {results} WITH KEY = {ident(PILOT_TAG)} WHERE {SITE}"
+    metric_q = (
+        f"SHOW TAG VALUES FROM {results} WITH KEY = {ident(METRIC_TAG)} WHERE {SITE} AND {PILOT}"
+    )
     d = (
         db.Dashboard("Kera: pilots")
         .uid("kera-pilots")
@@ -86,7 +89,7 @@ def pilots(rollups_rp: str | None = None) -> db.Dashboard:
                 "short",
                 f'SELECT last("observed") AS "measured", last("expected") AS "expected" '
                 f"FROM {daily} WHERE {where} "
-                f'GROUP BY time(1d), "{PILOT_TAG}", "{METRIC_TAG}" fill(none)',
+                f"GROUP BY time(1d), {ident(PILOT_TAG)}, {ident(METRIC_TAG)} fill(none)",
             ),
             24,
             9,
@@ -99,7 +102,7 @@ def pilots(rollups_rp: str | None = None) -> db.Dashboard:
                 "percent",
                 f'SELECT last("estimate_pct") AS "change", last("low_pct") AS "low", '
                 f'last("high_pct") AS "high" FROM {results} WHERE {where} '
-                f'GROUP BY time(1d), "{PILOT_TAG}", "{METRIC_TAG}" fill(none)',
+                f"GROUP BY time(1d), {ident(PILOT_TAG)}, {ident(METRIC_TAG)} fill(none)",
             ),
             16,
             9,
@@ -124,7 +127,7 @@ def pilots(rollups_rp: str | None = None) -> db.Dashboard:
                 "d",
                 f'SELECT last("reporting_days") AS "pilot days", last("baseline_days") AS '
                 f'"baseline days" FROM {results} WHERE {where} '
-                f'GROUP BY time(1d), "{PILOT_TAG}", "{METRIC_TAG}" fill(none)',
+                f"GROUP BY time(1d), {ident(PILOT_TAG)}, {ident(METRIC_TAG)} fill(none)",
             ),
             24,
             7,

@@ -20,6 +20,7 @@ from devices.contract import (
     METRIC_TAG,
     PILOT_RESULTS_MEASUREMENT,
     PILOT_TAG,
+    SITE_TAG,
     SPACE_DAILY,
     SPACE_HOURLY,
     WASTE_DAILY,
@@ -27,6 +28,7 @@ from devices.contract import (
 from devices.factor_source import FactorSource
 from devices.site import Impact
 from ingest.evaluation.rollups import HOUR_MS, ROLLUP_MEASUREMENTS, qualified, week_bounds
+from ingest.storage.influxql import between, ident, string
 from ingest.storage.query import influxql
 from pilots.evaluate import stored_effect
 from pilots.stats import Effect
@@ -37,30 +39,32 @@ WEEK_MS = 7 * 24 * HOUR_MS
 # ratios of sums (never means of daily ratios), so a quiet day weighs what it is worth.
 TOTALS: dict[str, tuple[str, str, str]] = {
     # key: (label, unit, SELECT ... FROM ... part)
-    "supply_kwh": ("Grid energy", "kWh", f'sum("supply_kwh") FROM "{IMPACT_DAILY}"'),
-    "kgco2e": ("Emissions", "kgCO2e", f'sum("kgco2e") FROM "{IMPACT_DAILY}"'),
-    "pv_kwh": ("Solar produced", "kWh", f'sum("pv_kwh") FROM "{IMPACT_DAILY}"'),
-    "heat_kwh": ("District heat", "kWh", f'sum("heat_kwh") FROM "{IMPACT_DAILY}"'),
-    "heat_kgco2e": ("Heat emissions", "kgCO2e", f'sum("heat_kgco2e") FROM "{IMPACT_DAILY}"'),
-    "water_m3": ("Water", "m³", f'sum("water_m3") FROM "{IMPACT_DAILY}"'),
-    "waste_l": ("Waste collected", "l", f'sum("waste_l") FROM "{IMPACT_DAILY}"'),
+    "supply_kwh": ("Grid energy", "kWh", f'sum("supply_kwh") FROM {ident(IMPACT_DAILY)}'),
+    "kgco2e": ("Emissions", "kgCO2e", f'sum("kgco2e") FROM {ident(IMPACT_DAILY)}'),
+    "pv_kwh": ("Solar produced", "kWh", f'sum("pv_kwh") FROM {ident(IMPACT_DAILY)}'),
+    "heat_kwh": ("District heat", "kWh", f'sum("heat_kwh") FROM {ident(IMPACT_DAILY)}'),
+    "heat_kgco2e": ("Heat emissions", "kgCO2e", f'sum("heat_kgco2e") FROM {ident(IMPACT_DAILY)}'),
+    "water_m3": ("Water", "m³", f'sum("water_m3") FROM {ident(IMPACT_DAILY)}'),
+    "waste_l": ("Waste collected", "l", f'sum("waste_l") FROM {ident(IMPACT_DAILY)}'),
     "sorting_rate_pct": (
-        "Sorting rate", "%", f'sum("sorted_l") / sum("waste_l") * 100 FROM "{IMPACT_DAILY}"'
+        "Sorting rate", "%", f'sum("sorted_l") / sum("waste_l") * 100 FROM {ident(IMPACT_DAILY)}'
     ),
-    "emptyings": ("Emptyings", "", f'sum("emptyings") FROM "{IMPACT_DAILY}"'),
+    "emptyings": ("Emptyings", "", f'sum("emptyings") FROM {ident(IMPACT_DAILY)}'),
     "occupied_h": (
-        "Hours of use (all spaces)", "h", f'sum("occupied_s") / 3600 FROM "{SPACE_DAILY}"'
+        "Hours of use (all spaces)", "h", f'sum("occupied_s") / 3600 FROM {ident(SPACE_DAILY)}'
     ),
     "utilisation_pct": (
         "Space utilisation while open", "%",
-        f'sum("occupied_open_s") / sum("open_s") * 100 FROM "{SPACE_DAILY}"',
+        f'sum("occupied_open_s") / sum("open_s") * 100 FROM {ident(SPACE_DAILY)}',
     ),
     "good_air_pct": (
         "Occupied time with CO2 < 1000 ppm", "%",
-        f'sum("co2_good_s") / sum("co2_occupied_s") * 100 FROM "{SPACE_DAILY}"',
+        f'sum("co2_good_s") / sum("co2_occupied_s") * 100 FROM {ident(SPACE_DAILY)}',
     ),
     "completeness_pct": (
-        "Data completeness", "%", f'sum("readings") / sum("expected") * 100 FROM "{DEVICE_DAILY}"'
+        "Data completeness",
+        "%",
+        f'sum("readings") / sum("expected") * 100 FROM {ident(DEVICE_DAILY)}',
     ),
 }  # fmt: skip
 
@@ -151,14 +155,14 @@ class Reader:
         self, url: str, database: str, token: str | None, site: str, rollups_rp: str | None
     ) -> None:
         self.url, self.database, self.token = url, database, token
-        self.site = site  # [a-z0-9_-] only (devices.site.SiteId): safe inside quotes
+        self.site = site
         self.rp = rollups_rp
         self.log: list[str] = []
 
     def _from(self, match: re.Match[str]) -> str:
         name = match.group(1)
         own_rp = name in ROLLUP_MEASUREMENTS or name == PILOT_RESULTS_MEASUREMENT
-        return "FROM " + (qualified(name, self.rp) if own_rp else f'"{name}"')
+        return "FROM " + (qualified(name, self.rp) if own_rp else ident(name))
 
     async def select(
         self, what: str, lo: int, hi: int, group: str = "", condition: str = ""
@@ -166,8 +170,8 @@ class Reader:
         what = re.sub(r'FROM "(\w+)"', self._from, what)
         also = f"AND {condition} " if condition else ""
         q = (
-            f"SELECT {what} WHERE \"site\" = '{self.site}' {also}"
-            f"AND time >= {lo}ms AND time < {hi}ms {group}"
+            f"SELECT {what} WHERE {ident(SITE_TAG)} = {string(self.site)} {also}"
+            f"AND {between(lo, hi)} {group}"
         ).strip()
         self.log.append(q)
         return await influxql(self.url, q, self.database, self.token)
@@ -202,8 +206,9 @@ async def _factors(
     out = []
     for line in lines:
         rows = await r.select(
-            f'count("{line.field}_source") FROM "{IMPACT_DAILY}"', lo, hi,
-            f"GROUP BY time(1d) fill(none) tz('{tz}')", condition=f'"{line.field}_example" = true',
+            f'count({ident(line.field + "_source")}) FROM {ident(IMPACT_DAILY)}', lo, hi,
+            f"GROUP BY time(1d) fill(none) tz({string(tz)})",
+            condition=f"{ident(line.field + '_example')} = true",
         )  # fmt: skip
         days = sum(1 for x in rows for v in x.get("values", []) if v[1])
         out.append(replace(line, example_days=days))
@@ -251,13 +256,16 @@ async def load_week(
     )
     data.newest_rollup_ms = await _newest(
         r,
-        [f'last("kwh") FROM "{ENERGY_HOURLY}"', f'last("measured_s") FROM "{SPACE_HOURLY}"'],
+        [
+            f'last("kwh") FROM {ident(ENERGY_HOURLY)}',
+            f'last("measured_s") FROM {ident(SPACE_HOURLY)}',
+        ],
         lo,
         hi,
     )
     rows = await r.select(
-        f'sum("supply_kwh"), sum("pv_kwh"), sum("kgco2e") FROM "{IMPACT_DAILY}"', lo, hi,
-        f"GROUP BY time(1d) fill(none) tz('{site.timezone}')",
+        f'sum("supply_kwh"), sum("pv_kwh"), sum("kgco2e") FROM {ident(IMPACT_DAILY)}', lo, hi,
+        f"GROUP BY time(1d) fill(none) tz({string(site.timezone)})",
     )  # fmt: skip
     data.daily = [
         (int(v[0]), *(None if x is None else float(x) for x in v[1:4]))  # type: ignore[misc]
@@ -266,7 +274,8 @@ async def load_week(
     ]
     spaces = _by_tag(
         await r.select(
-            f'sum("kwh"), sum("kgco2e"), sum("supply_kwh"), sum("pv_kwh") FROM "{SPACE_DAILY}"',
+            'sum("kwh"), sum("kgco2e"), sum("supply_kwh"), sum("pv_kwh") '
+            f"FROM {ident(SPACE_DAILY)}",
             lo, hi, 'GROUP BY "space"',
         ),
         "space",
@@ -280,7 +289,7 @@ async def load_week(
     fractions = _by_tag(
         await r.select(
             'sum("volume_l"), sum("emptyings"), sum("too_early"), sum("too_late") '
-            f'FROM "{WASTE_DAILY}"', lo, hi, 'GROUP BY "fraction"',
+            f'FROM {ident(WASTE_DAILY)}', lo, hi, 'GROUP BY "fraction"',
         ),
         "fraction",
     )  # fmt: skip
@@ -294,7 +303,7 @@ async def load_week(
     use_sql = (
         'sum("occupied_s") / 3600, sum("occupied_open_s") / sum("open_s") * 100, '
         'sum("people_open_s") / sum("measured_open_s"), max("people_peak"), '
-        f'sum("co2_good_s") / sum("co2_occupied_s") * 100 FROM "{SPACE_DAILY}"'
+        f'sum("co2_good_s") / sum("co2_occupied_s") * 100 FROM {ident(SPACE_DAILY)}'
     )
     use = _by_tag(await r.select(use_sql, lo, hi, 'GROUP BY "space"'), "space")
     data.space_use = sorted(
@@ -307,7 +316,7 @@ async def load_week(
         key=lambda row: -row[1],
     )  # fmt: skip
     before = _by_tag(
-        await r.select(f'sum("occupied_s") / 3600 FROM "{SPACE_DAILY}"', lo - WEEK_MS, lo,
+        await r.select(f'sum("occupied_s") / 3600 FROM {ident(SPACE_DAILY)}', lo - WEEK_MS, lo,
                        'GROUP BY "space"'),
         "space",
     )  # fmt: skip
@@ -316,18 +325,24 @@ async def load_week(
 
     data.alerts = _alert_summary(
         await r.select(
-            f'"firing", "level" FROM "{ALERTS_MEASUREMENT}"', lo, hi, 'GROUP BY "rule", "device"'
+            f'"firing", "level" FROM {ident(ALERTS_MEASUREMENT)}',
+            lo,
+            hi,
+            'GROUP BY "rule", "device"',
         ),
         # Firings of the week resolved in the next one still count as resolved, with their time.
         await r.select(
-            f'"firing" FROM "{ALERTS_MEASUREMENT}"', hi, hi + WEEK_MS, 'GROUP BY "rule", "device"'
+            f'"firing" FROM {ident(ALERTS_MEASUREMENT)}',
+            hi,
+            hi + WEEK_MS,
+            'GROUP BY "rule", "device"',
         ),
     )
     step("alerts")
 
     kinds = {d.id: d.kind for d in registry}
     done = _by_tag(
-        await r.select(f'sum("readings"), sum("expected") FROM "{DEVICE_DAILY}"', lo, hi,
+        await r.select(f'sum("readings"), sum("expected") FROM {ident(DEVICE_DAILY)}', lo, hi,
                        'GROUP BY "device"'),
         "device",
     )  # fmt: skip
@@ -365,8 +380,8 @@ async def _pilots(r: Reader, registry: Registry, lo: int, hi: int) -> list[Pilot
     if not running:
         return []
     rows = await r.select(
-        f'* FROM "{PILOT_RESULTS_MEASUREMENT}"', lo - PILOT_RESULT_MAX_AGE_MS, hi,
-        f'GROUP BY "{PILOT_TAG}", "{METRIC_TAG}" ORDER BY time DESC LIMIT 1',
+        f'* FROM {ident(PILOT_RESULTS_MEASUREMENT)}', lo - PILOT_RESULT_MAX_AGE_MS, hi,
+        f'GROUP BY {ident(PILOT_TAG)}, {ident(METRIC_TAG)} ORDER BY time DESC LIMIT 1',
     )  # fmt: skip
     latest = {
         (s["tags"][PILOT_TAG], s["tags"][METRIC_TAG]): dict(

@@ -24,12 +24,13 @@ def unknown_fields(
 
     from devices.contract import UNKNOWN_FIELDS_MEASUREMENT
     from ingest.settings import load_settings
+    from ingest.storage.influxql import ident
     from ingest.storage.query import influxql_sync
 
     settings = load_settings(settings_file)
     token = settings.influx_token.get_secret_value() if settings.influx_token else None
     query = (
-        f'SELECT sum("count") FROM "{UNKNOWN_FIELDS_MEASUREMENT}" '
+        f'SELECT sum("count") FROM {ident(UNKNOWN_FIELDS_MEASUREMENT)} '
         f'WHERE time > now() - {int(days * 86400)}s GROUP BY "device", "field"'
     )
     try:

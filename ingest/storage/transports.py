@@ -17,6 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 
+from ingest.storage.influxql import ident
 from ingest.storage.ports import Transport
 
 log = logging.getLogger(__name__)
@@ -127,7 +128,7 @@ class V1Transport:
         """CREATE DATABASE is idempotent on 1.x; 2.x/3.x refuse it (their buckets are made by
         an operator), which is logged and otherwise ignored."""
         assert self._session is not None, "start() first"
-        q = f'CREATE DATABASE "{self._target.database}"'
+        q = f"CREATE DATABASE {ident(self._target.database)}"
         try:
             async with self._session.post(f"{self._base}/query", data={"q": q}) as r:
                 text = await r.text()

@@ -19,6 +19,7 @@ from devices.contract import (
 )
 from devices.site import EnergyMeter, HeatMeter, WaterMeter
 from ingest.reading import FieldValue
+from ingest.storage import influxql
 
 from ._energy import HOUR_MS
 from ._space import SpaceHour
@@ -72,7 +73,7 @@ Values = tuple[float | None, float | None]
 
 def qualified(measurement: str, rp: str | None = None) -> str:
     """The measurement as InfluxQL names it, in retention policy `rp` (KERA_ROLLUPS_RP)."""
-    return f'"{rp}"."{measurement}"' if rp else f'"{measurement}"'
+    return influxql.measurement(measurement, rp)
 
 
 @dataclass(frozen=True, slots=True)

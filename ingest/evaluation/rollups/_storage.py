@@ -16,6 +16,7 @@ from devices import AnyDevice, Registry
 from devices.contract import DEVICE_TAG, ROLLUP_MEASUREMENTS, SITE_TAG
 from ingest.evaluation.shard import Shard
 from ingest.reading import FieldValue, Reading
+from ingest.storage.influxql import between, ident, idents, ms, one_of, string
 from ingest.storage.query import influx_session, influxql
 
 from ._energy import HOUR_MS
@@ -61,11 +62,10 @@ class InfluxReadings:
         fields = READ_FIELDS.get(measurement)
         if fields is None:
             return []
-        cols = ", ".join(f'"{f}"' for f in fields)
-        # Site and device ids are [a-z0-9_-] only (devices.site): safe inside quotes.
         q = (
-            f'SELECT {cols} FROM "{measurement}" WHERE "{SITE_TAG}" = \'{self._site}\' '
-            f"AND \"{DEVICE_TAG}\" = '{device.id}' AND {where}{tail}"
+            f"SELECT {idents(fields)} FROM {ident(measurement)} "
+            f"WHERE {ident(SITE_TAG)} = {string(self._site)} "
+            f"AND {ident(DEVICE_TAG)} = {string(device.id)} AND {where}{tail}"
         )
         out: list[Reading] = []
         for series in await influxql(self._url, q, self._db, self._token, self._session):
@@ -73,11 +73,11 @@ class InfluxReadings:
         return out
 
     async def before(self, device: AnyDevice, t: int, n: int) -> list[Reading]:
-        found = await self._select(device, f"time < {t}ms", f" ORDER BY time DESC LIMIT {n}")
+        found = await self._select(device, f"time < {ms(t)}", f" ORDER BY time DESC LIMIT {n:d}")
         return found[::-1]
 
     async def between(self, device: AnyDevice, start: int, end: int) -> list[Reading]:
-        return await self._select(device, f"time >= {start}ms AND time < {end}ms")
+        return await self._select(device, between(start, end))
 
 
 async def repair_late(
@@ -165,25 +165,23 @@ async def load_readings(
     One connection for all the queries. Returns how many."""
     devices = {d.id: d for d in registry}
     queries: list[tuple[str, str]] = []  # (measurement, the query without its time range)
-    site = registry.site_id  # [a-z0-9_-] only (devices.site.SiteId): safe inside quotes
+    site = string(registry.site_id)
     for measurement, fields in READ_FIELDS.items():
-        cols = ", ".join(f'"{f}"' for f in fields)
-        head = f'SELECT {cols} FROM "{measurement}" WHERE "{SITE_TAG}" = \'{site}\''
+        head = f"SELECT {idents(fields)} FROM {ident(measurement)} WHERE {ident(SITE_TAG)} = {site}"
         ids = sorted(d.id for d in registry if d.spec.measurement == measurement)
         if per_query is None:
             queries.append((measurement, head))
             continue
         for k in range(0, len(ids), per_query):
-            # Device ids are [a-z0-9_-] only (devices.site.DeviceId): safe in a regex.
-            group = "|".join(ids[k : k + per_query])
-            queries.append((measurement, f'{head} AND "{DEVICE_TAG}" =~ /^({group})$/'))
+            group = one_of(ids[k : k + per_query])
+            queries.append((measurement, f"{head} AND {ident(DEVICE_TAG)} =~ {group}"))
     n = 0
     async with influx_session(token, timeout_s) as session:
         chunk = start_ms
         while chunk < end_ms:
             until = min(end_ms, chunk + chunk_ms)
             for measurement, head in queries:
-                q = f'{head} AND time >= {chunk}ms AND time < {until}ms GROUP BY "{DEVICE_TAG}"'
+                q = f"{head} AND {between(chunk, until)} GROUP BY {ident(DEVICE_TAG)}"
                 for series in await influxql(url, q, database, token, session):
                     device = devices.get(series.get("tags", {}).get(DEVICE_TAG, ""))
                     if device is None:
