@@ -6,9 +6,10 @@ air temperature at each whole hour, one `BsWfs:BsWfsElement` per value; FMI answ
 hours per request, so longer spans are asked in weeks. Missing values come as `NaN`. The data are
 FMI's, licensed CC BY 4.0: whatever uses them names the source.
 
-Parsed here with the standard library rather than with the `fmiopendata` package: its
-multipoint-coverage parser fetches each field's description from FMI while parsing, so a
-recorded response cannot be read without a network, and the simple format is a flat list.
+Parsed with defusedxml (the standard library's ElementTree, refusing entity declarations, which
+an answer from the network could use to exhaust memory) rather than with the `fmiopendata`
+package: its multipoint-coverage parser fetches each field's description from FMI while parsing,
+so a recorded response cannot be read without a network, and the simple format is a flat list.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import aiohttp
+from defusedxml import ElementTree as SafeET
+from defusedxml.common import DefusedXmlException
 
 from devices.pilots import FmiStation
 
@@ -47,9 +50,11 @@ def describe(station: FmiStation) -> str:
 def parse_simple(body: bytes | str) -> dict[int, float]:
     """The t2m values of a `simple` response by hour start (ms); NaN values are left out."""
     try:
-        root = ET.fromstring(body)
+        root = SafeET.fromstring(body)
     except ET.ParseError as exc:
         raise FmiError(f"FMI's answer is not XML: {exc}") from None
+    except DefusedXmlException as exc:
+        raise FmiError(f"FMI's answer declares entities, refused: {exc!r}") from None
     if root.tag.endswith("ExceptionReport"):
         texts = [t.text.strip() for t in root.iter(f"{_OWS}ExceptionText") if t.text]
         raise FmiError("FMI refused the request: " + ("; ".join(texts) or "no reason given"))

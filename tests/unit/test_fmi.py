@@ -122,3 +122,15 @@ def test_weather_fmi_names_one_station() -> None:
         FmiStation(fmisid=100971, place="Espoo")
     with pytest.raises(ValueError, match="either fmisid or place"):
         FmiStation()
+
+
+def test_an_answer_declaring_entities_is_refused() -> None:
+    """A billion-laughs document (entities expanding into entities) is refused, not expanded."""
+    bomb = (
+        '<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">'
+        '<!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">]>'
+        "<wfs:FeatureCollection xmlns:wfs='http://www.opengis.net/wfs/2.0'>&lol2;"
+        "</wfs:FeatureCollection>"
+    )
+    with pytest.raises(FmiError, match="entities"):
+        parse_simple(bomb)
