@@ -16,9 +16,10 @@ from devices.contract import (
 
 from ._calendar import day_bounds, parse_week, week_bounds, week_of
 from ._energy import HOUR_MS, emissions_kg, hourly_kwh
-from ._engine import Repair, Rollups
+from ._engine import Rollups
 from ._factors import EmissionFactors, FactorFileError, parse_factor_csv
 from ._kinds import qualified
+from ._repair import Repair
 from ._storage import (
     InfluxReadings,
     RollupKey,

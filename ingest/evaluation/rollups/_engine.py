@@ -15,58 +15,47 @@ would change a final hour, but at most `repair_h` older than its device's newest
 hours it touches (`repair_steps`, driven by `repair_late` in _storage.py): the same points as if
 it had come in order. Older readings are counted in `too_late` and left to `kera-ingest
 rollups` (a recompute from InfluxDB).
+
+Here: the window, its flush and its pruning. The engine's other parts are the classes it
+inherits, each over the same state: `_hourly.HourLines` (the hourly lines), `_days.Days` (the
+daily ones) and `_repair.Repairs` (late readings).
 """
 
 from __future__ import annotations
 
 import bisect
 import logging
-from collections.abc import Callable, Generator, Mapping, Sequence
-from dataclasses import dataclass
-from math import isnan
+from collections.abc import Callable, Generator, Mapping
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from devices import AnyDevice, Registry
 from devices.contract import (
-    PV_ROLE,
     SHARD_TAG,
     SITE_TAG,
-    SPACE_HOURLY,
-    SPACE_TAG,
-    SUPPLY_ROLE,
-    WASTE_EMPTYING,
 )
 from devices.site import (
     EnergyMeter,
-    HeatMeter,
     OccupancySensor,
     WasteBin,
-    WaterMeter,
 )
 from ingest.evaluation.shard import Shard
-from ingest.reading import FieldValue, Reading
-from ingest.storage.lineproto import device_tags, format_line, series_key
+from ingest.reading import Reading
 
-from ._days import Days
-from ._energy import HOUR_MS, hourly_kwh_sorted
+from ._energy import HOUR_MS
 from ._factors import EmissionFactors
 from ._hours import Hours
 from ._kinds import (
-    COUNTERS,
-    OVERFLOW_PCT,
     CounterMeter,
     EnergyHour,
-    Values,
     count_of,
     hour_of,
-    num,
-    rounded,
-    space_fields,
+    rolled_values,
 )
+from ._repair import Repairs
 from ._series import Series
-from ._space import OccupancySeries, SpaceHour, open_intervals, space_hour
-from ._waste import SPAN, TOO_EARLY_PCT, Emptying, detect_emptyings
+from ._space import SpaceHour
+from ._waste import SPAN, Emptying
 
 log = logging.getLogger(__name__)
 
@@ -76,38 +65,7 @@ REPAIR_H = 48.0
 MAX_LATE = 200_000
 
 
-@dataclass(frozen=True, slots=True)
-class Repair:
-    """Late readings whose hours are recomputed together: a device's, or for occupancy every
-    sensor of the space (a space's hour combines its sensors)."""
-
-    devices: tuple[AnyDevice, ...]  # whose stored readings the repair reads
-    since_ms: int  # the earliest late reading
-    late: dict[str, Series]  # by device id
-
-    @property
-    def readings(self) -> int:
-        return sum(len(s) for s in self.late.values())
-
-
-def rolled_values(reading: Reading) -> Values | None:
-    """What the rollups keep of a reading: the counter and its rate, people and CO2, or the
-    fill level; None for readings that are not rolled up."""
-    device = reading.device
-    if reading.measurement != device.spec.measurement:
-        return None  # device_status and the like are not rolled up
-    f = reading.fields
-    counter = COUNTERS.get(type(device))
-    if counter is not None:
-        return num(f.get(counter.counter)), num(f.get(counter.rate))
-    if isinstance(device, OccupancySensor):
-        return num(f.get("people")), num(f.get("co2_ppm"))
-    if isinstance(device, WasteBin):
-        return num(f.get("fill_pct")), None
-    return None  # air, weather and people counters have no rollups (yet)
-
-
-class Rollups(Days):
+class Rollups(Repairs):
     """Feed it every accepted reading (`observe`, cheap) and call `flush` now and then: it
     returns how many rollup points it wrote through `write_lines`."""
 
@@ -403,317 +361,9 @@ class Rollups(Days):
 
     # --- late readings ---------------------------------------------------------------------
 
-    @property
-    def late(self) -> int:
-        """Late readings held for a repair."""
-        return self._late_n
-
-    def take_late(self) -> list[Repair]:
-        """The late readings held so far, grouped into repairs; they are the caller's now."""
-        late, self._late, self._late_n = self._late, {}, 0
-        groups: dict[str, list[str]] = {}
-        for device_id in late:
-            device = self._registry.get(device_id)
-            if device is None:
-                continue
-            key = f"space:{device.space}" if isinstance(device, OccupancySensor) else device_id
-            groups.setdefault(key, []).append(device_id)
-        repairs = []
-        for key, ids in groups.items():
-            devices: tuple[AnyDevice, ...]
-            if key.startswith("space:"):
-                space = key.removeprefix("space:")
-                devices = tuple(
-                    d for d in self._space_devices[space] if isinstance(d, OccupancySensor)
-                )
-            else:
-                devices = tuple(d for i in ids if (d := self._registry.get(i)) is not None)
-            since = min(late[i].times[0] for i in ids)
-            repairs.append(Repair(devices, since, {i: late[i] for i in ids}))
-        return repairs
-
-    def give_back(self, repairs: Sequence[Repair]) -> None:
-        """Late readings a repair could not finish (InfluxDB unreachable): held again."""
-        for repair in repairs:
-            for device_id, series in repair.late.items():
-                held = self._late.get(device_id)
-                if held is None:
-                    held = self._late[device_id] = Series()
-                for i in range(len(series)):
-                    t = series.times[i]
-                    self._late_n += held.put(t, series.primary[i], series.secondary_at(i))
-
-    def repair_steps(
-        self, repair: Repair, since_hour: int, stored: Mapping[str, Sequence[Reading]]
-    ) -> Generator[None, None, int]:
-        """Recompute the hours from `since_hour` to each device's horizon from `stored` (their
-        readings from InfluxDB: from the SPAN + 1 before `since_hour` to the horizon), the live
-        window and the late readings, and write what changed with the days they are part of.
-        `since_hour` is the hour of the SPAN + 1-th stored reading before the earliest late
-        one: that far back a late reading can change an interval, a hold or a median. In steps,
-        like `flush_steps`; never run the two at the same time."""
-        if self._day(since_hour) < self._oldest:
-            # The other hours of that day are gone: only a recompute can give it whole.
-            self.too_late += repair.readings
-            log.warning(
-                "rollups: %d readings of %s came later than the %d days the rollups keep; "
-                "`kera-ingest rollups` recomputes their days",
-                repair.readings, ", ".join(sorted(repair.late)), self._keep_ms // (24 * HOUR_MS),
-            )  # fmt: skip
-            return 0
-        temp = Rollups(self._registry, _discard, self._factors, window_h=10**6, keep_days=10**4)
-        for d in repair.devices:
-            for reading in stored.get(d.id, ()):
-                values = rolled_values(reading)
-                if values is not None and values[0] is not None:
-                    temp._put(d.id, reading.time_ms, values[0], values[1])
-            for series in (self._raw.get(d.id), repair.late.get(d.id)):
-                for i in range(len(series or ())):
-                    assert series is not None
-                    temp._put(d.id, series.times[i], series.primary[i], series.secondary_at(i))
-        yield
-        yield from temp.flush_steps(write=False)
-
-        lines: list[str] = []
-        device_days: set[tuple[str, int]] = set()
-        space_hours: set[tuple[str, int]] = set()
-        emptyings: list[tuple[WasteBin, Emptying, bool]] = []
-        for d in repair.devices:
-            yield
-            lines += self._import_device(d, temp, since_hour, device_days, space_hours, emptyings)
-            self._restore_window(d.id, temp._raw.get(d.id), repair.late.get(d.id))
-        occupancy = [d for d in repair.devices if isinstance(d, OccupancySensor)]
-        if occupancy:
-            space = occupancy[0].space
-            end = max(self.horizon(d.id) for d in occupancy)
-            if space in temp._spaces:
-                _replace(self._spaces, space, temp._spaces[space], since_hour, end)
-            for hour in range(since_hour, end, HOUR_MS):
-                space_hours.add((space, hour))
-        written = self._write_emptyings(emptyings, device_days, True)
-        lines += yield from self._aggregate_lines(device_days, space_hours)
-        self.repaired += repair.readings
-        return written + self._emit(lines, True)
-
-    def _import_device(
-        self,
-        d: AnyDevice,
-        temp: Rollups,
-        since_hour: int,
-        device_days: set[tuple[str, int]],
-        space_hours: set[tuple[str, int]],
-        emptyings: list[tuple[WasteBin, Emptying, bool]],
-    ) -> list[str]:
-        """A repair's hours of one device, from `temp` into the live caches; its hourly lines."""
-        end = self.horizon(d.id)
-        lines: list[str] = []
-        for caches, fresh in ((self._counts, temp._counts), (self._energy, temp._energy)):
-            if d.id in fresh:
-                _replace(caches, d.id, fresh[d.id], since_hour, end)
-        if d.id in temp._counts:
-            for hour, _ in temp._counts[d.id].rows(since_hour, end):
-                device_days.add((d.id, self._day(hour)))
-        if isinstance(d, CounterMeter) and d.id in temp._energy:
-            for hour, _ in temp._energy[d.id].rows(since_hour, end):
-                lines.append(self._energy_line(d, hour))
-                device_days.add((d.id, self._day(hour)))
-                if isinstance(d, EnergyMeter):
-                    space_hours.add((d.space, hour))
-        elif isinstance(d, WasteBin):
-            fresh_e = {t: e for t, e in temp._emptyings.get(d.id, {}).items()
-                       if since_hour <= t < end}  # fmt: skip
-            known = self._emptyings.get(d.id, {})
-            emptyings += [(d, e, False) for t, e in fresh_e.items() if known.get(t) != e]
-            emptyings += [(d, e, True) for t, e in known.items()
-                          if since_hour <= t < end and t not in fresh_e]  # fmt: skip
-        return lines
-
-    def _restore_window(self, device_id: str, known: Series | None, late: Series | None) -> None:
-        """The live window again holds every reading from the SPAN + 1 before the horizon on:
-        late readings there, and those they needed from storage, change hours the next flush
-        computes from the window (those from the horizon on, and the interval or hold that
-        crosses it). A reading the window already has stays, unless a late one replaces it:
-        the window may have received newer values while the repair read storage."""
-        if known is None:
-            return
-        raw = self._raw.get(device_id)
-        if raw is None:
-            raw = self._raw[device_id] = Series()
-        since = None
-        for i in range(max(0, known.index(self.horizon(device_id)) - SPAN - 1), len(known)):
-            t = known.times[i]
-            j = raw.index(t)
-            if j < len(raw) and raw.times[j] == t:
-                continue
-            raw.put(t, known.primary[i], known.secondary_at(i))
-            since = t if since is None else min(since, t)
-        for i in range(len(late or ())):
-            assert late is not None
-            t = late.times[i]
-            if t >= raw.times[0]:
-                raw.put(t, late.primary[i], late.secondary_at(i))
-                since = t if since is None else min(since, t)
-        if since is not None:
-            self._dirty[device_id] = min(self._dirty.get(device_id, since), since)
-
-    # --- energy ------------------------------------------------------------------------------
-
-    def _factor(self, device: CounterMeter, hour_ms: int) -> float | None:
-        if isinstance(device, HeatMeter):
-            return self._heat_factor
-        if isinstance(device, WaterMeter) or device.role == PV_ROLE:
-            return None
-        return self._factors.at(hour_ms)
-
-    def _energy_hours(self, device: CounterMeter, raw: Series, start: int) -> list[int]:
-        # From the last reading before `start`: the interval into the first hour belongs to it.
-        i = max(0, raw.index(start) - 1)
-        part = raw.times[i:]
-        counter = list(zip(part, raw.primary[i:], strict=True))
-        cache = self._energy.get(device.id)
-        if cache is None:
-            cache = self._energy[device.id] = Hours(8, EnergyHour.unpack)
-        done: list[int] = []
-        max_gap_s = max(3600.0, 3 * device.expected_interval_s)
-        for h in hourly_kwh_sorted(counter, max_gap_s):
-            if h.hour_ms < start:
-                continue
-            j = bisect.bisect_left(part, h.hour_ms)
-            k = bisect.bisect_left(part, h.hour_ms + HOUR_MS)
-            powers = [p for p in raw.secondary[i + j : i + k] if not isnan(p)]  # NaN: none
-            factor = self._factor(device, h.hour_ms)
-            e = EnergyHour(
-                kwh=h.kwh,
-                kgco2e=None if factor is None else h.kwh * factor,
-                factor=factor,
-                interpolated=h.interpolated,
-                resets=h.resets,
-                power_sum=sum(powers),
-                power_n=len(powers),
-                power_peak=max(powers) if powers else None,
-            )
-            cache.put(h.hour_ms, e.pack())
-            done.append(h.hour_ms)
-        return done
-
-    def _energy_line(self, device: CounterMeter, hour: int) -> str:
-        e = self._energy[device.id].get(hour)
-        assert e is not None
-        kind = COUNTERS[type(device)]
-        fields: dict[str, FieldValue] = {
-            kind.amount: rounded(e.kwh),
-            "interpolated": e.interpolated,
-            "resets": e.resets,
-            "readings": e.power_n,
-        }
-        if e.power_n:
-            fields[kind.rate_mean] = rounded(e.power_sum / e.power_n, 3)
-            fields[kind.rate_peak] = e.power_peak or 0.0
-        if e.kgco2e is not None and e.factor is not None:
-            fields["kgco2e"] = rounded(e.kgco2e)
-            fields["factor_kg_per_kwh"] = rounded(e.factor)
-        return format_line(series_key(kind.hourly, device_tags(self._site, device)), fields, hour)
-
-    # --- waste -------------------------------------------------------------------------------
-
-    def _bin_emptyings(
-        self, device: WasteBin, raw: Series, horizon: int
-    ) -> list[tuple[WasteBin, Emptying, bool]]:
-        fills = list(zip(raw.times, raw.primary, strict=True))
-        found = {e.time_ms: e for e in detect_emptyings(fills) if e.time_ms >= horizon}
-        cache = self._emptyings.get(device.id, {})
-        changes: list[tuple[WasteBin, Emptying, bool]] = []
-        for t, e in found.items():
-            if cache.get(t) != e:
-                changes.append((device, e, False))
-        for t in [t for t in cache if t >= horizon and t not in found]:
-            # A later reading showed this was no emptying (say, two false echoes in a row):
-            # the stored point is overwritten as retracted, with nothing collected.
-            changes.append((device, cache[t], True))
-        # The cache learns of a change only when its point is written (`_flush`'s end): a flush
-        # abandoned before that must not leave the next one thinking it was.
-        return changes
-
-    def _bin_flags(self, device: WasteBin, e: Emptying) -> tuple[bool, bool]:
-        full = device.thresholds.get("fill_full_pct", OVERFLOW_PCT)
-        return e.fill_before_pct < TOO_EARLY_PCT, e.fill_before_pct >= full
-
-    def _emptying_line(self, device: WasteBin, e: Emptying, retracted: bool) -> str:
-        early, late = self._bin_flags(device, e)
-        volume = device.volume_l or 0.0
-        fields: dict[str, FieldValue] = {
-            "fill_before_pct": rounded(e.fill_before_pct, 2),
-            "fill_after_pct": rounded(e.fill_after_pct, 2),
-            "volume_l": 0.0 if retracted else rounded(e.volume_l(volume), 3),
-            "too_early": early and not retracted,
-            "too_late": late and not retracted,
-            "retracted": retracted,
-        }
-        return format_line(
-            series_key(WASTE_EMPTYING, device_tags(self._site, device)), fields, e.time_ms
-        )
-
-    # --- space use ---------------------------------------------------------------------------
-
-    def _hold_ms(self, device: AnyDevice) -> int:
-        return round(3 * device.expected_interval_s * 1000)
-
-    def _space_hour_line(self, space: str, hour: int) -> str | None:
-        sensors = [d for d in self._space_devices.get(space, ()) if isinstance(d, OccupancySensor)]
-        fields: dict[str, FieldValue] = {}
-        cache = self._spaces.get(space)
-        if cache is None:
-            cache = self._spaces[space] = Hours(10, SpaceHour.unpack)
-        cached = cache.get(hour)
-        if sensors and any(hour < self.horizon(d.id) for d in sensors):
-            # Its readings are gone from the window: keep what was computed while they were here.
-            if cached is not None:
-                fields.update(space_fields([cached]))
-        elif sensors:
-            hold = max(self._hold_ms(d) for d in sensors)
-            series: list[OccupancySeries] = []
-            for d in sensors:
-                raw = self._raw.get(d.id)
-                if raw is None:
-                    series.append([])
-                    continue
-                # The readings that can hold into the hour, and those inside it.
-                lo = max(0, raw.index(hour - hold) - 1)
-                hi = raw.index(hour + HOUR_MS)
-                at = raw.secondary_at
-                series.append([(raw.times[x], int(raw.primary[x]), at(x)) for x in range(lo, hi)])
-            sh = space_hour(series, hour, hold, open_intervals(self._impact, self._tz, hour))
-            cache.put(hour, sh.pack())
-            fields.update(space_fields([sh]))
-        fields.update(self._space_energy(space, hour, hour + HOUR_MS))
-        key = series_key(SPACE_HOURLY, {SITE_TAG: self._site, SPACE_TAG: space})
-        return format_line(key, fields, hour) if fields else None
-
-    def _space_energy(self, space: str, start: int, end: int) -> dict[str, FieldValue]:
-        sums: dict[str, float] = {}
-        for d in self._space_devices.get(space, ()):
-            if not isinstance(d, EnergyMeter):
-                continue
-            prefix = {SUPPLY_ROLE: "supply_", PV_ROLE: "pv_"}.get(d.role or "", "")
-            for e in self._hours(self._energy, d.id, start, end):
-                sums[prefix + "kwh"] = sums.get(prefix + "kwh", 0.0) + e.kwh
-                if e.kgco2e is not None:
-                    key = prefix + "kgco2e"
-                    sums[key] = sums.get(key, 0.0) + e.kgco2e
-        return {k: rounded(v) for k, v in sums.items()}
+    def _scratch(self) -> Rollups:
+        return Rollups(self._registry, _discard, self._factors, window_h=10**6, keep_days=10**4)
 
 
 def _discard(_lines: list[str]) -> None:
     pass
-
-
-def _replace(
-    caches: dict[str, Hours[Any]], key: str, fresh: Hours[Any], start: int, end: int
-) -> None:
-    """The hours [start, end) of `key` become those of `fresh`."""
-    hours = caches.get(key)
-    if hours is None:
-        hours = caches[key] = fresh.empty()
-    hours.clear(start, end)
-    for hour, row in fresh.rows(start, end):
-        hours.put(hour, row)

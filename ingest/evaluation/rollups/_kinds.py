@@ -17,8 +17,8 @@ from devices.contract import (
     WATER_DAILY,
     WATER_HOURLY,
 )
-from devices.site import EnergyMeter, HeatMeter, WaterMeter
-from ingest.reading import FieldValue
+from devices.site import EnergyMeter, HeatMeter, OccupancySensor, WasteBin, WaterMeter
+from ingest.reading import FieldValue, Reading
 from ingest.storage import influxql
 
 from ._energy import HOUR_MS
@@ -175,3 +175,20 @@ def num0(v: FieldValue) -> float:
 
 def hour_of(ms: int) -> int:
     return ms - ms % HOUR_MS
+
+
+def rolled_values(reading: Reading) -> Values | None:
+    """What the rollups keep of a reading: the counter and its rate, people and CO2, or the
+    fill level; None for readings that are not rolled up."""
+    device = reading.device
+    if reading.measurement != device.spec.measurement:
+        return None  # device_status and the like are not rolled up
+    f = reading.fields
+    counter = COUNTERS.get(type(device))
+    if counter is not None:
+        return num(f.get(counter.counter)), num(f.get(counter.rate))
+    if isinstance(device, OccupancySensor):
+        return num(f.get("people")), num(f.get("co2_ppm"))
+    if isinstance(device, WasteBin):
+        return num(f.get("fill_pct")), None
+    return None  # air, weather and people counters have no rollups (yet)

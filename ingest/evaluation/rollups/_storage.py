@@ -20,9 +20,10 @@ from ingest.storage.influxql import between, ident, idents, ms, one_of, string
 from ingest.storage.query import influx_session, influxql
 
 from ._energy import HOUR_MS
-from ._engine import Repair, Rollups
+from ._engine import Rollups
 from ._factors import EmissionFactors
 from ._kinds import READ_FIELDS, hour_of, qualified
+from ._repair import Repair
 from ._waste import SPAN
 
 log = logging.getLogger(__name__)
