@@ -9,7 +9,7 @@ import time
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 import yaml
@@ -17,75 +17,31 @@ from rich.console import Group
 from rich.live import Live
 from rich.table import Table
 
-from devices import Registry, SiteConfigError, terminal
+from devices import Registry, terminal
 from devices.contract import telemetry_topic
-from devices.environment import env
 from firmware_sim.faults import Faults
-from firmware_sim.fleet import scale_site
 from firmware_sim.formats import Format
 from firmware_sim.links import Links
 from firmware_sim.pilots import PilotSpecError, parse_pilot
 from firmware_sim.runner import Summary, run
 
 if TYPE_CHECKING:
-    from firmware_sim.serial import PtyLink
-from ingest.mqtt import MqttTarget, parse_mqtt_url
+    pass
+from firmware_sim._cli_common import (
+    Config,
+    MqttUrl,
+    PilotOpt,
+    console,
+    load_registry,
+    mqtt_target,
+    parse_start,
+    unreachable,
+)
+from firmware_sim.serial_cli import serial_app
+from ingest.mqtt import MqttTarget
 
 app = typer.Typer(add_completion=False, help="Kera device simulator and commissioning helpers.")
-console = terminal.console(stderr=True)
-
-MqttUrl = Annotated[str | None, typer.Option(help="Broker (KERA_MQTT_URL)")]
-Config = Annotated[Path | None, typer.Option("--config", help="Site file (KERA_SITE_CONFIG)")]
-PilotOpt = Annotated[
-    list[str] | None,
-    typer.Option(
-        help="Inject a known pilot effect, ID:METRIC=CHANGE, for example "
-        "cafe-heat-control:heat_kwh=-12% (repeatable; docs/pilots.md)"
-    ),
-]
-
-
-def parse_start(text: str | None) -> int:
-    """`now`, an ISO date-time (with offset), or a negative offset like -6h / -2d / -30m."""
-    now_ms = time.time_ns() // 1_000_000
-    if text is None or text == "now":
-        return now_ms
-    if text.startswith("-") and text[-1] in "smhd" and text[1:-1].isdigit():
-        unit = {"s": 1, "m": 60, "h": 3600, "d": 86400}[text[-1]]
-        return now_ms - int(text[1:-1]) * unit * 1000
-    dt = datetime.fromisoformat(text)
-    if dt.tzinfo is None:
-        raise typer.BadParameter("--start needs a UTC offset, e.g. 2026-11-02T08:00:00+02:00")
-    return round(dt.timestamp() * 1000)
-
-
-def _registry(config: Path | None, scale: int = 1) -> Registry:
-    path = config or (Path(p) if (p := env("KERA_SITE_CONFIG")) else None)
-    try:
-        registry = Registry.load(path)
-    except SiteConfigError as exc:
-        console.print(f"[red]{exc}[/red]")
-        raise typer.Exit(2) from None
-    return Registry(scale_site(registry.site, scale)) if scale > 1 else registry
-
-
-def _unreachable(target: MqttTarget, exc: BaseException) -> NoReturn:
-    """An expected failure, said in two lines instead of a traceback."""
-    console.print(
-        f"[red]could not reach the MQTT broker at {target.host}:{target.port}: "
-        f"{exc.strerror if isinstance(exc, OSError) and exc.strerror else exc}[/red]\n"
-        "Is the broker running (scripts/stack, or your site's Mosquitto)? Give its address with "
-        "--mqtt-url or KERA_MQTT_URL."
-    )
-    raise typer.Exit(2)
-
-
-def _target(mqtt_url: str | None) -> MqttTarget:
-    url = mqtt_url or env("KERA_MQTT_URL") or "mqtt://127.0.0.1:1883"
-    try:
-        return parse_mqtt_url(url)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from None
+app.add_typer(serial_app, name="serial")
 
 
 # -- run and backfill ---------------------------------------------------------------------------
@@ -261,8 +217,8 @@ def run_cmd(
         only=frozenset(faulty or ()),
     )
     summary = _simulate(
-        _registry(config, scale),
-        _target(mqtt_url),
+        load_registry(config, scale),
+        mqtt_target(mqtt_url),
         seed=seed,
         start_ms=parse_start(start),
         duration_s=duration,
@@ -290,8 +246,8 @@ def backfill(
     """Publish `days` of history as fast as the broker and the ingestor take it."""
     span_s = days * 86400
     summary = _simulate(
-        _registry(config, scale),
-        _target(mqtt_url),
+        load_registry(config, scale),
+        mqtt_target(mqtt_url),
         seed=seed,
         start_ms=time.time_ns() // 1_000_000 - round(span_s * 1000),
         duration_s=span_s,
@@ -321,7 +277,7 @@ def send(
     from firmware_sim.commission import send as send_one
     from ingest.judge import Judge
 
-    registry = _registry(config)
+    registry = load_registry(config)
     try:
         fields = dict(parse_assignment(v) for v in values)
     except ValueError as exc:
@@ -332,11 +288,11 @@ def send(
     # The verdict is this command's output; the ingestor's own rejection log would repeat it.
     logging.getLogger("ingest.rejected").disabled = True
     verdict = Judge(registry).judge(topic, payload, time.time_ns() // 1_000_000)
-    target = _target(mqtt_url)
+    target = mqtt_target(mqtt_url)
     try:
         topic, payload = send_one(target, registry.site_id, device, body)
     except (OSError, TimeoutError) as exc:
-        _unreachable(target, exc)
+        unreachable(target, exc)
     console.print(f"published [bold]{topic}[/bold] {payload.decode()}")
     rejected = verdict.rejected
     if rejected is None:
@@ -403,11 +359,11 @@ def watch(
             )
 
     logging.getLogger("ingest.rejected").disabled = True  # each verdict is shown above
-    target = _target(mqtt_url)
+    target = mqtt_target(mqtt_url)
     try:
-        watch_topics(target, _registry(config), show, device, count, timeout)
+        watch_topics(target, load_registry(config), show, device, count, timeout)
     except (OSError, TimeoutError) as exc:
-        _unreachable(target, exc)
+        unreachable(target, exc)
 
 
 @app.command()
@@ -425,7 +381,7 @@ def replay(
     from firmware_sim.commission import read_recording
     from firmware_sim.commission import replay as replay_records
 
-    registry = _registry(config)
+    registry = load_registry(config)
     try:
         records = list(read_recording(file, registry.site_id))
     except (OSError, ValueError, KeyError) as exc:
@@ -433,7 +389,7 @@ def replay(
         raise typer.Exit(2) from None
     first = next((r.time_ms for r in records if r.time_ms is not None), None)
     shift = time.time_ns() // 1_000_000 - first if restamp and first is not None else 0
-    sent = replay_records(_target(mqtt_url), records, speed, shift)
+    sent = replay_records(mqtt_target(mqtt_url), records, speed, shift)
     if json_out:
         print(json.dumps({"sent": sent}))
     else:
@@ -447,7 +403,7 @@ def site(
     out: Annotated[Path | None, typer.Option(help="Write here instead of stdout")] = None,
 ) -> None:
     """The site file as the simulator sees it; with --scale, the file to give the ingestor."""
-    registry = _registry(config, scale)
+    registry = load_registry(config, scale)
     text = yaml.safe_dump(
         registry.site.model_dump(mode="json", exclude_defaults=True), sort_keys=False
     )
@@ -456,184 +412,6 @@ def site(
     else:
         out.write_text(text, encoding="utf-8")
         console.print(f"{len(registry)} devices written to {out}")
-
-
-serial_app = typer.Typer(
-    add_completion=False, help="Serial devices behind a pseudo-terminal (docs/serial.md)."
-)
-app.add_typer(serial_app, name="serial")
-
-Link = Annotated[
-    Path,
-    typer.Option(
-        help="Path the ingestor opens (a symlink to the pseudo-terminal); use it as "
-        "the serial link's `port` in the site file"
-    ),
-]
-Duration = Annotated[float, typer.Option(help="Seconds to run; 0 = until Ctrl-C")]
-DevicePort = Annotated[
-    str | None,
-    typer.Option(
-        "--port",
-        help="Play the device on this real serial port (e.g. a USB adapter wired to the "
-        "gateway under test) instead of a pseudo-terminal",
-    ),
-]
-
-
-def _device_side(link: Path, port: str | None) -> tuple[PtyLink | None, str]:
-    from firmware_sim.serial import PtyLink
-
-    if port is not None:
-        return None, port
-    pty = PtyLink(link)
-    return pty, pty.device_port
-
-
-def _until(duration: float) -> float:
-    return time.monotonic() + duration if duration > 0 else float("inf")
-
-
-# The default links in /tmp (bandit's S108): PtyLink.plug makes the symlink under a new name and
-# renames it into place, so a file another user left at the path is neither followed nor
-# replaced (sticky /tmp refuses the rename) and the command fails saying so.
-@serial_app.command("modbus")
-def serial_modbus(
-    link: Link = Path("/tmp/kera-tty-modbus"),  # noqa: S108 - renamed into place, see above
-    meter: Annotated[
-        list[str] | None, typer.Option(help="unit:model, e.g. 1:sdm630 (repeatable)")
-    ] = None,
-    update_s: Annotated[float, typer.Option(help="How often the registers change")] = 1.0,
-    duration: Duration = 0.0,
-    seed: Annotated[int, typer.Option()] = 1,
-    port: DevicePort = None,
-) -> None:
-    """A Modbus RTU bus of energy meters (a real pymodbus server), 9600 8N1."""
-    import asyncio
-
-    from firmware_sim.serial import ModbusBusSim
-
-    meters = []
-    for spec in meter or ["1:sdm630", "2:sdm120"]:
-        unit, _, model = spec.partition(":")
-        if model not in ("sdm630", "sdm120") or not unit.isdigit():
-            raise typer.BadParameter(f"{spec!r}: give unit:model, model sdm630 or sdm120")
-        meters.append((int(unit), model, f"meter-{unit}"))
-    logging.getLogger("pymodbus").setLevel(logging.ERROR)  # its deprecation notice
-    pty, device_port = _device_side(link, port)
-    console.print(f"Modbus RTU bus on [bold]{port or link}[/bold] (9600 8N1): {meters}")
-
-    async def main() -> None:
-        stop = asyncio.Event()
-        bus = ModbusBusSim(device_port, meters, seed)
-        task = asyncio.create_task(bus.run(update_s, stop))
-        try:
-            if duration > 0:
-                await asyncio.sleep(duration)
-            else:
-                await asyncio.Event().wait()  # until Ctrl-C
-        finally:
-            stop.set()
-            await task
-
-    try:
-        asyncio.run(main())
-    except KeyboardInterrupt:
-        pass
-    finally:
-        if pty is not None:
-            pty.close()
-
-
-@serial_app.command("p1")
-def serial_p1(
-    link: Link = Path("/tmp/kera-tty-han"),  # noqa: S108 - renamed into place, see above
-    interval: Annotated[float, typer.Option(help="Seconds between telegrams")] = 10.0,
-    bad_crc: Annotated[float, typer.Option(help="Share of telegrams with a wrong CRC")] = 0.0,
-    duration: Duration = 0.0,
-    seed: Annotated[int, typer.Option()] = 1,
-    port: DevicePort = None,
-) -> None:
-    """A Finnish HAN port: a P1 telegram (Nordic OBIS list, CRC16) every `interval`, 115200 8N1."""
-    import threading
-
-    from firmware_sim.serial import P1Sim
-
-    pty, device_port = _device_side(link, port)
-    sim = P1Sim(device_port, interval, bad_crc, seed)
-    console.print(f"HAN/P1 on [bold]{port or link}[/bold] (115200 8N1), every {interval} s")
-    stop = threading.Event()
-    try:
-        deadline = _until(duration)
-        while not stop.is_set() and time.monotonic() < deadline:
-            sim.send_one()
-            stop.wait(min(interval, max(0.0, deadline - time.monotonic())))
-    except KeyboardInterrupt:
-        pass
-    finally:
-        sim.close()
-        if pty is not None:
-            pty.close()
-    good = sum(1 for _, _, ok in sim.sent if ok)
-    console.print(f"{len(sim.sent)} telegrams, {len(sim.sent) - good} with a wrong CRC")
-
-
-@serial_app.command("line")
-def serial_line(
-    link: Link = Path("/tmp/kera-tty-radio"),  # noqa: S108 - renamed into place, see above
-    device: Annotated[
-        list[str] | None, typer.Option(help="Devices it relays (default: the site's bins)")
-    ] = None,
-    interval: Annotated[float, typer.Option(help="Seconds between rounds")] = 5.0,
-    noise: Annotated[float, typer.Option(help="Share of rounds with a line of noise")] = 0.0,
-    cut: Annotated[float, typer.Option(help="Share of lines cut short")] = 0.0,
-    bad_checksum: Annotated[float, typer.Option(help="Share with a wrong checksum")] = 0.0,
-    unplug_every: Annotated[
-        float, typer.Option(help="Pull the USB adapter for 2 s every N seconds (0: never)")
-    ] = 0.0,
-    duration: Duration = 0.0,
-    config: Config = None,
-    seed: Annotated[int, typer.Option()] = 1,
-    port: DevicePort = None,
-) -> None:
-    """A USB radio concentrator printing one JSON reading per line with a checksum."""
-    import threading
-
-    from firmware_sim.serial import LineSim
-
-    registry = _registry(config)
-    chosen = [d for d in registry if (d.id in device if device else d.kind == "waste_bin")]
-    if not chosen:
-        raise typer.BadParameter("no such devices in the site file")
-    pty, device_port = _device_side(link, port)
-    sim = LineSim(
-        pty or device_port,
-        [(d.id, d.kind) for d in chosen],
-        interval,
-        noise,
-        cut,
-        bad_checksum,
-        seed,
-    )
-    console.print(
-        f"concentrator on [bold]{port or link}[/bold] (115200 8N1): {len(chosen)} devices"
-    )
-    stop = threading.Event()
-    runner = threading.Thread(target=sim.run, args=(stop, unplug_every), daemon=True)
-    runner.start()
-    try:
-        deadline = _until(duration)
-        while runner.is_alive() and time.monotonic() < deadline:
-            runner.join(0.2)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        stop.set()
-        runner.join(5)
-        sim.close()
-        if pty is not None:
-            pty.close()
-    console.print(f"{len(sim.sent)} good lines; faults {dict(sim.counts)}")
 
 
 def main() -> None:

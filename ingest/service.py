@@ -249,8 +249,8 @@ class Ingestor:
             spool.directory,
         )
         own = PipelineMeasurement(
-            self.stats, site.site, s.mqtt_client_id, spool, frozenset(d.id for d in self.registry),
-            self.clock,
+            self.stats, site.site, s.mqtt_client_id, lambda: spool.pending_bytes,
+            frozenset(d.id for d in self.registry), self.clock,
         )  # fmt: skip
         return _Run(transport, spool, writer, batcher, intake, consumer, own)
 

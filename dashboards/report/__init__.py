@@ -12,9 +12,10 @@ from dashboards.report._data import (
     factor_lines,
     load_week,
 )
+from dashboards.report._figures import FIGURES
 from dashboards.report._pdf import PdfError
 from dashboards.report._pilot import PilotReport, write_pilot_report
-from dashboards.report._render import FIGURES, render_html, write_report
+from dashboards.report._render import render_html, write_report
 
 __all__ = [
     "FIGURES",

@@ -13,15 +13,11 @@ from zoneinfo import ZoneInfo
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
+from dashboards.report._figures import BLUE, GREEN, GREY, ORANGE, png
 from dashboards.report._render import (
-    BLUE,
     CSS,
-    GREEN,
-    GREY,
-    ORANGE,
     SCRIPT,
     _h,
-    _png,
     _table,
     save,
 )
@@ -249,7 +245,7 @@ def write_pilot_report(
         for name, make in FIGURES:
             figure = make(r)
             if figure is not None:
-                pngs[f"{r.metric.value}-{name}"] = _png(figure)
+                pngs[f"{r.metric.value}-{name}"] = png(figure)
                 plt.close(figure)
         step(f"figures {r.metric.value}")
     html_path = out / f"pilot-{report.site}-{report.pilot.id}.html"

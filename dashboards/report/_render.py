@@ -4,39 +4,17 @@ figure without data is replaced by a sentence saying so, never drawn as zeros.""
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
-
-import matplotlib
-
-matplotlib.use("Agg")  # no display here, and none on a server
 
 import matplotlib.pyplot as plt
-from matplotlib.figure import Figure
 
 from dashboards.report._data import TOTALS, WeekData
+from dashboards.report._figures import FIGURES, day_label, fmt, png
 from dashboards.report._pdf import print_pdf
 from devices.factor_source import PublishedFactor
-
-NAN = float("nan")
-
-GREEN, GREY, ORANGE, BLUE = "#2e7d32", "#9e9e9e", "#ef6c00", "#1565c0"
-
-
-def _fmt(v: float | None, unit: str | None = None) -> str:
-    """Quantities with one decimal below 100 and none above; percentages always with one;
-    counts (unit "") as whole numbers."""
-    if v is None:
-        return "no data"
-    if unit == "%":
-        return f"{v:.1f} %"
-    text = f"{v:,.0f}" if unit == "" or abs(v) >= 100 else f"{v:,.1f}"
-    return f"{text} {unit or ''}".strip()
 
 
 def _pct(v: float | None) -> str:
@@ -51,160 +29,6 @@ def _change(now: float | None, before: float | None, unit: str) -> str:
     if before == 0:
         return "-"
     return f"{100 * (now - before) / before:+.1f} %"
-
-
-def _day(ms: int, data: WeekData) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).astimezone(data.tz).strftime("%a %d.%m.")
-
-
-# --- figures -----------------------------------------------------------------------------------
-
-Bars = tuple[list[float], str, str]  # values, label, colour
-
-
-def _grouped(ax: Any, names: list[str], series: list[Bars], horizontal: bool = False) -> None:
-    """Bars of several series side by side per name; horizontal ones read top to bottom."""
-    width = 0.8 / len(series)
-    pos = range(len(names))
-    for k, (values, label, color) in enumerate(series):
-        at = [i + (k - (len(series) - 1) / 2) * width for i in pos]
-        if horizontal:
-            ax.barh(at, values, width, label=label, color=color)
-        else:
-            ax.bar(at, values, width, label=label, color=color)
-    if horizontal:
-        ax.set_yticks(list(pos), names)
-        ax.invert_yaxis()
-    else:
-        ax.set_xticks(list(pos), names)
-
-
-def _nan(v: float | None) -> float:
-    """A missing value as a gap: matplotlib draws no bar and breaks the line there."""
-    return NAN if v is None else v
-
-
-def _fig_energy(data: WeekData) -> Figure | None:
-    if not any(d[1] is not None or d[2] is not None for d in data.daily):
-        return None
-    fig, ax = plt.subplots(figsize=(8, 3.4))
-    days = [_day(d[0], data) for d in data.daily]
-    _grouped(ax, days, [([_nan(d[1]) for d in data.daily], "grid kWh", BLUE),
-                        ([_nan(d[2]) for d in data.daily], "solar kWh", ORANGE)])  # fmt: skip
-    ax.set_ylabel("kWh")
-    ax2 = ax.twinx()
-    kg = [_nan(d[3]) for d in data.daily]
-    ax2.plot(list(range(len(days))), kg, "o-", color=GREY, label="kgCO2e")
-    ax2.set_ylabel("kgCO2e")
-    ax2.set_ylim(bottom=0)
-    lines = ax.get_legend_handles_labels()
-    lines2 = ax2.get_legend_handles_labels()
-    ax.legend(lines[0] + lines2[0], lines[1] + lines2[1], loc="upper right", fontsize=8)
-    ax.set_title("Energy and emissions per day")
-    fig.tight_layout()
-    return fig
-
-
-def _fig_spaces(data: WeekData) -> Figure | None:
-    rows = [r for r in data.spaces_energy if r[1] or r[3] or r[4]]
-    if not rows:
-        return None
-    fig, ax = plt.subplots(figsize=(8, 3.4))
-    _grouped(
-        ax,
-        [r[0] for r in rows],
-        [([r[1] for r in rows], "consumption kWh", BLUE),
-         ([r[3] for r in rows], "grid supply kWh", GREY),
-         ([r[4] for r in rows], "solar kWh", ORANGE)],
-        horizontal=True,
-    )  # fmt: skip
-    ax.set_xlabel("kWh this week")
-    ax.legend(fontsize=8)
-    ax.set_title("Energy per space")
-    fig.tight_layout()
-    return fig
-
-
-def _fig_waste(data: WeekData) -> Figure | None:
-    if not any(f[1] for f in data.fractions):
-        return None
-    fig, ax = plt.subplots(figsize=(8, 3.2))
-    names = [f[0] for f in data.fractions]
-    colors = [GREY if n == "mixed" else GREEN for n in names]
-    ax.bar(names, [f[1] for f in data.fractions], color=colors)
-    ax.set_ylabel("litres collected")
-    rate = data.totals.get("sorting_rate_pct")
-    ax.set_title(f"Waste per fraction (sorting rate {_fmt(rate, '%')}; grey: mixed waste)")
-    fig.tight_layout()
-    return fig
-
-
-def _fig_use(data: WeekData) -> Figure | None:
-    if not data.space_use:
-        return None
-    fig, ax = plt.subplots(figsize=(8, 3.4))
-    names = [s[0] for s in data.space_use]
-    _grouped(
-        ax,
-        names,
-        [([s[1] for s in data.space_use], "this week", GREEN),
-         ([data.hours_previous.get(n, 0.0) for n in names], "previous week", GREY)],
-        horizontal=True,
-    )  # fmt: skip
-    ax.set_xlabel("hours with people present")
-    ax.legend(fontsize=8)
-    ax.set_title("Hours of use per space")
-    fig.tight_layout()
-    return fig
-
-
-def _fig_utilisation(data: WeekData) -> Figure | None:
-    if not data.space_use:
-        return None
-    fig, ax = plt.subplots(figsize=(8, 3.2))
-    _grouped(
-        ax,
-        [s[0] for s in data.space_use],
-        [([s[2] for s in data.space_use], "occupied while open %", GREEN),
-         ([_nan(s[5]) for s in data.space_use], "good air (CO2 < 1000 ppm) %", BLUE)],
-    )  # fmt: skip
-    ax.tick_params(axis="x", labelrotation=20, labelsize=8)
-    ax.set_ylim(0, 105)
-    ax.legend(fontsize=8, loc="lower right")
-    ax.set_title("Utilisation and air quality per space")
-    fig.tight_layout()
-    return fig
-
-
-def _fig_completeness(data: WeekData) -> Figure | None:
-    rows = data.completeness
-    if not rows:
-        return None
-    fig, ax = plt.subplots(figsize=(8, max(2.5, 0.22 * len(rows) + 1)))
-    colors = [GREEN if r[4] >= 95 else ORANGE if r[4] >= 80 else "#c62828" for r in rows]
-    ax.barh([r[0] for r in rows], [r[4] for r in rows], color=colors)
-    ax.set_xlim(0, 100)
-    ax.tick_params(axis="y", labelsize=7)
-    ax.set_xlabel("% of expected readings received")
-    ax.set_title("Data completeness per device")
-    fig.tight_layout()
-    return fig
-
-
-FIGURES: list[tuple[str, Callable[[WeekData], Figure | None]]] = [
-    ("energy", _fig_energy),
-    ("spaces", _fig_spaces),
-    ("waste", _fig_waste),
-    ("use", _fig_use),
-    ("utilisation", _fig_utilisation),
-    ("completeness", _fig_completeness),
-]
-
-
-def _png(fig: Figure) -> str:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    return base64.b64encode(buf.getvalue()).decode()
 
 
 # --- HTML --------------------------------------------------------------------------------------
@@ -257,7 +81,7 @@ def _h(s: str) -> str:
 
 def totals_rows(data: WeekData) -> list[list[str]]:
     return [
-        [label, _fmt(data.totals.get(k), unit), _fmt(data.previous.get(k), unit),
+        [label, fmt(data.totals.get(k), unit), fmt(data.previous.get(k), unit),
          _change(data.totals.get(k), data.previous.get(k), unit)]
         for k, (label, unit, _) in TOTALS.items()
     ]  # fmt: skip
@@ -339,7 +163,7 @@ def render_html(data: WeekData, pngs: dict[str, str], generated: str) -> str:
             f"{_h(caption)}</figcaption></figure>"
         )
 
-    first, last = _day(data.start_ms, data), _day(data.end_ms - 1, data)
+    first, last = day_label(data.start_ms, data), day_label(data.end_ms - 1, data)
     sources = {f.energy: f.source.label() for f in data.factors}
     factor = sources.get("electricity", "no emission factor is set in the site file")
     heat_factor = sources.get("district heat", "no district-heat factor is set in the site file")
@@ -362,7 +186,7 @@ def render_html(data: WeekData, pngs: dict[str, str], generated: str) -> str:
         fig("spaces", "Energy per space: sub-metered consumption, grid supply and solar."),
         _table(
             ["space", "consumption kWh", "kgCO2e", "grid supply kWh", "solar kWh"],
-            [[r[0], _fmt(r[1]), _fmt(r[2]), _fmt(r[3]), _fmt(r[4])] for r in data.spaces_energy],
+            [[r[0], fmt(r[1]), fmt(r[2]), fmt(r[3]), fmt(r[4])] for r in data.spaces_energy],
         ),
         "<p class='source'>Source: <code>impact_daily</code> and <code>space_daily</code>, "
         "built from each meter's hourly energy (<code>energy_hourly</code>): the cumulative "
@@ -376,9 +200,9 @@ def render_html(data: WeekData, pngs: dict[str, str], generated: str) -> str:
         fig("waste", "Litres collected per fraction."),
         _table(
             ["fraction", "litres", "emptyings", "too early (< 50 %)", "too late (overflowing)"],
-            [[f[0], _fmt(f[1]), str(f[2]), str(f[3]), str(f[4])] for f in data.fractions],
+            [[f[0], fmt(f[1]), str(f[2]), str(f[3]), str(f[4])] for f in data.fractions],
         ),
-        f"<p class='kpi'>Sorting rate: <b>{_fmt(data.totals.get('sorting_rate_pct'), '%')}"
+        f"<p class='kpi'>Sorting rate: <b>{fmt(data.totals.get('sorting_rate_pct'), '%')}"
         "</b> of all waste was collected separately from mixed waste.</p>",
         "<p class='source'>Source: <code>waste_daily</code>, from emptyings detected in each "
         "bin's fill level (<code>waste_emptying</code>): volume = fill before emptying x bin "
@@ -397,7 +221,7 @@ def render_html(data: WeekData, pngs: dict[str, str], generated: str) -> str:
                 "good air %",
             ],
             [
-                [s[0], _fmt(s[1]), _pct(s[2]), _fmt(s[3]), str(s[4]), _pct(s[5])]
+                [s[0], fmt(s[1]), _pct(s[2]), fmt(s[3]), str(s[4]), _pct(s[5])]
                 for s in data.space_use
             ],
         ),
@@ -436,7 +260,7 @@ def render_html(data: WeekData, pngs: dict[str, str], generated: str) -> str:
         fig("completeness", "Readings received per device, against its reporting interval."),
         _table(
             ["device", "kind", "readings", "expected", "completeness %"],
-            [[c[0], c[1], str(c[2]), _fmt(c[3], ""), _pct(c[4])] for c in data.completeness],
+            [[c[0], c[1], str(c[2]), fmt(c[3], ""), _pct(c[4])] for c in data.completeness],
         ),
         "<p class='source'>Source: <code>device_daily</code>: readings stored / (day length "
         "/ the device's reporting interval in the site file).</p>",
@@ -462,7 +286,7 @@ def _pilots_table(data: WeekData) -> str:
         else:
             change = _signed(e.estimate, 2)
             interval = f"{_signed(e.low, 2)} .. {_signed(e.high, 2)}"
-        when = "-" if p.judged_ms is None else _day(p.judged_ms, data)
+        when = "-" if p.judged_ms is None else day_label(p.judged_ms, data)
         rows.append([p.pilot, p.metric, change, interval, e.verdict.replace("_", " "),
                      str(e.reporting_days), when])  # fmt: skip
     return _table(["pilot", "metric", "change", "90 % interval", "verdict", "pilot days",
@@ -493,7 +317,7 @@ def write_report(
     for name, make in FIGURES:
         figure = make(data)
         if figure is not None:
-            pngs[name] = _png(figure)
+            pngs[name] = png(figure)
             plt.close(figure)
         step(f"figure {name}")
     html_path = out / f"impact-{data.site}-{data.week}.html"

@@ -9,6 +9,7 @@ stable for queries. docs/data-model.md lists the fields.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from devices.contract import (
     DEVICE_TAG,
@@ -23,7 +24,6 @@ from ingest.observability.clock import ClockWatch
 from ingest.observability.counters import COUNTERS, Stats
 from ingest.reading import FieldValue, Reason
 from ingest.storage.lineproto import format_line, series_key
-from ingest.storage.spool import Spool
 
 # The interval deltas this measurement carries: the counters table's own choice.
 _COUNTERS = tuple(c.name for c in COUNTERS if c.in_pipeline)
@@ -35,13 +35,14 @@ class PipelineMeasurement:
         stats: Stats,
         site: str,
         instance: str,
-        spool: Spool | None = None,
+        spool_bytes: Callable[[], int] | None = None,
         devices: frozenset[str] = frozenset(),
         clock: ClockWatch | None = None,
     ) -> None:
         self._stats = stats
         self._clock = clock
-        self._spool = spool
+        # What the spool holds now (Spool.pending_bytes): the one thing this needs of storage.
+        self._spool_bytes = spool_bytes
         self._site = site
         self._key = series_key(PIPELINE_MEASUREMENT, {SITE_TAG: site, INSTANCE_TAG: instance})
         self._last: dict[str, float] = self._totals()
@@ -85,7 +86,7 @@ class PipelineMeasurement:
         fields["write_latency_ms_max"] = 1000.0 * s.write_seconds_max
         fields["batch_points_mean"] = delta["points_written"] / batches if batches else 0.0
         fields["batch_points_max"] = s.batch_points_max
-        fields["spool_bytes"] = self._spool.pending_bytes if self._spool is not None else 0
+        fields["spool_bytes"] = self._spool_bytes() if self._spool_bytes is not None else 0
         skew = self._clock.skew(time.time_ns() // 1_000_000) if self._clock is not None else None
         # An alert rule follows this (dashboards.provisioning): the host's clock needs setting.
         # 0 or 1, not a boolean: Grafana's alert threshold needs a number.

@@ -35,20 +35,24 @@ import fcntl
 import io
 import logging
 import os
-import struct
 import threading
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from ingest.storage._segments import (
+    CURSOR_WIDTH,
+    HEADER,
+    MAGIC,
+    SUFFIX,
+    cursor_line,
+    scan,
+    segment_name,
+)
 from ingest.storage.files import private
 
 log = logging.getLogger(__name__)
-
-_HEADER = struct.Struct("<4sII")
-_MAGIC = b"KSP1"
-_SUFFIX = ".seg"
 
 
 class SpoolFull(Exception):
@@ -69,8 +73,6 @@ class SpoolUnwritable(Exception):
 
 # Errors that mean "no room on this filesystem": they pass when space is freed.
 _NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
-# The cursor line is padded to this width, so rewriting it never grows the file.
-_CURSOR_WIDTH = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,38 +89,6 @@ class SpoolRecord:
     offset: int
     end: int
     body: bytes
-
-
-def _cursor_line(seq: int, offset: int) -> bytes:
-    """The cursor file's one line: segment, offset and their CRC-32, padded to a fixed width."""
-    text = f"{seq} {offset}"
-    return (f"{text} {zlib.crc32(text.encode()):08x}".ljust(_CURSOR_WIDTH - 1) + "\n").encode()
-
-
-def _segment_name(seq: int) -> str:
-    return f"{seq:016d}{_SUFFIX}"
-
-
-def _scan(path: Path, start: int = 0) -> tuple[int, int, int]:
-    """(records, end of the last good record, file size) from `start`."""
-    records = 0
-    good = start
-    size = path.stat().st_size
-    with path.open("rb") as f:
-        f.seek(start)
-        while True:
-            header = f.read(_HEADER.size)
-            if len(header) < _HEADER.size:
-                break
-            magic, length, crc = _HEADER.unpack(header)
-            if magic != _MAGIC:
-                break
-            body = f.read(length)
-            if len(body) < length or zlib.crc32(body) != crc:
-                break
-            records += 1
-            good += _HEADER.size + length
-    return records, good, size
 
 
 class Spool:
@@ -188,19 +158,19 @@ class Spool:
         return self
 
     def _recover(self) -> None:
-        seqs = sorted(int(p.stem) for p in self.directory.glob(f"*{_SUFFIX}") if p.stem.isdigit())
+        seqs = sorted(int(p.stem) for p in self.directory.glob(f"*{SUFFIX}") if p.stem.isdigit())
         cur_seq, cur_off = self._load_cursor()
         for seq in seqs:
             if seq < cur_seq:
                 # Fully replayed before a crash that came between cursor and delete.
-                (self.directory / _segment_name(seq)).unlink()
+                (self.directory / segment_name(seq)).unlink()
         seqs = [s for s in seqs if s >= cur_seq]
         if not seqs or seqs[0] != cur_seq:
             cur_off = 0
         for i, seq in enumerate(seqs):
-            path = self.directory / _segment_name(seq)
+            path = self.directory / segment_name(seq)
             start = cur_off if i == 0 else 0
-            records, good, size = _scan(path, start)
+            records, good, size = scan(path, start)
             if good < size:
                 if i == len(seqs) - 1:
                     log.warning(
@@ -233,7 +203,7 @@ class Spool:
             self.pending_records += records
             self.pending_bytes += good - start
         self._segments = sorted(
-            int(p.stem) for p in self.directory.glob(f"*{_SUFFIX}") if p.stem.isdigit()
+            int(p.stem) for p in self.directory.glob(f"*{SUFFIX}") if p.stem.isdigit()
         )
         if self._segments and self._segments[0] == cur_seq:
             self._cursor = (cur_seq, cur_off)
@@ -252,11 +222,11 @@ class Spool:
 
     def _salvage(self, src: Path, start: int, records: int, seq: int) -> None:
         """Copy the readable records before a corrupt spot back into the segment's place."""
-        with src.open("rb") as f, (self.directory / _segment_name(seq)).open("wb") as out:
+        with src.open("rb") as f, (self.directory / segment_name(seq)).open("wb") as out:
             f.seek(start)
             for _ in range(records):
-                header = f.read(_HEADER.size)
-                length = _HEADER.unpack(header)[1]
+                header = f.read(HEADER.size)
+                length = HEADER.unpack(header)[1]
                 out.write(header + f.read(length))
             out.flush()
             os.fsync(out.fileno())
@@ -270,7 +240,7 @@ class Spool:
         if len(fields) in (2, 3) and fields[0].isdigit() and fields[1].isdigit():
             seq, offset = int(fields[0]), int(fields[1])
             # An older version wrote "seq offset", atomically renamed; this one adds a checksum.
-            if len(fields) == 2 or _cursor_line(seq, offset).split() == fields:
+            if len(fields) == 2 or cursor_line(seq, offset).split() == fields:
                 return seq, offset
         # Replaying from the first segment writes some records twice, which InfluxDB collapses
         # (same series and time); a wrong offset could lose them.
@@ -308,7 +278,7 @@ class Spool:
 
     @staticmethod
     def record_size(body: bytes) -> int:
-        return _HEADER.size + len(body)
+        return HEADER.size + len(body)
 
     def disk_space(self) -> DiskSpace | None:
         """Free and total bytes of the spool's filesystem (one statvfs call), None if unknown."""
@@ -331,7 +301,7 @@ class Spool:
                     )
             try:
                 f = self._writable(size)
-                data = _HEADER.pack(_MAGIC, len(body), zlib.crc32(body)) + body
+                data = HEADER.pack(MAGIC, len(body), zlib.crc32(body)) + body
                 view = memoryview(data)
                 while view:  # unbuffered: a short write is possible, a lost one is not
                     written = f.write(view)
@@ -380,13 +350,13 @@ class Spool:
             elif self._write_seq != segments[-1]:
                 # After a restart: keep filling the last segment while it has room.
                 seq = segments[-1]
-                existing = (self.directory / _segment_name(seq)).stat().st_size
+                existing = (self.directory / segment_name(seq)).stat().st_size
                 if existing + size > self.segment_bytes:
                     seq += 1
             else:
                 seq = segments[-1] + 1
         # Unbuffered, so that a refused write leaves nothing in a buffer to be flushed later.
-        f = io.FileIO(self.directory / _segment_name(seq), "ab", opener=private)
+        f = io.FileIO(self.directory / segment_name(seq), "ab", opener=private)
         self._write_size = f.seek(0, os.SEEK_END)
         with self._lock:
             if seq not in self._segments:
@@ -416,13 +386,13 @@ class Spool:
         while True:
             f = self._reader(seq)
             f.seek(off)
-            header = f.read(_HEADER.size)
-            if len(header) == _HEADER.size:
-                magic, length, crc = _HEADER.unpack(header)
+            header = f.read(HEADER.size)
+            if len(header) == HEADER.size:
+                magic, length, crc = HEADER.unpack(header)
                 body = f.read(length)
-                if magic != _MAGIC or len(body) < length or zlib.crc32(body) != crc:
+                if magic != MAGIC or len(body) < length or zlib.crc32(body) != crc:
                     raise OSError(f"spool segment {seq} unreadable at byte {off}")
-                return SpoolRecord(seq, off, off + _HEADER.size + length, body)
+                return SpoolRecord(seq, off, off + HEADER.size + length, body)
             # End of this segment: everything in it is replayed, move on.
             with self._lock:
                 later = [s for s in self._segments if s > seq]
@@ -437,7 +407,7 @@ class Spool:
         if self._read is None or self._read_seq != seq:
             if self._read is not None:
                 self._read.close()
-            self._read = (self.directory / _segment_name(seq)).open("rb")
+            self._read = (self.directory / segment_name(seq)).open("rb")
             self._read_seq = seq
         return self._read
 
@@ -463,7 +433,7 @@ class Spool:
             if self._read is not None and self._read_seq == seq:
                 self._read.close()
                 self._read = None
-            (self.directory / _segment_name(seq)).unlink(missing_ok=True)
+            (self.directory / segment_name(seq)).unlink(missing_ok=True)
 
     def _reset(self) -> None:
         """Everything is replayed: delete the segments so the next outage starts a fresh one."""
@@ -480,7 +450,7 @@ class Spool:
             self._write = self._read = None
             self._write_size = 0
             for seq in segments:
-                (self.directory / _segment_name(seq)).unlink(missing_ok=True)
+                (self.directory / segment_name(seq)).unlink(missing_ok=True)
             self._save_cursor(next_seq, 0)
 
     def _save_cursor(self, seq: int, offset: int) -> None:
@@ -490,7 +460,7 @@ class Spool:
         try:
             if self._cursor_fd is None:
                 self._cursor_fd = self._open_cursor()
-            os.pwrite(self._cursor_fd, _cursor_line(seq, offset), 0)
+            os.pwrite(self._cursor_fd, cursor_line(seq, offset), 0)
         except OSError as exc:
             self.cursor_errors += 1
             if self.cursor_errors == 1 or self.cursor_errors % 1000 == 0:
@@ -505,13 +475,13 @@ class Spool:
     def _open_cursor(self) -> int:
         path = self.directory / "cursor"
         try:
-            if path.stat().st_size == _CURSOR_WIDTH:
+            if path.stat().st_size == CURSOR_WIDTH:
                 return os.open(path, os.O_RDWR)
         except FileNotFoundError:
             pass
         # New, or an older version's short line: write a full-width one once, atomically.
         tmp = self.directory / "cursor.tmp"
         with open(tmp, "wb", opener=private) as f:
-            f.write(_cursor_line(*self._cursor))
+            f.write(cursor_line(*self._cursor))
         os.replace(tmp, path)
         return os.open(path, os.O_RDWR)

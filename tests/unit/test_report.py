@@ -11,7 +11,8 @@ import pytest
 
 from dashboards.report import FIGURES, WeekData, factor_lines, write_report
 from dashboards.report._data import PilotLine, _alert_summary
-from dashboards.report._render import _day, _fmt
+from dashboards.report._figures import day_label as _day
+from dashboards.report._figures import fmt as _fmt
 from devices.site import Impact
 from pilots.stats import Effect, Verdict
 
@@ -184,7 +185,7 @@ def test_a_day_without_data_is_a_gap(tmp_path: Path) -> None:
         (lo + 24 * H, None, None, None),
         (lo + 48 * H, 250.0, 0.2, 12.5),
     ]
-    from dashboards.report._render import _fig_energy
+    from dashboards.report._figures import _fig_energy
 
     fig = _fig_energy(data)
     assert fig is not None

@@ -1,0 +1,74 @@
+"""What the `kera-sim` commands share (firmware_sim.cli, firmware_sim.serial_cli): the console,
+the options every command takes, and how a site, a broker address and a start time are read."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, NoReturn
+
+import typer
+
+from devices import Registry, SiteConfigError, terminal
+from devices.environment import env
+from firmware_sim.fleet import scale_site
+
+if TYPE_CHECKING:
+    pass
+from ingest.mqtt import MqttTarget, parse_mqtt_url
+
+console = terminal.console(stderr=True)
+
+MqttUrl = Annotated[str | None, typer.Option(help="Broker (KERA_MQTT_URL)")]
+Config = Annotated[Path | None, typer.Option("--config", help="Site file (KERA_SITE_CONFIG)")]
+PilotOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        help="Inject a known pilot effect, ID:METRIC=CHANGE, for example "
+        "cafe-heat-control:heat_kwh=-12% (repeatable; docs/pilots.md)"
+    ),
+]
+
+
+def parse_start(text: str | None) -> int:
+    """`now`, an ISO date-time (with offset), or a negative offset like -6h / -2d / -30m."""
+    now_ms = time.time_ns() // 1_000_000
+    if text is None or text == "now":
+        return now_ms
+    if text.startswith("-") and text[-1] in "smhd" and text[1:-1].isdigit():
+        unit = {"s": 1, "m": 60, "h": 3600, "d": 86400}[text[-1]]
+        return now_ms - int(text[1:-1]) * unit * 1000
+    dt = datetime.fromisoformat(text)
+    if dt.tzinfo is None:
+        raise typer.BadParameter("--start needs a UTC offset, e.g. 2026-11-02T08:00:00+02:00")
+    return round(dt.timestamp() * 1000)
+
+
+def load_registry(config: Path | None, scale: int = 1) -> Registry:
+    path = config or (Path(p) if (p := env("KERA_SITE_CONFIG")) else None)
+    try:
+        registry = Registry.load(path)
+    except SiteConfigError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    return Registry(scale_site(registry.site, scale)) if scale > 1 else registry
+
+
+def unreachable(target: MqttTarget, exc: BaseException) -> NoReturn:
+    """An expected failure, said in two lines instead of a traceback."""
+    console.print(
+        f"[red]could not reach the MQTT broker at {target.host}:{target.port}: "
+        f"{exc.strerror if isinstance(exc, OSError) and exc.strerror else exc}[/red]\n"
+        "Is the broker running (scripts/stack, or your site's Mosquitto)? Give its address with "
+        "--mqtt-url or KERA_MQTT_URL."
+    )
+    raise typer.Exit(2)
+
+
+def mqtt_target(mqtt_url: str | None) -> MqttTarget:
+    url = mqtt_url or env("KERA_MQTT_URL") or "mqtt://127.0.0.1:1883"
+    try:
+        return parse_mqtt_url(url)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
