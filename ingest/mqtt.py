@@ -3,8 +3,9 @@
 Why paho on asyncio rather than a thread or aiomqtt: on a 2-core box the per-message Python cost
 is the bottleneck. paho's parser with our own read loop costs one callback per message and no
 cross-thread hand-off; aiomqtt's iterator adds a future and a queue per message (about 8k msg/s
-here against paho's 20k). paho also gives manual acknowledgement, which lets us send PUBACK only
-after InfluxDB has stored a reading.
+against a bare paho subscriber's 30k, both draining a queued backlog; docs/performance.md
+names the method beside each figure). paho also gives manual acknowledgement, which lets us
+send PUBACK only after InfluxDB has stored a reading.
 """
 
 from __future__ import annotations

@@ -101,7 +101,7 @@ class IngestSettings(BaseSettings):
     )
     evaluate: bool = Field(
         True,
-        validation_alias=AliasChoices("evaluate", "KERA_EVALUATE", "alerts", "KERA_ALERTS"),
+        validation_alias=AliasChoices("KERA_EVALUATE", "KERA_ALERTS"),
         description="Evaluate in this ingestor (KERA_EVALUATE; its former name KERA_ALERTS is "
         "still read): the "
         "site's alert rules and the impact rollups, for the whole site or for the share "
@@ -110,9 +110,7 @@ class IngestSettings(BaseSettings):
     )
     evaluation_shard: str | None = Field(
         None,
-        validation_alias=AliasChoices(
-            "evaluation_shard", "KERA_EVALUATION_SHARD", "alerts_shard", "KERA_ALERTS_SHARD"
-        ),
+        validation_alias=AliasChoices("KERA_EVALUATION_SHARD", "KERA_ALERTS_SHARD"),
         description="This evaluator's share of the site (KERA_EVALUATION_SHARD; its former name "
         "KERA_ALERTS_SHARD is still read), as k/n: the spaces whose id hashes to k of n, with "
         "their devices' alerts and rollups; one evaluator per k (docs/deployment.md). Empty: "
@@ -209,6 +207,19 @@ class IngestSettings(BaseSettings):
             plain = value.get_secret_value() if isinstance(value, SecretStr) else value
             env[f"KERA_{name.upper()}"] = str(plain)
         return env
+
+    @model_validator(mode="before")
+    @classmethod
+    def _former_names(cls, raw: Any) -> Any:
+        # A settings file written before the evaluation settings were renamed: its keys are
+        # read under the new names (the KERA_ variables have aliases above; aliases without
+        # the prefix would also read bare ALERTS from the environment).
+        if isinstance(raw, dict):
+            for old, new in (("alerts", "evaluate"), ("alerts_shard", "evaluation_shard")):
+                if old in raw and new not in raw:
+                    raw = {**raw, new: raw[old]}
+                    del raw[old]
+        return raw
 
     @field_validator("evaluation_shard")
     @classmethod

@@ -1,9 +1,9 @@
 """Checks a decoded message against the registry and the data contract.
 
-Every source (every codec, and serial gateways later) ends here, so a reading is held to the same
-rules whichever way it arrived: the device is registered, its vendor field names and units are
-mapped to the contract's, every field is known, typed, finite and plausible, and its time is
-within the limits.
+Every source (every MQTT codec, and the serial links' frames) ends here, so a reading is held to
+the same rules whichever way it arrived: the device is registered, its vendor field names and
+units are mapped to the contract's, every field is known, typed, finite and plausible, and its
+time is within the limits.
 """
 
 from __future__ import annotations

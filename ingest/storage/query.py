@@ -23,7 +23,8 @@ async def influxql(
     session: aiohttp.ClientSession | None = None,
 ) -> list[dict[str, Any]]:
     """Run an InfluxQL query over the v1 API and return its series (name, tags, columns,
-    values). For tests, the demo, benchmarks and dashboards' query checks, not the hot path.
+    values): the rollups' reload and repair, the CLIs, the report and the pilots, tests and
+    benchmarks; never the hot path, which only writes.
     Many queries in a row give a `session` (`influx_session`): one connection, not one each."""
     base, auth = split_credentials(url)
     params = {"q": query, "epoch": "ms"}

@@ -5,6 +5,7 @@ whole site's: device and space points the same, the site's day the sum of the sh
 from __future__ import annotations
 
 import zlib
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -15,7 +16,7 @@ from devices import Registry
 from ingest.evaluation.rollups import EmissionFactors, Rollups
 from ingest.evaluation.shard import Shard
 from ingest.reading import Reading
-from ingest.settings import IngestSettings
+from ingest.settings import IngestSettings, load_settings
 from tests.unit.test_impact_rollups import Sink, registry, scenario
 
 # Run again with the clock 400 days ahead by scripts/test (rollups per shard).
@@ -110,3 +111,31 @@ def test_the_setting_is_checked_where_it_is_read(monkeypatch: pytest.MonkeyPatch
         IngestSettings()
     monkeypatch.setenv("KERA_EVALUATION_SHARD", "")
     assert IngestSettings().shard() is None
+
+
+def test_the_former_setting_names_are_still_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    """KERA_ALERTS and KERA_ALERTS_SHARD, the names before `evaluation` said what they switch
+    (alerts and rollups both), keep working in deployments that set them."""
+    monkeypatch.setenv("KERA_ALERTS", "false")
+    monkeypatch.setenv("KERA_ALERTS_SHARD", "2/4")
+    s = IngestSettings()
+    assert s.evaluate is False
+    assert s.shard() == Shard(2, 4)
+    assert s.as_env()["KERA_EVALUATE"] == "False"  # what --workers hands its workers
+    monkeypatch.setenv("KERA_EVALUATE", "true")
+    monkeypatch.delenv("KERA_ALERTS")
+    assert IngestSettings().evaluate is True
+
+
+def test_a_settings_file_with_the_former_keys_and_a_bare_alerts_variable(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A TOML file's `alerts` and `alerts_shard` keys are read as the new settings; a variable
+    without the KERA_ prefix (ALERTS) is somebody else's and is not read."""
+    monkeypatch.setenv("ALERTS", "false")
+    assert IngestSettings().evaluate is True
+    settings_file = tmp_path / "kera.toml"
+    settings_file.write_text('alerts = false\nalerts_shard = "1/2"\n')
+    monkeypatch.setenv("KERA_SETTINGS_FILE", str(settings_file))
+    s = load_settings()
+    assert (s.evaluate, s.shard()) == (False, Shard(1, 2))
