@@ -287,63 +287,6 @@ class Rollups(Repairs):
         yield from self._prune()
         return written + self._emit(lines, write)
 
-    def _write_emptyings(
-        self,
-        changes: list[tuple[WasteBin, Emptying, bool]],
-        device_days: set[tuple[str, int]],
-        write: bool,
-    ) -> int:
-        # Written here, with no step between: the cache that says what was written, and what
-        # is stored, change together even if the flush or repair is abandoned later.
-        lines = []
-        for bin_, e, retracted in changes:
-            lines.append(self._emptying_line(bin_, e, retracted))
-            device_days.add((bin_.id, self._day(e.time_ms)))
-            cache = self._emptyings.setdefault(bin_.id, {})
-            if retracted:
-                cache.pop(e.time_ms, None)
-            else:
-                cache[e.time_ms] = e
-        return self._emit(lines, write)
-
-    def _aggregate_lines(
-        self, device_days: set[tuple[str, int]], space_hours: set[tuple[str, int]]
-    ) -> Generator[None, None, list[str]]:
-        """The points made of computed hours: space hours, and device, space and site days."""
-        # A space or day with nothing to say gets no point, rather than a made-up zero.
-        lines: list[str] = []
-        aggregates: list[str | None] = []
-        space_days: set[tuple[str, int]] = set()
-        for space, hour in sorted(space_hours):
-            yield
-            aggregates.append(self._space_hour_line(space, hour))
-            space_days.add((space, self._day(hour)))
-        days: set[int] = set()
-        for device_id, day in sorted(device_days):
-            yield
-            device = self._registry.get(device_id)
-            assert device is not None
-            lines += self._device_day_lines(device, day)
-            space_days.add((device.space, day))
-            days.add(day)
-        for space, day in sorted(space_days):
-            yield
-            aggregates.append(self._space_day_line(space, day))
-            days.add(day)
-        for day in sorted(days):
-            yield
-            aggregates.append(self._impact_day_line(day))
-        return lines + [line for line in aggregates if line is not None]
-
-    def _emit(self, lines: list[str], write: bool) -> int:
-        floor = self._floor_ms
-        if floor is not None:
-            lines = [line for line in lines if int(line.rsplit(" ", 1)[1]) >= floor]
-        if write and lines:
-            self._write(lines)
-            self.written += len(lines)
-        return len(lines) if write else 0
-
     def _prune(self) -> Generator[None, None, None]:
         newest = max(self._newest.values(), default=0)
         oldest = self._oldest = newest - self._keep_ms

@@ -79,22 +79,6 @@ class Repairs(HourLines):
     def flush_steps(self, write: bool = True) -> Generator[None, None, int]:
         raise NotImplementedError
 
-    def _write_emptyings(
-        self,
-        changes: list[tuple[WasteBin, Emptying, bool]],
-        device_days: set[tuple[str, int]],
-        write: bool,
-    ) -> int:
-        raise NotImplementedError
-
-    def _aggregate_lines(
-        self, device_days: set[tuple[str, int]], space_hours: set[tuple[str, int]]
-    ) -> Generator[None, None, list[str]]:
-        raise NotImplementedError
-
-    def _emit(self, lines: list[str], write: bool) -> int:
-        raise NotImplementedError
-
     @property
     def late(self) -> int:
         """Late readings held for a repair."""
