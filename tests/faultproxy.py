@@ -1,7 +1,8 @@
 """A TCP proxy on loopback that makes a server slow: the first bytes of every answer wait
 `delay_s` (an HTTP answer comes that much later, however many packets its request took). For the
 slow-database probes (issue 26), in the test's own event loop; `delay_s` can change while it
-runs."""
+runs. `cut()` drops every connection through it at once, as a broken link does (issue 28's
+consumer test)."""
 
 from __future__ import annotations
 
@@ -40,6 +41,12 @@ class FaultProxy:
             with contextlib.suppress(ConnectionError):
                 await w.wait_closed()
         await self._server.wait_closed()
+
+    def cut(self) -> None:
+        """Close every connection through the proxy, both ends; new ones are accepted."""
+        for w in list(self._writers):
+            w.close()
+        self._writers.clear()
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._writers.add(writer)
