@@ -45,7 +45,6 @@ class Intake:
             self._waiting.add(task)
             task.add_done_callback(self._waiting.discard)
             return
-        assert not isinstance(result, Deferred)  # for the type checker; `type` is the fast test
         writer = self._writer
         if not mid and (writer.spool_full or writer.disk_error) and type(result) is list:
             # QoS 0: nothing to withhold an acknowledgement from, and holding it in memory

@@ -33,7 +33,7 @@ from ingest.storage.batcher import Batcher
 from ingest.storage.deadletter import DeadLetters, DeadLetterTopic
 from ingest.storage.ports import Transport
 from ingest.storage.spool import Spool
-from ingest.storage.transports import V1Transport, make_transport
+from ingest.storage.transports import make_transport
 from ingest.storage.writer import BatchWriter
 
 log = logging.getLogger(__name__)
@@ -171,15 +171,15 @@ class Ingestor:
     async def _open_storage(self) -> tuple[Transport, Spool]:
         transport = make_transport(self._target)
         await transport.start()
-        if isinstance(transport, V1Transport):
-            try:
-                # Bounded: a frozen InfluxDB must not keep the ingestor from subscribing.
-                await asyncio.wait_for(transport.create_database(), START_DB_S)
-            except Exception as exc:  # the writer creates it later on "database not found"
-                log.warning(
-                    "InfluxDB not reachable at start (%s); will retry on write",
-                    str(exc) or f"no answer within {START_DB_S:g} s",
-                )
+        try:
+            # Bounded: a frozen InfluxDB must not keep the ingestor from subscribing. (A v2
+            # bucket is an operator's to make: a no-op there.)
+            await asyncio.wait_for(transport.create_database(), START_DB_S)
+        except Exception as exc:  # the writer creates it later on "database not found"
+            log.warning(
+                "InfluxDB not reachable at start (%s); will retry on write",
+                str(exc) or f"no answer within {START_DB_S:g} s",
+            )
         spool = Spool(self.settings.spool_path(), max_bytes=self.settings.spool_max_bytes)
         try:
             await asyncio.to_thread(spool.open)

@@ -393,7 +393,6 @@ class _Observer:
         verdict = self._take(topic, payload, received_ms)
         if type(verdict) is Deferred:
             # Shown to the alert engine when its codec has run (observe is in the verdict).
-            assert isinstance(verdict, Deferred)
             task = asyncio.create_task(verdict.verdict())
             self._waiting.add(task)
             task.add_done_callback(self._waiting.discard)
