@@ -32,7 +32,7 @@ def _client(target: MqttTarget, client_id: str) -> paho.Client:
     if target.username is not None:
         c.username_pw_set(target.username, target.password)
     if target.tls:
-        c.tls_set()
+        c.tls_set(ca_certs=target.ca_file)
     return c
 
 

@@ -100,7 +100,7 @@ class Links:
         if self._target.username is not None:
             c.username_pw_set(self._target.username, self._target.password)
         if self._target.tls:
-            c.tls_set()
+            c.tls_set(ca_certs=self._target.ca_file)
         topic = status_topic(self._site, device_id)
         c.will_set(topic, b"offline", qos=1, retain=True)
         c.max_queued_messages_set(self._buffer)

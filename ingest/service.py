@@ -69,7 +69,9 @@ class Ingestor:
         self.stats = Stats()
         self._target = settings.influx_target()
         self._deadletter_topic = deadletter_topic(self.registry.site_id)
-        self._mqtt = parse_mqtt_url(settings.mqtt_url)
+        self._mqtt = parse_mqtt_url(
+            settings.mqtt_url, str(settings.mqtt_ca_file) if settings.mqtt_ca_file else None
+        )
         if self._mqtt.username is None and not settings.dev_mode:
             raise ValueError(
                 f"refusing an anonymous connection to {self._mqtt}: put the ingestor's user "
@@ -273,6 +275,7 @@ class Ingestor:
             receive_maximum=s.mqtt_receive_maximum,
             on_connected=self.ready.set,
             max_packet_bytes=s.max_packet_bytes(),
+            protocol_version=s.protocol_version(),
         )
         self.consumer = consumer
         return consumer

@@ -43,6 +43,17 @@ class IngestSettings(BaseSettings):
         "mqtt://127.0.0.1:1883",
         description="Broker, mqtt://[user:pass@]host[:port] or mqtts:// for TLS (KERA_MQTT_URL)",
     )
+    mqtt_protocol: Literal["5", "3.1.1"] = Field(
+        "5",
+        description="MQTT version the ingestor speaks (KERA_MQTT_PROTOCOL): 5 keeps the session "
+        "for mqtt_session_expiry_s and announces the largest packet it takes; 3.1.1 for brokers "
+        "without MQTT 5, where the broker's configuration says how long a session lasts",
+    )
+    mqtt_ca_file: Path | None = Field(
+        None,
+        description="PEM file of the CA that signed the broker's certificate, for mqtts:// "
+        "(KERA_MQTT_CA_FILE); default: the system's CAs",
+    )
     mqtt_client_id: str = Field(
         default_factory=lambda: f"kera-ingest-{socket.gethostname()}",
         description="Fixed client id: the broker keeps this id's session while the ingestor is "
@@ -238,6 +249,10 @@ class IngestSettings(BaseSettings):
                 "use the token (2.x, 3.x) or the URL's user (1.x), not both"
             )
         return self
+
+    def protocol_version(self) -> int:
+        """The protocol level byte of CONNECT for `mqtt_protocol`."""
+        return 5 if self.mqtt_protocol == "5" else 4
 
     def max_packet_bytes(self) -> int:
         """The Maximum Packet Size the ingestor announces: room for a payload twice over the

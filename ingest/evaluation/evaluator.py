@@ -173,6 +173,8 @@ class Evaluator:
             _Observer(judge, self._codec_tasks),
             session_expiry_s=0,
             receive_maximum=s.mqtt_receive_maximum,
+            max_packet_bytes=s.max_packet_bytes(),
+            protocol_version=s.protocol_version(),
         )
         self.observer = observer
 

@@ -6,12 +6,25 @@ what was acknowledged does not come back, what was not comes back, once per cut.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
+import ipaddress
+import logging
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import Any
 
 import paho.mqtt.client as paho
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from paho.mqtt.enums import CallbackAPIVersion
 
-from devstack.services import Mosquitto
-from ingest.mqtt import MqttConsumer, MqttTarget
+from devices.onboarding import set_password
+from devstack.services import Mosquitto, free_port
+from ingest.mqtt import V5, V311, MqttConsumer, MqttTarget
 from ingest.storage.ports import Connection
 from tests.faultproxy import FaultProxy
 from tests.helpers import wait_until
@@ -42,14 +55,15 @@ def _publish(port: int, payloads: list[bytes]) -> None:
         pub.disconnect()
 
 
+@pytest.mark.parametrize("version", [V5, V311])
 async def test_acknowledged_only_when_told_and_only_on_the_live_connection(
-    broker: Mosquitto,
+    broker: Mosquitto, version: int
 ) -> None:
     received = Received()
     async with FaultProxy(broker.port) as proxy:
         consumer = MqttConsumer(
             MqttTarget("127.0.0.1", proxy.port), "consumer-test", ["kera/kera/+/telemetry"],
-            received, backoff_initial_s=0.05, backoff_max_s=0.2,
+            received, backoff_initial_s=0.05, backoff_max_s=0.2, protocol_version=version,
         )  # fmt: skip
         task = asyncio.create_task(consumer.run())
         try:
@@ -88,3 +102,106 @@ async def test_acknowledged_only_when_told_and_only_on_the_live_connection(
             await consumer.stop(timeout_s=1)
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
+
+
+async def _consume(consumer: MqttConsumer, until: Callable[[], Any], timeout: float = 10) -> None:
+    task = asyncio.create_task(consumer.run())
+    try:
+        await wait_until(until, timeout=timeout)
+    finally:
+        await consumer.stop(timeout_s=1)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+def _certificates(folder: Path) -> tuple[Path, Path, Path]:
+    """A CA of the test's own and a certificate it signed for 127.0.0.1 (valid from an hour
+    ago for a day: relative to the clock, so the test passes on any date)."""
+    now = dt.datetime.now(dt.UTC)
+
+    def cert(
+        subject: str, key: ec.EllipticCurvePrivateKey, issuer: x509.Name | None,
+        signer: ec.EllipticCurvePrivateKey, ca: bool,
+    ) -> x509.Certificate:  # fmt: skip
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
+        b = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(issuer or name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(hours=1))
+            .not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        )
+        if not ca:
+            ip = x509.IPAddress(ipaddress.ip_address("127.0.0.1"))
+            b = b.add_extension(x509.SubjectAlternativeName([ip]), critical=False)
+        return b.sign(signer, hashes.SHA256())
+
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca = cert("kera test CA", ca_key, None, ca_key, ca=True)
+    server = cert("127.0.0.1", key, ca.subject, ca_key, ca=False)
+    paths = folder / "ca.pem", folder / "server.pem", folder / "server.key"
+    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths[1].write_bytes(server.public_bytes(serialization.Encoding.PEM))
+    paths[2].write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return paths
+
+
+async def test_tls_with_the_sites_own_ca_and_refused_without_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    ca, certfile, keyfile = _certificates(tmp_path)
+    tls_port = free_port()
+    extra = f"listener {tls_port} 127.0.0.1\ncertfile {certfile}\nkeyfile {keyfile}"
+    with Mosquitto(tmp_path / "m", extra_conf=extra).start() as broker:
+        received = Received()
+        target = MqttTarget("127.0.0.1", tls_port, tls=True, ca_file=str(ca))
+        consumer = MqttConsumer(target, "tls-test", ["kera/kera/+/telemetry"], received)
+
+        async def delivered() -> bool:
+            if consumer.connected and not received.messages:
+                await asyncio.to_thread(_publish, broker.port, [b"over tls"])
+            return bool(received.messages)
+
+        await _consume(consumer, delivered)
+        assert received.messages[0][0] == b"over tls"
+
+        # The system's CAs do not know the test CA: refused, and the log says why.
+        caplog.set_level(logging.WARNING, "ingest.mqtt")
+        plain = MqttTarget("127.0.0.1", tls_port, tls=True)
+        refused = MqttConsumer(plain, "tls-test-2", ["x"], Received(), backoff_initial_s=0.05)
+        await _consume(refused, lambda: refused.reconnects >= 1)
+        assert not refused.connected
+        assert "CERTIFICATE_VERIFY_FAILED" in caplog.text
+
+
+def _reconnected(consumer: MqttConsumer) -> bool:
+    return consumer.reconnects >= 1
+
+
+async def test_a_refused_login_says_why(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    passwd, acl_file = tmp_path / "passwd", tmp_path / "acl"
+    acl_file.write_text("user kera-ingest\ntopic read #\n")
+    set_password(passwd, "kera-ingest", "right")
+    caplog.set_level(logging.WARNING, "ingest.mqtt")
+    with Mosquitto(tmp_path / "m", password_file=passwd, acl_file=acl_file).start() as broker:
+        for version in (V5, V311):
+            target = MqttTarget("127.0.0.1", broker.port, "kera-ingest", "wrong")
+            c = MqttConsumer(target, "login", ["x"], Received(), protocol_version=version)
+            await _consume(c, partial(_reconnected, c))
+            assert not c.connected
+        good = MqttConsumer(MqttTarget("127.0.0.1", broker.port, "kera-ingest", "right"), "ok",
+                            ["x"], Received())  # fmt: skip
+        await _consume(good, lambda: good.connected)
+    refusals = [r.getMessage() for r in caplog.records if "refused the connection" in r.message]
+    # MQTT 5 names the reason; MQTT 3.1.1's return code 4 or 5 is given its MQTT 5 name.
+    assert any("bad user name or password (0x86)" in m or "not authorized" in m for m in refusals)
+    assert len(refusals) >= 2
