@@ -43,7 +43,7 @@ from typing import Any
 
 import paho.mqtt.client as paho
 import psutil
-from live import live
+from live import BARE, INGESTORS, live
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
@@ -477,7 +477,7 @@ def main() -> None:
     table.add_column("value", justify="right")
     for k, v in report.items():
         if k == "live":
-            for name in ("bare", "default", "alerts_off"):
+            for name in (*BARE, *INGESTORS):
                 figures = {kk: vv for kk, vv in v[name].items() if kk != "all_rounds"}
                 table.add_row(f"live {name}", str(figures))
             continue

@@ -166,6 +166,7 @@ class Ingestor:
             spool_bytes=spool.pending_bytes,
             spool_max_bytes=spool.max_bytes,
             spool_full=writer.spool_full,
+            rollups_loading=None if self.evaluator is None else self.evaluator.loading,
         )
 
     # -- build: open storage, wire the hot path, the evaluator and the consumer ------------------
@@ -222,7 +223,7 @@ class Ingestor:
                 pipeline.observe = self.evaluator.observe
         batcher = Batcher(writer, s.batch_size, s.flush_interval_s)
         intake = Intake(pipeline, batcher, writer, self.stats)
-        consumer = self._consumer(pipeline, intake)
+        consumer = self._consumer(pipeline, intake, writer)
         self.serial = SerialSources(
             site,
             pipeline,
@@ -261,7 +262,7 @@ class Ingestor:
         assert self.consumer is not None
         self.consumer.publish(topic, payload, qos=qos, retain=retain)
 
-    def _consumer(self, pipeline: Pipeline, intake: Intake) -> MqttConsumer:
+    def _consumer(self, pipeline: Pipeline, intake: Intake, writer: BatchWriter) -> MqttConsumer:
         s = self.settings
         filters = pipeline.filters
         if s.mqtt_share_group:
@@ -276,6 +277,9 @@ class Ingestor:
             on_connected=self.ready.set,
             max_packet_bytes=s.max_packet_bytes(),
             protocol_version=s.protocol_version(),
+            # Two full batches waiting for InfluxDB: read no more until one is stored.
+            backlog=lambda: writer.backlog_lines,
+            max_backlog=2 * s.batch_size,
         )
         self.consumer = consumer
         return consumer

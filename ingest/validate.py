@@ -136,9 +136,19 @@ def _fields(
             fields[name] = _convert(
                 field_spec, _in_unit(field_spec, value, units[name], device_id), device_id
             )
+        elif type(value) is float and field_spec.type == "float" and _within(field_spec, value):
+            fields[name] = value  # the common case, without _convert's calls
         else:
             fields[name] = _convert(field_spec, value, device_id)
     return fields, ignored
+
+
+def _within(spec: FieldSpec, value: float) -> bool:
+    """A finite float inside the field's range (anything else goes to `_convert`, which says
+    what is wrong with it)."""
+    lo, hi = spec.minimum, spec.maximum
+    # value - value is 0.0 for a finite float only (NaN and the infinities give NaN).
+    return value - value == 0.0 and (lo is None or value >= lo) and (hi is None or value <= hi)
 
 
 def _nothing(

@@ -155,7 +155,8 @@ class _DeviceBase(BaseModel):
 
     @property
     def spec(self) -> KindSpec:
-        spec: KindSpec | None = self._private("_spec")
+        private = self.__pydantic_private__  # inline: read for every message, twice
+        spec: KindSpec | None = private["_spec"] if private is not None else None
         if spec is None:
             raise RuntimeError(f"device {self.id!r}: kind {self.kind!r} is in no catalogue")
         return spec

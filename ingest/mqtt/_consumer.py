@@ -126,7 +126,12 @@ class MqttConsumer:
         on_connected: Callable[[], None] | None = None,
         max_packet_bytes: int | None = None,
         protocol_version: int = codec.V5,
+        backlog: Callable[[], int] | None = None,
+        max_backlog: int = 10_000,
     ) -> None:
+        """`backlog`: how many readings are read and not yet stored; above `max_backlog` the
+        consumer stops reading until it is down to half (the broker keeps the rest, within
+        the session's receive maximum), so memory does not follow a burst."""
         if protocol_version not in (codec.V311, codec.V5):
             raise ValueError("MQTT protocol version must be 4 (3.1.1) or 5")
         self._target = target
@@ -149,6 +154,9 @@ class MqttConsumer:
         self._backoff = Backoff(backoff_initial_s, backoff_max_s)
         self._on_connected = on_connected
         self._outbox = _Outbox(protocol_version)
+        self._backlog = backlog
+        self._max_backlog = max_backlog
+        self._release: asyncio.TimerHandle | None = None
 
         self.connected = False
         self.reconnects = 0
@@ -174,6 +182,20 @@ class MqttConsumer:
         now_ms = time.time_ns() // 1_000_000
         for topic, payload, mid in publishes:
             receive(topic, payload, mid, now_ms, connection)
+        if self._backlog is not None and self._backlog() > self._max_backlog:
+            link.hold()
+            if self._release is None:
+                self._release = asyncio.get_running_loop().call_later(0.005, self._try_release)
+
+    def _try_release(self) -> None:
+        self._release = None
+        link = self._link
+        if link is None or not link.held or self._backlog is None:
+            return
+        if self._backlog() <= self._max_backlog // 2:
+            link.release()
+        else:
+            self._release = asyncio.get_running_loop().call_later(0.005, self._try_release)
 
     def on_control(self, link: Link, packet: codec.Control) -> None:
         if type(packet) is codec.PubAck:
@@ -274,7 +296,8 @@ class MqttConsumer:
         now = time.monotonic()
         ka = self._keepalive
         if ka:
-            if now - link.last_in > 1.5 * ka:
+            # While reading is held, the broker's answers wait unread: not a silent broker.
+            if now - link.last_in > 1.5 * ka and not link.held:
                 log.warning("%s silent for %.0f s: reconnecting", self._target, now - link.last_in)
                 link.abort()
                 return

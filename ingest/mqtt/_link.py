@@ -31,7 +31,8 @@ class LinkOwner(Protocol):
 
 class Link(asyncio.Protocol):
     __slots__ = (
-        "_loop", "_owner", "_paused", "_reason", "_split", "_transport", "_waiting", "last_in",
+        "_loop", "_owner", "_paused", "_reason", "_split", "_transport", "_waiting", "held",
+        "last_in",
     )  # fmt: skip
 
     def __init__(self, owner: LinkOwner, splitter: Splitter) -> None:
@@ -43,6 +44,8 @@ class Link(asyncio.Protocol):
         self._waiting = False
         # Reading paused by the owner (shutdown), not only between slices.
         self._paused = False
+        # Reading held by the owner while the readings read are not yet stored (backpressure).
+        self.held = False
         self._reason: str | None = None
         self.last_in = time.monotonic()
 
@@ -70,6 +73,24 @@ class Link(asyncio.Protocol):
         self._paused = True
         if self._transport is not None and not self._transport.is_closing():
             self._transport.pause_reading()
+
+    def hold(self) -> None:
+        if not self.held:
+            self.held = True
+            if self.open:
+                assert self._transport is not None
+                self._transport.pause_reading()
+
+    def release(self) -> None:
+        if self.held:
+            self.held = False
+            self.last_in = time.monotonic()  # the broker's silence is counted from here
+            self._resume()
+
+    def _resume(self) -> None:
+        if self.open and not (self._waiting or self._paused or self.held):
+            assert self._transport is not None
+            self._transport.resume_reading()
 
     def data_received(self, data: bytes) -> None:
         self.last_in = time.monotonic()
@@ -108,8 +129,7 @@ class Link(asyncio.Protocol):
         if not self.open:
             return
         self._work()
-        if not self._waiting and not self._paused and self._transport is not None:
-            self._transport.resume_reading()
+        self._resume()
 
     def _lost_by(self, reason: str) -> None:
         # Closed here; connection_lost tells the owner, with this reason.

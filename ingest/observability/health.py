@@ -62,6 +62,9 @@ class HealthView:
     clock_skew: Skew | None = None
     backlog_lines: int = 0
     batch_lines: int = 5000
+    # The evaluating ingestor's rollups still load their history (live readings wait in memory
+    # meanwhile); None when this ingestor does not evaluate.
+    rollups_loading: bool | None = None
     last_write_s: float = 0.0
     write_age_s: float = 0.0
 
@@ -162,6 +165,7 @@ def health(view: HealthView) -> dict[str, Any]:
         "broker_connected": view.broker_connected,
         "writer_healthy": bool(view.writer_healthy),
         "writer_error": view.writer_error,
+        "rollups_loading": view.rollups_loading,
         "clock": {
             "skew_s": None if skew is None else round(skew.seconds, 1),
             "devices": 0 if skew is None else skew.devices,

@@ -68,6 +68,12 @@ def _num(value: object) -> float | None:
     return None
 
 
+def _past(value: float, limit: float | None, below: bool) -> bool:
+    if limit is None:
+        return False
+    return value <= limit if below else value >= limit
+
+
 class AlertEngine:
     def __init__(
         self,
@@ -88,6 +94,8 @@ class AlertEngine:
             if rule.kind in ("threshold", "rate") and rule.measurement:
                 self._by_measurement.setdefault(rule.measurement, []).append(rule)
         self._offline = [r for r in self.rules if r.kind == "offline"]
+        # Each rule's levels as numbers, once (they were converted for every reading).
+        self._fixed = {r.name: (_num(r.warning), _num(r.critical)) for r in self.rules}
         self._state: dict[tuple[str, str], _State] = {}
         self.last_seen_ms: dict[str, int] = {}
         # Transitions delivered whose state could not be saved (a full disk).
@@ -152,7 +160,7 @@ class AlertEngine:
     # -- rule kinds -----------------------------------------------------------------------------
 
     def _levels(self, rule: AlertRule, device_id: str) -> tuple[float | None, float | None]:
-        warning, critical = _num(rule.warning), _num(rule.critical)
+        warning, critical = self._fixed[rule.name]
         if rule.limit_key:
             device = self._registry.get(device_id)
             limit = device.thresholds.get(rule.limit_key) if device else None
@@ -169,13 +177,14 @@ class AlertEngine:
         warning, critical = self._levels(rule, device)
         if warning is None and critical is None:
             return
-
-        def past(limit: float | None) -> bool:
-            if limit is None:
-                return False
-            return value <= limit if rule.below else value >= limit
-
-        level = "critical" if past(critical) else "warning" if past(warning) else "ok"
+        below = rule.below
+        level = (
+            "critical"
+            if _past(value, critical, below)
+            else "warning"
+            if _past(value, warning, below)
+            else "ok"
+        )
         st = self._state.setdefault((rule.name, device), _State())
         if level == "ok" and st.level != "ok":
             clear = rule.clear
@@ -217,7 +226,7 @@ class AlertEngine:
         if prev is None or prev_ms is None or reading.time_ms <= prev_ms:
             return
         per_min = (value - prev) / ((reading.time_ms - prev_ms) / 60_000)
-        warning, critical = _num(rule.warning), _num(rule.critical)
+        warning, critical = self._fixed[rule.name]
         level = (
             "critical"
             if critical is not None and abs(per_min) >= critical
