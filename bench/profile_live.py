@@ -7,7 +7,8 @@ receive path (docs/performance.md, "Where the time goes").
 
 cProfile adds a cost per Python call, so the total per reading is higher than bench/live.py's
 figure; read the shares. Time in a C function (a socket call, orjson, a dict method) is counted
-in the part of the code that called it.
+in the part of the code that called it. The event loop's wait in epoll is left out: cProfile
+counts wall time, and there the process waits without CPU.
 """
 
 from __future__ import annotations
@@ -63,6 +64,8 @@ def summarise(profile: Path, n: int) -> tuple[dict[str, float], list[tuple[float
     parts: dict[str, float] = defaultdict(float)
     top: list[tuple[float, str]] = []
     for (path, line, name), (_, calls, own, _, callers) in raw.items():
+        if "epoll" in name or "select" in name:
+            continue  # the event loop waiting for the socket: wall time, not CPU
         top.append((own / n * 1e6, f"{calls:>9,}  {Path(path).name}:{line}({name})"))
         part = part_of(path)
         if part is not None:

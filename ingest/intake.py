@@ -3,13 +3,14 @@ batcher, in arrival order, with its packet id and the connection that acknowledg
 
 The step between the MQTT consumer and storage (docs/architecture.md, "One reading's path"):
 
-    MqttConsumer._on_message -> Intake.receive -> Pipeline.take -> Batcher.add
+    MqttConsumer.on_publishes -> Intake.receive -> Pipeline.take -> Batcher.add
 """
 
 from __future__ import annotations
 
 import asyncio
 
+from ingest.mqtt import Publish
 from ingest.observability.counters import Stats
 from ingest.pipeline import Deferred, Pipeline
 from ingest.storage.batch import Batch
@@ -35,23 +36,24 @@ class Intake:
         # Messages waiting for their device codec's verdict; their batch holds their place.
         self._waiting: set[asyncio.Task[None]] = set()
 
-    def receive(
-        self, topic: str, payload: bytes, mid: int, received_ms: int, connection: Connection
-    ) -> None:
-        result = self._take(topic, payload, received_ms)
-        if type(result) is Deferred:
-            place = self._batcher.hold(mid, connection)
-            task = asyncio.create_task(self._settle(result, place))
-            self._waiting.add(task)
-            task.add_done_callback(self._waiting.discard)
-            return
-        writer = self._writer
-        if not mid and (writer.spool_full or writer.disk_error) and type(result) is list:
-            # QoS 0: nothing to withhold an acknowledgement from, and holding it in memory
-            # would grow with the outage. Counted, exported, alerting via spool_full.
-            self._stats.dropped_qos0 += 1
-            return
-        self._add(result, mid, connection)
+    def receive(self, messages: list[Publish], received_ms: int, connection: Connection) -> None:
+        take, add, writer = self._take, self._add, self._writer
+        for topic, payload, mid in messages:
+            result = take(topic, payload, received_ms)
+            if type(result) is Deferred:
+                self._defer(result, mid, connection)
+            elif not mid and (writer.spool_full or writer.disk_error) and type(result) is list:
+                # QoS 0: nothing to withhold an acknowledgement from, and holding it in memory
+                # would grow with the outage. Counted, exported, alerting via spool_full.
+                self._stats.dropped_qos0 += 1
+            else:
+                add(result, mid, connection)
+
+    def _defer(self, deferred: Deferred, mid: int, connection: Connection) -> None:
+        place = self._batcher.hold(mid, connection)
+        task = asyncio.create_task(self._settle(deferred, place))
+        self._waiting.add(task)
+        task.add_done_callback(self._waiting.discard)
 
     async def _settle(self, deferred: Deferred, place: Batch) -> None:
         self._batcher.complete(place, await deferred.verdict())

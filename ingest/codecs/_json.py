@@ -64,6 +64,17 @@ _BIG = float(2**63)
 def _check_shape(obj: object, device_id: str | None) -> bool:
     """Refuse documents too deep or with too many keys; True when a float of 2**63 or more
     appears. The common case, a flat object of scalars, costs one pass over its values."""
+    if type(obj) is dict and len(obj) <= MAX_KEYS:
+        for v in obj.values():
+            t = type(v)
+            if t is dict or t is list or (t is float and not -_BIG < v < _BIG):
+                break  # nested, or a float to look at: the whole walk below
+        else:
+            return False
+    return _walk(obj, device_id)
+
+
+def _walk(obj: object, device_id: str | None) -> bool:
     big = isinstance(obj, float) and not -_BIG < obj < _BIG
     keys = 0
     stack: list[tuple[object, int]] = [(obj, 1)]

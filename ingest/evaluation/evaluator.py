@@ -29,7 +29,7 @@ from ingest.evaluation.rollups import (
     load_readings,
     repair_late,
 )
-from ingest.mqtt import MqttConsumer, MqttTarget
+from ingest.mqtt import MqttConsumer, MqttTarget, Publish
 from ingest.observability.counters import Stats
 from ingest.pipeline import Deferred, Pipeline
 from ingest.reading import Reading
@@ -389,14 +389,14 @@ class _Observer:
         self._take = judge.take
         self._waiting = waiting
 
-    def receive(
-        self, topic: str, payload: bytes, mid: int, received_ms: int, connection: Connection
-    ) -> None:
-        verdict = self._take(topic, payload, received_ms)
-        if type(verdict) is Deferred:
-            # Shown to the alert engine when its codec has run (observe is in the verdict).
-            task = asyncio.create_task(verdict.verdict())
-            self._waiting.add(task)
-            task.add_done_callback(self._waiting.discard)
-        if mid:
-            connection.ack([mid])
+    def receive(self, messages: list[Publish], received_ms: int, connection: Connection) -> None:
+        take = self._take
+        for topic, payload, _ in messages:
+            verdict = take(topic, payload, received_ms)
+            if type(verdict) is Deferred:
+                # Shown to the alert engine when its codec has run (observe is in the verdict).
+                task = asyncio.create_task(verdict.verdict())
+                self._waiting.add(task)
+                task.add_done_callback(self._waiting.discard)
+        # The read's acknowledgements as one write.
+        connection.ack([mid for _, _, mid in messages if mid])

@@ -5,7 +5,7 @@ Modules: `_target` (the URL), `_codec` (packets, no I/O), `_link` (one connectio
 asyncio protocol), `_consumer` (sessions, reconnects, acknowledgements, the outbox).
 """
 
-from ingest.mqtt._codec import V5, V311
+from ingest.mqtt._codec import V5, V311, Publish
 from ingest.mqtt._consumer import MqttConnectError, MqttConsumer, Receiver
 from ingest.mqtt._link import READ_SLICE_S
 from ingest.mqtt._target import MqttTarget, parse_mqtt_url
@@ -17,6 +17,7 @@ __all__ = [
     "MqttConnectError",
     "MqttConsumer",
     "MqttTarget",
+    "Publish",
     "Receiver",
     "parse_mqtt_url",
 ]

@@ -27,14 +27,15 @@ log = logging.getLogger("ingest.mqtt")
 
 
 class Receiver(Protocol):
-    """What the consumer hands every message to, on the event loop's thread, in arrival order
-    (ingest.intake.Intake stores them; the evaluator's observer judges them)."""
+    """What the consumer hands the messages of a read to, on the event loop's thread, in
+    arrival order (ingest.intake.Intake stores them; the evaluator's observer judges them)."""
 
     def receive(
-        self, topic: str, payload: bytes, mid: int, received_ms: int, connection: Connection
+        self, messages: list[codec.Publish], received_ms: int, connection: Connection
     ) -> None:
-        """`mid`: the packet id to acknowledge through `connection` once the message is dealt
-        with (0 for QoS 0, nothing to acknowledge); `received_ms`: epoch ms at receipt."""
+        """`messages`: (topic, payload, packet id) each; the id is acknowledged through
+        `connection` once the message is dealt with (0 for QoS 0: nothing to acknowledge).
+        `received_ms`: epoch ms at receipt, one for the whole read."""
 
 
 class MqttConnectError(Exception):
@@ -175,13 +176,9 @@ class MqttConsumer:
     # -- what the link reports ------------------------------------------------------------------
 
     def on_publishes(self, link: Link, publishes: list[codec.Publish]) -> None:
-        receive = self._receive
-        connection = self.connection
         if link is not self._link:
             return
-        now_ms = time.time_ns() // 1_000_000
-        for topic, payload, mid in publishes:
-            receive(topic, payload, mid, now_ms, connection)
+        self._receive(publishes, time.time_ns() // 1_000_000, self.connection)
         if self._backlog is not None and self._backlog() > self._max_backlog:
             link.hold()
             if self._release is None:

@@ -24,7 +24,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from devices.onboarding import set_password
 from devstack.services import Mosquitto, free_port
-from ingest.mqtt import V5, V311, MqttConsumer, MqttTarget
+from ingest.mqtt import V5, V311, MqttConsumer, MqttTarget, Publish
 from ingest.storage.ports import Connection
 from tests.faultproxy import FaultProxy
 from tests.helpers import wait_until
@@ -36,11 +36,9 @@ class Received:
     def __init__(self) -> None:
         self.messages: list[tuple[bytes, int, Connection]] = []
 
-    def receive(
-        self, topic: str, payload: bytes, mid: int, received_ms: int, connection: Connection
-    ) -> None:
+    def receive(self, messages: list[Publish], received_ms: int, connection: Connection) -> None:
         assert received_ms > 0
-        self.messages.append((payload, mid, connection))
+        self.messages += [(payload, mid, connection) for _, payload, mid in messages]
 
 
 def _publish(port: int, payloads: list[bytes]) -> None:

@@ -5,6 +5,7 @@ behaviour is tested against Mosquitto (tests/integration/test_consumer.py)."""
 
 from __future__ import annotations
 
+import itertools
 from types import SimpleNamespace
 from typing import Any
 
@@ -33,9 +34,10 @@ def _paho(version: int) -> tuple[paho.Client, list[bytes]]:
         sent.append(bytes(packet))
         return 0
 
-    c._packet_queue = queue  # type: ignore[method-assign]  # noqa: SLF001
-    # paho writes only when it has a socket, and closes it when collected.
-    c._sock = SimpleNamespace(close=lambda: None)  # type: ignore[assignment]  # noqa: SLF001
+    # paho's encoders queue their packets here; captured instead of sent. paho writes only
+    # when it has a socket, and closes it when collected.
+    setattr(c, "_packet_queue", queue)  # noqa: B010 - paho's private hook, typed otherwise
+    setattr(c, "_sock", SimpleNamespace(close=lambda: None))  # noqa: B010
     return c, sent
 
 
@@ -55,7 +57,7 @@ def _props(draw: st.DrawFn) -> Properties | None:
 
 
 topics = st.text(
-    st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00+#"),
+    st.characters(exclude_categories=["Cs"], exclude_characters="\x00+#"),
     min_size=1,
     max_size=300,
 )
@@ -82,7 +84,7 @@ def publishes(draw: st.DrawFn, version: int) -> tuple[bytes, list[tuple[str, byt
 def _split_all(s: codec.Splitter, data: bytes, cuts: list[int]) -> list[codec.Publish]:
     out: list[codec.Publish] = []
     bounds = sorted({0, len(data), *(c % (len(data) + 1) for c in cuts)})
-    for a, b in zip(bounds, bounds[1:], strict=False):
+    for a, b in itertools.pairwise(bounds):
         s.feed(data[a:b])
         assert s.split(out, float("inf")) is None
     assert s.pending == 0
@@ -178,9 +180,10 @@ def test_undecodable_topic_is_shown_not_lost() -> None:
 @pytest.mark.parametrize("version", [codec.V311, codec.V5])
 def test_what_we_write_is_what_paho_writes(version: int) -> None:
     c, sent = _paho(version)
-    c._send_publish(12, "kera/kera/em-1/dead".encode(), b"{}", 1, True, True)  # noqa: SLF001
-    assert codec.publish(version, "kera/kera/em-1/dead", b"{}", 1, 12, retain=True, dup=True) == (
-        sent[-1]
+    c._send_publish(12, b"kera/kera/em-1/dead", b"{}", 1, True, True)  # noqa: SLF001
+    assert (
+        codec.publish(version, "kera/kera/em-1/dead", b"{}", 1, 12, retain=True, dup=True)
+        == (sent[-1])
     )
     c._send_publish(0, "ä/ö".encode(), b"x" * 300, 0)  # noqa: SLF001 - a 2-byte length
     assert codec.publish(version, "ä/ö", b"x" * 300) == sent[-1]
@@ -194,7 +197,9 @@ def test_what_we_write_is_what_paho_writes(version: int) -> None:
     sub = bytearray(sent[-1])
     sub[2:4] = b"\x00\x01"  # paho numbers its own packet ids
     assert codec.subscribe(version, 1, filters) == bytes(sub)
-    assert codec.pubacks([1, 300, 65535]) == bytes([0x40, 2, 0, 1, 0x40, 2, 1, 44, 0x40, 2, 255, 255])
+    assert codec.pubacks([1, 300, 65535]) == bytes(
+        [0x40, 2, 0, 1, 0x40, 2, 1, 44, 0x40, 2, 255, 255]
+    )
 
 
 def test_connect_as_paho_writes_it() -> None:
@@ -204,7 +209,9 @@ def test_connect_as_paho_writes_it() -> None:
     c.username_pw_set("kera-ingest", "pä55")
     c._send_connect(30)  # noqa: SLF001
     ours = codec.connect(
-        codec.ConnectOptions("kera-ingest-1", codec.V311, 30, username="kera-ingest", password="pä55")
+        codec.ConnectOptions(
+            "kera-ingest-1", codec.V311, 30, username="kera-ingest", password="pä55"
+        )
     )
     assert ours == sent[-1]
 

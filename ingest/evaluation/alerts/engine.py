@@ -100,6 +100,8 @@ class AlertEngine:
         self.last_seen_ms: dict[str, int] = {}
         # Transitions delivered whose state could not be saved (a full disk).
         self.save_errors = 0
+        # Devices with an offline rule not "ok": every reading asks, so a set, not the rules.
+        self._silent: set[str] = set()
         self._load()
 
     # -- the stream -----------------------------------------------------------------------------
@@ -120,7 +122,7 @@ class AlertEngine:
         # Silence is judged by when readings arrive (a backfill's old timestamps are not
         # silence), on the steady clock (a step of the wall clock is not silence either).
         self.last_seen_ms[device] = self._clock()
-        for rule in self._offline:
+        for rule in self._offline if device in self._silent else ():
             st = self._state.get((rule.name, device))
             if st is not None and st.level != "ok":
                 self._set(rule, device, "ok", None, reading.time_ms, "reporting again")
@@ -253,6 +255,8 @@ class AlertEngine:
         if st.level == level:
             return
         st.level = level
+        if rule.kind == "offline":
+            self._mark_silent(device)
         t = Transition(rule.name, device, level != "ok", level, value, time_ms, msg)
         log.warning(
             "alert %s %s on %s: %s", rule.name, "FIRING " + level if t.firing else "resolved",
@@ -270,6 +274,16 @@ class AlertEngine:
                 self._state_file,
                 exc,
             )
+
+    def _mark_silent(self, device: str) -> None:
+        state = self._state
+        if any(
+            (st := state.get((r.name, device))) is not None and st.level != "ok"
+            for r in self._offline
+        ):
+            self._silent.add(device)
+        else:
+            self._silent.discard(device)
 
     def firing(self) -> list[tuple[str, str, str]]:
         return sorted((r, d, s.level) for (r, d), s in self._state.items() if s.level != "ok")
@@ -299,6 +313,7 @@ class AlertEngine:
             data = json.loads(self._state_file.read_text())
             for item in data.get("firing", []):
                 self._state[(item["rule"], item["device"])] = _State(level=item["level"])
+                self._mark_silent(item["device"])
             self.last_seen_ms.update({k: int(v) for k, v in data.get("last_seen_ms", {}).items()})
         except (ValueError, KeyError, TypeError) as exc:
             log.error("alert state %s unreadable (%s); starting clean", self._state_file, exc)
