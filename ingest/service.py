@@ -11,6 +11,7 @@ import signal
 import time
 from collections.abc import Coroutine
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any
 
 from devices import Registry
@@ -277,8 +278,7 @@ class Ingestor:
             on_connected=self.ready.set,
             max_packet_bytes=s.max_packet_bytes(),
             protocol_version=s.protocol_version(),
-            # Two full batches waiting for InfluxDB: read no more until one is stored.
-            backlog=lambda: writer.backlog_lines,
+            backlog=partial(_read_backlog, writer),
             max_backlog=2 * s.batch_size,
         )
         self.consumer = consumer
@@ -371,6 +371,16 @@ class Ingestor:
             if self.consumer is not None:  # the consumer counts them; the line shows them now
                 self.stats.reconnects = self.consumer.reconnects
             log.info("stats: %s", self.stats.snapshot())
+
+
+def _read_backlog(writer: BatchWriter) -> int:
+    """What the consumer's backpressure counts (two full batches waiting for InfluxDB: read no
+    more until one is stored). Nothing while the spool refuses records: then the receive window
+    bounds what waits unacknowledged, and QoS 0 readings, which nothing can hold back, are read
+    and dropped (counted) rather than left to pile up in the socket and the broker."""
+    if writer.spool_full or writer.disk_error is not None:
+        return 0
+    return writer.backlog_lines
 
 
 def _freeze_gc() -> None:

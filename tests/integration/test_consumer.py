@@ -203,3 +203,33 @@ async def test_a_refused_login_says_why(tmp_path: Path, caplog: pytest.LogCaptur
     # MQTT 5 names the reason; MQTT 3.1.1's return code 4 or 5 is given its MQTT 5 name.
     assert any("bad user name or password (0x86)" in m or "not authorized" in m for m in refusals)
     assert len(refusals) >= 2
+
+
+async def test_reading_waits_while_storage_is_behind(broker: Mosquitto) -> None:
+    """Backpressure: with more unstored readings than the bound, the consumer reads nothing
+    more; the broker keeps the rest until storage has caught up to half the bound."""
+    received = Received()
+    backlog = [1_000]  # what the writer has not stored yet: over the bound from the start
+    consumer = MqttConsumer(
+        MqttTarget("127.0.0.1", broker.port), "hold-test", ["kera/kera/+/telemetry"], received,
+        backlog=lambda: backlog[0], max_backlog=100,
+    )  # fmt: skip
+    task = asyncio.create_task(consumer.run())
+    try:
+        await wait_until(lambda: consumer.connected, timeout=10)
+        payloads = [str(i).encode() for i in range(50)]
+        await asyncio.to_thread(_publish, broker.port, payloads)
+        await wait_until(lambda: received.messages, timeout=10)
+        await asyncio.sleep(1.0)
+        first = len(received.messages)
+        assert first < 50, "read on while storage was behind"
+        backlog[0] = 60  # stored some, but not down to half the bound: still held
+        await asyncio.sleep(0.5)
+        assert len(received.messages) == first
+        backlog[0] = 50
+        await wait_until(lambda: len(received.messages) == 50, timeout=10)
+        assert [p for p, _, _ in received.messages] == payloads
+    finally:
+        await consumer.stop(timeout_s=1)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
