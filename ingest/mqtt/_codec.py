@@ -324,7 +324,7 @@ class Splitter:
     The buffer is a `bytes` object (a read's own, when no partial packet was left over), so
     every topic and payload is one slice of it, no copy of a copy."""
 
-    __slots__ = ("_buf", "_off", "max_packet_bytes", "version")
+    __slots__ = ("_buf", "_off", "_skip", "max_packet_bytes", "version")
 
     # How many packets between two looks at the clock (a clock read per packet costs more).
     CHECK_EVERY: Final = 64
@@ -334,6 +334,7 @@ class Splitter:
         self.max_packet_bytes = max_packet_bytes or MAX_REMAINING
         self._buf = b""
         self._off = 0
+        self._skip = 0
 
     @property
     def pending(self) -> int:
@@ -341,6 +342,10 @@ class Splitter:
         return len(self._buf) - self._off
 
     def feed(self, data: bytes) -> None:
+        if self._skip:  # the rest of an oversized PUBLISH
+            drop = min(self._skip, len(data))
+            self._skip -= drop
+            data = data[drop:]
         if self._off >= len(self._buf):
             self._buf, self._off = data, 0
         else:
@@ -364,7 +369,13 @@ class Splitter:
                 if rl >= 0x80:
                     if n - p < 5:
                         break  # a packet this long cannot be complete yet
-                    rl, body = self._long_length(buf, p)
+                    rl, body = _read_varint(buf, p + 1, min(n, p + 5))
+                    if rl > self.max_packet_bytes:
+                        q = self._oversized(first, buf, body, body + rl, out)
+                        if q is None:
+                            break
+                        p = q
+                        continue
                 end = body + rl
                 if end > n:
                     break
@@ -382,14 +393,26 @@ class Splitter:
         self._off = p
         return None
 
-    def _long_length(self, buf: bytes, p: int) -> tuple[int, int]:
-        rl, body = _read_varint(buf, p + 1, min(len(buf), p + 5))
-        if rl > self.max_packet_bytes:
+    def _oversized(
+        self, first: int, buf: bytes, body: int, end: int, out: list[Publish]
+    ) -> int | None:
+        """A PUBLISH over the maximum: its first `max_packet_bytes` are handed on (the pipeline
+        refuses the payload as too large, and its packet id is acknowledged, so the broker does
+        not send it again and again), the rest is dropped as it arrives, never buffered. MQTT 5
+        brokers do not send one (the maximum is in CONNECT); MQTT 3.1.1 has no way to say it.
+        Returns where the next packet starts in `buf`, or None to wait for the part kept."""
+        if first & 0xF0 != _PUBLISH:
             raise ProtocolError(
-                f"packet of {rl:,} bytes, over the {self.max_packet_bytes:,} announced as the "
-                "maximum"
+                f"packet of {end - body:,} bytes, over the maximum of {self.max_packet_bytes:,}"
             )
-        return rl, body
+        cut, n = body + self.max_packet_bytes, len(buf)
+        if cut > n:
+            return None
+        out.append(_publish(first, buf, body, cut, self.version == V5))
+        if end <= n:
+            return end
+        self._skip = end - n
+        return n
 
 
 def _publish(first: int, buf: bytes, p: int, end: int, v5: bool) -> Publish:

@@ -23,10 +23,8 @@ from devices.site import LinePort, ModbusBus, P1Port, SerialPort
 from ingest.observability.counters import Stats
 from ingest.pipeline import Pipeline
 from ingest.reading import DeadLetter, Decoded
-from ingest.serial import p1
 from ingest.serial._stream import SerialStream
 from ingest.serial.lines import LineFramer
-from ingest.serial.modbus import ModbusPoller
 
 Deliver = Callable[[list[str] | DeadLetter], None]
 Publish = Callable[[str, bytes], None]
@@ -55,6 +53,10 @@ class SerialSources:
         for link in self._links:
             counts = self._stats.serial[link.name]
             if isinstance(link, ModbusBus):
+                # pymodbus and dsmr-parser are imported only for a site with such links: they
+                # are 12 MB of the ingestor's memory (docs/performance.md), unused elsewhere.
+                from ingest.serial.modbus import ModbusPoller
+
                 out.append(ModbusPoller(link, self._emitter(link), counts).run())
             elif isinstance(link, P1Port):
                 out.append(self._stream(link, self._p1_reader(link)).run())
@@ -90,6 +92,8 @@ class SerialSources:
         return emit
 
     def _p1_reader(self, link: P1Port) -> Callable[[bytes], None]:
+        from ingest.serial import p1  # for P1 sites only, as above
+
         counts = self._stats.serial[link.name]
         framer = p1.P1Framer(counts)
         emit = self._emitter(link)

@@ -233,3 +233,46 @@ async def test_reading_waits_while_storage_is_behind(broker: Mosquitto) -> None:
         await consumer.stop(timeout_s=1)
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_an_oversized_message_on_mqtt_3_is_cut_acknowledged_and_not_sent_again(
+    broker: Mosquitto,
+) -> None:
+    """MQTT 3.1.1 cannot tell the broker the largest packet we take (MQTT 5 can: the broker
+    then never sends one). Such a message is handed on cut, so the pipeline refuses it as too
+    large and it is acknowledged, instead of a reconnect that would bring it back forever."""
+    target = MqttTarget("127.0.0.1", broker.port)
+    received = Received()
+
+    def consumer() -> MqttConsumer:
+        return MqttConsumer(target, "big-test", ["kera/kera/+/telemetry"], received,
+                            protocol_version=V311, max_packet_bytes=10_000)  # fmt: skip
+
+    first = consumer()
+    task = asyncio.create_task(first.run())
+    try:
+        await wait_until(lambda: first.connected, timeout=10)
+        await asyncio.to_thread(_publish, broker.port, [b"x" * 200_000, b"after"])
+        await wait_until(lambda: len(received.messages) == 2, timeout=10)
+        (big, big_mid, connection), (after, after_mid, _) = received.messages
+        assert 9_000 < len(big) < 10_000
+        assert after == b"after"
+        assert first.connected
+        assert first.reconnects == 0
+        connection.ack([big_mid, after_mid])
+        await asyncio.sleep(0.3)
+    finally:
+        await first.stop(timeout_s=1)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    # The session resumed: nothing comes back.
+    again = consumer()
+
+    async def settled() -> bool:
+        if not again.connected:
+            return False
+        await asyncio.sleep(0.5)
+        return True
+
+    await _consume(again, settled)
+    assert len(received.messages) == 2

@@ -144,7 +144,7 @@ def test_control_packets_come_back_in_their_place() -> None:
         (bytes([0x30, 3, 0, 9, 0x61]), "without a valid topic"),
         (bytes([0x32, 4, 0, 1, 0x61, 0]), "truncated"),
         (bytes([0x30, 0xFF, 0xFF, 0xFF, 0xFF, 0x01]), "longer than 4 bytes"),
-        (bytes([0x30, 0xFF, 0xFF, 0xFF, 0x7F]), "over the"),
+        (bytes([0x90, 0xFF, 0xFF, 0xFF, 0x7F]), "over the maximum"),
         (bytes([0xF0, 0]), "unexpected packet type"),
     ],
 )
@@ -246,3 +246,21 @@ def test_connack_and_disconnect_reasons_of_both_versions() -> None:
     assert codec.reason_text(0x86) == "bad user name or password (0x86)"
     s.feed(bytes([0xE0, 2, 0x8E, 0]))
     assert s.split([], float("inf")) == codec.Disconnect(0x8E)
+
+
+@pytest.mark.parametrize("version", [codec.V311, codec.V5])
+def test_an_oversized_publish_is_cut_and_the_rest_dropped_unbuffered(version: int) -> None:
+    big = codec.publish(version, "kera/kera/em-1/telemetry", b"x" * 50_000, 1, 7)
+    small = codec.publish(version, "kera/kera/em-1/telemetry", b"{}", 1, 8)
+    s = codec.Splitter(version, max_packet_bytes=1_000)
+    out: list[codec.Publish] = []
+    wire = big + small
+    for i in range(0, len(wire), 700):
+        s.feed(wire[i : i + 700])
+        s.split(out, float("inf"))
+        assert s.pending < 2_000  # never the whole packet
+    assert [(t, len(p), m) for t, p, m in out][1:] == [("kera/kera/em-1/telemetry", 2, 8)]
+    topic, payload, mid = out[0]
+    assert (topic, mid) == ("kera/kera/em-1/telemetry", 7)
+    assert 900 < len(payload) < 1_000
+    assert set(payload) == {ord("x")}
