@@ -69,6 +69,7 @@ def unreachable(target: MqttTarget, exc: BaseException) -> NoReturn:
 def mqtt_target(mqtt_url: str | None) -> MqttTarget:
     url = mqtt_url or env("KERA_MQTT_URL") or "mqtt://127.0.0.1:1883"
     try:
-        return parse_mqtt_url(url)
+        # The ingestor's CA setting, so a technician's simulator trusts the same broker.
+        return parse_mqtt_url(url, env("KERA_MQTT_CA_FILE"))
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
