@@ -330,6 +330,7 @@ class MqttConsumer:
         try:
             await asyncio.wait_for(asyncio.shield(self._connack), timeout=10)
         except TimeoutError:
+            self._connack.cancel()  # nobody waits for it any more
             link.abort()
             raise MqttConnectError("no CONNACK within 10 s") from None
         except MqttConnectError:

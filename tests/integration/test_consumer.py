@@ -276,3 +276,30 @@ async def test_an_oversized_message_on_mqtt_3_is_cut_acknowledged_and_not_sent_a
 
     await _consume(again, settled)
     assert len(received.messages) == 2
+
+
+async def test_a_silent_broker_is_left_and_found_again(
+    broker: Mosquitto, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A link that stays open but carries nothing back (a half-open TCP connection, a hung
+    broker) is noticed by the keep-alive: nothing from the broker for 1.5 keep-alives, and the
+    consumer reconnects. The proxy delays every answer, as such a link does."""
+    caplog.set_level(logging.WARNING, "ingest.mqtt")
+    async with FaultProxy(broker.port) as proxy:
+        consumer = MqttConsumer(
+            MqttTarget("127.0.0.1", proxy.port), "silent-test", ["kera/kera/+/telemetry"],
+            Received(), keepalive_s=1, backoff_initial_s=0.05, backoff_max_s=0.2,
+        )  # fmt: skip
+        task = asyncio.create_task(consumer.run())
+        try:
+            await wait_until(lambda: consumer.connected, timeout=10)
+            proxy.delay_s = 60.0  # the broker's PINGRESPs stop coming back
+            await wait_until(lambda: consumer.reconnects >= 1, timeout=10)
+            assert "silent for" in caplog.text
+            proxy.delay_s = 0.0
+            proxy.cut()  # the delayed links go; new ones answer at once
+            await wait_until(lambda: consumer.connected, timeout=10)
+        finally:
+            await consumer.stop(timeout_s=1)
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
