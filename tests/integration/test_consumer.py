@@ -303,3 +303,33 @@ async def test_a_silent_broker_is_left_and_found_again(
             await consumer.stop(timeout_s=1)
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
+
+
+@pytest.mark.parametrize("expiry_s", [0, 3600])
+async def test_the_session_lasts_as_long_as_its_expiry_says(
+    broker: Mosquitto, expiry_s: int
+) -> None:
+    """MQTT 5 Session Expiry: kept (3600 s, the ingestor's default), a reading published while
+    the consumer is away comes when it is back; 0 (the evaluator's own subscription), the
+    broker forgets the session at the disconnect, and nothing comes."""
+    received = Received()
+
+    def consumer() -> MqttConsumer:
+        return MqttConsumer(
+            MqttTarget("127.0.0.1", broker.port), f"expiry-{expiry_s}", ["kera/kera/+/telemetry"],
+            received, session_expiry_s=expiry_s,
+        )  # fmt: skip
+
+    first = consumer()
+    await _consume(first, lambda: first.connected)  # subscribed, then disconnected
+    await asyncio.to_thread(_publish, broker.port, [b"while away"])
+    again = consumer()
+
+    async def settled() -> bool:
+        if not again.connected:
+            return False
+        await asyncio.sleep(0.5)
+        return True
+
+    await _consume(again, settled)
+    assert [p for p, _, _ in received.messages] == ([b"while away"] if expiry_s else [])
