@@ -4,9 +4,11 @@ the options every command takes, and how a site, a broker address and a start ti
 from __future__ import annotations
 
 import time
-from datetime import datetime
+from datetime import date, datetime
+from datetime import time as dtime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn
+from zoneinfo import ZoneInfo
 
 import typer
 
@@ -17,6 +19,7 @@ from firmware_sim.fleet import scale_site
 if TYPE_CHECKING:
     pass
 from ingest.mqtt import MqttTarget, parse_mqtt_url
+from ingest.settings import IngestSettings
 
 console = terminal.console(stderr=True)
 
@@ -43,6 +46,51 @@ def parse_start(text: str | None) -> int:
     if dt.tzinfo is None:
         raise typer.BadParameter("--start needs a UTC offset, e.g. 2026-11-02T08:00:00+02:00")
     return round(dt.timestamp() * 1000)
+
+
+def max_age_s() -> float:
+    """The ingestor's age limit as this environment sets it (KERA_MAX_AGE_S, else the
+    ingestor's default), so that a backfill says what the ingestor will refuse before
+    publishing it."""
+    text = env("KERA_MAX_AGE_S")
+    try:
+        return float(text) if text else float(IngestSettings.model_fields["max_age_s"].default)
+    except ValueError:
+        raise typer.BadParameter(f"KERA_MAX_AGE_S={text!r} is not a number of seconds") from None
+
+
+def backfill_start(text: str | None, timezone: str, now_ms: int, span_s: float) -> int:
+    """Where a backfill of `span_s` starts: ending now without `text`; else at `text` (a date
+    is its midnight in the site's zone). Refused (with how to fix it) when it would reach into
+    the future or further back than the ingestor's age limit."""
+    span_ms = round(span_s * 1000)
+    if text is None:
+        start_ms = now_ms - span_ms
+    elif len(text) == 10 and text[4] == "-":
+        try:
+            day = date.fromisoformat(text)
+        except ValueError as exc:
+            raise typer.BadParameter(f"--start {text!r}: {exc}") from None
+        start_ms = round(datetime.combine(day, dtime(), ZoneInfo(timezone)).timestamp() * 1000)
+    else:
+        start_ms = parse_start(text)
+    if start_ms + span_ms > now_ms + 60_000:
+        ahead_d = (start_ms + span_ms - now_ms) / 86_400_000
+        raise typer.BadParameter(
+            f"the history would end {ahead_d:.1f} days in the future, and the ingestor refuses "
+            "readings ahead of its clock: give an earlier --start or fewer --days"
+        )
+    age_s = (now_ms - start_ms) / 1000
+    limit = max_age_s()
+    if age_s > limit:
+        need = int(age_s + 86400)
+        raise typer.BadParameter(
+            f"the oldest readings would be {age_s / 86400:.1f} days old, and an ingestor with "
+            f"KERA_MAX_AGE_S={limit:.0f} refuses readings older than {limit / 86400:g} days "
+            f"(ts_too_old). Run the ingestor and this command with KERA_MAX_AGE_S={need} (or "
+            "more), or give a later --start"
+        )
+    return start_ms
 
 
 def load_registry(config: Path | None, scale: int = 1) -> Registry:

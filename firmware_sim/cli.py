@@ -31,6 +31,7 @@ from firmware_sim._cli_common import (
     Config,
     MqttUrl,
     PilotOpt,
+    backfill_start,
     console,
     load_registry,
     mqtt_target,
@@ -234,7 +235,16 @@ def run_cmd(
 
 @app.command()
 def backfill(
-    days: Annotated[float, typer.Option(help="Days of history, ending now")] = 7.0,
+    days: Annotated[
+        float, typer.Option(min=0.001, help="Days of history: ending now, or from --start")
+    ] = 7.0,
+    start: Annotated[
+        str | None,
+        typer.Option(
+            help="First day of the history (2026-03-02: midnight in the site's time zone; an "
+            "ISO date-time with offset; or -90d): a season of its own, for a pilot's study"
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option()] = 1,
     scale: Annotated[int, typer.Option(min=1)] = 1,
     mqtt_url: MqttUrl = None,
@@ -243,13 +253,20 @@ def backfill(
     quiet: Annotated[bool, typer.Option()] = False,
     pilot: PilotOpt = None,
 ) -> None:
-    """Publish `days` of history as fast as the broker and the ingestor take it."""
+    """Publish `days` of history as fast as the broker and the ingestor take it.
+
+    The ingestor refuses readings older than KERA_MAX_AGE_S (30 days by default): a history
+    that reaches further back is refused here first, naming the value the ingestor (and this
+    command, which reads the same variable) needs."""
+    registry = load_registry(config, scale)
     span_s = days * 86400
+    now_ms = time.time_ns() // 1_000_000
+    start_ms = backfill_start(start, registry.site.timezone, now_ms, span_s)
     summary = _simulate(
-        load_registry(config, scale),
+        registry,
         mqtt_target(mqtt_url),
         seed=seed,
-        start_ms=time.time_ns() // 1_000_000 - round(span_s * 1000),
+        start_ms=start_ms,
         duration_s=span_s,
         speed=0,
         faults=Faults(),
