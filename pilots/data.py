@@ -20,13 +20,15 @@ from devices.contract import (
     KINDS,
     PV_ROLE,
     SPACE_DAILY,
+    SPACE_HOURLY,
     SPACE_TAG,
     WASTE_DAILY,
 )
 from devices.pilots import Metric, Pilot, scope_devices
 from devices.site import EnergyMeter, WasteBin, WasteFraction
-from ingest.evaluation.rollups import qualified
+from ingest.evaluation.rollups import hours_behind, qualified
 from ingest.storage.influxql import between, ident, string
+from ingest.storage.influxql import measurement as influxql_measurement
 from ingest.storage.query import influxql
 from pilots.energy import CALTRACK_MIN_DAYS
 from pilots.evaluate import PilotData
@@ -77,6 +79,15 @@ class _Reader:
                     if value is not None:
                         sums[int(ts)].append(float(value))
         return {h: sum(v) for h, v in sums.items() if len(v) == len(devices)}
+
+    async def newest(self, field: str, measurement: str, rollup: bool) -> int | None:
+        """The time of the newest value of `field` (a raw measurement's, or a rollup's)."""
+        name = qualified(measurement, self.rp) if rollup else influxql_measurement(measurement)
+        q = f"SELECT last({ident(field)}) FROM {name} WHERE {self.when}"
+        self.data.queries.append(q)
+        rows = await influxql(self.url, q, self.database, self.token)
+        times = [int(v[0]) for series in rows for v in series["values"] if v[1] is not None]
+        return max(times, default=None)
 
     async def per_space(
         self, field: str, spaces: Iterable[str], scale: float = 1.0
@@ -146,7 +157,32 @@ async def load(
     if any(m.energy for m in pilot.metrics):
         await _temperature(registry, url, database, token, lo, hi, tz, data)
     data.open_hours = _open_hours(registry, first, until)
+    await _rollups_lag(r, lo, data)
     return data
+
+
+async def _rollups_lag(r: _Reader, lo: int, data: PilotData) -> None:
+    """Say when the rollups lag the readings (right after a backfill, or while the ingestor
+    catches up), as the weekly report does: the last days are then missing or still growing,
+    and `insufficient_data` would otherwise be a riddle."""
+    reading = max(
+        (t for t in [await r.newest("energy_kwh", "energy", False),
+                     await r.newest("people", "occupancy", False)] if t is not None),
+        default=None,
+    )  # fmt: skip
+    rollup = max(
+        (t for t in [await r.newest("kwh", ENERGY_HOURLY, True),
+                     await r.newest("measured_s", SPACE_HOURLY, True)] if t is not None),
+        default=None,
+    )  # fmt: skip
+    behind = hours_behind(reading, rollup, lo)
+    if behind > 0:
+        data.warnings.append(
+            f"the rollups are {behind:.0f} h behind the readings (the ingestor rolls up every "
+            "30 s; after a backfill or a restart it is catching up): the last days are missing "
+            "or still growing. Run this again in a minute, or recompute those days with "
+            "`kera-ingest rollups --from DAY --to DAY`"
+        )
 
 
 async def _waste(

@@ -27,7 +27,13 @@ from devices.contract import (
 )
 from devices.factor_source import FactorSource
 from devices.site import Impact
-from ingest.evaluation.rollups import HOUR_MS, ROLLUP_MEASUREMENTS, qualified, week_bounds
+from ingest.evaluation.rollups import (
+    HOUR_MS,
+    ROLLUP_MEASUREMENTS,
+    hours_behind,
+    qualified,
+    week_bounds,
+)
 from ingest.storage.influxql import between, ident, string
 from ingest.storage.query import influxql
 from pilots.evaluate import stored_effect
@@ -143,11 +149,7 @@ class WeekData:
     @property
     def rollups_behind_h(self) -> float:
         """Hours the rollups lag the readings (0 when they are up to date)."""
-        if self.newest_reading_ms is None:
-            return 0.0
-        reading_hour = self.newest_reading_ms - self.newest_reading_ms % 3_600_000
-        rollup = self.newest_rollup_ms if self.newest_rollup_ms is not None else self.start_ms
-        return max(0.0, (reading_hour - rollup - 3_600_000) / 3_600_000)
+        return hours_behind(self.newest_reading_ms, self.newest_rollup_ms, self.start_ms)
 
 
 class Reader:

@@ -11,6 +11,7 @@ import json
 import subprocess
 import sys
 import threading
+import urllib.request
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -335,3 +336,42 @@ def test_an_unknown_pilot_is_named(tmp_path: Path, influx: InfluxDB, database: s
     neither = pilot()
     assert neither.returncode == 2
     assert "name one pilot, or give --all" in neither.stderr
+
+
+def test_the_pilot_command_says_when_the_rollups_lag(
+    influx: InfluxDB, database: str, tmp_path: Path
+) -> None:
+    """Right after a backfill the readings are in and the rollups are not yet: the command
+    says so (and how long to wait) instead of a bare insufficient_data. Times relative to the
+    clock: the pilot started a week ago; the judged days end at today's midnight."""
+    today = date.today()
+    start = today - timedelta(days=7)
+    raw = yaml.safe_load(_site())
+    for p in raw["pilots"]:
+        p["start"] = str(start)
+        first = start - timedelta(days=28)
+        p["baseline"] = {"start": str(first), "end": str(start - timedelta(days=1))}
+    site_file = tmp_path / "site.yaml"
+    site_file.write_text(yaml.safe_dump(raw, sort_keys=False))
+    midnight_ns = int(datetime(today.year, today.month, today.day, tzinfo=TZ).timestamp()) * 10**9
+    hour_ns = 3_600_000_000_000
+    # The newest reading at 22:00 yesterday, the newest hourly rollup 28 hours before it.
+    lines = [
+        f"occupancy,device=occ-coworking,space=coworking,site=kera people=2i "
+        f"{midnight_ns - 2 * hour_ns}",
+        f"space_hourly,space=coworking,site=kera measured_s=3600 {midnight_ns - 30 * hour_ns}",
+    ]
+    influxql_sync(influx.url, f'CREATE DATABASE "{database}"', database)
+    urllib.request.urlopen(  # noqa: S310 - the test's own InfluxDB on loopback
+        f"{influx.url}/write?db={database}", "\n".join(lines).encode(), timeout=10
+    ).close()
+    done = subprocess.run(
+        [str(Path(sys.executable).with_name("kera-dashboards")), "pilot", "coworking-booking",
+         "--json", "--config", str(site_file)],
+        env={"KERA_INFLUX_URL": influx.url, "KERA_INFLUX_DB": database, "PATH": "/usr/bin:/bin"},
+        check=False, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    said = " ".join(done.stderr.split())
+    assert "the rollups are 27 h behind the readings" in said  # 28 h, the last hour not yet due
+    assert "Run this again in a minute" in said

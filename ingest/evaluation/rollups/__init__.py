@@ -18,7 +18,7 @@ from ._calendar import day_bounds, parse_week, week_bounds, week_of
 from ._energy import HOUR_MS, emissions_kg, hourly_kwh
 from ._engine import Rollups
 from ._factors import EmissionFactors, FactorFileError, parse_factor_csv
-from ._kinds import qualified
+from ._kinds import hours_behind, qualified
 from ._repair import Repair
 from ._storage import (
     InfluxReadings,
@@ -54,6 +54,7 @@ __all__ = [
     "detect_emptyings",
     "emissions_kg",
     "hourly_kwh",
+    "hours_behind",
     "load_readings",
     "parse_factor_csv",
     "parse_week",

@@ -177,6 +177,19 @@ def hour_of(ms: int) -> int:
     return ms - ms % HOUR_MS
 
 
+def hours_behind(
+    newest_reading_ms: int | None, newest_rollup_ms: int | None, since_ms: int
+) -> float:
+    """How many hours the rollups lag the readings (0 when up to date): the newest reading's
+    hour against the newest hourly rollup (the hour before the reading's is final once the
+    flush after it ran), counted from `since_ms` when no rollup is there yet. The weekly report
+    and the pilot command both say so instead of being quietly short."""
+    if newest_reading_ms is None:
+        return 0.0
+    rollup = newest_rollup_ms if newest_rollup_ms is not None else since_ms
+    return max(0.0, (hour_of(newest_reading_ms) - rollup - HOUR_MS) / HOUR_MS)
+
+
 def rolled_values(reading: Reading) -> Values | None:
     """What the rollups keep of a reading: the counter and its rate, people and CO2, or the
     fill level; None for readings that are not rolled up."""
