@@ -341,10 +341,16 @@ def _pilot_table(title: str, results: list[Any]) -> Any:
         if e.estimate is None:
             change, interval = "-", "-"
         elif e.estimate_pct is not None and e.low_pct is not None and e.high_pct is not None:
+            # The interval in the change's own units too, not only in percent.
             change = f"{e.estimate:+.2f} {r.unit} ({e.estimate_pct:+.1f} %)"
-            interval = f"{e.low_pct:+.1f} .. {e.high_pct:+.1f} %"
+            interval = (
+                f"{e.low:+.2f} .. {e.high:+.2f} {r.unit} ({e.low_pct:+.1f} .. {e.high_pct:+.1f} %)"
+                if e.low is not None and e.high is not None
+                else f"{e.low_pct:+.1f} .. {e.high_pct:+.1f} %"
+            )
         else:
-            change, interval = f"{e.estimate:+.2f} {r.unit}", f"{e.low:+.2f} .. {e.high:+.2f}"
+            change = f"{e.estimate:+.2f} {r.unit}"
+            interval = f"{e.low:+.2f} .. {e.high:+.2f} {r.unit}"
         table.add_row(
             r.metric.value, change, interval, e.verdict.value, e.method,
             f"{e.baseline_days} + {e.reporting_days}",

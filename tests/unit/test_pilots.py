@@ -8,7 +8,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import yaml
+from rich.console import Console
 
+from dashboards.cli import _pilot_table
 from devices import Registry, SiteConfigError, parse_site
 from devices.pilots import Metric, Period, Pilot
 from devices.site import default_site_text
@@ -130,3 +132,16 @@ def test_a_stored_result_reads_back_as_the_effect_written(effect: Effect) -> Non
         True,
     )
     assert stored_effect({}) is None
+
+
+def test_the_table_gives_the_interval_in_the_changes_own_units() -> None:
+    """Issue 30: the change was given in its unit and in percent, the interval only in percent."""
+    effect = Effect("caltrack_daily_changepoint", -31.2, -40.5, -21.9, -7.1, -9.2, -5.0, 28, 14,
+                    Verdict.EFFECT)  # fmt: skip
+    period = Period(start=date(2026, 3, 2), end=date(2026, 3, 29))
+    result = MetricResult("p", Metric.ELECTRICITY_KWH, "kWh/day", effect, period, period)
+    console = Console(record=True, width=250)
+    console.print(_pilot_table("p", [result]))
+    text = console.export_text()
+    assert "-40.50 .. -21.90 kWh/day (-9.2 .. -5.0 %)" in text
+    assert "-31.20 kWh/day (-7.1 %)" in text
