@@ -22,6 +22,7 @@ baseline's (`EXTRAPOLATION_MAX`) or the fit fails Guideline 14's limits (`CVRMSE
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from collections.abc import Mapping, Sequence
@@ -86,13 +87,31 @@ class Fit:
     adequate: bool
 
 
+@functools.cache
 def _opendsm() -> tuple[Any, Any, Any]:
     try:
         from opendsm import eemeter
-        from opendsm.common.metrics import BaselineMetrics, ReportingMetrics
+        from opendsm.common.metrics import (
+            BaselineMetrics,
+            ReportingMetrics,
+            computed_field_cached_property,
+        )
     except ImportError as exc:
         raise MissingExtra() from exc
-    return eemeter, BaselineMetrics, ReportingMetrics
+
+    class ConservativeBaselineMetrics(BaselineMetrics):  # type: ignore[misc]
+        """OpenDSM's Guideline 14 metrics with the lag-1 autocorrelation of the residuals taken
+        as at least 0: n' = n (1 - rho) / (1 + rho) exceeds n when rho < 0, and the savings
+        interval then narrows as if the baseline had more days than it has. The daily model's
+        residuals of an office week (weekday and weekend days) have rho around -0.35 (issue 30);
+        a negative estimate from a few weeks is no ground to claim more certainty, so n' is
+        capped at n (as pilots/stats.py does for the other metrics)."""
+
+        @computed_field_cached_property()  # type: ignore[untyped-decorator]
+        def n_prime(self) -> float:
+            return min(float(self.n), float(BaselineMetrics.n_prime.__get__(self)))
+
+    return eemeter, ConservativeBaselineMetrics, ReportingMetrics
 
 
 def _frame(days: Sequence[date], values: Mapping[str, Floats], tz: ZoneInfo) -> Any:

@@ -358,3 +358,40 @@ def test_a_year_of_hourly_data_uses_the_caltrack_hourly_model() -> None:
     assert hourly_savings(sparse, {}, temp, TZ, False) is None
     [fallback] = evaluate(pilot, data, TZ, date(2026, 12, 1))
     assert fallback.effect.method == "caltrack_daily_changepoint"
+
+
+def test_negative_residual_autocorrelation_never_narrows_the_energy_interval() -> None:
+    """Issue 30: OpenDSM's effective sample size n' = n (1 - rho) / (1 + rho) exceeds n when
+    the lag-1 autocorrelation rho of the baseline residuals is negative (an office's weekday /
+    weekend alternation leaves about -0.35), which narrowed the interval. Capped at n; a
+    positive rho is OpenDSM's correction unchanged."""
+    import pandas as pd
+
+    from pilots.energy import _opendsm
+
+    _, conservative, reporting_metrics = _opendsm()
+    from opendsm.common.metrics import BaselineMetrics
+
+    rng = np.random.default_rng(3)
+    e = rng.normal(0, 5, 57)
+    index = pd.date_range("2026-01-05", periods=56, freq="D", tz="UTC")
+    report = pd.DataFrame(
+        {"observed": np.full(28, 95.0), "predicted": np.full(28, 100.0)},
+        index=pd.date_range("2026-03-02", periods=28, freq="D", tz="UTC"),
+    )
+    for theta, narrows in ((-0.4, True), (0.6, False)):  # MA(1): rho of the sign of theta
+        df = pd.DataFrame({"observed": 100 + e[1:] + theta * e[:-1],
+                           "predicted": np.full(56, 100.0)}, index=index)  # fmt: skip
+        theirs, ours = (
+            BaselineMetrics(df=df, num_model_params=2),
+            conservative(df=df, num_model_params=2),
+        )
+        assert (theirs.n_prime > theirs.n) is narrows
+        assert ours.n_prime == min(theirs.n_prime, theirs.n)
+        spread = [reporting_metrics(baseline_metrics=b, reporting_df=report, data_frequency="daily",
+                                    confidence_level=0.9).total_savings_uncertainty
+                  for b in (theirs, ours)]  # fmt: skip
+        if narrows:
+            assert spread[1] > 1.2 * spread[0]
+        else:
+            assert spread[1] == pytest.approx(spread[0])
