@@ -1,9 +1,10 @@
 """Do the pilot methods find a known effect, and only a real one? (docs/pilots.md)
 
-    .venv/bin/python bench/pilot_methods.py [--seeds 20] [--out FILE]
+    .venv/bin/python bench/pilot_methods.py [--seeds 20] [--first-seed 1]
+        [--season heating|spring|autumn] [--out FILE]
 
 A statistical check, not a test. For each seed, 12 simulated weeks (8 of baseline, 4 with the
-pilot, autumn weather that cools and wanders) of a small site go through the ingestor's real
+pilot; the season's weather, which wanders) of a small site go through the ingestor's real
 Pipeline and impact Rollups, in-process:
 
 - heat: the café's heat meter, with `--pilot`'s -12 % from week 9 or without it; judged by the
@@ -14,7 +15,8 @@ Pipeline and impact Rollups, in-process:
   judged by the rate's before/after change.
 
 Reported per method: how many of the seeds' 90 % intervals contain the true effect, the mean
-estimate, with no effect how many intervals contain zero, and the calibration: the standard
+estimate, with no effect (runs on seeds of their own, independent of the effect runs) how many
+intervals contain zero, and the calibration: the standard
 deviation of (estimate - truth) / standard error over every run, which is 1 when the intervals
 are as wide as the errors they must cover. The true heat effect is -12 % by construction. The
 true utilisation and sorting effects are measured, not assumed: the same seed run with and
@@ -49,7 +51,16 @@ from pilots.stats import diff_in_diff, ratio_before_after, t_quantile
 TZ = ZoneInfo("Europe/Helsinki")
 # Two seasons: the heating season, where eight baseline weeks see the temperatures of the four
 # pilot weeks, and late summer into autumn, where they do not (the method must then refuse).
-SEASONS = {"heating": date(2026, 11, 2), "autumn": date(2026, 8, 3)}  # Mondays
+# And spring (issue 30): a baseline of February and March, the pilot's weeks in April, warmer
+# than any baseline day.
+SEASONS = {
+    "heating": date(2026, 11, 2), "spring": date(2026, 2, 2), "autumn": date(2026, 8, 3),
+}  # Mondays  # fmt: skip
+# The no-effect runs are judged on seeds of their own (seed + PLACEBO_SEED_OFFSET): other
+# weather and other draws than the effect runs', so the two counts are independent trials.
+# The effect run's own no-pilot twin (same seed) still gives the true utilisation and sorting
+# effects.
+PLACEBO_SEED_OFFSET = 10_000
 START = SEASONS["heating"]
 PILOT_START = START + timedelta(weeks=8)
 WEEKS = 12
@@ -173,7 +184,8 @@ def judge(data: dict[str, Any]) -> dict[str, Any]:
     )
     return {
         "heat": {"pct": heat.estimate_pct, "low": heat.low_pct, "high": heat.high_pct,
-                 "verdict": heat.verdict.value, "cvrmse": fit.cvrmse if fit else None},
+                 "verdict": heat.verdict.value, "cvrmse": fit.cvrmse if fit else None,
+                 "why": heat.notes[0] if heat.estimate is None and heat.notes else None},
         "use": {"points": did.estimate, "low": did.low, "high": did.high,
                 "verdict": did.verdict.value},
         "sorting": {"points": rate.estimate, "low": rate.low, "high": rate.high,
@@ -195,6 +207,11 @@ def _rate(data: dict[str, Any]) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seeds", type=int, default=20)
+    ap.add_argument(
+        "--first-seed", type=int, default=1,
+        help="seeds first..first+N-1: name a held-out set (e.g. 101) fixed before a method "
+        "change, to judge the change on seeds it was not tuned on",
+    )  # fmt: skip
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--season", choices=sorted(SEASONS), default="heating")
     args = ap.parse_args()
@@ -204,16 +221,22 @@ def main() -> None:
     registry = Registry(parse_site(bench_site(), "<bench site>"))
     rows = []
     t0 = time.monotonic()
-    for seed in range(1, args.seeds + 1):
-        plain = simulate(registry, seed, [])
+    for seed in range(args.first_seed, args.first_seed + args.seeds):
+        twin = simulate(registry, seed, [])  # for the true effects only
         piloted = simulate(registry, seed, [HEAT, USE, SORT])
-        row = {"seed": seed, "with": judge(piloted), "without": judge(plain),
-               "true_use_points": _mean_use(piloted) - _mean_use(plain),
-               "true_sorting_points": _rate(piloted) - _rate(plain)}  # fmt: skip
+        placebo = simulate(registry, seed + PLACEBO_SEED_OFFSET, [])
+        row = {"seed": seed, "placebo_seed": seed + PLACEBO_SEED_OFFSET,
+               "with": judge(piloted), "without": judge(placebo),
+               "true_use_points": _mean_use(piloted) - _mean_use(twin),
+               "true_sorting_points": _rate(piloted) - _rate(twin)}  # fmt: skip
         rows.append(row)
         print(json.dumps(row), flush=True)
     summary = summarise(rows)
     summary["season"] = f"{args.season}: baseline from {START}, pilot from {PILOT_START}"
+    summary["seeds_used"] = (
+        f"{args.first_seed}-{args.first_seed + args.seeds - 1} (effect), the same plus "
+        f"{PLACEBO_SEED_OFFSET} (no effect)"
+    )
     summary["seconds"] = round(time.monotonic() - t0)
     summary["machine"] = f"{platform.machine()}, Python {platform.python_version()}"
     print(json.dumps(summary, indent=2))
@@ -237,9 +260,7 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "heat": {
             "true_pct": -12.0,
             "covered": sum(inside(h, -12.0) for h in heat_with),
-            "mean_estimate_pct": round(
-                statistics.fmean(h["pct"] for h in heat_with if h["pct"] is not None), 2
-            ),
+            "mean_estimate_pct": _mean([h["pct"] for h in heat_with]),
             "no_effect_contains_zero": sum(inside(h, 0.0) for h in heat_without),
             "inadequate": sum(
                 h["verdict"] == "baseline_inadequate" for h in heat_with + heat_without
@@ -248,6 +269,12 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "utilisation": _summary(use_with, use_without),
         "sorting_rate": _summary(sort_with, sort_without),
     }
+
+
+def _mean(values: list[float | None]) -> float | None:
+    """The mean of the numbers given (None: every run was refused, e.g. baseline_inadequate)."""
+    numbers = [v for v in values if v is not None]
+    return round(statistics.fmean(numbers), 2) if numbers else None
 
 
 def _summary(
@@ -261,9 +288,7 @@ def _summary(
     return {
         "mean_true_points": round(statistics.fmean(t for _, t in with_), 2),
         "covered": sum(r["low"] is not None and r["low"] <= t <= r["high"] for r, t in with_),
-        "mean_estimate_points": round(
-            statistics.fmean(r["points"] for r, _ in with_ if r["points"] is not None), 2
-        ),
+        "mean_estimate_points": _mean([r["points"] for r, _ in with_]),
         "no_effect_contains_zero": sum(
             r["low"] is not None and r["low"] <= 0 <= r["high"] for r in without
         ),
