@@ -112,6 +112,18 @@ async def _consume(consumer: MqttConsumer, until: Callable[[], Any], timeout: fl
         await asyncio.gather(task, return_exceptions=True)
 
 
+async def _consume_a_while(consumer: MqttConsumer, seconds: float = 0.5) -> None:
+    """Connect, take what the broker sends for `seconds`, and stop."""
+
+    async def settled() -> bool:
+        if not consumer.connected:
+            return False
+        await asyncio.sleep(seconds)
+        return True
+
+    await _consume(consumer, settled)
+
+
 def _certificates(folder: Path) -> tuple[Path, Path, Path]:
     """A CA of the test's own and a certificate it signed for 127.0.0.1 (valid from an hour
     ago for a day: relative to the clock, so the test passes on any date)."""
@@ -266,15 +278,7 @@ async def test_an_oversized_message_on_mqtt_3_is_cut_acknowledged_and_not_sent_a
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
     # The session resumed: nothing comes back.
-    again = consumer()
-
-    async def settled() -> bool:
-        if not again.connected:
-            return False
-        await asyncio.sleep(0.5)
-        return True
-
-    await _consume(again, settled)
+    await _consume_a_while(consumer())
     assert len(received.messages) == 2
 
 
@@ -323,13 +327,5 @@ async def test_the_session_lasts_as_long_as_its_expiry_says(
     first = consumer()
     await _consume(first, lambda: first.connected)  # subscribed, then disconnected
     await asyncio.to_thread(_publish, broker.port, [b"while away"])
-    again = consumer()
-
-    async def settled() -> bool:
-        if not again.connected:
-            return False
-        await asyncio.sleep(0.5)
-        return True
-
-    await _consume(again, settled)
+    await _consume_a_while(consumer())
     assert [p for p, _, _ in received.messages] == ([b"while away"] if expiry_s else [])
