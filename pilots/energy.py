@@ -229,21 +229,23 @@ def _unidentified_balance(model: _Candidate, tb: Floats, tr: Floats) -> str | No
     With (almost) every baseline day below the balance points searched, any balance point above
     the warmest day fits the baseline alike; the search then keeps the lowest (8 degC), and the
     model predicts no heating above it, where the building may well heat on. That matters only
-    for reporting days warmer than the baseline's: a spring pilot judged against a winter
-    baseline (issue 30: its intervals held the truth in 12 of 16 runs, not 90 %)."""
+    for reporting days warmer than the balance point kept: a spring pilot judged against a
+    winter baseline (issue 30: its intervals held the truth in 12 of 16 runs, not 90 %), not a
+    mid-winter one whose days all stay below it."""
     h = model.heating
     if h is None:
         return None
     above = int((tb > h).sum())
-    hi = float(tb.max())
-    warmer = float((tr > hi).mean())
-    if above >= MIN_DAYS_PAST_BALANCE or warmer <= EXTRAPOLATION_MAX:
+    # Every balance point the search could have kept instead fits the same line below h; they
+    # differ only on days warmer than h. So only those reporting days depend on the guess.
+    past = float((tr > h).mean())
+    if above >= MIN_DAYS_PAST_BALANCE or past <= EXTRAPOLATION_MAX:
         return None
     return (
         f"only {above} baseline days were warmer than the heating balance point the fit chose "
         f"({h:g} degC), so the baseline cannot tell at what temperature the heating stops; "
-        f"{warmer:.0%} of the reporting days are warmer than any baseline day ({hi:.1f} degC), "
-        "and the model would guess their heating. Choose a baseline with milder days"
+        f"{past:.0%} of the reporting days are warmer than that, and the model would guess "
+        "their heating. Choose a baseline with milder days"
     )
 
 

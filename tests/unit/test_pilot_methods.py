@@ -401,13 +401,14 @@ def test_a_spring_pilot_on_a_winter_baseline_that_cannot_place_the_balance_point
     """Issue 30's spring case: every baseline day colder than the lowest balance point searched
     (8 degC), the reporting weeks milder, and the building heating on up to 15 degC. Any balance
     point above the baseline's weather fits it alike; the old search kept 8 degC and predicted
-    no heating above it, a guess that was judged as if measured (here it happened to contain
-    0; the issue's spring runs missed the truth in 4 of 16). Now refused, in words. With milder
-    days in the baseline, the same building is judged."""
+    no heating above it, a guess judged as if measured: here it found a -14 % "effect" where
+    there is none. Now refused, in words. With milder days in the baseline, the same building
+    is judged."""
     rng = np.random.default_rng(17)
-    # Reporting days milder than any baseline day, but within the 5 degC the line may carry.
-    winter = {d: -4 + 0.08 * i + rng.normal(0, 1.2) for i, d in enumerate(DAYS[:56])}
-    spring = {d: 3 + 0.04 * i + rng.normal(0, 1.0) for i, d in enumerate(DAYS[56:])}
+    # Reporting days around and above 8 degC (the lowest balance point searched), within the
+    # 5 degC past the baseline's warmest day that the line may carry.
+    winter = {d: -1 + 0.11 * i + rng.normal(0, 0.8) for i, d in enumerate(DAYS[:56])}
+    spring = {d: 8.5 + 0.03 * i + rng.normal(0, 0.8) for i, d in enumerate(DAYS[56:])}
     temp = {**winter, **spring}
     assert max(winter.values()) < 8
     heat = _heat(temp, 15, 0)  # heating down to 17 degC, no effect at all
@@ -416,7 +417,7 @@ def test_a_spring_pilot_on_a_winter_baseline_that_cannot_place_the_balance_point
     )
     assert effect.verdict is Verdict.BASELINE_INADEQUATE
     assert effect.estimate is None
-    assert "cannot tell at what temperature the heating stops" in effect.notes[0]
+    assert "cannot tell at what temperature the heating stops" in effect.notes[0], effect.notes
     # A baseline with milder days places the balance point, and the no-effect pilot is judged.
     milder = {d: 2 + 8 * np.sin(i / 9) + rng.normal(0, 2) for i, d in enumerate(DAYS[:56])}
     temp = {**milder, **spring}
@@ -426,6 +427,6 @@ def test_a_spring_pilot_on_a_winter_baseline_that_cannot_place_the_balance_point
     )
     assert fit is not None
     assert effect.verdict is not Verdict.BASELINE_INADEQUATE, effect.notes
-    assert effect.low_pct is not None
-    assert effect.high_pct is not None
-    assert effect.low_pct <= 0 <= effect.high_pct
+    # One run: its 90 % interval may miss zero (one time in ten), its estimate stays near it.
+    assert effect.estimate_pct is not None
+    assert abs(effect.estimate_pct) < 5
