@@ -366,8 +366,10 @@ def test_the_pilot_command_says_when_the_rollups_lag(
         f"{influx.url}/write?db={database}", "\n".join(lines).encode(), timeout=10
     ).close()
     done = subprocess.run(
+        # --today: the test's own clock (the shifted-clock run fakes it; the command's
+        # environment here does not carry libfaketime).
         [str(Path(sys.executable).with_name("kera-dashboards")), "pilot", "coworking-booking",
-         "--json", "--config", str(site_file)],
+         "--json", "--config", str(site_file), "--today", str(today)],
         env={"KERA_INFLUX_URL": influx.url, "KERA_INFLUX_DB": database, "PATH": "/usr/bin:/bin"},
         check=False, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
