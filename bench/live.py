@@ -180,50 +180,39 @@ PUBLISHER = "raw"
 
 
 class Publisher:
-    """The publisher child process: started (and, for raw and python, connected and ready)
-    before the clock; `go()` starts the publishing."""
+    """The publisher child process: raw and python are started, connected and ready before
+    the clock, and `go()` tells them to publish; mosquitto_pub (which publishes as soon as it
+    runs) has its lines written before the clock and is started by `go()`."""
 
     def __init__(self, broker: Mosquitto, n: int) -> None:
-        self.proc = self._start(broker, n)
-        self.ps = psutil.Process(self.proc.pid)
-        if self.proc.stdout is not None and self.proc.stdout.readline().strip() != b"ready":
-            raise RuntimeError("the publisher did not connect")
-        self.cpu0 = _cpu(self.ps)
-
-    def _start(self, broker: Mosquitto, n: int) -> subprocess.Popen[bytes]:
+        self._port = broker.port
+        self._lines: str | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.cpu0 = 0.0
         if PUBLISHER == "mosquitto_pub":
-            # Each reading 10 ms after the last (one meter), ending a minute ago.
-            base = int(time.time() * 1000) - n * 10 - 60_000
-            lines = tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False)  # noqa: SIM115
-            with lines:
-                for i in range(n):
-                    lines.write(
-                        f'{{"ts":{base + i * 10},"power_w":{1000 + i % 977}.5,'
-                        f'"energy_kwh":{i / 1000:.3f},"voltage_v":230.1,"current_a":4.35}}\n'
-                    )
-            self._lines: str | None = lines.name
-            return subprocess.Popen(["sleep", "3600"])  # replaced by go()
-        self._lines = None
+            self._lines = _publisher_lines(n)
+            return
         # Each meter's readings a second apart, ending a minute ago.
         base = int(time.time() * 1000) - (n // DEVICES + 1) * 1000 - 60_000
         script = _RAW_PUBLISHER if PUBLISHER == "raw" else _PUBLISHER
         argv = [str(broker.port), str(n), str(base), str(DEVICES), SITE]
-        self._broker = broker
-        return subprocess.Popen(
+        self.proc = subprocess.Popen(
             [sys.executable, "-c", script, *argv], stdin=subprocess.PIPE, stdout=subprocess.PIPE
         )
+        assert self.proc.stdout is not None
+        if self.proc.stdout.readline().strip() != b"ready":
+            raise RuntimeError("the publisher did not connect")
+        self.cpu0 = _cpu(psutil.Process(self.proc.pid))  # building its packets is not counted
 
-    def go(self, broker: Mosquitto) -> None:
+    def go(self) -> None:
         if self._lines is not None:
-            self.proc.kill()
-            argv = ["mosquitto_pub", "-h", "127.0.0.1", "-p", str(broker.port), "-q", "1", "-l"]
+            argv = ["mosquitto_pub", "-h", "127.0.0.1", "-p", str(self._port), "-q", "1", "-l"]
             argv += ["-t", f"kera/{SITE}/em-00000/telemetry"]
             with open(self._lines, "rb") as stdin:
                 self.proc = subprocess.Popen(argv, stdin=stdin)
             os.unlink(self._lines)
-            self.ps = psutil.Process(self.proc.pid)
-            self.cpu0 = 0.0
             return
+        assert self.proc is not None
         assert self.proc.stdin is not None
         self.proc.stdin.write(b"go\n")
         self.proc.stdin.flush()
@@ -231,12 +220,25 @@ class Publisher:
     def finish(self, n: int) -> float:
         """Wait for the publisher; its CPU µs per reading (from the kernel's account of the
         child when it is reaped)."""
+        assert self.proc is not None
         _, status, usage = os.wait4(self.proc.pid, 0)
         self.proc.returncode = os.waitstatus_to_exitcode(status)
         if self.proc.returncode != 0:
             raise RuntimeError("the publisher failed")
         cpu = usage.ru_utime + usage.ru_stime - self.cpu0
         return round(cpu / n * 1e6, 1)
+
+
+def _publisher_lines(n: int) -> str:
+    """mosquitto_pub's input: one meter's readings 10 ms apart, ending a minute ago."""
+    base = int(time.time() * 1000) - n * 10 - 60_000
+    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as lines:
+        for i in range(n):
+            lines.write(
+                f'{{"ts":{base + i * 10},"power_w":{1000 + i % 977}.5,'
+                f'"energy_kwh":{i / 1000:.3f},"voltage_v":230.1,"current_a":4.35}}\n'
+            )
+    return lines.name
 
 
 def _cpu(p: psutil.Process) -> float:
@@ -257,7 +259,7 @@ def run_bare(broker: Mosquitto, n: int, proto: str) -> dict[str, float]:
         ps = psutil.Process(sub.pid)
         pub = Publisher(broker, n)
         cpu0, t0 = _cpu(ps), time.perf_counter()
-        pub.go(broker)
+        pub.go()
         # Before `done`, so the publisher's CPU is read while it still runs.
         assert sub.stdout.readline().strip() == "done", "bare subscriber stopped early"
         elapsed, cpu1, rss = time.perf_counter() - t0, _cpu(ps), ps.memory_info().rss
@@ -309,7 +311,7 @@ def run_ingestor(
             ps = psutil.Process(proc.pid)
             pub = Publisher(broker, n)
             cpu0, t0, peak = _cpu(ps), time.perf_counter(), 0
-            pub.go(broker)
+            pub.go()
             deadline = time.monotonic() + 600
             while (stored := _count(db, name)) < n:
                 if time.monotonic() > deadline or proc.poll() is not None:

@@ -107,7 +107,7 @@ def profile(work: Path, n: int, evaluate: bool) -> Path:
             try:
                 wait_connected(health, proc, timeout_s=60)
                 pub = Publisher(broker, n)
-                pub.go(broker)
+                pub.go()
                 console.print(f"publishing {n:,} readings of {DEVICES:,} meters")
                 deadline = time.monotonic() + 600
                 while _count(db, "prof") < n:

@@ -20,13 +20,12 @@ from devices.contract import (
     KINDS,
     PV_ROLE,
     SPACE_DAILY,
-    SPACE_HOURLY,
     SPACE_TAG,
     WASTE_DAILY,
 )
 from devices.pilots import Metric, Pilot, scope_devices
 from devices.site import EnergyMeter, WasteBin, WasteFraction
-from ingest.evaluation.rollups import hours_behind, qualified
+from ingest.evaluation.rollups import LAG_READINGS, LAG_ROLLUPS, hours_behind, qualified
 from ingest.storage.influxql import between, ident, string
 from ingest.storage.influxql import measurement as influxql_measurement
 from ingest.storage.query import influxql
@@ -165,16 +164,10 @@ async def _rollups_lag(r: _Reader, lo: int, data: PilotData) -> None:
     """Say when the rollups lag the readings (right after a backfill, or while the ingestor
     catches up), as the weekly report does: the last days are then missing or still growing,
     and `insufficient_data` would otherwise be a riddle."""
-    reading = max(
-        (t for t in [await r.newest("energy_kwh", "energy", False),
-                     await r.newest("people", "occupancy", False)] if t is not None),
-        default=None,
-    )  # fmt: skip
-    rollup = max(
-        (t for t in [await r.newest("kwh", ENERGY_HOURLY, True),
-                     await r.newest("measured_s", SPACE_HOURLY, True)] if t is not None),
-        default=None,
-    )  # fmt: skip
+    readings = [await r.newest(f, m, rollup=False) for f, m in LAG_READINGS]
+    rollups = [await r.newest(f, m, rollup=True) for f, m in LAG_ROLLUPS]
+    reading = max((t for t in readings if t is not None), default=None)
+    rollup = max((t for t in rollups if t is not None), default=None)
     behind = hours_behind(reading, rollup, lo)
     if behind > 0:
         data.warnings.append(

@@ -15,20 +15,20 @@ from devices import Registry
 from devices.contract import (
     ALERTS_MEASUREMENT,
     DEVICE_DAILY,
-    ENERGY_HOURLY,
     IMPACT_DAILY,
     METRIC_TAG,
     PILOT_RESULTS_MEASUREMENT,
     PILOT_TAG,
     SITE_TAG,
     SPACE_DAILY,
-    SPACE_HOURLY,
     WASTE_DAILY,
 )
 from devices.factor_source import FactorSource
 from devices.site import Impact
 from ingest.evaluation.rollups import (
     HOUR_MS,
+    LAG_READINGS,
+    LAG_ROLLUPS,
     ROLLUP_MEASUREMENTS,
     hours_behind,
     qualified,
@@ -254,16 +254,10 @@ async def load_week(
     step("totals")
 
     data.newest_reading_ms = await _newest(
-        r, ['last("energy_kwh") FROM "energy"', 'last("people") FROM "occupancy"'], lo, hi
+        r, [f"last({ident(f)}) FROM {ident(m)}" for f, m in LAG_READINGS], lo, hi
     )
     data.newest_rollup_ms = await _newest(
-        r,
-        [
-            f'last("kwh") FROM {ident(ENERGY_HOURLY)}',
-            f'last("measured_s") FROM {ident(SPACE_HOURLY)}',
-        ],
-        lo,
-        hi,
+        r, [f"last({ident(f)}) FROM {ident(m)}" for f, m in LAG_ROLLUPS], lo, hi
     )
     rows = await r.select(
         f'sum("supply_kwh"), sum("pv_kwh"), sum("kgco2e") FROM {ident(IMPACT_DAILY)}', lo, hi,

@@ -7,11 +7,9 @@ asyncio protocol), `_consumer` (sessions, reconnects, acknowledgements, the outb
 
 from ingest.mqtt._codec import V5, V311, Publish
 from ingest.mqtt._consumer import MqttConnectError, MqttConsumer, Receiver
-from ingest.mqtt._link import READ_SLICE_S
 from ingest.mqtt._target import MqttTarget, parse_mqtt_url
 
 __all__ = [
-    "READ_SLICE_S",
     "V5",
     "V311",
     "MqttConnectError",

@@ -69,9 +69,6 @@ class _Outbox:
         self._next_id = 0
         self.limit = 65535
 
-    def __len__(self) -> int:
-        return len(self._queued) + len(self._flight)
-
     def add(self, topic: str, payload: bytes, retain: bool) -> None:
         self._queued.append((topic, payload, retain))
 

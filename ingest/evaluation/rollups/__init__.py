@@ -18,7 +18,7 @@ from ._calendar import day_bounds, parse_week, week_bounds, week_of
 from ._energy import HOUR_MS, emissions_kg, hourly_kwh
 from ._engine import Rollups
 from ._factors import EmissionFactors, FactorFileError, parse_factor_csv
-from ._kinds import hours_behind, qualified
+from ._kinds import LAG_READINGS, LAG_ROLLUPS, hours_behind, qualified
 from ._repair import Repair
 from ._storage import (
     InfluxReadings,
@@ -37,6 +37,8 @@ __all__ = [
     "ENERGY_HOURLY",
     "HOUR_MS",
     "IMPACT_DAILY",
+    "LAG_READINGS",
+    "LAG_ROLLUPS",
     "ROLLUP_MEASUREMENTS",
     "SPACE_DAILY",
     "SPACE_HOURLY",

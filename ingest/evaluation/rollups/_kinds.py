@@ -14,6 +14,7 @@ from devices.contract import (
     HEAT_DAILY,
     HEAT_HOURLY,
     KINDS,
+    SPACE_HOURLY,
     WATER_DAILY,
     WATER_HOURLY,
 )
@@ -175,6 +176,13 @@ def num0(v: FieldValue) -> float:
 
 def hour_of(ms: int) -> int:
     return ms - ms % HOUR_MS
+
+
+# What shows how far the rollups have come: the newest raw reading of these (field,
+# measurement) pairs against the newest hourly rollup of these (the weekly report and the
+# pilot command ask the same).
+LAG_READINGS: Final = (("energy_kwh", "energy"), ("people", "occupancy"))
+LAG_ROLLUPS: Final = (("kwh", ENERGY_HOURLY), ("measured_s", SPACE_HOURLY))
 
 
 def hours_behind(
