@@ -179,7 +179,9 @@ def render_pilot_html(report: PilotReport, pngs: dict[str, str], generated: str)
         ),
         "<p class='source'>Change: what the pilot's days measured minus what the method expected "
         "for them without the pilot, per day (points for rates); percent of the expected. The "
-        "90 % interval holds the true change in 9 of 10 pilots like this one. Days: baseline + "
+        "90 % interval is the method's own: how often such intervals held a known change in "
+        "simulated pilots of each season and metric is measured in docs/pilots.md "
+        "(bench/pilot_methods.py), not promised here. Days: baseline + "
         "pilot days with data. Verdicts: <i>effect</i> (the interval excludes zero), <i>no "
         "effect detected</i> (it contains zero), <i>baseline inadequate</i> (the baseline "
         "cannot say what would have happened: no number), <i>insufficient data</i>.</p>",
