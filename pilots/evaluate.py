@@ -33,12 +33,13 @@ UNITS = {
 # every number; docs/pilots.md has the long form).
 METHODS = {
     "caltrack_daily_changepoint": (
-        "IPMVP Option B/C with the CalTRACK 2.0 daily model form: the baseline's daily energy "
-        "fitted against the day's mean outdoor temperature (heating and cooling degree days, "
-        "balance points searched) and the weekday; the change is measured minus what the model "
-        "predicts for the pilot days' weather. Interval: ASHRAE Guideline 14's savings "
-        "uncertainty (OpenDSM), corrected for autocorrelation. Assumes nothing but the weather "
-        "and the weekday changed the use."
+        "IPMVP Option B/C with the CalTRACK 2.0 daily model: the baseline's daily energy "
+        "fitted against heating and cooling degree days (balance points searched; from the "
+        "day's hours where known), with a level per weekday where that predicts the baseline's "
+        "unseen weeks better; the change is measured minus what the model predicts for the "
+        "pilot days' weather. Interval: ASHRAE Guideline 14's savings uncertainty (OpenDSM), "
+        "corrected for autocorrelation. Assumes nothing but the weather and the weekday changed "
+        "the use."
     ),
     "caltrack_hourly_opendsm": (
         "IPMVP Option B/C with OpenDSM's CalTRACK hourly model, fitted on a year of baseline "
@@ -198,6 +199,7 @@ def _judge(
             data.temperature,
             tz,
             is_electricity=metric is Metric.ELECTRICITY_KWH,
+            temperature_hourly=data.temperature_hourly,
         )
         return effect
     hours = data.open_hours or None
