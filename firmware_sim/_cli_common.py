@@ -32,6 +32,16 @@ PilotOpt = Annotated[
         "cafe-heat-control:heat_kwh=-12% (repeatable; docs/pilots.md)"
     ),
 ]
+BusyWeeksOpt = Annotated[
+    float,
+    typer.Option(
+        min=0.0,
+        max=1.0,
+        help="Make some weeks busier than others (busy weeks, quiet ones, school holidays): the "
+        "standard deviation of each week's log factor on how busy the house is, e.g. 0.2; 0: "
+        "every week alike (docs/simulator.md)",
+    ),
+]
 
 
 def parse_start(text: str | None) -> int:

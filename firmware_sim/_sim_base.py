@@ -86,9 +86,26 @@ def event_hours(seed: int, day: date) -> tuple[float, float] | None:
     return start, start + rng.uniform(2.0, 3.5)
 
 
-def busy_factor(local: datetime, seed: int, space: str, week: Week = BUILT_IN_WEEK) -> float:
-    """opening_factor, raised to a full house during an evening event in an event space."""
+@functools.lru_cache(maxsize=4096)
+def week_factor(seed: int, year: int, week: int, sd: float) -> float:
+    """How busy an ISO week is against the usual (busy weeks, quiet ones, school holidays): a
+    lognormal factor with mean 1 whose log has standard deviation `sd`, seeded by the week so
+    every device of the site agrees; 1 when `sd` is 0."""
+    if sd <= 0:
+        return 1.0
+    draw = random.Random(f"{seed}:week:{year}-{week}").gauss(0, sd)
+    return math.exp(draw - sd * sd / 2)
+
+
+def busy_factor(
+    local: datetime, seed: int, space: str, week: Week = BUILT_IN_WEEK, busy_weeks: float = 0.0
+) -> float:
+    """opening_factor, scaled by the week's factor (`busy_weeks`: its log's standard deviation)
+    and raised to a full house during an evening event in an event space."""
     busy = opening_factor(local, week)
+    if busy and busy_weeks > 0:
+        year, iso_week, _ = local.isocalendar()
+        busy = min(1.0, busy * week_factor(seed, year, iso_week, busy_weeks))
     if space in EVENT_SPACES:
         event = event_hours(seed, local.date())
         hour = local.hour + local.minute / 60
@@ -112,6 +129,8 @@ class SimDevice:
         self.effect_factor = 1.0
         # The site's opening hours (build_fleet sets them from the site file).
         self.week: Week = BUILT_IN_WEEK
+        # Week-to-week variation of how busy the house is (build_fleet; 0: every week alike).
+        self.busy_weeks = 0.0
 
     def next_due(self, now_ms: int) -> int:
         jitter = self.rng.uniform(0.9, 1.1)
@@ -121,7 +140,7 @@ class SimDevice:
         return datetime.fromtimestamp(time_ms / 1000, UTC).astimezone(self.tz)
 
     def busy(self, local: datetime) -> float:
-        return busy_factor(local, self.seed, self.device.space, self.week)
+        return busy_factor(local, self.seed, self.device.space, self.week, self.busy_weeks)
 
     def effect(self, local: datetime) -> float:
         """The injected pilot's factor at `local`, 1 outside it."""

@@ -28,6 +28,7 @@ from firmware_sim.runner import Summary, run
 if TYPE_CHECKING:
     pass
 from firmware_sim._cli_common import (
+    BusyWeeksOpt,
     Config,
     MqttUrl,
     PilotOpt,
@@ -85,6 +86,7 @@ def _simulate(
     record: Path | None,
     quiet: bool,
     pilots: list[str] | None = None,
+    busy_weeks: float = 0.0,
 ) -> Summary:
     try:
         injected = [parse_pilot(spec, registry.site) for spec in pilots or ()]
@@ -127,6 +129,7 @@ def _simulate(
             record=rec,
             on_progress=on_progress,
             pilots=injected,
+            busy_weeks=busy_weeks,
         )
     except ValueError as exc:
         console.print(f"[red]{exc}[/red]")
@@ -201,6 +204,7 @@ def run_cmd(
     json_out: Annotated[bool, typer.Option("--json", help="Print a JSON summary")] = False,
     quiet: Annotated[bool, typer.Option(help="No live view")] = False,
     pilot: PilotOpt = None,
+    busy_weeks: BusyWeeksOpt = 0.0,
 ) -> None:
     """Publish plausible readings for every device of the site, optionally with faults."""
     faults = Faults(
@@ -229,6 +233,7 @@ def run_cmd(
         record=record,
         quiet=quiet,
         pilots=pilot,
+        busy_weeks=busy_weeks,
     )
     _report(summary, json_out)
 
@@ -252,6 +257,7 @@ def backfill(
     json_out: Annotated[bool, typer.Option("--json")] = False,
     quiet: Annotated[bool, typer.Option()] = False,
     pilot: PilotOpt = None,
+    busy_weeks: BusyWeeksOpt = 0.0,
 ) -> None:
     """Publish `days` of history as fast as the broker and the ingestor take it.
 
@@ -274,6 +280,7 @@ def backfill(
         record=None,
         quiet=quiet,
         pilots=pilot,
+        busy_weeks=busy_weeks,
     )
     _report(summary, json_out)
 

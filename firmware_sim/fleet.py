@@ -41,6 +41,7 @@ from firmware_sim._sim_base import (
     outdoor_temperature,
     site_week,
     weather_offset,
+    week_factor,
 )
 from firmware_sim._sim_climate import (
     SimCatalogueDevice,
@@ -256,7 +257,9 @@ def scale_site(site: Site, n: int) -> Site:
     return site.model_copy(update={"devices": devices, "pilots": pilots})
 
 
-def build_fleet(registry: Registry, seed: int) -> list[SimDevice]:
+def build_fleet(registry: Registry, seed: int, busy_weeks: float = 0.0) -> list[SimDevice]:
+    """One simulated device per registry device; `busy_weeks` > 0 makes some weeks busier than
+    others (the standard deviation of each week's log factor, `week_factor`)."""
     tz = ZoneInfo(registry.site.timezone)
     site = registry.site_id
     fleet: list[SimDevice] = []
@@ -264,6 +267,7 @@ def build_fleet(registry: Registry, seed: int) -> list[SimDevice]:
     for d in registry:
         sim = _SIMULATORS.get(type(d), SimCatalogueDevice)(d, site, seed, tz)
         sim.week = week
+        sim.busy_weeks = busy_weeks
         fleet.append(sim)
     return fleet
 
@@ -295,4 +299,5 @@ __all__ = [
     "scale_site",
     "site_week",
     "weather_offset",
+    "week_factor",
 ]

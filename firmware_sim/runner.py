@@ -192,13 +192,15 @@ def run(
     record: IO[str] | None = None,
     on_progress: Callable[[Summary], None] | None = None,
     pilots: Sequence[InjectedEffect] = (),
+    busy_weeks: float = 0.0,
 ) -> Summary:
     """Publish the fleet's readings for `duration_s` wall-clock seconds covering
     `duration_s * speed` simulated seconds. With speed <= 0 there is no pacing: `duration_s`
     simulated seconds are published as fast as the broker takes them. Every device connects
-    first (its `online`), and disconnects cleanly at the end (its `offline`)."""
+    first (its `online`), and disconnects cleanly at the end (its `offline`). `busy_weeks` > 0
+    makes some weeks busier than others (fleet.build_fleet)."""
     faults = faults or Faults()
-    fleet = build_fleet(registry, seed)
+    fleet = build_fleet(registry, seed, busy_weeks)
     apply_pilots(pilots, fleet)
     site = registry.site_id
     sim_span_s = duration_s * speed if speed > 0 else duration_s
