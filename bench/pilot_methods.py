@@ -1,26 +1,34 @@
 """Do the pilot methods find a known effect, and only a real one? (docs/pilots.md)
 
     .venv/bin/python bench/pilot_methods.py [--seeds 20] [--first-seed 1]
-        [--season heating|spring|autumn] [--out FILE]
+        [--season heating|spring|autumn] [--busy-weeks SD] [--out FILE]
 
 A statistical check, not a test. For each seed, 12 simulated weeks (8 of baseline, 4 with the
-pilot; the season's weather, which wanders) of a small site go through the ingestor's real
-Pipeline and impact Rollups, in-process:
+pilots; the season's weather, which wanders) of a small site go through the ingestor's real
+Pipeline and impact Rollups, in-process; each pilot is then judged by `pilots.evaluate`, the
+function `kera-dashboards pilot` runs, on the series `pilots.data` would read back from
+InfluxDB (the same rollups, summed and averaged the same way; the weather station's hourly
+means and daily means as `pilots.data` makes them). The noise: the weather's AR(1) wander, the
+evening events of the hall and the café (event days), and with `--busy-weeks` weeks busier or
+quieter than others (`kera-sim --busy-weeks`, week effects on use and energy alike):
 
-- heat: the café's heat meter, with `--pilot`'s -12 % from week 9 or without it; judged by the
-  CalTRACK daily model (OpenDSM) against the weather station's daily mean temperature;
-- utilisation: the coworking room, with +20 % more use from week 9 or without it, judged by
-  difference-in-differences against the two meeting rooms;
-- sorting rate: the yard's bins, with 10 more points of waste sorted from week 9 or without it,
-  judged by the rate's before/after change.
+- heat: the café's heat meter, -12 % from week 9 (weather-normalised, CalTRACK daily);
+- electricity: the main supply meter, -7 % (the same method; the hall's evening events make
+  its event days);
+- coworking use: +20 % more use, judged by difference-in-differences against the two meeting
+  rooms;
+- hall use: the main hall, +15 % more use, against the same controls (its events are days the
+  controls do not share);
+- sorting rate: the yard's bins, 10 more points of waste sorted, judged by the rate's
+  before/after change.
 
-Reported per method: how many of the seeds' 90 % intervals contain the true effect, the mean
-estimate, with no effect (runs on seeds of their own, independent of the effect runs) how many
-intervals contain zero, and the calibration: the standard
-deviation of (estimate - truth) / standard error over every run, which is 1 when the intervals
-are as wide as the errors they must cover. The true heat effect is -12 % by construction. The
-true utilisation and sorting effects are measured, not assumed: the same seed run with and
-without the pilot gives the pilot's own change in percentage points.
+Reported per metric: of the runs with the effect, how many were judged and how many of those
+90 % intervals contain the true effect; of the runs without (on seeds of their own, independent
+of the effect runs), how many intervals contain zero and how many claim an effect; the refused
+runs (`baseline_inadequate`) of each; the mean estimate; and the calibration of the points
+metrics (the standard deviation of (estimate - truth) / standard error, 1 when the intervals
+are as wide as the errors they must cover). The true energy effects are the injected factors;
+the true use and sorting effects are measured: the same seed run with and without the pilots.
 """
 
 from __future__ import annotations
@@ -39,20 +47,22 @@ from zoneinfo import ZoneInfo
 import yaml
 
 from devices import Registry, parse_site
+from devices.pilots import Metric, Pilot
 from devices.site import default_site_text
 from firmware_sim import MemorySink, run
 from firmware_sim.pilots import parse_pilot
 from ingest.evaluation.rollups import EmissionFactors, Rollups
 from ingest.observability.counters import Stats
 from ingest.pipeline import Pipeline
-from pilots.energy import weather_normalised_savings
-from pilots.stats import diff_in_diff, ratio_before_after, t_quantile
+from pilots.data import MIN_TEMPERATURE_HOURS, open_hours
+from pilots.evaluate import PilotData, evaluate
+from pilots.fmi import fill_days
+from pilots.stats import t_quantile
 
 TZ = ZoneInfo("Europe/Helsinki")
-# Two seasons: the heating season, where eight baseline weeks see the temperatures of the four
-# pilot weeks, and late summer into autumn, where they do not (the method must then refuse).
-# And spring (issue 30): a baseline of February and March, the pilot's weeks in April, warmer
-# than any baseline day.
+# Three seasons: mid-winter, where eight baseline weeks see the temperatures of the four pilot
+# weeks; spring (issue 30): a baseline of February and March, the pilot's weeks in April, warmer
+# than the baseline's days; and late summer into autumn, the pilot's weeks colder.
 SEASONS = {
     "heating": date(2026, 11, 2), "spring": date(2026, 2, 2), "autumn": date(2026, 8, 3),
 }  # Mondays  # fmt: skip
@@ -64,19 +74,29 @@ PLACEBO_SEED_OFFSET = 10_000
 START = SEASONS["heating"]
 PILOT_START = START + timedelta(weeks=8)
 WEEKS = 12
-HEAT = "cafe-heat-control:heat_kwh=-12%"
-USE = "coworking-booking:utilisation_pct=+20%"
-SORT = "yard-sorting-nudge:sorting_rate_pct=+10"
+# The metrics judged: (pilot, metric, injected change, unit of the truth and the estimate).
+METRICS = {
+    "heat": ("cafe-heat-control", Metric.HEAT_KWH, "-12%", "pct"),
+    "electricity": ("hall-electricity", Metric.ELECTRICITY_KWH, "-7%", "pct"),
+    "coworking_use": ("coworking-booking", Metric.UTILISATION_PCT, "+20%", "points"),
+    "hall_use": ("hall-use", Metric.UTILISATION_PCT, "+15%", "points"),
+    "sorting_rate": ("yard-sorting-nudge", Metric.SORTING_RATE_PCT, "+10", "points"),
+}
+PILOTS = [f"{pilot}:{metric.value}={change}" for pilot, metric, change, _ in METRICS.values()]
 BINS = ("bin-mixed-1", "bin-bio-1", "bin-cardboard-1", "bin-plastic-1", "bin-glass-1",
         "bin-metal-1")  # fmt: skip
+CONTROLS = ["meeting-room-1", "meeting-room-2"]
 
 
 def bench_site() -> str:
-    """The bundled site's café heat meter, weather station and three rooms, with the two pilots
-    starting in week 9; longer intervals than the real devices', to keep 20 seeds quick."""
+    """The bundled site's café heat meter, main supply meter, weather station, four rooms and
+    the yard's bins, with the pilots starting in week 9; longer intervals than the real
+    devices', to keep many seeds quick (a day's sums and shares do not depend on them)."""
     raw = yaml.safe_load(default_site_text())
-    keep = {"ws-roof": 600, "hm-cafe": 600, "occ-coworking": 300, "occ-meeting-1": 300,
-            "occ-meeting-2": 300, **dict.fromkeys(BINS, 1800)}  # fmt: skip
+    keep = {"ws-roof": 600, "hm-cafe": 600, "em-main": 600, "occ-coworking": 300,
+            "occ-main-hall": 300, "occ-meeting-1": 300, "occ-meeting-2": 300,
+            **dict.fromkeys(BINS, 1800)}  # fmt: skip
+    start = PILOT_START.isoformat()
     site = {
         "site": "bench",
         "timezone": raw["timezone"],
@@ -86,40 +106,49 @@ def bench_site() -> str:
         ],
         "pilots": [
             {"id": "cafe-heat-control", "title": "heat", "partner": "bench",
-             "scope": {"devices": ["hm-cafe"]}, "metrics": ["heat_kwh"],
-             "start": PILOT_START.isoformat()},
+             "scope": {"devices": ["hm-cafe"]}, "metrics": ["heat_kwh"], "start": start},
+            {"id": "hall-electricity", "title": "electricity", "partner": "bench",
+             "scope": {"devices": ["em-main"]}, "metrics": ["electricity_kwh"], "start": start},
             {"id": "coworking-booking", "title": "booking", "partner": "bench",
-             "scope": {"spaces": ["coworking"]},
-             "control_spaces": ["meeting-room-1", "meeting-room-2"],
-             "metrics": ["utilisation_pct"], "start": PILOT_START.isoformat()},
+             "scope": {"spaces": ["coworking"]}, "control_spaces": CONTROLS,
+             "metrics": ["utilisation_pct"], "start": start},
+            {"id": "hall-use", "title": "hall", "partner": "bench",
+             "scope": {"spaces": ["main-hall"]}, "control_spaces": CONTROLS,
+             "metrics": ["utilisation_pct"], "start": start},
             {"id": "yard-sorting-nudge", "title": "sorting", "partner": "bench",
-             "scope": {"spaces": ["yard"]}, "metrics": ["sorting_rate_pct"],
-             "start": PILOT_START.isoformat()},
+             "scope": {"spaces": ["yard"]}, "metrics": ["sorting_rate_pct"], "start": start},
         ],
     }  # fmt: skip
     return yaml.safe_dump(site, sort_keys=False)
 
 
+Rows = dict[tuple[str, str], tuple[int, dict[str, str]]]  # (line head, ts) -> (ts, fields)
+
+
+BUSY_WEEKS = 0.0  # --busy-weeks
+
+
 def simulate(registry: Registry, seed: int, pilots: list[str]) -> dict[str, Any]:
-    """Daily heat (kWh), utilisation per space (%), litres (sorted, collected) and mean outdoor
-    temperature (°C)."""
+    """The run's rollup points as InfluxDB would hold them, and the weather station's hourly
+    means."""
     sink = MemorySink()
     start_ms = int(datetime.combine(START, datetime.min.time(), TZ).timestamp() * 1000)
     run(
         registry, sink, seed=seed, start_ms=start_ms, duration_s=WEEKS * 7 * 86400.0, speed=0,
-        pilots=[parse_pilot(p, registry.site) for p in pilots],
+        pilots=[parse_pilot(p, registry.site) for p in pilots], busy_weeks=BUSY_WEEKS,
     )  # fmt: skip
-    points: dict[tuple[str, str], str] = {}
+    points: Rows = {}
 
     def keep(lines: list[str]) -> None:
         for line in lines:
             head, _, rest = line.partition(" ")
             fields, _, ts = rest.rpartition(" ")
-            points[(head, ts)] = fields  # a rewrite of the same hour or day replaces it
+            # A rewrite of the same hour or day replaces it, as in InfluxDB.
+            points[(head, ts)] = (int(ts), dict(f.split("=", 1) for f in fields.split(",")))
 
     rollups = Rollups(registry, keep, EmissionFactors())
     pipeline = Pipeline(registry, Stats(), 65536, 300, 400 * 86400, observe=rollups.observe)
-    temps: dict[date, list[float]] = defaultdict(list)
+    hours: dict[int, list[float]] = defaultdict(list)
     next_flush = start_ms + 3_600_000
     for event, device_id, topic, payload in sink.events:
         if event != "publish":
@@ -130,78 +159,131 @@ def simulate(registry: Registry, seed: int, pilots: list[str]) -> dict[str, Any]
             next_flush = body["ts"] + 3_600_000
         pipeline.handle(topic, payload, body["ts"])
         if device_id == "ws-roof":
-            local = datetime.fromtimestamp(body["ts"] / 1000, UTC).astimezone(TZ).date()
-            temps[local].append(body["temperature_c"])
+            hours[body["ts"] // 3_600_000 * 3_600_000].append(body["temperature_c"])
     rollups.flush()
-    heat: dict[date, float] = {}
-    use: dict[str, dict[date, float]] = defaultdict(dict)
+    return {"points": points, "hours": {h: statistics.fmean(v) for h, v in hours.items()}}
+
+
+def _tag(head: str, name: str) -> str | None:
+    for part in head.split(",")[1:]:
+        key, _, value = part.partition("=")
+        if key == name:
+            return value
+    return None
+
+
+def _local(ts: int) -> date:
+    return datetime.fromtimestamp(ts / 1000, UTC).astimezone(TZ).date()
+
+
+def _whole_days() -> set[date]:
+    """The run's whole days: the first and last are cut by its edges."""
+    return {START + timedelta(i) for i in range(1, WEEKS * 7 - 1)}
+
+
+def _energy(points: Rows, measurement: str, devices: set[str]) -> dict[date, float]:
+    series: dict[date, float] = defaultdict(float)
+    for (head, _), (ts, fields) in points.items():
+        if head.startswith(measurement + ",") and _tag(head, "device") in devices:
+            series[_local(ts)] += float(fields["kwh"])
+    days = _whole_days()
+    return {d: v for d, v in series.items() if d in days}
+
+
+def _sorting(points: Rows) -> dict[date, tuple[float, float]]:
     waste: dict[date, list[float]] = defaultdict(lambda: [0.0, 0.0])
-    for (head, ts), fields in points.items():
-        day = datetime.fromtimestamp(int(ts) / 1000, UTC).astimezone(TZ).date()
-        values = dict(f.split("=", 1) for f in fields.split(","))
-        if head.startswith("heat_daily,") and "device=hm-cafe" in head:
-            heat[day] = float(values["kwh"])
-        elif head.startswith("space_daily,") and "utilisation_pct" in values:
-            space = next(t.split("=", 1)[1] for t in head.split(",") if t.startswith("space="))
-            use[space][day] = float(values["utilisation_pct"])
-        elif head.startswith("waste_daily,") and "volume_l" in values:
-            litres = float(values["volume_l"])
-            waste[day][1] += litres
-            if "fraction=mixed" not in head:
-                waste[day][0] += litres
-    # Whole days only: the first and last are cut by the run's edges.
-    days = [START + timedelta(i) for i in range(1, WEEKS * 7 - 1)]
-    return {
-        "heat": {d: heat[d] for d in days if d in heat},
-        "use": {s: {d: v[d] for d in days if d in v} for s, v in use.items()},
-        "temp": {d: statistics.fmean(temps[d]) for d in days if temps.get(d)},
-        "waste": {d: (waste[d][0], waste[d][1]) for d in days},
-    }
+    for (head, _), (ts, fields) in points.items():
+        if head.startswith("waste_daily,") and "volume_l" in fields:
+            litres = float(fields["volume_l"])
+            waste[_local(ts)][1] += litres
+            if _tag(head, "fraction") != "mixed":
+                waste[_local(ts)][0] += litres
+    return {d: (waste[d][0], waste[d][1]) for d in _whole_days()}
 
 
-def judge(data: dict[str, Any]) -> dict[str, Any]:
-    base = [d for d in data["heat"] if d < PILOT_START]
-    rep = [d for d in data["heat"] if d >= PILOT_START]
-    heat, fit = weather_normalised_savings(
-        {d: data["heat"][d] for d in base}, {d: data["heat"][d] for d in rep}, data["temp"], TZ,
-        is_electricity=False,
-    )  # fmt: skip
-    use = data["use"]
-    control = {
-        d: statistics.fmean(use[s][d] for s in ("meeting-room-1", "meeting-room-2"))
-        for d in use["coworking"]
-        if all(d in use[s] for s in ("meeting-room-1", "meeting-room-2"))
-    }
-    days = sorted(use["coworking"])
-    did = diff_in_diff(
-        use["coworking"], control,
-        [d for d in days if d < PILOT_START], [d for d in days if d >= PILOT_START],
-    )  # fmt: skip
-    waste = data["waste"]
-    rate = ratio_before_after(
-        {d: v for d, v in waste.items() if d < PILOT_START},
-        {d: v for d, v in waste.items() if d >= PILOT_START},
-    )
-    return {
-        "heat": {"pct": heat.estimate_pct, "low": heat.low_pct, "high": heat.high_pct,
-                 "verdict": heat.verdict.value, "cvrmse": fit.cvrmse if fit else None,
-                 "why": heat.notes[0] if heat.estimate is None and heat.notes else None},
-        "use": {"points": did.estimate, "low": did.low, "high": did.high,
-                "verdict": did.verdict.value},
-        "sorting": {"points": rate.estimate, "low": rate.low, "high": rate.high,
-                    "verdict": rate.verdict.value},
-    }  # fmt: skip
+def _per_space(points: Rows, spaces: list[str]) -> dict[date, float]:
+    values: dict[date, list[float]] = defaultdict(list)
+    for (head, _), (ts, fields) in points.items():
+        in_scope = head.startswith("space_daily,") and _tag(head, "space") in spaces
+        if in_scope and "utilisation_pct" in fields:
+            values[_local(ts)].append(float(fields["utilisation_pct"]))
+    days = _whole_days()
+    return {d: statistics.fmean(v) for d, v in values.items()
+            if len(v) == len(spaces) and d in days}  # fmt: skip
 
 
-def _mean_use(data: dict[str, Any]) -> float:
-    days = [d for d in data["use"]["coworking"] if d >= PILOT_START]
-    return statistics.fmean(data["use"]["coworking"][d] for d in days)
+def pilot_data(run_: dict[str, Any], pilot: Pilot, registry: Registry) -> PilotData:
+    """What `pilots.data.load` reads for `pilot`: energy summed over the scope's meters per
+    day, use averaged over the scope's (and the controls') spaces on days every space has,
+    the sorting rate's (sorted, collected) litres, and the temperature's daily means from the
+    station's hourly means (days with at least MIN_TEMPERATURE_HOURS hours); the site's
+    opening hours."""
+    data = PilotData(open_hours=open_hours(registry, START, START + timedelta(weeks=WEEKS)))
+    points: Rows = run_["points"]
+    metric = pilot.metrics[0]
+    if metric.energy:
+        measurement = "heat_daily" if metric is Metric.HEAT_KWH else "energy_daily"
+        data.scope[metric] = _energy(points, measurement, set(pilot.scope.devices))
+        daily, hourly, _ = fill_days(run_["hours"], {}, TZ, MIN_TEMPERATURE_HOURS)
+        data.temperature, data.temperature_hourly = daily, hourly
+    elif metric is Metric.SORTING_RATE_PCT:
+        data.sorting = _sorting(points)
+    else:
+        data.scope[metric] = _per_space(points, sorted(pilot.scope.spaces))
+        data.control[metric] = _per_space(points, list(pilot.control_spaces))
+    return data
 
 
-def _rate(data: dict[str, Any]) -> float:
+def judge(registry: Registry, run_: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each metric's effect as `kera-dashboards pilot` judges it on the pilot's last day."""
+    pilots = {p.id: p for p in registry.site.pilots}
+    today = START + timedelta(weeks=WEEKS) - timedelta(days=1)  # the last whole day is before
+    tz = ZoneInfo(registry.site.timezone)
+    out = {}
+    for name, (pilot_id, _, _, unit) in METRICS.items():
+        pilot = pilots[pilot_id]
+        [result] = evaluate(pilot, pilot_data(run_, pilot, registry), tz, today)
+        e = result.effect
+        pct = unit == "pct"
+        value = e.estimate_pct if pct else e.estimate
+        low, high = (e.low_pct, e.high_pct) if pct else (e.low, e.high)
+        out[name] = {"value": value, "low": low, "high": high, "verdict": e.verdict.value,
+                     "method": e.method, "days": [e.baseline_days, e.reporting_days],
+                     "why": e.notes[0] if e.estimate is None and e.notes else None}  # fmt: skip
+        if metric_is_energy(name):
+            out[name]["model"] = next((n for n in e.notes if n.startswith("model:")), None)
+    return out
+
+
+def metric_is_energy(name: str) -> bool:
+    return METRICS[name][1].energy
+
+
+def _mean_use(run_: dict[str, Any], pilot: Pilot, registry: Registry) -> float:
+    use = pilot_data(run_, pilot, registry).scope[Metric.UTILISATION_PCT]
+    return statistics.fmean(v for d, v in use.items() if d >= PILOT_START)
+
+
+def _rate(run_: dict[str, Any], pilot: Pilot, registry: Registry) -> float:
     """The pilot weeks' sorting rate, in percent."""
-    rows = [v for d, v in data["waste"].items() if d >= PILOT_START]
+    rows = [v for d, v in pilot_data(run_, pilot, registry).sorting.items() if d >= PILOT_START]
     return float(100 * sum(r[0] for r in rows) / sum(r[1] for r in rows))
+
+
+def truths(registry: Registry, piloted: dict[str, Any], twin: dict[str, Any]) -> dict[str, float]:
+    """The true effect of each metric: the injected factor for energy (every kWh scales), the
+    same seed's change with and without the pilots for use and the sorting rate."""
+    pilots = {p.id: p for p in registry.site.pilots}
+    out = {}
+    for name, (pilot_id, metric, change, _) in METRICS.items():
+        pilot = pilots[pilot_id]
+        if metric.energy:
+            out[name] = float(change.rstrip("%"))
+        elif metric is Metric.SORTING_RATE_PCT:
+            out[name] = _rate(piloted, pilot, registry) - _rate(twin, pilot, registry)
+        else:
+            out[name] = _mean_use(piloted, pilot, registry) - _mean_use(twin, pilot, registry)
+    return out
 
 
 def main() -> None:
@@ -209,30 +291,36 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=20)
     ap.add_argument(
         "--first-seed", type=int, default=1,
-        help="seeds first..first+N-1: name a held-out set (e.g. 101) fixed before a method "
+        help="seeds first..first+N-1: name a held-out set (e.g. 201) fixed before a method "
         "change, to judge the change on seeds it was not tuned on",
     )  # fmt: skip
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--season", choices=sorted(SEASONS), default="heating")
+    ap.add_argument(
+        "--busy-weeks", type=float, default=0.0,
+        help="week effects: the standard deviation of each week's log factor on how busy the "
+        "house is (kera-sim --busy-weeks); 0: every week alike",
+    )  # fmt: skip
     args = ap.parse_args()
-    global START, PILOT_START  # noqa: PLW0603 - one scenario per run
+    global START, PILOT_START, BUSY_WEEKS  # noqa: PLW0603 - one scenario per run
     START = SEASONS[args.season]
+    BUSY_WEEKS = args.busy_weeks
     PILOT_START = START + timedelta(weeks=8)
     registry = Registry(parse_site(bench_site(), "<bench site>"))
     rows = []
     t0 = time.monotonic()
     for seed in range(args.first_seed, args.first_seed + args.seeds):
-        twin = simulate(registry, seed, [])  # for the true effects only
-        piloted = simulate(registry, seed, [HEAT, USE, SORT])
+        twin = simulate(registry, seed, [])  # for the true use and sorting effects only
+        piloted = simulate(registry, seed, PILOTS)
         placebo = simulate(registry, seed + PLACEBO_SEED_OFFSET, [])
         row = {"seed": seed, "placebo_seed": seed + PLACEBO_SEED_OFFSET,
-               "with": judge(piloted), "without": judge(placebo),
-               "true_use_points": _mean_use(piloted) - _mean_use(twin),
-               "true_sorting_points": _rate(piloted) - _rate(twin)}  # fmt: skip
+               "with": judge(registry, piloted), "without": judge(registry, placebo),
+               "truth": truths(registry, piloted, twin)}  # fmt: skip
         rows.append(row)
         print(json.dumps(row), flush=True)
     summary = summarise(rows)
     summary["season"] = f"{args.season}: baseline from {START}, pilot from {PILOT_START}"
+    summary["busy_weeks"] = BUSY_WEEKS
     summary["seeds_used"] = (
         f"{args.first_seed}-{args.first_seed + args.seeds - 1} (effect), the same plus "
         f"{PLACEBO_SEED_OFFSET} (no effect)"
@@ -244,31 +332,44 @@ def main() -> None:
         args.out.write_text(json.dumps({"summary": summary, "seeds": rows}, indent=2) + "\n")
 
 
-def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    def inside(r: dict[str, Any], truth: float) -> bool:
-        return r["low"] is not None and r["low"] <= truth <= r["high"]
+def _inside(r: dict[str, Any], truth: float) -> bool:
+    return r["low"] is not None and r["low"] <= truth <= r["high"]
 
-    n = len(rows)
-    heat_with = [r["with"]["heat"] for r in rows]
-    heat_without = [r["without"]["heat"] for r in rows]
-    use_with = [(r["with"]["use"], r["true_use_points"]) for r in rows]
-    use_without = [r["without"]["use"] for r in rows]
-    sort_with = [(r["with"]["sorting"], r["true_sorting_points"]) for r in rows]
-    sort_without = [r["without"]["sorting"] for r in rows]
-    return {
-        "seeds": n,
-        "heat": {
-            "true_pct": -12.0,
-            "covered": sum(inside(h, -12.0) for h in heat_with),
-            "mean_estimate_pct": _mean([h["pct"] for h in heat_with]),
-            "no_effect_contains_zero": sum(inside(h, 0.0) for h in heat_without),
-            "inadequate": sum(
-                h["verdict"] == "baseline_inadequate" for h in heat_with + heat_without
-            ),
-        },
-        "utilisation": _summary(use_with, use_without),
-        "sorting_rate": _summary(sort_with, sort_without),
-    }
+
+def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {"seeds": len(rows)}
+    for name, (_, _, _, unit) in METRICS.items():
+        with_ = [(r["with"][name], r["truth"][name]) for r in rows]
+        without = [r["without"][name] for r in rows]
+        judged = [(r, t) for r, t in with_ if r["low"] is not None]
+        judged_without = [r for r in without if r["low"] is not None]
+        summary: dict[str, Any] = {
+            "unit": "% of the expected" if unit == "pct" else "points",
+            "mean_truth": round(statistics.fmean(t for _, t in with_), 2),
+            "effect_runs_judged": len(judged),
+            "covered": sum(_inside(r, t) for r, t in judged),
+            "mean_estimate": _mean([r["value"] for r, _ in judged]),
+            "no_effect_runs_judged": len(judged_without),
+            "no_effect_contains_zero": sum(_inside(r, 0.0) for r in judged_without),
+            "no_effect_false_effects": sum(r["verdict"] == "effect" for r in judged_without),
+            "refused": {
+                "with": _reasons([r for r, _ in with_]),
+                "without": _reasons(without),
+            },
+        }
+        if unit == "points":
+            summary["calibration_sd"] = _calibration(judged, judged_without)
+        out[name] = summary
+    return out
+
+
+def _reasons(runs: list[dict[str, Any]]) -> dict[str, int]:
+    """Refused or unjudged runs by verdict."""
+    counts: dict[str, int] = defaultdict(int)
+    for r in runs:
+        if r["low"] is None:
+            counts[r["verdict"]] += 1
+    return dict(counts)
 
 
 def _mean(values: list[float | None]) -> float | None:
@@ -277,23 +378,14 @@ def _mean(values: list[float | None]) -> float | None:
     return round(statistics.fmean(numbers), 2) if numbers else None
 
 
-def _summary(
+def _calibration(
     with_: list[tuple[dict[str, Any], float]], without: list[dict[str, Any]]
-) -> dict[str, Any]:
-    """Coverage, mean, and calibration of a points metric's intervals (see the docstring)."""
+) -> float | None:
+    """The standard deviation of (estimate - truth) / standard error over every judged run."""
     q = t_quantile(0.95, 30)  # the intervals' own quantile varies with their df; near this
-    z = [(r["points"] - t) / ((r["high"] - r["low"]) / 2 / q)
-         for r, t in with_ if r["low"] is not None]  # fmt: skip
-    z += [r["points"] / ((r["high"] - r["low"]) / 2 / q) for r in without if r["low"] is not None]
-    return {
-        "mean_true_points": round(statistics.fmean(t for _, t in with_), 2),
-        "covered": sum(r["low"] is not None and r["low"] <= t <= r["high"] for r, t in with_),
-        "mean_estimate_points": _mean([r["points"] for r, _ in with_]),
-        "no_effect_contains_zero": sum(
-            r["low"] is not None and r["low"] <= 0 <= r["high"] for r in without
-        ),
-        "calibration_sd": round(statistics.pstdev(z), 2) if len(z) > 1 else None,
-    }
+    z = [(r["value"] - t) / ((r["high"] - r["low"]) / 2 / q) for r, t in with_]
+    z += [r["value"] / ((r["high"] - r["low"]) / 2 / q) for r in without]
+    return round(statistics.pstdev(z), 2) if len(z) > 1 else None
 
 
 if __name__ == "__main__":

@@ -155,7 +155,7 @@ async def load(
             data.hourly[Metric.ELECTRICITY_KWH] = await r.hourly("kwh", ENERGY_HOURLY, meters)
     if any(m.energy for m in pilot.metrics):
         await _temperature(registry, url, database, token, lo, hi, tz, data)
-    data.open_hours = _open_hours(registry, first, until)
+    data.open_hours = open_hours(registry, first, until)
     await _rollups_lag(r, lo, data)
     return data
 
@@ -269,7 +269,7 @@ def _missing_runs(
     return runs
 
 
-def _open_hours(registry: Registry, first: date, last: date) -> dict[date, float]:
+def open_hours(registry: Registry, first: date, last: date) -> dict[date, float]:
     impact = registry.site.impact
     out = {}
     day = first
