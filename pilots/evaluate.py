@@ -55,13 +55,15 @@ METHODS = {
     "before_after_weekday": (
         "Before and after: the baseline's days fit one level per weekday (and the opening "
         "hours, where they vary); the change is the pilot days' mean difference from that "
-        "pattern. Interval: AR(1)-corrected (day-to-day autocorrelation). Assumes nothing else "
+        "pattern. Interval: the larger of the AR(1)-corrected one (day-to-day autocorrelation) "
+        "and one over weekly sums (weeks that differ as a whole). Assumes nothing else "
         "changed between the periods."
     ),
     "difference_in_differences": (
         "Difference in differences: the same weekday model on the daily gap between the "
         "pilot's spaces and its untouched control spaces, so that whatever changes both (season, "
-        "events) cancels. Interval: AR(1)-corrected. Assumes the gap would have stayed as it was."
+        "events) cancels. Interval: the larger of the AR(1)-corrected one and one over weekly "
+        "sums. Assumes the gap would have stayed as it was."
     ),
     "rate_before_after": (
         "Rate before and after: all litres collected separately over all litres collected, "

@@ -301,7 +301,7 @@ def diff_in_diff(
 
 # The sorting rate's unit of independence: a week. Collections are a renewal process (a bin
 # emptied today is not emptied tomorrow), so days are strongly negatively correlated and an
-# interval over days was 12 times too wide (docs/pilots.md); weekly totals are nearly independent.
+# interval over days was far too wide (docs/pilots.md); weekly totals are nearly independent.
 RATE_BLOCK_DAYS = 7
 
 
