@@ -1,16 +1,18 @@
 """Do the pilot methods find a known effect, and only a real one? (docs/pilots.md)
 
     .venv/bin/python bench/pilot_methods.py [--seeds 20] [--first-seed 1]
-        [--season heating|spring|autumn] [--busy-weeks SD] [--out FILE]
+        [--season heating|spring|autumn] [--busy-weeks SD] [--judge cli|library] [--out FILE]
 
 A statistical check, not a test. For each seed, 12 simulated weeks (8 of baseline, 4 with the
 pilots; the season's weather, which wanders) of a small site go through the ingestor's real
-Pipeline and impact Rollups, in-process; each pilot is then judged by `pilots.evaluate`, the
-function `kera-dashboards pilot` runs, on the series `pilots.data` would read back from
-InfluxDB (the same rollups, summed and averaged the same way; the weather station's hourly
-means and daily means as `pilots.data` makes them). The noise: the weather's AR(1) wander, the
-evening events of the hall and the café (event days), and with `--busy-weeks` weeks busier or
-quieter than others (`kera-sim --busy-weeks`, week effects on use and energy alike):
+Pipeline and impact Rollups, in-process, and both the readings and the rollups are written to
+an InfluxDB of the bench's own (Debian's influxd on a free loopback port, a database per run);
+`kera-dashboards pilot --all --json` then judges every pilot from it, as an operator runs it
+(`--judge cli`, the default). `--judge library` skips InfluxDB and calls `pilots.evaluate` on
+the series `pilots.data` would read back, which is quicker and gives the same verdicts.
+The noise: the weather's AR(1) wander, the evening events of the hall and the café (event
+days), and with `--busy-weeks` weeks busier or quieter than others (`kera-sim --busy-weeks`,
+week effects on use and energy alike):
 
 - heat: the café's heat meter, -12 % from week 9 (weather-normalised, CalTRACK daily);
 - electricity: the main supply meter, -7 % (the same method; the hall's evening events make
@@ -37,7 +39,12 @@ import argparse
 import json
 import platform
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
+import urllib.parse
+import urllib.request
 from collections import defaultdict
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -49,6 +56,7 @@ import yaml
 from devices import Registry, parse_site
 from devices.pilots import Metric, Pilot
 from devices.site import default_site_text
+from devstack.services import InfluxDB
 from firmware_sim import MemorySink, run
 from firmware_sim.pilots import parse_pilot
 from ingest.evaluation.rollups import EmissionFactors, Rollups
@@ -146,7 +154,13 @@ def simulate(registry: Registry, seed: int, pilots: list[str]) -> dict[str, Any]
             # A rewrite of the same hour or day replaces it, as in InfluxDB.
             points[(head, ts)] = (int(ts), dict(f.split("=", 1) for f in fields.split(",")))
 
-    rollups = Rollups(registry, keep, EmissionFactors())
+    written: list[str] = []  # every line, in the order the ingestor would write them
+
+    def store(lines: list[str]) -> None:
+        written.extend(lines)
+        keep(lines)
+
+    rollups = Rollups(registry, store, EmissionFactors())
     pipeline = Pipeline(registry, Stats(), 65536, 300, 400 * 86400, observe=rollups.observe)
     hours: dict[int, list[float]] = defaultdict(list)
     next_flush = start_ms + 3_600_000
@@ -157,11 +171,14 @@ def simulate(registry: Registry, seed: int, pilots: list[str]) -> dict[str, Any]
         if body["ts"] >= next_flush:
             rollups.flush()
             next_flush = body["ts"] + 3_600_000
-        pipeline.handle(topic, payload, body["ts"])
+        stored = pipeline.handle(topic, payload, body["ts"])
+        if isinstance(stored, list):
+            written.extend(stored)
         if device_id == "ws-roof":
             hours[body["ts"] // 3_600_000 * 3_600_000].append(body["temperature_c"])
     rollups.flush()
-    return {"points": points, "hours": {h: statistics.fmean(v) for h, v in hours.items()}}
+    hourly = {h: statistics.fmean(v) for h, v in hours.items()}
+    return {"points": points, "hours": hourly, "lines": written}
 
 
 def _tag(head: str, name: str) -> str | None:
@@ -237,7 +254,7 @@ def pilot_data(run_: dict[str, Any], pilot: Pilot, registry: Registry) -> PilotD
 def judge(registry: Registry, run_: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Each metric's effect as `kera-dashboards pilot` judges it on the pilot's last day."""
     pilots = {p.id: p for p in registry.site.pilots}
-    today = START + timedelta(weeks=WEEKS) - timedelta(days=1)  # the last whole day is before
+    today = _today()
     tz = ZoneInfo(registry.site.timezone)
     out = {}
     for name, (pilot_id, _, _, unit) in METRICS.items():
@@ -253,6 +270,67 @@ def judge(registry: Registry, run_: dict[str, Any]) -> dict[str, dict[str, Any]]
         if metric_is_energy(name):
             out[name]["model"] = next((n for n in e.notes if n.startswith("model:")), None)
     return out
+
+
+def _today() -> date:
+    """The day after the last day judged: the run's last whole day."""
+    return START + timedelta(weeks=WEEKS) - timedelta(days=1)
+
+
+def _post(url: str, body: bytes) -> None:
+    """A POST to the bench's own InfluxDB on loopback."""
+    request = urllib.request.Request(url, data=body, method="POST")  # noqa: S310 - http, loopback
+    with urllib.request.urlopen(request, timeout=120) as answer:  # noqa: S310
+        answer.read()
+
+
+class Cli:
+    """Judging through `kera-dashboards pilot`, from an InfluxDB of the bench's own."""
+
+    def __init__(self, work: Path) -> None:
+        self.work = work
+        self.influx = InfluxDB(work / "influxdb").start()
+        self.site = work / "site.yaml"
+        self.site.write_text(bench_site())
+        self.runs = 0
+
+    def judge(self, run_: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        self.runs += 1
+        database = f"run{self.runs}"
+        url = self.influx.url
+        _post(f"{url}/query?" + urllib.parse.urlencode({"q": f"CREATE DATABASE {database}"}), b"")
+        lines: list[str] = run_["lines"]
+        for i in range(0, len(lines), 5000):
+            _post(
+                f"{url}/write?db={database}&precision=ms", "\n".join(lines[i : i + 5000]).encode()
+            )
+        done = subprocess.run(
+            [str(Path(sys.executable).with_name("kera-dashboards")), "pilot", "--all", "--json",
+             "--today", str(_today()), "--config", str(self.site)],
+            env={"KERA_INFLUX_URL": url, "KERA_INFLUX_DB": database, "PATH": "/usr/bin:/bin"},
+            check=False, capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+        if done.returncode != 0:
+            raise RuntimeError(f"kera-dashboards pilot failed: {done.stderr[-2000:]}")
+        _post(f"{url}/query?" + urllib.parse.urlencode({"q": f"DROP DATABASE {database}"}), b"")
+        by_pilot = {(r["pilot"], r["metric"]): r for r in map(json.loads, done.stdout.splitlines())}
+        out = {}
+        for name, (pilot_id, metric, _, unit) in METRICS.items():
+            r = by_pilot[(pilot_id, metric.value)]
+            pct = unit == "pct"
+            out[name] = {
+                "value": r["estimate_pct" if pct else "estimate"],
+                "low": r["low_pct" if pct else "low"], "high": r["high_pct" if pct else "high"],
+                "verdict": r["verdict"], "method": r["method"],
+                "days": [r["baseline_days"], r["reporting_days"]],
+                "why": r["notes"][0] if r["estimate"] is None and r["notes"] else None,
+            }  # fmt: skip
+            if metric.energy:
+                out[name]["model"] = next((n for n in r["notes"] if n.startswith("model:")), None)
+        return out
+
+    def close(self) -> None:
+        self.influx.stop()
 
 
 def metric_is_energy(name: str) -> bool:
@@ -301,6 +379,11 @@ def main() -> None:
         help="week effects: the standard deviation of each week's log factor on how busy the "
         "house is (kera-sim --busy-weeks); 0: every week alike",
     )  # fmt: skip
+    ap.add_argument(
+        "--judge", choices=["cli", "library"], default="cli",
+        help="cli: through InfluxDB and kera-dashboards pilot (as operators run it); library: "
+        "pilots.evaluate in-process on the same series (quicker)",
+    )  # fmt: skip
     args = ap.parse_args()
     global START, PILOT_START, BUSY_WEEKS  # noqa: PLW0603 - one scenario per run
     START = SEASONS[args.season]
@@ -309,18 +392,32 @@ def main() -> None:
     registry = Registry(parse_site(bench_site(), "<bench site>"))
     rows = []
     t0 = time.monotonic()
-    for seed in range(args.first_seed, args.first_seed + args.seeds):
-        twin = simulate(registry, seed, [])  # for the true use and sorting effects only
-        piloted = simulate(registry, seed, PILOTS)
-        placebo = simulate(registry, seed + PLACEBO_SEED_OFFSET, [])
-        row = {"seed": seed, "placebo_seed": seed + PLACEBO_SEED_OFFSET,
-               "with": judge(registry, piloted), "without": judge(registry, placebo),
-               "truth": truths(registry, piloted, twin)}  # fmt: skip
-        rows.append(row)
-        print(json.dumps(row), flush=True)
+    with tempfile.TemporaryDirectory(prefix="kera-pilot-bench-") as tmp:
+        cli = Cli(Path(tmp)) if args.judge == "cli" else None
+        try:
+            for seed in range(args.first_seed, args.first_seed + args.seeds):
+                twin = simulate(registry, seed, [])  # for the true use and sorting effects only
+                piloted = simulate(registry, seed, PILOTS)
+                placebo = simulate(registry, seed + PLACEBO_SEED_OFFSET, [])
+                judged = [
+                    cli.judge(r) if cli is not None else judge(registry, r)
+                    for r in (piloted, placebo)
+                ]
+                row = {"seed": seed, "placebo_seed": seed + PLACEBO_SEED_OFFSET,
+                       "with": judged[0], "without": judged[1],
+                       "truth": truths(registry, piloted, twin)}  # fmt: skip
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+        finally:
+            if cli is not None:
+                cli.close()
     summary = summarise(rows)
     summary["season"] = f"{args.season}: baseline from {START}, pilot from {PILOT_START}"
     summary["busy_weeks"] = BUSY_WEEKS
+    summary["judged_by"] = (
+        "kera-dashboards pilot --all --json, from InfluxDB" if args.judge == "cli"
+        else "pilots.evaluate in-process"
+    )  # fmt: skip
     summary["seeds_used"] = (
         f"{args.first_seed}-{args.first_seed + args.seeds - 1} (effect), the same plus "
         f"{PLACEBO_SEED_OFFSET} (no effect)"
