@@ -38,6 +38,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import signal
 import statistics
 import subprocess
 import sys
@@ -392,6 +393,8 @@ def main() -> None:
     registry = Registry(parse_site(bench_site(), "<bench site>"))
     rows = []
     t0 = time.monotonic()
+    # Stopped with SIGTERM (kill, a timeout): clean up the InfluxDB it started, as on Ctrl-C.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     with tempfile.TemporaryDirectory(prefix="kera-pilot-bench-") as tmp:
         cli = Cli(Path(tmp)) if args.judge == "cli" else None
         try:

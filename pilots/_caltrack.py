@@ -38,7 +38,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 from numpy.typing import NDArray
 
-from pilots.stats import Floats
+from pilots.stats import Floats, t_quantile
 
 # Balance point grids, degC: heating below, cooling above (0.5 and 1 degC steps, finer than
 # §3.2.3's 3 degF).
@@ -131,9 +131,11 @@ class Model:
              *(["CDD"] if self.cooling is not None else [])]
         )  # fmt: skip
 
+    def design(self, weather: Weather) -> Floats:
+        return columns(weather, self.day_levels, self.weekdays, self.heating, self.cooling)
+
     def predict(self, weather: Weather) -> Floats:
-        x = columns(weather, self.day_levels, self.weekdays, self.heating, self.cooling)
-        predicted: Floats = x @ self.beta
+        predicted: Floats = self.design(weather) @ self.beta
         return predicted
 
     def predicts(self, weather: Weather) -> bool:
@@ -255,7 +257,9 @@ def out_of_sample(model: Model, y: Floats, weather: Weather) -> OutOfSample:
 
 def choose(y: Floats, weather: Weather, cooling: bool) -> tuple[Model, OutOfSample, str] | None:
     """CalTRACK's form, or day-of-week levels where they predict the baseline's unseen weeks
-    better; with the comparison in words."""
+    better by more than one standard error of the difference (the one-standard-error rule of
+    cross-validation: with no weekday pattern the simpler form is kept, not a coin toss of
+    noise); with the comparison in words."""
     plain = best_model(y, weather, day_levels=False, cooling=cooling)
     levels = best_model(y, weather, day_levels=True, cooling=cooling)
     if plain is None:
@@ -268,6 +272,45 @@ def choose(y: Floats, weather: Weather, cooling: bool) -> tuple[Model, OutOfSamp
         f"out of sample (a week left out at a time) CV(RMSE) {plain_oos.cvrmse:.1%} with one "
         f"base load, {levels_oos.cvrmse:.1%} with a level per weekday"
     )
-    if levels_oos.cvrmse < plain_oos.cvrmse:
+    a, b = cross_validate(plain, y, weather), cross_validate(levels, y, weather)
+    both = ~np.isnan(a) & ~np.isnan(b)
+    gain = a[both] ** 2 - b[both] ** 2
+    if len(gain) > 1 and float(gain.mean()) > float(gain.std(ddof=1)) / math.sqrt(len(gain)):
         return levels, levels_oos, why
     return plain, plain_oos, why
+
+
+def plausible(
+    model: Model, y: Floats, weather: Weather, level: float
+) -> list[tuple[float | None, Model]]:
+    """The balance points the baseline cannot tell from the chosen one, each with its refit:
+    a profile-likelihood set, every heating (cooling) balance point of the grid whose fit's SSE
+    is within F(1, n - p) at `level` of the best (the F test of nested least squares, an
+    approximation for a change point's location), the other term kept. The savings then hold for
+    each (pilots.energy widens the interval to cover them): a reporting period past the
+    baseline's weather depends on where the heating stops, which the baseline may not say."""
+    x = columns(weather, model.day_levels, model.weekdays, model.heating, model.cooling)
+    n, k = x.shape
+    best_sse = float(((y - x @ model.beta) ** 2).sum())
+    df = n - k - (model.heating is not None) - (model.cooling is not None)
+    if df <= 0:
+        return [(None, model)]
+    limit = best_sse * (1 + t_quantile((1 + level) / 2, df) ** 2 / df)
+    out: list[tuple[float | None, Model]] = [(None, model)]
+    for term, grid in (("heating", HEATING_BALANCE), ("cooling", COOLING_BALANCE)):
+        if getattr(model, term) is None:
+            continue
+        for b in grid:
+            h = float(b) if term == "heating" else model.heating
+            c = float(b) if term == "cooling" else model.cooling
+            if (h, c) == (model.heating, model.cooling) or (
+                h is not None and c is not None and c < h
+            ):
+                continue
+            cand = _fit(y, weather, model.day_levels, model.weekdays, h, c)
+            if cand is None:
+                continue
+            xc = columns(weather, cand.day_levels, cand.weekdays, cand.heating, cand.cooling)
+            if float(((y - xc @ cand.beta) ** 2).sum()) <= limit:
+                out.append((float(b), cand))
+    return out

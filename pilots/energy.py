@@ -13,6 +13,9 @@ with its autocorrelation and daily-data corrections):
   base load and degree days, balance points searched, the best adjusted R^2 among qualified
   candidates), with degree days from the day's hours and day-of-week levels where they predict
   the baseline better out of sample; that module says where and why it departs from CalTRACK.
+  Its interval is the widest of Guideline 14's, the regression's own (`pilots.stats.half_width`:
+  the fitted line's leverage at the reporting weather, AR(1) days or weekly sums), and the
+  change under each balance point the baseline cannot tell apart (`pilots._caltrack.plausible`).
 
 No number is claimed (verdict "baseline inadequate") when the reporting weather lies outside the
 baseline's (`EXTRAPOLATION_MAX`), needs a balance point the baseline cannot place, or the model
@@ -33,7 +36,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from pilots._caltrack import COOLING_BALANCE, HEATING_BALANCE, Model, Weather, choose
+from pilots._caltrack import COOLING_BALANCE, HEATING_BALANCE, Model, Weather, choose, plausible
 from pilots.stats import (
     LEVEL,
     MIN_BASELINE_DAYS,
@@ -42,6 +45,7 @@ from pilots.stats import (
     Floats,
     Verdict,
     day_values,
+    half_width,
     verdict_of,
 )
 
@@ -129,8 +133,9 @@ def _frame(days: Sequence[date], values: Mapping[str, Floats], tz: ZoneInfo) -> 
     return pd.DataFrame(dict(values), index=index)
 
 
-def _unseen_regime(model: Model, tb: Floats, tr: Floats) -> str | None:
-    """Why the reporting weather needs a term the baseline gave no evidence for, if it does."""
+def _unseen_regime(model: Model, tb: Floats, tr: Floats, cooling: bool) -> str | None:
+    """Why the reporting weather needs a term the baseline gave no evidence for, if it does.
+    Without `cooling` (heat), warm days need no term: they only heat less."""
     lo, hi = float(tb.min()), float(tb.max())
     unidentified = _unidentified_balance(model, tb, tr)
     if unidentified:
@@ -144,7 +149,7 @@ def _unseen_regime(model: Model, tb: Floats, tr: Floats) -> str | None:
             f"{colder:.0%} of the reporting days are colder than any baseline day, and the "
             "baseline showed no heating: the model cannot know how much heating they needed"
         )
-    if model.cooling is None and warmer > EXTRAPOLATION_MAX:
+    if cooling and model.cooling is None and warmer > EXTRAPOLATION_MAX:
         return (
             f"{warmer:.0%} of the reporting days are warmer than any baseline day, and the "
             "baseline showed no cooling: the model cannot know how much cooling they needed"
@@ -254,6 +259,8 @@ def weather_normalised_savings(
                 eemeter, b_days, yb, tb, r_days, yr, tr, tz, is_electricity
             )
             out = None
+            alternatives: list[tuple[float | None, Floats]] = []
+            designs = None
         else:
             wb = Weather.of(b_days, temperature_c, temperature_hourly, tz)
             wr = Weather.of(r_days, temperature_c, temperature_hourly, tz, first=b_days[0])
@@ -262,11 +269,13 @@ def weather_normalised_savings(
                 why = "no CalTRACK candidate qualified (every form had a parameter <= 0)"
                 return _no_number(Verdict.BASELINE_INADEQUATE, nb, nr, [why]), None
             model, out, comparison = chosen
-            unseen = _unseen_regime(model, tb, tr) or _unpredictable_days(model, wr)
+            unseen = _unseen_regime(model, tb, tr, is_electricity) or _unpredictable_days(model, wr)
             if unseen:
                 return _no_number(Verdict.BASELINE_INADEQUATE, nb, nr, [unseen]), None
             method, params = Method.CHANGEPOINT, model.params
             fitted_b, predicted_r = model.predict(wb), model.predict(wr)
+            alternatives = [(b, m.predict(wr)) for b, m in plausible(model, yb, wb, LEVEL)[1:]]
+            designs = (model.design(wb), model.design(wr))
             notes.append(_describe(model, nb, wb.hours_c is not None))
             notes.append(comparison)
         bm = baseline_metrics(
@@ -309,7 +318,24 @@ def weather_normalised_savings(
         return Effect(method, change, None, None, None, None, None, nb, nr,
                       Verdict.INSUFFICIENT_DATA, tuple(notes), daily), fit  # fmt: skip
     half = float(spread) / days
-    low, high = change - half, change + half
+    if designs is not None:
+        # Guideline 14's uncertainty takes the reporting conditions as like the baseline's; a
+        # pilot's weeks past the baseline's weather sit where the fitted line is least sure
+        # (its leverage), which the regression's own interval includes (pilots.stats).
+        reg, how = half_width(*designs, yb - fitted_b, (yr - predicted_r) - change, b_days, r_days)
+        if reg > half:
+            half = reg
+            notes.append(f"{how}: wider than Guideline 14's, which assumes the baseline's weather")
+    # The change under each balance point the baseline cannot tell from the chosen one.
+    changes = [change, *(float((yr - p).mean()) for _, p in alternatives)]
+    low, high = min(changes) - half, max(changes) + half
+    if max(changes) - min(changes) > 0.01 * half:
+        points = sorted(b for b, _ in alternatives if b is not None)
+        notes.append(
+            f"balance points {points[0]:g}..{points[-1]:g} degC fit the baseline about as well "
+            f"(90 %): the change under them spans {min(changes):+.1f}..{max(changes):+.1f} "
+            "kWh/day, and the interval covers each"
+        )
     verdict = verdict_of(low, high)
     return Effect(
         method, change, low, high,

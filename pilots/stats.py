@@ -197,11 +197,14 @@ def _week_interval(
     return t_quantile((1 + LEVEL) / 2, max(2.0, df)) * math.sqrt(variance)
 
 
-def _half_width(
+def half_width(
     xb: Floats, xr: Floats, resid_b: Floats, dev_r: Floats,
     b_days: Sequence[date], r_days: Sequence[date],
 ) -> tuple[float, str]:  # fmt: skip
-    """The larger of the AR(1) and the weekly interval, and which it was, in words. Neither
+    """Half-width of the 90 % interval of the mean deviation of the reporting days (`dev_r`,
+    centred) from a least-squares model fitted on the baseline (design `xb`, residuals
+    `resid_b`; `xr` the reporting days' design): the larger of the AR(1) and the weekly
+    interval, and which it was, in words. Neither
     alone holds under every noise (bench/pilot_intervals.py): a lag-1 estimate cannot see
     correlation that is flat within a week (busy weeks, holidays: 78-80 % coverage where 90 %
     is nominal), and weekly sums cannot see correlation that runs across weeks (74 % at
@@ -256,7 +259,7 @@ def before_after(
     dev_r = yr - expected
     theta = float(dev_r.mean())
     base_mean = float(expected.mean())
-    half, how = _half_width(xb, xr, resid_b, dev_r - theta, b_days, r_days)
+    half, how = half_width(xb, xr, resid_b, dev_r - theta, b_days, r_days)
     low, high = theta - half, theta + half
     if abs(base_mean) < 1e-9:
         pct: tuple[float | None, float | None, float | None] = (None, None, None)

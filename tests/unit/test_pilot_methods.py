@@ -535,3 +535,37 @@ def test_a_spring_pilot_on_a_winter_baseline_that_cannot_place_the_balance_point
     # One run: its 90 % interval may miss zero (one time in ten), its estimate stays near it.
     assert effect.estimate_pct is not None
     assert abs(effect.estimate_pct) < 5
+
+
+def test_degree_days_from_the_hours_where_a_day_swings_across_the_balance_point() -> None:
+    """Issue 30, spring: a building heats by the hour below 17 degC. A mild day whose mean is
+    near 17 heats in its cold hours; degree days from the daily mean miss that, so a model fitted
+    on colder days under-predicts the mild ones and shows a rise that did not happen. From the
+    hours (pilots.data gives them), the prediction holds."""
+    rng = np.random.default_rng(23)
+    first = datetime(DAYS[0].year, DAYS[0].month, DAYS[0].day, tzinfo=TZ)
+    means = {d: 6 + 0.12 * i + rng.normal(0, 2) for i, d in enumerate(DAYS)}  # 6 .. 16 degC
+    hourly: dict[int, float] = {}
+    heat: dict[date, float] = {}
+    for i, d in enumerate(DAYS):
+        total = 40.0 + rng.normal(0, 2)
+        for h in range(24):
+            t = means[d] + 6 * np.sin(2 * np.pi * (h - 9) / 24)
+            hourly[int((first + timedelta(days=i, hours=h)).timestamp() * 1000)] = float(t)
+            total += 0.5 * max(0.0, 17 - t)
+        heat[d] = total
+    daily = {d: float(np.mean([hourly[int((first + timedelta(days=i, hours=h)).timestamp() * 1000)]
+                               for h in range(24)])) for i, d in enumerate(DAYS)}  # fmt: skip
+    base = {d: heat[d] for d in DAYS[:56]}
+    rep = {d: heat[d] for d in DAYS[56:]}
+    by_hour, _ = weather_normalised_savings(base, rep, daily, TZ, False, temperature_hourly=hourly)
+    by_day, _ = weather_normalised_savings(base, rep, daily, TZ, False)
+    assert any("degree days from the day's hours" in n for n in by_hour.notes), by_hour.notes
+    assert by_hour.estimate_pct is not None
+    assert abs(by_hour.estimate_pct) < 2.5
+    assert by_hour.verdict is Verdict.NO_EFFECT_DETECTED
+    # From the daily means the fit cannot see the heating of the mild days' cold hours: it
+    # places the balance point too low and is refused, or judges a rise that did not happen.
+    assert by_day.verdict is Verdict.BASELINE_INADEQUATE or (
+        by_day.estimate_pct is not None and by_day.estimate_pct > 2 * abs(by_hour.estimate_pct)
+    ), by_day
