@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import signal
 import statistics
@@ -308,7 +309,9 @@ class Cli:
         done = subprocess.run(
             [str(Path(sys.executable).with_name("kera-dashboards")), "pilot", "--all", "--json",
              "--today", str(_today()), "--config", str(self.site)],
-            env={"KERA_INFLUX_URL": url, "KERA_INFLUX_DB": database, "PATH": "/usr/bin:/bin"},
+            env={"KERA_INFLUX_URL": url, "KERA_INFLUX_DB": database, "PATH": "/usr/bin:/bin",
+                 # A worktree's code (PYTHONPATH, for a before/after) judges its own runs.
+                 **{k: v for k, v in os.environ.items() if k == "PYTHONPATH"}},
             check=False, capture_output=True, text=True, timeout=600,
         )  # fmt: skip
         if done.returncode != 0:
