@@ -10,7 +10,8 @@ CalTRACK methods 2.0 (github.com/openeemeter/caltrack, docs/methods.rst), follow
 - §3.4.3.2: a candidate qualifies when its parameters are positive (no significance test);
 - §3.4.3.3: the qualified candidate with the highest adjusted R^2, df_e = P - c - 1.
 
-Departures, each measured by `bench/pilot_methods.py` (docs/pilots.md quotes what it printed):
+Departures, each shown on data where it matters by a unit test (tests/unit/test_pilot_methods.py;
+the method as a whole is judged by `bench/pilot_methods.py`, docs/pilots.md):
 
 - **Degree days from the day's hours** when the weather station's hours are known: the mean of
   max(0, b - T_h) over the day's hours, not max(0, b - the day's mean). CalTRACK 2.0 uses the
@@ -81,7 +82,7 @@ class Weather:
             by_day.setdefault(local, []).append(value)
         hours = np.full((len(days), 25), np.nan)  # 25: the day clocks turn back
         for i, d in enumerate(days):
-            values = by_day.get(d, [])
+            values = by_day.get(d, [])[:25]  # whole hours: at most 25 in a local day
             if len(values) >= MIN_HOURS:
                 hours[i, : len(values)] = values
         return cls(mean, hours, weekday, week)
@@ -137,10 +138,6 @@ class Model:
     def predict(self, weather: Weather) -> Floats:
         predicted: Floats = self.design(weather) @ self.beta
         return predicted
-
-    def predicts(self, weather: Weather) -> bool:
-        """Whether every day of `weather` has a level (day_levels: a weekday the baseline had)."""
-        return not self.day_levels or bool(np.isin(weather.weekday, self.weekdays).all())
 
 
 def columns(
@@ -255,16 +252,21 @@ def out_of_sample(model: Model, y: Floats, weather: Weather) -> OutOfSample:
     )
 
 
-def choose(y: Floats, weather: Weather, cooling: bool) -> tuple[Model, OutOfSample, str] | None:
+def choose(
+    y: Floats, weather: Weather, cooling: bool, reporting: Weather
+) -> tuple[Model, OutOfSample, str] | None:
     """CalTRACK's form, or day-of-week levels where they predict the baseline's unseen weeks
     better by more than one standard error of the difference (the one-standard-error rule of
     cross-validation: with no weekday pattern the simpler form is kept, not a coin toss of
-    noise); with the comparison in words."""
+    noise); with the comparison in words. Levels only when the baseline has every weekday the
+    `reporting` days have."""
     plain = best_model(y, weather, day_levels=False, cooling=cooling)
-    levels = best_model(y, weather, day_levels=True, cooling=cooling)
     if plain is None:
         return None
     plain_oos = out_of_sample(plain, y, weather)
+    if not set(reporting.weekday.tolist()) <= set(weather.weekday.tolist()):
+        return plain, plain_oos, "the baseline lacks a weekday of the reporting days: one base load"
+    levels = best_model(y, weather, day_levels=True, cooling=cooling)
     if levels is None:
         return plain, plain_oos, "day-of-week levels did not qualify"
     levels_oos = out_of_sample(levels, y, weather)

@@ -183,17 +183,6 @@ def _unidentified_balance(model: Model, tb: Floats, tr: Floats) -> str | None:
     )
 
 
-def _unpredictable_days(model: Model, reporting: Weather) -> str | None:
-    if model.predicts(reporting):
-        return None
-    names = ("Mondays", "Tuesdays", "Wednesdays", "Thursdays", "Fridays", "Saturdays", "Sundays")
-    missing = sorted(set(reporting.weekday.tolist()) - set(model.weekdays))
-    return (
-        f"the baseline has no {', '.join(names[d] for d in missing)}, which the model's "
-        "day-of-week levels need for the reporting days"
-    )
-
-
 def _describe(model: Model, nb: int, hourly: bool) -> str:
     balance = ", ".join(
         f"{label} {value:g} degC"
@@ -264,12 +253,12 @@ def weather_normalised_savings(
         else:
             wb = Weather.of(b_days, temperature_c, temperature_hourly, tz)
             wr = Weather.of(r_days, temperature_c, temperature_hourly, tz, first=b_days[0])
-            chosen = choose(yb, wb, cooling=is_electricity)
+            chosen = choose(yb, wb, cooling=is_electricity, reporting=wr)
             if chosen is None:
                 why = "no CalTRACK candidate qualified (every form had a parameter <= 0)"
                 return _no_number(Verdict.BASELINE_INADEQUATE, nb, nr, [why]), None
             model, out, comparison = chosen
-            unseen = _unseen_regime(model, tb, tr, is_electricity) or _unpredictable_days(model, wr)
+            unseen = _unseen_regime(model, tb, tr, is_electricity)
             if unseen:
                 return _no_number(Verdict.BASELINE_INADEQUATE, nb, nr, [unseen]), None
             method, params = Method.CHANGEPOINT, model.params

@@ -569,3 +569,16 @@ def test_degree_days_from_the_hours_where_a_day_swings_across_the_balance_point(
     assert by_day.verdict is Verdict.BASELINE_INADEQUATE or (
         by_day.estimate_pct is not None and by_day.estimate_pct > 2 * abs(by_hour.estimate_pct)
     ), by_day
+
+
+def test_a_baseline_without_a_weekday_the_pilot_has_keeps_one_base_load() -> None:
+    """Day-of-week levels cannot predict a weekday the baseline never saw (here its Sundays are
+    missing): the single base load judges instead, and says why."""
+    rng = np.random.default_rng(51)
+    temp = {d: -2 + 4 * np.sin(i / 5) + rng.normal(0, 3) for i, d in enumerate(DAYS)}
+    use = _meeting_place(temp, 52, 0)
+    base = {d: use[d] for d in DAYS[:56] if d.weekday() != 6}
+    effect, _ = weather_normalised_savings(base, {d: use[d] for d in DAYS[56:]}, temp, TZ, True)
+    assert effect.estimate is not None, effect.notes
+    assert any(n.startswith("model: base load") for n in effect.notes), effect.notes
+    assert any("lacks a weekday" in n for n in effect.notes)
