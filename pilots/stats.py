@@ -204,11 +204,11 @@ def half_width(
     """Half-width of the 90 % interval of the mean deviation of the reporting days (`dev_r`,
     centred) from a least-squares model fitted on the baseline (design `xb`, residuals
     `resid_b`; `xr` the reporting days' design): the larger of the AR(1) and the weekly
-    interval, and which it was, in words. Neither
-    alone holds under every noise (bench/pilot_intervals.py): a lag-1 estimate cannot see
-    correlation that is flat within a week (busy weeks, holidays: 78-80 % coverage where 90 %
-    is nominal), and weekly sums cannot see correlation that runs across weeks (74 % at
-    rho 0.85); the larger held 90-95 % under each and their mix."""
+    interval, and which it was, in words. Neither alone holds under every noise
+    (bench/pilot_intervals.py): a lag-1 estimate cannot see correlation that is flat within a
+    week (busy weeks, holidays: 78-82 % coverage where 90 % is nominal), and weekly sums cannot
+    see correlation that runs across weeks (73 % at rho 0.85); the larger held 89-95 % under
+    each and their mix."""
     ar1, _, rho = _ar1_interval(xb, xr, resid_b, dev_r)
     weekly = _week_interval(xb, xr, resid_b, dev_r, b_days, r_days)
     if weekly is None:
