@@ -4,9 +4,10 @@
         [--season heating|spring|autumn] [--busy-weeks SD] [--judge cli|library] [--out FILE]
 
 A statistical check, not a test. For each seed, 12 simulated weeks (8 of baseline, 4 with the
-pilots; the season's weather, which wanders; after a week's warm-up) of a small site go through the ingestor's real
-Pipeline and impact Rollups, in-process, and both the readings and the rollups are written to
-an InfluxDB of the bench's own (Debian's influxd on a free loopback port, a database per run);
+pilots; the season's weather, which wanders; after a week's warm-up) of a small site go through
+the ingestor's real Pipeline and impact Rollups, in-process, and both the readings and the
+rollups are written to an InfluxDB of the bench's own (Debian's influxd on a free loopback
+port, a database per run);
 `kera-dashboards pilot --all --json` then judges every pilot from it, as an operator runs it
 (`--judge cli`, the default). `--judge library` skips InfluxDB and calls `pilots.evaluate` on
 the series `pilots.data` would read back, which is quicker and gives the same verdicts.
