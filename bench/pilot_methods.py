@@ -7,10 +7,10 @@ A statistical check, not a test. For each seed, 12 simulated weeks (8 of baselin
 pilots; the season's weather, which wanders; after a week's warm-up) of a small site go through
 the ingestor's real Pipeline and impact Rollups, in-process, and both the readings and the
 rollups are written to an InfluxDB of the bench's own (Debian's influxd on a free loopback
-port, a database per run);
-`kera-dashboards pilot --all --json` then judges every pilot from it, as an operator runs it
-(`--judge cli`, the default). `--judge library` skips InfluxDB and calls `pilots.evaluate` on
-the series `pilots.data` would read back, which is quicker and gives the same verdicts.
+port, a database per run); `kera-dashboards pilot --all --json` then judges every pilot from
+it, as an operator runs it (`--judge cli`, the default). `--judge library` skips InfluxDB and
+calls `pilots.evaluate` on the series `pilots.data` would read back: quicker, but it checks the
+methods, not the command's reading of InfluxDB.
 The noise: the weather's AR(1) wander, the evening events of the hall and the café (event
 days), and with `--busy-weeks` weeks busier or quieter than others (`kera-sim --busy-weeks`,
 week effects on use and energy alike):
