@@ -277,7 +277,7 @@ def judge(registry: Registry, run_: dict[str, Any]) -> dict[str, dict[str, Any]]
         out[name] = {"value": value, "low": low, "high": high, "verdict": e.verdict.value,
                      "method": e.method, "days": [e.baseline_days, e.reporting_days],
                      "why": e.notes[0] if e.estimate is None and e.notes else None}  # fmt: skip
-        if metric_is_energy(name):
+        if METRICS[name][1].energy:
             out[name]["model"] = next((n for n in e.notes if n.startswith("model:")), None)
     return out
 
@@ -343,10 +343,6 @@ class Cli:
 
     def close(self) -> None:
         self.influx.stop()
-
-
-def metric_is_energy(name: str) -> bool:
-    return METRICS[name][1].energy
 
 
 def _mean_use(run_: dict[str, Any], pilot: Pilot, registry: Registry) -> float:
