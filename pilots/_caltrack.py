@@ -215,7 +215,7 @@ def cross_validate(model: Model, y: Floats, weather: Weather) -> Floats:
     """Each baseline day's error when its whole week is left out of the fit (the model's form
     and balance points kept): what the model does on days it has not seen, a week at a time
     because days within a week are not independent."""
-    x = columns(weather, model.day_levels, model.weekdays, model.heating, model.cooling)
+    x = model.design(weather)
     errors = np.full(len(y), np.nan)
     for week in np.unique(weather.week):
         out = weather.week == week
@@ -240,8 +240,8 @@ class OutOfSample:
     days: int
 
 
-def out_of_sample(model: Model, y: Floats, weather: Weather) -> OutOfSample:
-    errors = cross_validate(model, y, weather)
+def out_of_sample(errors: Floats, y: Floats) -> OutOfSample:
+    """`cross_validate`'s errors summed up against the baseline's days `y`."""
     known = ~np.isnan(errors)
     mean = float(y[known].mean()) if known.any() else math.nan
     e = errors[known]
@@ -263,18 +263,19 @@ def choose(
     plain = best_model(y, weather, day_levels=False, cooling=cooling)
     if plain is None:
         return None
-    plain_oos = out_of_sample(plain, y, weather)
+    a = cross_validate(plain, y, weather)
+    plain_oos = out_of_sample(a, y)
     if not set(reporting.weekday.tolist()) <= set(weather.weekday.tolist()):
         return plain, plain_oos, "the baseline lacks a weekday of the reporting days: one base load"
     levels = best_model(y, weather, day_levels=True, cooling=cooling)
     if levels is None:
         return plain, plain_oos, "day-of-week levels did not qualify"
-    levels_oos = out_of_sample(levels, y, weather)
+    b = cross_validate(levels, y, weather)
+    levels_oos = out_of_sample(b, y)
     why = (
         f"out of sample (a week left out at a time) CV(RMSE) {plain_oos.cvrmse:.1%} with one "
         f"base load, {levels_oos.cvrmse:.1%} with a level per weekday"
     )
-    a, b = cross_validate(plain, y, weather), cross_validate(levels, y, weather)
     both = ~np.isnan(a) & ~np.isnan(b)
     gain = a[both] ** 2 - b[both] ** 2
     if len(gain) > 1 and float(gain.mean()) > float(gain.std(ddof=1)) / math.sqrt(len(gain)):
@@ -291,7 +292,7 @@ def plausible(
     approximation for a change point's location), the other term kept. The savings then hold for
     each (pilots.energy widens the interval to cover them): a reporting period past the
     baseline's weather depends on where the heating stops, which the baseline may not say."""
-    x = columns(weather, model.day_levels, model.weekdays, model.heating, model.cooling)
+    x = model.design(weather)
     n, k = x.shape
     best_sse = float(((y - x @ model.beta) ** 2).sum())
     df = n - k - (model.heating is not None) - (model.cooling is not None)
@@ -312,7 +313,6 @@ def plausible(
             cand = _fit(y, weather, model.day_levels, model.weekdays, h, c)
             if cand is None:
                 continue
-            xc = columns(weather, cand.day_levels, cand.weekdays, cand.heating, cand.cooling)
-            if float(((y - xc @ cand.beta) ** 2).sum()) <= limit:
+            if float(((y - cand.predict(weather)) ** 2).sum()) <= limit:
                 out.append((float(b), cand))
     return out
